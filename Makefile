@@ -1,0 +1,46 @@
+# The two commands of the README:
+#   make run   - build into .venv (created if missing) and run `iolab quick`
+#   make test  - install system and Python test dependencies, build, run the whole suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SYSTEM_PACKAGES := fio fio-examples e2fsprogs util-linux kmod python3-venv
+
+.PHONY: run test test-sanitize lint system-deps build
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+build: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+
+run: build
+	$(BIN)/iolab quick $(ARGS)
+
+# apt-get only when root (CI and these machines); elsewhere the packages must already be there.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	fi
+
+lint: build
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+test: system-deps build lint
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The C core under AddressSanitizer/UBSan, in a venv of its own so the normal build stays untouched.
+test-sanitize: system-deps
+	$(PYTHON) -m venv .venv-asan
+	.venv-asan/bin/pip install -q --upgrade pip
+	IOLAB_SANITIZE=1 .venv-asan/bin/pip install -q --no-build-isolation --force-reinstall -e '.[dev]' || \
+	  IOLAB_SANITIZE=1 .venv-asan/bin/pip install -q --force-reinstall -e '.[dev]'
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  .venv-asan/bin/pytest -q -x -p no:cacheprovider $(PYTEST_ARGS)

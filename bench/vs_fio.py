@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""iolab versus fio on the same jobs, alternating runs, medians and ratios.
+
+    python bench/vs_fio.py                       # all cases, 5 rounds of 5 s each
+    python bench/vs_fio.py --rounds 3 --runtime 3 --case zram-randread-4k
+
+Both tools get the same fio command line and report fio JSON; the table shows the median IOPS and clat
+p50/p99 of each tool and iolab/fio ratios. The zram cases need root (they size /dev/zram0 to 1 GiB and
+reset it afterwards, and are skipped if zram0 is already in use); the file cases use an O_DIRECT file in
+--dir (default /var/tmp), laid out by fio once before the first round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ZRAM = Path("/sys/block/zram0")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    target: str  # "zram" or "file"
+    args: tuple[str, ...]
+    what: str
+
+
+CASES = [
+    Case(
+        "zram-randread-4k-qd1",
+        "zram",
+        ("--rw=randread", "--bs=4k", "--ioengine=psync", "--iodepth=1", "--direct=1"),
+        "CPU-bound: per-I/O overhead of the engine",
+    ),
+    Case(
+        "file-randread-4k-qd1",
+        "file",
+        ("--rw=randread", "--bs=4k", "--ioengine=psync", "--iodepth=1", "--direct=1"),
+        "device-bound: O_DIRECT file on the machine's disk",
+    ),
+    Case(
+        "file-read-64k-qd1",
+        "file",
+        ("--rw=read", "--bs=64k", "--ioengine=psync", "--iodepth=1", "--direct=1"),
+        "device-bound: sequential O_DIRECT reads",
+    ),
+]
+
+
+def run_tool(cmd: list[str]) -> dict[str, float]:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    data = json.loads(proc.stdout)
+    job = data["jobs"][0]
+    rd = job["read"] if job["read"]["io_bytes"] else job["write"]
+    pct = rd["clat_ns"].get("percentile", {})
+    return {
+        "iops": float(rd["iops"]),
+        "p50_us": float(pct.get("50.000000", 0)) / 1000,
+        "p99_us": float(pct.get("99.000000", 0)) / 1000,
+        "cpu": float(job["usr_cpu"]) + float(job["sys_cpu"]),
+    }
+
+
+def zram_setup() -> str | None:
+    if os.geteuid() != 0 or not ZRAM.exists():
+        return None
+    if (ZRAM / "disksize").read_text().strip() != "0":
+        print("zram0 is in use; skipping zram cases", file=sys.stderr)
+        return None
+    (ZRAM / "disksize").write_text("1G")
+    # write the whole device once so reads decompress real (incompressible) pages, not empty slots
+    subprocess.run(
+        ["fio", "--name=fill", "--filename=/dev/zram0", "--rw=write", "--bs=1m", "--direct=1",
+         "--output=/dev/null"],
+        check=True,
+    )
+    return "/dev/zram0"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--runtime", type=int, default=5, help="seconds per run (plus 1 s ramp)")
+    ap.add_argument("--dir", default="/var/tmp", help="directory for the O_DIRECT test file")
+    ap.add_argument("--size", default="1g", help="file target size")
+    ap.add_argument("--case", action="append", help="run only these cases")
+    ap.add_argument("--iolab", default=shutil.which("iolab") or "iolab")
+    ap.add_argument("--json", help="also write all samples to this file")
+    opts = ap.parse_args()
+
+    cases = [c for c in CASES if not opts.case or c.name in opts.case]
+    file_target = os.path.join(opts.dir, "iolab-bench.dat")
+    zram = zram_setup() if any(c.target == "zram" for c in cases) else None
+    if any(c.target == "file" for c in cases):
+        subprocess.run(
+            ["fio", "--name=layout", f"--filename={file_target}", f"--size={opts.size}", "--rw=write",
+             "--bs=1m", "--direct=1", "--output=/dev/null"],
+            check=True,
+        )
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
+    try:
+        for case in cases:
+            target = zram if case.target == "zram" else file_target
+            if target is None:
+                print(f"skipping {case.name}: needs root and a free /dev/zram0", file=sys.stderr)
+                continue
+            common = [f"--name={case.name}", f"--filename={target}", *case.args, "--time_based",
+                      f"--runtime={opts.runtime}", "--ramp_time=1", "--output-format=json"]
+            if case.target == "file":
+                common.append(f"--size={opts.size}")
+            tools = {"fio": ["fio", *common], "iolab": [opts.iolab, "run", *common]}
+            per = samples.setdefault(case.name, {"fio": [], "iolab": []})
+            for rnd in range(opts.rounds):
+                # alternate which tool goes first so drift on a noisy machine hits both alike
+                order = ["fio", "iolab"] if rnd % 2 == 0 else ["iolab", "fio"]
+                for tool in order:
+                    per[tool].append(run_tool(tools[tool]))
+                    print(f"{case.name} round {rnd + 1} {tool}: {per[tool][-1]['iops']:.0f} IOPS",
+                          file=sys.stderr)
+    finally:
+        if zram:
+            (ZRAM / "reset").write_text("1")
+        if os.path.exists(file_target):
+            os.unlink(file_target)
+
+    print(f"{'case':24} {'metric':8} {'fio':>12} {'iolab':>12} {'iolab/fio':>10}")
+    for name, per in samples.items():
+        for metric in ("iops", "p50_us", "p99_us", "cpu"):
+            f = statistics.median(s[metric] for s in per["fio"])
+            i = statistics.median(s[metric] for s in per["iolab"])
+            ratio = i / f if f else float("nan")
+            print(f"{name:24} {metric:8} {f:12.1f} {i:12.1f} {ratio:10.3f}")
+    print(f"(medians of {opts.rounds} alternating rounds, {opts.runtime} s each; cpu = usr+sys %)")
+    if opts.json:
+        Path(opts.json).write_text(json.dumps(samples, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

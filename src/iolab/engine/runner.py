@@ -1,0 +1,220 @@
+"""Run a RunPlan on the C core: one thread per worker, each inside `_core.Job.run()` with the GIL released.
+
+Threads rather than processes: the C loop holds no Python state while it runs, so threads scale like
+processes here and the main thread can read live progress counters without IPC.
+Start order follows fio: stonewall waits for every earlier worker, wait_for for the named job's workers.
+Ctrl-C stops running workers (their partial results stay valid) and starts no new ones.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from iolab import _core
+from iolab.engine.config import pack_config
+from iolab.plan import JobPlan, RunPlan
+from iolab.plan.layout import layout_file
+
+
+@dataclass
+class WorkerOutcome:
+    plan: JobPlan
+    raw: dict[str, Any] | None = None
+    setup_error: str | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass
+class Progress:
+    """A snapshot for the status line."""
+
+    elapsed_s: float
+    running: int
+    done: int
+    total: int
+    read_ios: int
+    write_ios: int
+    read_bytes: int
+    write_bytes: int
+    measuring: bool
+    eta_s: float | None
+
+
+@dataclass
+class RunOutcome:
+    workers: list[WorkerOutcome]
+    interrupted: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_files(plan: RunPlan) -> list[str]:
+    """Lay out every file a worker needs before any worker starts (except create_on_open ones)."""
+    notes: list[str] = []
+    done: set[str] = set()
+    for job in plan.jobs:
+        if job.create_on_open:
+            continue
+        for fp in job.files:
+            if fp.path in done:
+                continue
+            if layout_file(fp, fill=job.reads, zero=bool(job.config["zero_buffers"])):
+                notes.append(f"{job.name}: laid out {fp.path} ({fp.required_size} bytes)")
+            done.add(fp.path)
+    return notes
+
+
+def _open_flags(job: JobPlan) -> int:
+    flags = os.O_RDWR if job.writes else os.O_RDONLY
+    if job.direct:
+        flags |= os.O_DIRECT
+    return flags | os.O_CLOEXEC
+
+
+class _Worker(threading.Thread):
+    def __init__(self, plan: JobPlan, cancel: threading.Event) -> None:
+        super().__init__(name=f"iolab-{plan.name}.{plan.jobnum}", daemon=True)
+        self.outcome = WorkerOutcome(plan)
+        self.job: _core.Job | None = None
+        self._cancel = cancel
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.job is not None:
+                self.job.stop()
+
+    def run(self) -> None:
+        plan = self.outcome.plan
+        self.outcome.started_at = time.monotonic()
+        fds: list[int] = []
+        try:
+            if plan.startdelay_ns and self._cancel.wait(plan.startdelay_ns / 1e9):
+                return
+            if plan.create_on_open:
+                for fp in plan.files:
+                    layout_file(fp, fill=plan.reads, zero=bool(plan.config["zero_buffers"]))
+            for fp in plan.files:
+                try:
+                    fds.append(os.open(fp.path, _open_flags(plan)))
+                except OSError as exc:
+                    hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
+                    self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
+                    return
+            files = [(fd, fp.region_offset, fp.region_size) for fd, fp in zip(fds, plan.files, strict=True)]
+            job = _core.Job(pack_config(plan.config), files)
+            with self._lock:
+                self.job = job
+                cancelled = self._cancel.is_set()
+            if not cancelled:
+                job.run()
+                self.outcome.raw = job.result()
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.outcome.setup_error = str(exc)
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if plan.unlink:
+                for fp in plan.files:
+                    if not fp.is_block:
+                        try:
+                            os.unlink(fp.path)
+                        except FileNotFoundError:
+                            pass
+            self.outcome.finished_at = time.monotonic()
+
+
+def _eligible(plan: JobPlan, finished: set[int], finished_names: dict[str, int], counts: dict[str, int]) -> bool:
+    if plan.wait_for_all_previous and any(i not in finished for i in range(plan.index)):
+        return False
+    return all(finished_names.get(name, 0) >= counts.get(name, 0) for name in plan.wait_for)
+
+
+def _eta(workers: Sequence[_Worker], now: float) -> float | None:
+    """Seconds left for the running workers of time-limited jobs (None when unknown)."""
+    left: list[float] = []
+    for w in workers:
+        cfg = w.outcome.plan.config
+        limit = (cfg["ramp_ns"] + cfg["runtime_ns"]) / 1e9
+        if not cfg["runtime_ns"]:
+            return None
+        left.append(max(0.0, limit - (now - w.outcome.started_at)))
+    return max(left) if left else None
+
+
+def run_plan(
+    plan: RunPlan,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_interval_s: float = 0.5,
+) -> RunOutcome:
+    cancel = threading.Event()
+    pending = list(plan.jobs)
+    counts: dict[str, int] = {}
+    for job in plan.jobs:
+        counts[job.name] = counts.get(job.name, 0) + 1
+    running: list[_Worker] = []
+    finished: set[int] = set()
+    finished_names: dict[str, int] = {}
+    outcomes: dict[int, WorkerOutcome] = {}
+    interrupted = False
+    t0 = time.monotonic()
+    next_progress = t0 + progress_interval_s
+    while pending or running:
+        try:
+            if not cancel.is_set():
+                for job in [j for j in pending if _eligible(j, finished, finished_names, counts)]:
+                    pending.remove(job)
+                    worker = _Worker(job, cancel)
+                    running.append(worker)
+                    worker.start()
+            elif pending:
+                pending.clear()
+            if running:
+                running[0].join(timeout=0.05)
+            for worker in [w for w in running if not w.is_alive()]:
+                running.remove(worker)
+                finished.add(worker.outcome.plan.index)
+                name = worker.outcome.plan.name
+                finished_names[name] = finished_names.get(name, 0) + 1
+                outcomes[worker.outcome.plan.index] = worker.outcome
+            now = time.monotonic()
+            if on_progress is not None and now >= next_progress:
+                next_progress = now + progress_interval_s
+                on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
+        except KeyboardInterrupt:
+            interrupted = True
+            cancel.set()
+            for worker in running:
+                worker.stop()
+    return RunOutcome(workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted)
+
+
+def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:
+    totals = [0, 0, 0, 0]
+    measuring = False
+    for worker in running:
+        job = worker.job
+        if job is None:
+            continue
+        r_ios, w_ios, r_bytes, w_bytes, phase = job.progress()
+        totals = [totals[0] + r_ios, totals[1] + w_ios, totals[2] + r_bytes, totals[3] + w_bytes]
+        measuring = measuring or phase == 2
+    return Progress(
+        elapsed_s=elapsed,
+        running=len(running),
+        done=done,
+        total=total,
+        read_ios=totals[0],
+        write_ios=totals[1],
+        read_bytes=totals[2],
+        write_bytes=totals[3],
+        measuring=measuring,
+        eta_s=_eta(running, now),
+    )
