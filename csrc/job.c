@@ -1,0 +1,903 @@
+/* The job loop: offsets, directions, block sizes, passes, phases, statistics.
+ *
+ * Nothing here allocates after iol_job_create(): the hot path (prep_next, the engine's queue(),
+ * complete_io) touches only preallocated per-job memory, reads the clock twice per I/O and makes no
+ * system call besides the I/O itself.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job.h"
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4 };
+
+static inline uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int is_pow2(uint64_t v)
+{
+    return v && !(v & (v - 1));
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return IOL_EINVAL;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* random map: one bit per unit; a summary bit per map word that is full */
+
+static void map_reset(struct iol_file *f)
+{
+    memset(f->map, 0, f->map_words * sizeof(uint64_t));
+    memset(f->summary, 0, f->summary_words * sizeof(uint64_t));
+    unsigned tail = (unsigned)(f->nblocks & 63);
+    if (tail) /* units past the end of the region count as used */
+        f->map[f->map_words - 1] = ~0ull << tail;
+    unsigned stail = (unsigned)(f->map_words & 63);
+    if (stail)
+        f->summary[f->summary_words - 1] = ~0ull << stail;
+    f->used = 0;
+}
+
+static inline void map_mark(struct iol_file *f, uint64_t u)
+{
+    uint64_t w = u >> 6, bit = 1ull << (u & 63);
+    if (f->map[w] & bit)
+        return;
+    f->map[w] |= bit;
+    f->used++;
+    if (f->map[w] == ~0ull)
+        f->summary[w >> 6] |= 1ull << (w & 63);
+}
+
+/* First free unit at or after u, wrapping around. The map must not be full. */
+static inline uint64_t map_find_free(const struct iol_file *f, uint64_t u)
+{
+    uint64_t w = u >> 6;
+    uint64_t bits = ~f->map[w] & (~0ull << (u & 63));
+    if (LIKELY(bits))
+        return (w << 6) + (uint64_t)__builtin_ctzll(bits);
+    uint64_t from = w + 1; /* map word to search from */
+    for (int round = 0; round < 2; round++, from = 0) {
+        uint64_t sw = from >> 6;
+        if (sw >= f->summary_words)
+            continue;
+        uint64_t sfree = ~f->summary[sw] & (~0ull << (from & 63));
+        while (!sfree && ++sw < f->summary_words)
+            sfree = ~f->summary[sw];
+        if (sfree) {
+            w = (sw << 6) + (uint64_t)__builtin_ctzll(sfree);
+            return (w << 6) + (uint64_t)__builtin_ctzll(~f->map[w]);
+        }
+    }
+    return 0; /* not reached while the map has a free unit */
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* creation */
+
+static int setup_dir(struct iol_job *j, int d, char *err, size_t errlen)
+{
+    const struct iol_config *c = &j->cfg;
+    struct iol_dir *dr = &j->dir[d];
+    const char *name = d ? "write" : "read";
+    dr->enabled = 1;
+    if (c->bssplit_n[d] > IOL_BSSPLIT_MAX)
+        return fail(err, errlen, "bssplit_n[%d] is %u, at most %d entries allowed", d, c->bssplit_n[d],
+                    IOL_BSSPLIT_MAX);
+    if (c->bssplit_n[d]) {
+        uint32_t cum = 0;
+        dr->nsplit = c->bssplit_n[d];
+        dr->bs_min = UINT64_MAX;
+        dr->bs_max = 0;
+        for (unsigned i = 0; i < dr->nsplit; i++) {
+            uint64_t bs = c->bssplit_bs[d * IOL_BSSPLIT_MAX + i];
+            uint32_t perc = c->bssplit_perc[d * IOL_BSSPLIT_MAX + i];
+            if (bs == 0 || bs > IOL_MAX_BS)
+                return fail(err, errlen, "%s bssplit entry %u: block size %llu out of range (1..%llu)", name,
+                            i, (unsigned long long)bs, (unsigned long long)IOL_MAX_BS);
+            if (perc > 100)
+                return fail(err, errlen, "%s bssplit entry %u: percentage %u > 100", name, i, perc);
+            cum += perc;
+            dr->split_bs[i] = bs;
+            dr->split_cum[i] = cum;
+            if (bs < dr->bs_min)
+                dr->bs_min = bs;
+            if (bs > dr->bs_max)
+                dr->bs_max = bs;
+        }
+        if (cum != 100)
+            return fail(err, errlen, "%s bssplit percentages sum to %u, expected 100", name, cum);
+        dr->bs_steps = 1;
+        dr->bs_gran = dr->bs_min;
+    } else {
+        dr->bs_min = c->bs_min[d];
+        dr->bs_max = c->bs_max[d];
+        if (dr->bs_min == 0 || dr->bs_min > dr->bs_max || dr->bs_max > IOL_MAX_BS)
+            return fail(err, errlen, "%s block size range %llu..%llu is invalid (need 1 <= min <= max <= %llu)",
+                        name, (unsigned long long)dr->bs_min, (unsigned long long)dr->bs_max,
+                        (unsigned long long)IOL_MAX_BS);
+        dr->bs_gran = c->blockalign[d] ? c->blockalign[d] : dr->bs_min;
+        dr->bs_steps = (dr->bs_max - dr->bs_min) / dr->bs_gran + 1;
+    }
+    return IOL_OK;
+}
+
+static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *files, size_t nfiles, char *err,
+                              size_t errlen)
+{
+    struct iol_config *c = &j->cfg;
+    if (c->magic != IOL_CONFIG_MAGIC)
+        return fail(err, errlen, "config magic is 0x%08X, expected 0x%08X (config packed for another build?)",
+                    c->magic, IOL_CONFIG_MAGIC);
+    if (c->size != sizeof(struct iol_config))
+        return fail(err, errlen, "config size field is %u, expected %zu", c->size, sizeof(struct iol_config));
+    j->eng = iol_engine_get(c->engine);
+    if (!j->eng)
+        return fail(err, errlen, "unknown engine %u (known: 0 = psync)", c->engine);
+    j->eng_sync = !!(j->eng->flags & IOL_ENGINE_SYNC);
+    if (c->ddir_mask == 0 || (c->ddir_mask & ~3u))
+        return fail(err, errlen, "ddir_mask is %u, expected 1 (read), 2 (write) or 3 (both)", c->ddir_mask);
+    if (c->rwmix_read > 100)
+        return fail(err, errlen, "rwmix_read is %u, expected a percentage 0..100", c->rwmix_read);
+    if (c->rw_hole > (1ull << 60))
+        return fail(err, errlen, "rw_hole %llu is too large", (unsigned long long)c->rw_hole);
+    for (int d = 0; d < 2; d++) {
+        if (c->ddir_mask & (1u << d)) {
+            int r = setup_dir(j, d, err, errlen);
+            if (r)
+                return r;
+        }
+    }
+    uint64_t unit = UINT64_MAX, biggest = 0;
+    for (int d = 0; d < 2; d++) {
+        if (!j->dir[d].enabled)
+            continue;
+        if (j->dir[d].bs_min < unit)
+            unit = j->dir[d].bs_min;
+        if (j->dir[d].bs_max > biggest)
+            biggest = j->dir[d].bs_max;
+    }
+    j->unit = unit;
+    j->unit_pow2 = is_pow2(unit);
+    j->unit_shift = j->unit_pow2 ? (unsigned)__builtin_ctzll(unit) : 0;
+    for (int d = 0; d < 2; d++) {
+        uint64_t ba = c->blockalign[d];
+        /* offsets are multiples of the unit already: extra alignment only if blockalign does not
+         * divide it */
+        j->dir[d].align = (ba > 1 && unit % ba) ? ba : 0;
+    }
+    if (c->max_bs < biggest)
+        return fail(err, errlen, "max_bs %llu is smaller than the largest block size %llu",
+                    (unsigned long long)c->max_bs, (unsigned long long)biggest);
+    if (c->max_bs > IOL_MAX_BS)
+        return fail(err, errlen, "max_bs %llu is too large (at most %llu)", (unsigned long long)c->max_bs,
+                    (unsigned long long)IOL_MAX_BS);
+    if (c->io_size < unit)
+        return fail(err, errlen, "io_size %llu is smaller than the smallest block size %llu",
+                    (unsigned long long)c->io_size, (unsigned long long)unit);
+    if (!c->time_based && c->loops == 0)
+        return fail(err, errlen, "loops is 0 (need at least 1 unless time_based)");
+    j->rw_seq_nr = c->rw_seq_nr ? c->rw_seq_nr : 1;
+    j->depth = j->eng_sync ? 1 : (c->iodepth ? c->iodepth : 1);
+    if (j->depth > 65535)
+        return fail(err, errlen, "iodepth %u is too large", c->iodepth);
+
+    if (nfiles == 0)
+        return fail(err, errlen, "no files: the file list must not be empty");
+    if (nfiles > IOL_MAX_FILES)
+        return fail(err, errlen, "%zu files, at most %u allowed", nfiles, IOL_MAX_FILES);
+    for (size_t i = 0; i < nfiles; i++) {
+        const struct iol_file_spec *fs = &files[i];
+        if (fs->fd < 0 || fcntl(fs->fd, F_GETFD) < 0)
+            return fail(err, errlen, "files[%zu]: fd %d is not an open file descriptor", i, fs->fd);
+        if (fs->size == 0)
+            return fail(err, errlen, "files[%zu]: region size is 0", i);
+        if (fs->offset > (uint64_t)INT64_MAX || fs->size > (uint64_t)INT64_MAX - fs->offset)
+            return fail(err, errlen, "files[%zu]: region %llu+%llu is beyond the largest file offset", i,
+                        (unsigned long long)fs->offset, (unsigned long long)fs->size);
+        if (fs->size < biggest)
+            return fail(err, errlen, "files[%zu]: region size %llu is smaller than the largest block size %llu", i,
+                        (unsigned long long)fs->size, (unsigned long long)biggest);
+    }
+    return IOL_OK;
+}
+
+static void fill_random(struct iol_rng *r, void *buf, uint64_t len)
+{
+    unsigned char *p = buf;
+    while (len >= 8) {
+        uint64_t v = iol_rng_next(r);
+        memcpy(p, &v, 8);
+        p += 8;
+        len -= 8;
+    }
+    if (len) {
+        uint64_t v = iol_rng_next(r);
+        memcpy(p, &v, len);
+    }
+}
+
+int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const struct iol_file_spec *files,
+                   size_t nfiles, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (cfg_len != sizeof(struct iol_config))
+        return fail(err, errlen, "config is %zu bytes, expected %zu (packed for another build of iolab._core?)",
+                    cfg_len, sizeof(struct iol_config));
+    struct iol_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return IOL_ENOMEM;
+    memcpy(&j->cfg, cfg, sizeof(j->cfg));
+    for (int d = 0; d < IOL_DDIR_COUNT; d++) {
+        iol_hist_reset(&j->ds[d].lat);
+        iol_hist_reset(&j->ds[d].clat);
+        iol_hist_reset(&j->ds[d].slat);
+    }
+    j->error_ddir = -1;
+    atomic_init(&j->stop, 0);
+    atomic_init(&j->phase, IOL_PHASE_SETUP);
+    for (int d = 0; d < 2; d++) {
+        atomic_init(&j->prog_ios[d], 0);
+        atomic_init(&j->prog_bytes[d], 0);
+    }
+
+    int r = validate_and_setup(j, files, nfiles, err, errlen);
+    if (r) {
+        free(j);
+        return r;
+    }
+    const struct iol_config *c = &j->cfg;
+    iol_rng_seed(&j->rng_off, c->seed, RNG_STREAM_OFFSET);
+    iol_rng_seed(&j->rng_mix, c->seed, RNG_STREAM_MIX);
+    iol_rng_seed(&j->rng_bs, c->seed, RNG_STREAM_BS);
+    iol_rng_seed(&j->rng_buf, c->seed, RNG_STREAM_BUF);
+
+    r = IOL_ENOMEM;
+    j->nfiles = (unsigned)nfiles;
+    j->files = calloc(nfiles, sizeof(*j->files));
+    if (!j->files)
+        goto fail;
+    int use_map = c->random && !c->norandommap;
+    for (size_t i = 0; i < nfiles; i++) {
+        struct iol_file *f = &j->files[i];
+        f->fd = files[i].fd;
+        f->base = files[i].offset;
+        f->size = files[i].size;
+        f->nblocks = f->size / j->unit;
+        if (use_map) {
+            f->map_words = (f->nblocks + 63) / 64;
+            f->summary_words = (f->map_words + 63) / 64;
+            f->map = malloc(f->map_words * sizeof(uint64_t));
+            f->summary = malloc(f->summary_words * sizeof(uint64_t));
+            if (!f->map || !f->summary)
+                goto fail;
+            map_reset(f);
+        }
+    }
+
+    j->ios = calloc(j->depth, sizeof(*j->ios));
+    j->free_ios = calloc(j->depth, sizeof(*j->free_ios));
+    j->reaped = calloc(j->depth, sizeof(*j->reaped));
+    j->batch = calloc(j->depth, sizeof(*j->batch));
+    if (!j->ios || !j->free_ios || !j->reaped || !j->batch)
+        goto fail;
+    j->buflen = (size_t)((c->max_bs + 4095) & ~4095ull);
+    if (posix_memalign(&j->bufmem, 4096, j->buflen * 2 * j->depth)) {
+        j->bufmem = NULL;
+        goto fail;
+    }
+    for (unsigned i = 0; i < j->depth; i++) {
+        char *rbuf = (char *)j->bufmem + (size_t)i * 2 * j->buflen;
+        char *wbuf = rbuf + j->buflen;
+        memset(rbuf, 0, j->buflen); /* touch every page now, not in the measured loop */
+        if (c->zero_buffers)
+            memset(wbuf, 0, j->buflen);
+        else
+            fill_random(&j->rng_buf, wbuf, j->buflen);
+        j->ios[i].index = (uint16_t)i;
+        j->ios[i].buf = rbuf; /* read buffer; the write buffer follows it */
+        j->free_ios[i] = &j->ios[j->depth - 1 - i];
+    }
+    j->nfree = j->depth;
+
+    j->samples = calloc(IOL_SAMPLES_CAP, sizeof(*j->samples));
+    if (!j->samples)
+        goto fail;
+
+    struct iol_engine_file *ef = calloc(nfiles, sizeof(*ef));
+    if (!ef)
+        goto fail;
+    for (size_t i = 0; i < nfiles; i++)
+        ef[i].fd = files[i].fd;
+    int er = j->eng->init(c, ef, (unsigned)nfiles, &j->eng_state, err, errlen);
+    free(ef);
+    if (er) {
+        r = IOL_EENGINE;
+        j->eng = NULL;
+        goto fail;
+    }
+    *out = j;
+    return IOL_OK;
+
+fail:
+    iol_job_destroy(j);
+    return r;
+}
+
+void iol_job_destroy(struct iol_job *j)
+{
+    if (!j)
+        return;
+    if (j->eng && j->eng->cleanup)
+        j->eng->cleanup(j->eng_state);
+    if (j->files) {
+        for (unsigned i = 0; i < j->nfiles; i++) {
+            free(j->files[i].map);
+            free(j->files[i].summary);
+        }
+    }
+    free(j->files);
+    free(j->ios);
+    free(j->free_ios);
+    free(j->reaped);
+    free(j->batch);
+    free(j->bufmem);
+    free(j->samples);
+    free(j);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* offsets */
+
+static void start_pass(struct iol_job *j)
+{
+    j->pass_bytes = 0;
+    j->pass_ios = 0;
+    j->cur_file = 0;
+    for (unsigned i = 0; i < j->nfiles; i++) {
+        struct iol_file *f = &j->files[i];
+        f->pos[0] = f->pos[1] = 0;
+        f->seq_left = 0;
+        f->next_block = 0;
+        if (f->map)
+            map_reset(f);
+    }
+}
+
+static inline uint64_t unit_to_off(const struct iol_job *j, uint64_t u)
+{
+    return j->unit_pow2 ? u << j->unit_shift : u * j->unit;
+}
+
+static inline uint64_t off_to_unit(const struct iol_job *j, uint64_t off)
+{
+    return j->unit_pow2 ? off >> j->unit_shift : off / j->unit;
+}
+
+static inline uint64_t seq_offset(struct iol_job *j, struct iol_file *f, int d, uint64_t len)
+{
+    uint64_t p = f->pos[d];
+    if (UNLIKELY(p + len > f->size))
+        p = 0; /* wrap around to the start of the region */
+    f->pos[d] = p + len + j->cfg.rw_hole;
+    return p;
+}
+
+static inline uint64_t rand_offset(struct iol_job *j, struct iol_file *f, int d, uint64_t len)
+{
+    uint64_t b;
+    if (f->seq_left) {
+        f->seq_left--;
+        b = f->next_block;
+        if (b >= f->nblocks)
+            b = 0;
+    } else {
+        b = iol_rng_below(&j->rng_off, f->nblocks);
+        f->seq_left = j->rw_seq_nr - 1;
+    }
+    if (f->map) {
+        if (UNLIKELY(f->used >= f->nblocks))
+            map_reset(f); /* every unit was used: a new pass over the map */
+        b = map_find_free(f, b);
+    }
+    uint64_t off = unit_to_off(j, b);
+    if (UNLIKELY(j->dir[d].align))
+        off -= off % j->dir[d].align;
+    if (UNLIKELY(off + len > f->size)) {
+        /* a block larger than the unit near the end: move it back so it fits */
+        uint64_t end = unit_to_off(j, f->nblocks);
+        off = len <= end ? end - len : 0;
+        if (j->unit_pow2)
+            off &= ~(j->unit - 1);
+        if (j->dir[d].align)
+            off -= off % j->dir[d].align;
+    }
+    if (f->map) {
+        uint64_t u = off_to_unit(j, off);
+        map_mark(f, u);
+        if (UNLIKELY(len > j->unit)) {
+            uint64_t last = off_to_unit(j, off + len - 1);
+            for (uint64_t x = u + 1; x <= last && x < f->nblocks; x++)
+                map_mark(f, x);
+        }
+    }
+    f->next_block = off_to_unit(j, off + len);
+    return off;
+}
+
+static inline uint64_t pick_bs(struct iol_job *j, int d)
+{
+    const struct iol_dir *dr = &j->dir[d];
+    if (dr->nsplit) {
+        uint32_t r = (uint32_t)iol_rng_below(&j->rng_bs, 100);
+        for (unsigned i = 0; i < dr->nsplit; i++)
+            if (r < dr->split_cum[i])
+                return dr->split_bs[i];
+        return dr->split_bs[dr->nsplit - 1];
+    }
+    if (LIKELY(dr->bs_steps <= 1))
+        return dr->bs_min;
+    return dr->bs_min + iol_rng_below(&j->rng_bs, dr->bs_steps) * dr->bs_gran;
+}
+
+/* Next pass, or 0 when the job has done all its loops. */
+static int next_pass(struct iol_job *j)
+{
+    if (j->pass_ios == 0)
+        return 0; /* no progress possible */
+    if (atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE && !j->cfg.time_based &&
+        ++j->passes_done >= j->cfg.loops)
+        return 0;
+    start_pass(j);
+    return 1;
+}
+
+/* Fill io with the next I/O to issue; 0 when there is none left. */
+static inline int prep_next(struct iol_job *j, struct iol_io *io)
+{
+    if (UNLIKELY(j->sync_qn)) {
+        unsigned k = --j->sync_qn;
+        struct iol_file *f = &j->files[j->sync_file[k]];
+        io->op = j->sync_q[k];
+        io->ddir = IOL_DDIR_SYNC;
+        io->file = j->sync_file[k];
+        io->fd = f->fd;
+        io->offset = 0;
+        io->len = 0;
+        return 1;
+    }
+    uint64_t len;
+    int d;
+    for (;;) {
+        if (UNLIKELY(j->pass_bytes >= j->cfg.io_size) && !next_pass(j))
+            return 0;
+        if (j->cfg.ddir_mask == 3)
+            d = iol_rng_below(&j->rng_mix, 100) < j->cfg.rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+        else
+            d = j->cfg.ddir_mask == 1 ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+        len = pick_bs(j, d);
+        uint64_t left = j->cfg.io_size - j->pass_bytes;
+        if (LIKELY(len <= left))
+            break;
+        len = left - left % j->unit; /* the end of the pass: a smaller last I/O */
+        if (len)
+            break;
+        j->pass_bytes = j->cfg.io_size;
+    }
+    unsigned fi = j->cur_file;
+    struct iol_file *f = &j->files[fi];
+    if (++j->cur_file == j->nfiles)
+        j->cur_file = 0;
+    uint64_t off = j->cfg.random ? rand_offset(j, f, d, len) : seq_offset(j, f, d, len);
+    j->pass_bytes += len;
+    j->pass_ios++;
+
+    char *rbuf = (char *)j->bufmem + (size_t)io->index * 2 * j->buflen;
+    io->op = (uint8_t)d;
+    io->ddir = (uint8_t)d;
+    io->file = fi;
+    io->fd = f->fd;
+    io->offset = f->base + off;
+    io->len = len;
+    if (d == IOL_DDIR_WRITE) {
+        io->buf = rbuf + j->buflen;
+        if (j->cfg.refill_buffers && !j->cfg.zero_buffers)
+            fill_random(&j->rng_buf, io->buf, len);
+    } else {
+        io->buf = rbuf;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* statistics */
+
+static void rusage_now(long v[5])
+{
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    getrusage(RUSAGE_THREAD, &ru);
+    v[0] = ru.ru_utime.tv_sec * 1000000000L + ru.ru_utime.tv_usec * 1000L;
+    v[1] = ru.ru_stime.tv_sec * 1000000000L + ru.ru_stime.tv_usec * 1000L;
+    v[2] = ru.ru_nvcsw + ru.ru_nivcsw;
+    v[3] = ru.ru_majflt;
+    v[4] = ru.ru_minflt;
+}
+
+static void reset_stats(struct iol_job *j)
+{
+    for (int d = 0; d < IOL_DDIR_COUNT; d++) {
+        struct iol_dstat *s = &j->ds[d];
+        s->ios = s->bytes = s->short_ios = 0;
+        iol_hist_reset(&s->lat);
+        iol_hist_reset(&s->clat);
+        iol_hist_reset(&s->slat);
+    }
+    for (int d = 0; d < 2; d++) {
+        atomic_store_explicit(&j->prog_ios[d], 0, memory_order_relaxed);
+        atomic_store_explicit(&j->prog_bytes[d], 0, memory_order_relaxed);
+        j->last_ios[d] = j->last_bytes[d] = 0;
+    }
+    j->nsamples = 0;
+    j->trace_n = 0;
+}
+
+/* Close the interval ending at t_abs (a boundary, or the end of the run when partial). */
+static void emit_sample(struct iol_job *j, uint64_t t_abs, int partial)
+{
+    if (j->nsamples == IOL_SAMPLES_CAP) {
+        /* full: merge adjacent pairs, double the interval */
+        for (uint32_t i = 0; i < IOL_SAMPLES_CAP / 2; i++) {
+            struct iol_sample *a = &j->samples[2 * i], *b = &j->samples[2 * i + 1];
+            struct iol_sample m = *b;
+            for (int d = 0; d < 2; d++) {
+                m.ios[d] += a->ios[d];
+                m.bytes[d] += a->bytes[d];
+            }
+            j->samples[i] = m;
+        }
+        j->nsamples = IOL_SAMPLES_CAP / 2;
+        j->sample_interval *= 2;
+        /* samples already ended on a multiple of the new interval: the next boundary is one new
+         * interval after the last one, and may lie before t_abs; the caller's loop catches up */
+        j->next_sample = j->t_measure + j->samples[j->nsamples - 1].t_ns + j->sample_interval;
+        if (!partial && t_abs < j->next_sample)
+            return; /* this boundary is no longer one */
+    }
+    struct iol_sample *s = &j->samples[j->nsamples++];
+    s->t_ns = t_abs - j->t_measure;
+    for (int d = 0; d < 2; d++) {
+        s->ios[d] = j->ds[d].ios - j->last_ios[d];
+        s->bytes[d] = j->ds[d].bytes - j->last_bytes[d];
+        j->last_ios[d] = j->ds[d].ios;
+        j->last_bytes[d] = j->ds[d].bytes;
+    }
+    j->last_sample_t = t_abs;
+    j->next_sample = t_abs + j->sample_interval;
+}
+
+static void update_next_event(struct iol_job *j)
+{
+    j->next_event = j->deadline < j->next_sample ? j->deadline : j->next_sample;
+}
+
+static void begin_measure(struct iol_job *j, uint64_t t)
+{
+    reset_stats(j);
+    j->sync_qn = 0;
+    j->writes_since_fsync = j->writes_since_fdatasync = 0;
+    j->passes_done = 0;
+    start_pass(j); /* the measured phase starts on fresh passes, as if there had been no ramp */
+    j->t_measure = t;
+    j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
+    j->sample_interval = j->cfg.sample_interval_ns;
+    j->next_sample = j->sample_interval ? t + j->sample_interval : UINT64_MAX;
+    j->last_sample_t = t;
+    update_next_event(j);
+    long ru[5];
+    rusage_now(ru);
+    j->ru_utime_ns = ru[0];
+    j->ru_stime_ns = ru[1];
+    j->ru_ctx = ru[2];
+    j->ru_majf = ru[3];
+    j->ru_minf = ru[4];
+    j->ramp_done = 1;
+    atomic_store_explicit(&j->phase, IOL_PHASE_MEASURE, memory_order_relaxed);
+}
+
+static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t t)
+{
+    struct iol_dstat *s = &j->ds[io->ddir];
+    s->ios++;
+    s->bytes += io->done;
+    s->short_ios += io->short_count != 0;
+    iol_hist_add(&s->lat, t - io->t_issue);
+    if (!j->eng_sync) {
+        iol_hist_add(&s->clat, t - io->t_submit);
+        iol_hist_add(&s->slat, io->t_submit - io->t_issue);
+    }
+    if (LIKELY(io->ddir < 2)) {
+        atomic_store_explicit(&j->prog_ios[io->ddir], s->ios, memory_order_relaxed);
+        atomic_store_explicit(&j->prog_bytes[io->ddir], s->bytes, memory_order_relaxed);
+    }
+    if (UNLIKELY(j->trace != NULL) && j->trace_n < j->trace_cap) {
+        struct iol_trace_rec *r = &j->trace[j->trace_n++];
+        r->offset = io->offset;
+        r->len = (uint32_t)io->len;
+        r->file = (uint16_t)io->file;
+        r->ddir = io->ddir;
+        r->pad = 0;
+    }
+}
+
+static inline void after_write(struct iol_job *j, const struct iol_io *io)
+{
+    if (j->cfg.fsync_blocks && ++j->writes_since_fsync >= j->cfg.fsync_blocks) {
+        j->writes_since_fsync = 0;
+        j->sync_q[j->sync_qn] = IOL_OP_FSYNC;
+        j->sync_file[j->sync_qn++] = io->file;
+    }
+    if (j->cfg.fdatasync_blocks && ++j->writes_since_fdatasync >= j->cfg.fdatasync_blocks) {
+        j->writes_since_fdatasync = 0;
+        j->sync_q[j->sync_qn] = IOL_OP_FDATASYNC;
+        j->sync_file[j->sync_qn++] = io->file;
+    }
+}
+
+static void record_error(struct iol_job *j, const struct iol_io *io)
+{
+    static const char *const opname[] = {"read", "write", "fsync", "fdatasync"};
+    char ebuf[128];
+    j->error = io->error;
+    j->error_offset = io->error_offset;
+    j->error_ddir = io->ddir;
+    const char *what = strerror_r(io->error, ebuf, sizeof(ebuf));
+    if (io->ddir == IOL_DDIR_SYNC)
+        snprintf(j->error_msg, sizeof(j->error_msg), "%s of file %u (fd %d): %s", opname[io->op], io->file,
+                 io->fd, what);
+    else if (io->eof)
+        snprintf(j->error_msg, sizeof(j->error_msg),
+                 "%s of %llu bytes at offset %llu of file %u (fd %d): end of file or device at offset %llu",
+                 opname[io->op], (unsigned long long)io->len, (unsigned long long)io->offset, io->file, io->fd,
+                 (unsigned long long)io->error_offset);
+    else
+        snprintf(j->error_msg, sizeof(j->error_msg), "%s of %llu bytes at offset %llu of file %u (fd %d): %s",
+                 opname[io->op], (unsigned long long)io->len, (unsigned long long)io->offset, io->file, io->fd,
+                 what);
+}
+
+enum { EV_ACCOUNT = 0, EV_FINISH = 1, EV_DISCARD = 2 };
+
+/* Slow path: t passed the ramp end, a sample boundary or the deadline. */
+static int handle_event(struct iol_job *j, uint64_t t)
+{
+    if (atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_RAMP) {
+        if (t >= j->deadline) {
+            begin_measure(j, t);
+            return EV_DISCARD; /* this I/O was issued during the ramp */
+        }
+        return EV_ACCOUNT;
+    }
+    while (t >= j->next_sample)
+        emit_sample(j, j->next_sample, 0);
+    update_next_event(j);
+    return t >= j->deadline ? EV_FINISH : EV_ACCOUNT;
+}
+
+/* Returns nonzero when the job must end. */
+static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
+{
+    if (UNLIKELY(io->error)) {
+        record_error(j, io);
+        return 1;
+    }
+    int ev = EV_ACCOUNT;
+    if (UNLIKELY(t >= j->next_event)) {
+        ev = handle_event(j, t);
+        if (ev == EV_DISCARD)
+            return 0;
+    }
+    account(j, io, t);
+    if (io->op == IOL_OP_WRITE)
+        after_write(j, io);
+    return ev == EV_FINISH;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* the loop */
+
+static void run_loop(struct iol_job *j)
+{
+    const struct iol_engine *eng = j->eng;
+    void *st = j->eng_state;
+    unsigned inflight = 0, nbatch = 0;
+    int more = 1;
+
+    for (;;) {
+        while (more && j->nfree) {
+            if (UNLIKELY(atomic_load_explicit(&j->stop, memory_order_relaxed))) {
+                more = 0;
+                break;
+            }
+            struct iol_io *io = j->free_ios[--j->nfree];
+            if (UNLIKELY(!prep_next(j, io))) {
+                j->nfree++;
+                more = 0;
+                break;
+            }
+            io->t_issue = now_ns();
+            if (LIKELY(eng->queue(st, io) == IOL_Q_COMPLETED)) {
+                uint64_t t = now_ns();
+                io->t_submit = io->t_issue;
+                j->free_ios[j->nfree++] = io;
+                if (UNLIKELY(complete_io(j, io, t)))
+                    more = 0;
+                continue;
+            }
+            inflight++;
+            if (eng->commit)
+                j->batch[nbatch++] = io;
+            else
+                io->t_submit = now_ns();
+        }
+        if (nbatch) {
+            int er = eng->commit(st);
+            uint64_t t = now_ns();
+            for (unsigned i = 0; i < nbatch; i++)
+                j->batch[i]->t_submit = t;
+            nbatch = 0;
+            if (er && !j->error) {
+                j->error = er;
+                j->error_ddir = -1;
+                snprintf(j->error_msg, sizeof(j->error_msg), "%s: submitting I/O failed: %s", eng->name,
+                         strerror(er));
+                /* what was queued may never complete: give up on it */
+                return;
+            }
+        }
+        if (!inflight)
+            break; /* more == 0 here: with nothing in flight every I/O slot is free */
+        int n = eng->reap(st, more ? 1 : inflight, inflight, j->reaped);
+        if (n < 0) {
+            if (!j->error) {
+                j->error = -n;
+                j->error_ddir = -1;
+                snprintf(j->error_msg, sizeof(j->error_msg), "%s: reaping completions failed: %s", eng->name,
+                         strerror(-n));
+            }
+            return;
+        }
+        uint64_t t = now_ns();
+        for (int i = 0; i < n; i++) {
+            struct iol_io *io = j->reaped[i];
+            inflight--;
+            j->free_ios[j->nfree++] = io;
+            /* after the end (deadline, error, stop) in-flight I/Os are drained, not counted */
+            if (more && complete_io(j, io, t))
+                more = 0;
+        }
+    }
+}
+
+/* Issue one I/O and wait for it (nothing else in flight). */
+static void do_one(struct iol_job *j, struct iol_io *io)
+{
+    io->t_issue = now_ns();
+    if (j->eng->queue(j->eng_state, io) == IOL_Q_COMPLETED) {
+        io->t_submit = io->t_issue;
+    } else {
+        if (j->eng->commit)
+            j->eng->commit(j->eng_state);
+        io->t_submit = now_ns();
+        int n;
+        do
+            n = j->eng->reap(j->eng_state, 1, 1, j->reaped);
+        while (n == 0);
+    }
+    complete_io(j, io, now_ns());
+}
+
+void iol_job_run(struct iol_job *j)
+{
+    j->t_start = now_ns();
+    j->deadline = UINT64_MAX;
+    j->next_sample = UINT64_MAX;
+    if (j->cfg.ramp_ns) {
+        atomic_store_explicit(&j->phase, IOL_PHASE_RAMP, memory_order_relaxed);
+        j->deadline = j->t_start + j->cfg.ramp_ns;
+        update_next_event(j);
+        start_pass(j);
+    } else {
+        begin_measure(j, j->t_start);
+    }
+
+    run_loop(j);
+
+    int measuring = atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE;
+    j->stopped = atomic_load_explicit(&j->stop, memory_order_relaxed) != 0;
+    if (measuring && !j->error && !j->stopped) {
+        /* syncs still due after the last write, then end_fsync */
+        while (j->sync_qn && !j->error) {
+            struct iol_io *io = j->free_ios[0];
+            prep_next(j, io);
+            do_one(j, io);
+        }
+        if (j->cfg.end_fsync) {
+            for (unsigned i = 0; i < j->nfiles && !j->error; i++) {
+                struct iol_io *io = j->free_ios[0];
+                io->op = IOL_OP_FSYNC;
+                io->ddir = IOL_DDIR_SYNC;
+                io->file = i;
+                io->fd = j->files[i].fd;
+                io->offset = 0;
+                io->len = 0;
+                do_one(j, io);
+            }
+        }
+    }
+    j->t_end = now_ns();
+    if (measuring) {
+        j->runtime_ns = j->t_end - j->t_measure;
+        if (j->sample_interval && j->t_end > j->last_sample_t) {
+            while (j->t_end >= j->next_sample)
+                emit_sample(j, j->next_sample, 0);
+            if (j->t_end > j->last_sample_t)
+                emit_sample(j, j->t_end, 1); /* the last, partial interval */
+        }
+        long ru[5];
+        rusage_now(ru);
+        j->usr_ns = (uint64_t)(ru[0] - j->ru_utime_ns);
+        j->sys_ns = (uint64_t)(ru[1] - j->ru_stime_ns);
+        j->ctx = (uint64_t)(ru[2] - j->ru_ctx);
+        j->majf = (uint64_t)(ru[3] - j->ru_majf);
+        j->minf = (uint64_t)(ru[4] - j->ru_minf);
+    } else {
+        /* ended during the ramp: nothing was measured */
+        reset_stats(j);
+        j->runtime_ns = 0;
+    }
+    atomic_store_explicit(&j->phase, IOL_PHASE_DONE, memory_order_release);
+}
+
+void iol_job_stop(struct iol_job *j)
+{
+    atomic_store_explicit(&j->stop, 1, memory_order_relaxed);
+}
+
+void iol_job_progress(struct iol_job *j, uint64_t out[5])
+{
+    out[0] = atomic_load_explicit(&j->prog_ios[0], memory_order_relaxed);
+    out[1] = atomic_load_explicit(&j->prog_ios[1], memory_order_relaxed);
+    out[2] = atomic_load_explicit(&j->prog_bytes[0], memory_order_relaxed);
+    out[3] = atomic_load_explicit(&j->prog_bytes[1], memory_order_relaxed);
+    out[4] = (uint64_t)atomic_load_explicit(&j->phase, memory_order_acquire);
+}
+
+void iol_job_set_trace(struct iol_job *j, struct iol_trace_rec *buf, size_t cap)
+{
+    j->trace = buf;
+    j->trace_cap = buf ? cap : 0;
+    j->trace_n = 0;
+}

@@ -1,0 +1,184 @@
+/* One benchmark job: the loop that generates offsets, drives an engine and keeps statistics.
+ *
+ * All state lives in struct iol_job (no globals). iol_job_run() runs on one thread; iol_job_stop()
+ * and iol_job_progress() may be called from any other thread at any time.
+ */
+#ifndef IOL_JOB_H
+#define IOL_JOB_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config_gen.h"
+#include "engine.h"
+#include "histogram.h"
+#include "rand.h"
+
+#define IOL_SAMPLES_CAP 2048 /* preallocated samples; when full, pairs merge and the interval doubles */
+#define IOL_MAX_FILES 65535u
+#define IOL_MAX_BS (1ull << 30) /* largest block size accepted */
+
+enum iol_phase {
+    IOL_PHASE_SETUP = 0,
+    IOL_PHASE_RAMP = 1,
+    IOL_PHASE_MEASURE = 2,
+    IOL_PHASE_DONE = 3,
+};
+
+/* A caller's view of one file. */
+struct iol_file_spec {
+    int fd;
+    uint64_t offset; /* region start */
+    uint64_t size;   /* region length */
+};
+
+/* Test hook: one record per counted I/O (measured phase only), written into a caller buffer. */
+struct iol_trace_rec {
+    uint64_t offset; /* absolute offset in the file (0 for syncs) */
+    uint32_t len;    /* bytes (0 for syncs) */
+    uint16_t file;   /* index in the file list */
+    uint8_t ddir;    /* enum iol_ddir */
+    uint8_t pad;
+};
+
+struct iol_dstat {
+    uint64_t ios;
+    uint64_t bytes;
+    uint64_t short_ios;
+    struct iol_hist lat;
+    struct iol_hist clat; /* async engines only; synchronous engines report lat */
+    struct iol_hist slat; /* async engines only */
+};
+
+struct iol_sample {
+    uint64_t t_ns; /* end of the interval, from the start of the measured phase */
+    uint64_t ios[2];
+    uint64_t bytes[2];
+};
+
+struct iol_file {
+    int fd;
+    uint64_t base; /* region start (absolute) */
+    uint64_t size; /* region length */
+    uint64_t pos[2]; /* sequential modes: next offset per direction, relative to base */
+    /* random modes */
+    uint64_t nblocks;    /* map units in the region */
+    uint64_t next_block; /* rw_seq_nr: block after the previous I/O */
+    uint32_t seq_left;   /* rw_seq_nr: sequential I/Os still to issue before the next random pick */
+    /* random map: bit set = unit used this pass; summary bit set = map word full */
+    uint64_t *map;
+    uint64_t *summary;
+    uint64_t map_words;
+    uint64_t summary_words;
+    uint64_t used;
+};
+
+struct iol_dir {
+    int enabled;
+    uint64_t bs_min, bs_max;
+    uint64_t bs_gran;   /* bs range: sizes are bs_min + k * bs_gran */
+    uint64_t bs_steps;  /* number of possible sizes in the range */
+    uint64_t align;     /* random offsets: alignment (0 or a divisor of the map unit: none needed) */
+    unsigned nsplit;
+    uint64_t split_bs[IOL_BSSPLIT_MAX];
+    uint32_t split_cum[IOL_BSSPLIT_MAX]; /* cumulative percentages */
+};
+
+struct iol_job {
+    struct iol_config cfg;
+    const struct iol_engine *eng;
+    void *eng_state;
+    unsigned depth;
+
+    struct iol_file *files;
+    unsigned nfiles;
+    unsigned cur_file;
+
+    struct iol_dir dir[2];
+    uint64_t unit;       /* random map unit = smallest block size any enabled direction issues */
+    unsigned unit_shift; /* log2(unit) if a power of two, else 0 with unit_pow2 = 0 */
+    int unit_pow2;
+    uint32_t rw_seq_nr;
+
+    struct iol_rng rng_off, rng_mix, rng_bs, rng_buf;
+
+    /* I/O pool and buffers */
+    struct iol_io *ios;
+    struct iol_io **free_ios;
+    unsigned nfree;
+    struct iol_io **reaped;
+    struct iol_io **batch; /* queued since the last commit() */
+    int eng_sync;
+    void *bufmem;
+    size_t buflen; /* per buffer */
+
+    /* pass / loop accounting */
+    uint64_t pass_bytes;
+    uint64_t pass_ios;
+    uint32_t passes_done;
+    uint64_t writes_since_fsync, writes_since_fdatasync;
+    uint8_t sync_q[2]; /* syncs (enum iol_op) to issue before the next I/O */
+    uint32_t sync_file[2];
+    unsigned sync_qn;
+
+    /* time */
+    uint64_t t_start;   /* run() start */
+    uint64_t t_measure; /* measured phase start */
+    uint64_t t_end;
+    uint64_t deadline;  /* end of ramp or of the measured phase, UINT64_MAX if none */
+    uint64_t next_event; /* min(deadline, next sample boundary) */
+
+    /* samples */
+    struct iol_sample *samples;
+    uint32_t nsamples;
+    uint64_t sample_interval;
+    uint64_t next_sample;     /* absolute */
+    uint64_t last_sample_t;   /* absolute time of the last boundary */
+    uint64_t last_ios[2], last_bytes[2];
+
+    /* statistics (reset at the end of the ramp) */
+    struct iol_dstat ds[IOL_DDIR_COUNT];
+    long ru_utime_ns, ru_stime_ns, ru_ctx, ru_majf, ru_minf; /* at the start of the measured phase */
+    uint64_t usr_ns, sys_ns, ctx, majf, minf;
+
+    /* outcome */
+    int ramp_done;
+    int stopped;
+    uint64_t runtime_ns;
+    int error;
+    int error_ddir; /* -1 if none */
+    uint64_t error_offset;
+    char error_msg[256];
+
+    /* shared with other threads */
+    atomic_int stop;
+    atomic_int phase;
+    atomic_uint_fast64_t prog_ios[2];
+    atomic_uint_fast64_t prog_bytes[2];
+
+    /* test hook */
+    struct iol_trace_rec *trace;
+    size_t trace_cap;
+    size_t trace_n;
+};
+
+enum iol_create_status {
+    IOL_OK = 0,
+    IOL_EINVAL = 1, /* bad config or files: err says why */
+    IOL_ENOMEM = 2,
+    IOL_EENGINE = 3, /* engine init failed: err says why */
+};
+
+/* Validates cfg (cfg_len bytes) and files, allocates everything the run needs. */
+int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const struct iol_file_spec *files,
+                   size_t nfiles, char *err, size_t errlen);
+void iol_job_destroy(struct iol_job *job);
+void iol_job_run(struct iol_job *job);
+void iol_job_stop(struct iol_job *job);
+/* out: read_ios, write_ios, read_bytes, write_bytes, phase */
+void iol_job_progress(struct iol_job *job, uint64_t out[5]);
+/* Record up to cap I/Os of the measured phase into buf (NULL disables). Call before run. */
+void iol_job_set_trace(struct iol_job *job, struct iol_trace_rec *buf, size_t cap);
+
+#endif

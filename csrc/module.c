@@ -1,0 +1,400 @@
+/* iolab._core: the CPython binding of the C job loop (DESIGN.md section 3). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stddef.h>
+
+#include "job.h"
+
+enum { STATE_READY = 0, STATE_RUNNING = 1, STATE_DONE = 2 };
+
+typedef struct {
+    PyObject_HEAD struct iol_job *job;
+    int state;
+    int has_trace;
+    Py_buffer trace; /* test hook: held while set */
+} JobObject;
+
+static void job_release(JobObject *self)
+{
+    iol_job_destroy(self->job);
+    self->job = NULL;
+    if (self->has_trace) {
+        PyBuffer_Release(&self->trace);
+        self->has_trace = 0;
+    }
+    self->state = STATE_READY;
+}
+
+static void Job_dealloc(JobObject *self)
+{
+    job_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int parse_files(PyObject *files, struct iol_file_spec **out, Py_ssize_t *nout)
+{
+    PyObject *seq = PySequence_Fast(files, "files must be a list of (fd, region_offset, region_size) tuples");
+    if (!seq)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        PyErr_SetString(PyExc_ValueError, "files must not be empty: a job needs at least one file");
+        goto fail_seq;
+    }
+    struct iol_file_spec *specs = PyMem_Calloc((size_t)n, sizeof(*specs));
+    if (!specs) {
+        PyErr_NoMemory();
+        goto fail_seq;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_TypeError, "files[%zd] must be a tuple (fd, region_offset, region_size), got %.100s",
+                         i, Py_TYPE(item)->tp_name);
+            goto fail_specs;
+        }
+        static const char *const what[3] = {"fd", "region_offset", "region_size"};
+        long long v[3];
+        for (int k = 0; k < 3; k++) {
+            PyObject *o = PyTuple_GET_ITEM(item, k);
+            if (!PyLong_Check(o)) {
+                PyErr_Format(PyExc_TypeError, "files[%zd]: %s must be an int, got %.100s", i, what[k],
+                             Py_TYPE(o)->tp_name);
+                goto fail_specs;
+            }
+            int overflow = 0;
+            v[k] = PyLong_AsLongLongAndOverflow(o, &overflow);
+            if (v[k] == -1 && PyErr_Occurred())
+                goto fail_specs;
+            if (overflow || v[k] < 0 || (k == 0 && v[k] > INT32_MAX)) {
+                PyErr_Format(PyExc_ValueError, "files[%zd]: %s %R is out of range", i, what[k], o);
+                goto fail_specs;
+            }
+        }
+        specs[i].fd = (int)v[0];
+        specs[i].offset = (uint64_t)v[1];
+        specs[i].size = (uint64_t)v[2];
+    }
+    Py_DECREF(seq);
+    *out = specs;
+    *nout = n;
+    return 0;
+
+fail_specs:
+    PyMem_Free(specs);
+fail_seq:
+    Py_DECREF(seq);
+    return -1;
+}
+
+static int Job_init(JobObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"config", "files", NULL};
+    Py_buffer cfg;
+    PyObject *files;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*O:Job", kwlist, &cfg, &files))
+        return -1;
+    if (self->state == STATE_RUNNING) {
+        PyBuffer_Release(&cfg);
+        PyErr_SetString(PyExc_RuntimeError, "cannot re-initialize a running Job");
+        return -1;
+    }
+    job_release(self);
+
+    struct iol_file_spec *specs = NULL;
+    Py_ssize_t n = 0;
+    if (parse_files(files, &specs, &n) < 0) {
+        PyBuffer_Release(&cfg);
+        return -1;
+    }
+    char err[512] = "";
+    struct iol_job *job = NULL;
+    int r = iol_job_create(&job, cfg.buf, (size_t)cfg.len, specs, (size_t)n, err, sizeof(err));
+    PyMem_Free(specs);
+    PyBuffer_Release(&cfg);
+    switch (r) {
+    case IOL_OK:
+        self->job = job;
+        self->state = STATE_READY;
+        return 0;
+    case IOL_ENOMEM:
+        PyErr_NoMemory();
+        return -1;
+    case IOL_EENGINE:
+        PyErr_Format(PyExc_OSError, "engine setup failed: %s", err);
+        return -1;
+    default:
+        PyErr_SetString(PyExc_ValueError, err);
+        return -1;
+    }
+}
+
+static int check_init(JobObject *self)
+{
+    if (!self->job) {
+        PyErr_SetString(PyExc_RuntimeError, "Job is not initialized");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Job_run(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_init(self) < 0)
+        return NULL;
+    if (self->state != STATE_READY) {
+        PyErr_SetString(PyExc_RuntimeError, "Job.run() can only be called once");
+        return NULL;
+    }
+    self->state = STATE_RUNNING;
+    struct iol_job *job = self->job;
+    Py_BEGIN_ALLOW_THREADS iol_job_run(job);
+    Py_END_ALLOW_THREADS self->state = STATE_DONE;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Job_stop(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_init(self) < 0)
+        return NULL;
+    iol_job_stop(self->job);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Job_progress(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_init(self) < 0)
+        return NULL;
+    uint64_t p[5];
+    iol_job_progress(self->job, p);
+    return Py_BuildValue("(KKKKi)", (unsigned long long)p[0], (unsigned long long)p[1], (unsigned long long)p[2],
+                         (unsigned long long)p[3], (int)p[4]);
+}
+
+/* H = {"count", "min", "max", "sum", "sumsq", "buckets"} */
+static PyObject *hist_dict(const struct iol_hist *h)
+{
+    PyObject *buckets = h ? PyBytes_FromStringAndSize((const char *)h->buckets, sizeof(h->buckets))
+                          : PyBytes_FromStringAndSize(NULL, sizeof(uint64_t) * IOL_HIST_BUCKETS);
+    if (!buckets)
+        return NULL;
+    if (!h)
+        memset(PyBytes_AS_STRING(buckets), 0, sizeof(uint64_t) * IOL_HIST_BUCKETS);
+    unsigned long long count = h ? h->count : 0;
+    PyObject *d =
+        Py_BuildValue("{s:K,s:K,s:K,s:K,s:d,s:N}", "count", count, "min",
+                      (unsigned long long)(count ? h->min : 0), "max", (unsigned long long)(count ? h->max : 0), "sum",
+                      (unsigned long long)(count ? h->sum : 0), "sumsq", count ? (double)h->sumsq : 0.0, "buckets",
+                      buckets);
+    return d;
+}
+
+static PyObject *ddir_dict(const struct iol_job *j, int d)
+{
+    const struct iol_dstat *s = &j->ds[d];
+    int sync_engine = j->eng_sync;
+    PyObject *lat = hist_dict(&s->lat);
+    PyObject *clat = hist_dict(sync_engine ? &s->lat : &s->clat); /* synchronous: clat == lat */
+    PyObject *slat = hist_dict(sync_engine ? NULL : &s->slat);    /* synchronous: no slat */
+    if (!lat || !clat || !slat) {
+        Py_XDECREF(lat);
+        Py_XDECREF(clat);
+        Py_XDECREF(slat);
+        return NULL;
+    }
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:N,s:N,s:N}", "ios", (unsigned long long)s->ios, "bytes",
+                         (unsigned long long)s->bytes, "short_ios", (unsigned long long)s->short_ios, "dropped", 0,
+                         "clat", clat, "lat", lat, "slat", slat);
+}
+
+static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_init(self) < 0)
+        return NULL;
+    if (self->state != STATE_DONE) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        self->state == STATE_RUNNING ? "Job.result(): run() has not returned yet"
+                                                     : "Job.result(): run() has not been called");
+        return NULL;
+    }
+    const struct iol_job *j = self->job;
+    static const char *const ddir_names[IOL_DDIR_COUNT] = {"read", "write", "sync"};
+
+    PyObject *ddirs = PyDict_New();
+    if (!ddirs)
+        return NULL;
+    for (int d = 0; d < IOL_DDIR_COUNT; d++) {
+        PyObject *v = ddir_dict(j, d);
+        if (!v || PyDict_SetItemString(ddirs, ddir_names[d], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(ddirs);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    PyObject *samples = PyList_New(j->nsamples);
+    if (!samples) {
+        Py_DECREF(ddirs);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < j->nsamples; i++) {
+        const struct iol_sample *s = &j->samples[i];
+        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
+                                    (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
+                                    (unsigned long long)s->bytes[1]);
+        if (!t) {
+            Py_DECREF(samples);
+            Py_DECREF(ddirs);
+            return NULL;
+        }
+        PyList_SET_ITEM(samples, i, t);
+    }
+    const char *edir = j->error_ddir >= 0 ? ddir_names[j->error_ddir] : "";
+    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N}", "runtime_ns",
+                         (unsigned long long)j->runtime_ns, "ramp_done", j->ramp_done ? Py_True : Py_False,
+                         "stopped", j->stopped ? Py_True : Py_False, "error", j->error, "error_msg", j->error_msg,
+                         "error_offset", (unsigned long long)j->error_offset, "error_ddir", edir, "usr_ns",
+                         (unsigned long long)j->usr_ns, "sys_ns", (unsigned long long)j->sys_ns, "ctx",
+                         (unsigned long long)j->ctx, "majf", (unsigned long long)j->majf, "minf",
+                         (unsigned long long)j->minf, "hist_sub_bits", IOL_HIST_SUB_BITS, "hist_buckets",
+                         (int)IOL_HIST_BUCKETS, "ddir", ddirs, "samples", samples);
+}
+
+static PyObject *Job_set_trace(JobObject *self, PyObject *arg)
+{
+    if (check_init(self) < 0)
+        return NULL;
+    if (self->state != STATE_READY) {
+        PyErr_SetString(PyExc_RuntimeError, "Job._set_trace() must be called before run()");
+        return NULL;
+    }
+    if (self->has_trace) {
+        iol_job_set_trace(self->job, NULL, 0);
+        PyBuffer_Release(&self->trace);
+        self->has_trace = 0;
+    }
+    if (arg == Py_None)
+        Py_RETURN_NONE;
+    if (PyObject_GetBuffer(arg, &self->trace, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    if (((uintptr_t)self->trace.buf) % _Alignof(struct iol_trace_rec)) {
+        PyBuffer_Release(&self->trace);
+        PyErr_SetString(PyExc_ValueError, "trace buffer is not 8-byte aligned");
+        return NULL;
+    }
+    self->has_trace = 1;
+    iol_job_set_trace(self->job, self->trace.buf, (size_t)self->trace.len / sizeof(struct iol_trace_rec));
+    Py_RETURN_NONE;
+}
+
+static PyObject *Job_trace_count(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_init(self) < 0)
+        return NULL;
+    return PyLong_FromSize_t(self->job->trace_n);
+}
+
+static PyMethodDef Job_methods[] = {
+    {"run", (PyCFunction)Job_run, METH_NOARGS,
+     "run()\n--\n\nRun the job to the end (or until stop() or an error). Releases the GIL; call once."},
+    {"stop", (PyCFunction)Job_stop, METH_NOARGS,
+     "stop()\n--\n\nAsk a running job to stop (thread-safe); run() returns soon after with valid results."},
+    {"progress", (PyCFunction)Job_progress, METH_NOARGS,
+     "progress()\n--\n\n(read_ios, write_ios, read_bytes, write_bytes, phase); phase 0 setup, 1 ramp, "
+     "2 measuring, 3 done. Counters restart at 0 when the ramp ends."},
+    {"result", (PyCFunction)Job_result, METH_NOARGS,
+     "result()\n--\n\nThe raw result dict (DESIGN.md section 3), after run() returned."},
+    {"_set_trace", (PyCFunction)Job_set_trace, METH_O,
+     "_set_trace(buffer)\n--\n\nTest hook: record each counted I/O of the measured phase into a writable, "
+     "8-byte aligned buffer of 16-byte records (struct '=QIHBx': offset, len, file, ddir) until it is "
+     "full. None removes it. Call before run()."},
+    {"_trace_count", (PyCFunction)Job_trace_count, METH_NOARGS,
+     "_trace_count()\n--\n\nNumber of records the test hook wrote."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject JobType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "iolab._core.Job",
+    .tp_basicsize = sizeof(JobObject),
+    .tp_dealloc = (destructor)Job_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Job(config: bytes, files: list[tuple[int, int, int]])\n--\n\n"
+              "One benchmark job: config is iolab.engine.config.pack_config() output, files is a list of "
+              "(fd, region_offset, region_size) with fds opened (and O_DIRECT set) by the caller, who also "
+              "closes them after the job is done.",
+    .tp_methods = Job_methods,
+    .tp_init = (initproc)Job_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *core_config_layout(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (!list)
+        return NULL;
+#define IOL_LAYOUT_ITEM(name)                                                                                    \
+    do {                                                                                                         \
+        PyObject *t = Py_BuildValue("(snn)", #name, (Py_ssize_t)offsetof(struct iol_config, name),              \
+                                    (Py_ssize_t)sizeof(((struct iol_config *)0)->name));                         \
+        if (!t || PyList_Append(list, t) < 0) {                                                                  \
+            Py_XDECREF(t);                                                                                       \
+            Py_DECREF(list);                                                                                     \
+            return NULL;                                                                                         \
+        }                                                                                                        \
+        Py_DECREF(t);                                                                                            \
+    } while (0);
+    IOL_CONFIG_FIELD_LIST(IOL_LAYOUT_ITEM)
+#undef IOL_LAYOUT_ITEM
+    return list;
+}
+
+static PyObject *core_hist_index(PyObject *Py_UNUSED(mod), PyObject *arg)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return PyLong_FromUnsignedLong(iol_hist_index((uint64_t)v));
+}
+
+static PyMethodDef core_methods[] = {
+    {"config_layout", core_config_layout, METH_NOARGS,
+     "config_layout()\n--\n\n[(field name, offsetof, sizeof)] of struct iol_config, in field order."},
+    {"hist_index", core_hist_index, METH_O,
+     "hist_index(v, /)\n--\n\nThe histogram bucket of value v (0 <= v < 2**64)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef core_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "iolab._core",
+    .m_doc = "The C core of iolab: engines, job loop, histograms (see docs/DESIGN.md).",
+    .m_size = -1,
+    .m_methods = core_methods,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    if (PyType_Ready(&JobType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&core_module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Job", (PyObject *)&JobType) < 0)
+        goto fail;
+    PyObject *magic = PyLong_FromUnsignedLong(IOL_CONFIG_MAGIC);
+    if (!magic || PyModule_AddObjectRef(m, "CONFIG_MAGIC", magic) < 0) {
+        Py_XDECREF(magic);
+        goto fail;
+    }
+    Py_DECREF(magic);
+    if (PyModule_AddIntConstant(m, "HIST_SUB_BITS", IOL_HIST_SUB_BITS) < 0 ||
+        PyModule_AddIntConstant(m, "HIST_BUCKETS", IOL_HIST_BUCKETS) < 0 ||
+        PyModule_AddIntConstant(m, "CONFIG_SIZE", (long)sizeof(struct iol_config)) < 0 ||
+        PyModule_AddIntConstant(m, "_TRACE_RECORD_SIZE", (long)sizeof(struct iol_trace_rec)) < 0)
+        goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

@@ -1,0 +1,46 @@
+"""Typed stub of the C core, ``iolab._core`` (built from ``csrc/``; contract: docs/DESIGN.md section 3)."""
+
+from collections.abc import Sequence
+from typing import Any, Final, final
+
+HIST_SUB_BITS: Final[int]
+"""Sub-bucket bits S of the latency histogram (7)."""
+HIST_BUCKETS: Final[int]
+"""Number of histogram buckets: 2**S + (40 - S) * 2**S (4352)."""
+CONFIG_SIZE: Final[int]
+"""sizeof(struct iol_config): the length ``Job`` expects its config bytes to have."""
+CONFIG_MAGIC: Final[int]
+"""IOL_CONFIG_MAGIC the core was built with."""
+_TRACE_RECORD_SIZE: Final[int]
+"""Test hook: bytes per trace record (struct ``"=QIHBx"``: offset, len, file, ddir)."""
+
+def config_layout() -> list[tuple[str, int, int]]:
+    """``(field name, offsetof, sizeof)`` for every field of struct iol_config, in order."""
+
+def hist_index(v: int, /) -> int:
+    """Histogram bucket of value ``v`` (``0 <= v < 2**64``; OverflowError otherwise)."""
+
+@final
+class Job:
+    """One benchmark job.
+
+    ``config``: ``iolab.engine.config.pack_config()`` output. ``files``: ``(fd, region_offset,
+    region_size)`` per file; the caller opens the fds (with O_DIRECT if wanted) and closes them after
+    the job. ValueError for a bad config or file list, TypeError for wrongly typed ``files``.
+    """
+
+    def __init__(self, config: bytes, files: Sequence[tuple[int, int, int]]) -> None: ...
+    def run(self) -> None:
+        """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""
+    def stop(self) -> None:
+        """Thread-safe; run() returns soon after (after the I/O in progress) and results stay valid."""
+    def progress(self) -> tuple[int, int, int, int, int]:
+        """``(read_ios, write_ios, read_bytes, write_bytes, phase)``; phase 0 setup, 1 ramp,
+        2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
+    def result(self) -> dict[str, Any]:
+        """The raw result dict of DESIGN.md section 3; RuntimeError until run() has returned."""
+    def _set_trace(self, buffer: bytearray | memoryview | None, /) -> None:
+        """Test hook: record every counted I/O of the measured phase into ``buffer`` (writable,
+        8-byte aligned, ``_TRACE_RECORD_SIZE`` bytes a record) until it is full; before run()."""
+    def _trace_count(self) -> int:
+        """Records written by the test hook."""

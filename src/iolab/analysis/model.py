@@ -1,0 +1,679 @@
+"""Analysis results: raw C result dict -> :class:`JobResult`; group merges -> :class:`GroupResult`.
+
+Contract (docs/DESIGN.md section 4): the report package only reads these dataclasses.
+
+Units: latencies in ns (:class:`~iolab.analysis.histogram.Histogram`), runtimes in ms (integers, as fio
+reports them), bandwidth samples in KiB/s, IOPS samples in I/Os per second, sizes in bytes.
+
+Semantics chosen to match fio 3.33 (checked against its output):
+
+* per direction: ``bw_bytes = bytes * 1000 // runtime_ms``, ``bw = bw_bytes // 1024`` (KiB/s),
+  ``iops = ios * 1000 / runtime_ms``; ``runtime_ms`` is the measured-phase time (0 for unused directions, at
+  least 1 for used ones);
+* latency ``stdev`` is the sample standard deviation (n - 1), like fio's;
+* bw/iops statistics are over per-interval samples; the sample standard deviation (n - 1) is used;
+* a group (``Run status group N``) sums bytes, takes ``agg bw = bytes * 1000 // max runtime``, the min/max of
+  per-job bandwidths and runtimes of the jobs that did I/O in that direction;
+* ``group_reporting`` merges a group into one :class:`JobResult`: ios/bytes summed, histograms merged,
+  runtime = the longest, CPU percentages = total CPU time / total runtime, counters summed, bw/iops samples
+  summed interval by interval across jobs (the aggregate bandwidth of the group), with ``samples`` = the sum
+  of the jobs' sample counts (fio's convention).
+
+Time series: the C core reports ``samples`` as ``(t_ns, read_ios, read_bytes, write_ios, write_bytes)`` per
+interval, counts being deltas over the interval.  ``t_ns`` is taken as the interval's *end*, measured from the
+start of the measured phase, so an interval lasts from the previous ``t_ns`` (or 0) to this one; if the first
+``t_ns`` is 0 the times are taken as interval *starts* instead (the last one then ends at ``runtime_ns``).
+Intervals shorter than 90% of the sample interval (a partial tail) are kept in the time series but left out
+of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from iolab import __version__
+from iolab.analysis.diskstats import DiskUtil
+from iolab.analysis.histogram import FIO_DEFAULT_PERCENTILES, Histogram, LatencyBuckets
+
+RW_DIRS: tuple[str, ...] = ("read", "write", "trim")
+ALL_DIRS: tuple[str, ...] = ("read", "write", "trim", "sync")
+FIO_VERSION = f"iolab-{__version__}"
+#: a sample interval counts in bw/iops statistics if it lasted at least this fraction of the sample interval
+FULL_INTERVAL = 0.9
+
+#: fio's IO depth distribution buckets
+IODEPTH_LEVEL_KEYS: tuple[str, ...] = ("1", "2", "4", "8", "16", "32", ">=64")
+IODEPTH_SUBMIT_KEYS: tuple[str, ...] = ("0", "4", "8", "16", "32", "64", ">=64")
+
+
+# --------------------------------------------------------------------------------------------- pieces
+@dataclass(frozen=True)
+class SampleStats:
+    """min/max/mean/stdev (sample, n - 1) of bw or IOPS interval samples."""
+
+    min: float = 0.0
+    max: float = 0.0
+    mean: float = 0.0
+    stdev: float = 0.0
+    samples: int = 0
+
+    @classmethod
+    def of(cls, values: Sequence[float], *, samples: int | None = None) -> SampleStats:
+        n = len(values)
+        if n == 0:
+            return cls(samples=samples or 0)
+        mean = math.fsum(values) / n
+        var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+        return cls(min(values), max(values), mean, math.sqrt(var), n if samples is None else samples)
+
+
+@dataclass
+class DirStats:
+    """One data direction of one job (or of a merged group)."""
+
+    ios: int = 0  # completed I/Os
+    total_ios: int = 0  # issued I/Os (fio "total_ios"); equal to ios for synchronous engines
+    bytes: int = 0
+    short_ios: int = 0
+    drop_ios: int = 0
+    runtime_ms: int = 0
+    clat: Histogram = field(default_factory=Histogram)
+    lat: Histogram = field(default_factory=Histogram)
+    slat: Histogram = field(default_factory=Histogram)
+    bw_samples: list[float] = field(default_factory=list)  # KiB/s per interval (aligned with sample_times_ms)
+    iops_samples: list[float] = field(default_factory=list)  # IOPS per interval
+    bw_stats: SampleStats = field(default_factory=SampleStats)  # over full intervals
+    iops_stats: SampleStats = field(default_factory=SampleStats)
+
+    @property
+    def kbytes(self) -> int:
+        return self.bytes // 1024
+
+    @property
+    def bw_bytes(self) -> int:
+        """Average bandwidth in bytes/s over the direction's runtime (integer, like fio)."""
+        return self.bytes * 1000 // self.runtime_ms if self.runtime_ms else 0
+
+    @property
+    def bw(self) -> int:
+        """Average bandwidth in KiB/s (fio's JSON ``bw``)."""
+        return self.bw_bytes // 1024
+
+    @property
+    def iops(self) -> float:
+        return self.ios * 1000.0 / self.runtime_ms if self.runtime_ms else 0.0
+
+
+@dataclass(frozen=True)
+class CpuStats:
+    usr_ns: int = 0
+    sys_ns: int = 0
+    ctx: int = 0
+    majf: int = 0
+    minf: int = 0
+    runtime_ns: int = 0  # the time the percentages are relative to
+
+    @property
+    def usr_pct(self) -> float:
+        return 100.0 * self.usr_ns / self.runtime_ns if self.runtime_ns else 0.0
+
+    @property
+    def sys_pct(self) -> float:
+        return 100.0 * self.sys_ns / self.runtime_ns if self.runtime_ns else 0.0
+
+    def __add__(self, other: CpuStats) -> CpuStats:
+        return CpuStats(
+            self.usr_ns + other.usr_ns,
+            self.sys_ns + other.sys_ns,
+            self.ctx + other.ctx,
+            self.majf + other.majf,
+            self.minf + other.minf,
+            self.runtime_ns + other.runtime_ns,
+        )
+
+
+def _dist_pct(counts: Sequence[int], floor: float = 0.1) -> list[float]:
+    total = sum(counts)
+    if total == 0:
+        return [0.0] * len(counts)
+    return [max(100.0 * c / total, floor) if c else 0.0 for c in counts]
+
+
+@dataclass(frozen=True)
+class IoDepths:
+    """fio's IO depth / submit / complete distributions, as counts per bucket (see the *_KEYS constants)."""
+
+    level: tuple[int, ...] = (0,) * 7
+    submit: tuple[int, ...] = (0,) * 7
+    complete: tuple[int, ...] = (0,) * 7
+
+    @classmethod
+    def synchronous(cls, n: int) -> IoDepths:
+        """A synchronous engine: every I/O at depth 1, submitted and completed one at a time."""
+        return cls((n, 0, 0, 0, 0, 0, 0), (0, n, 0, 0, 0, 0, 0), (0, n, 0, 0, 0, 0, 0))
+
+    def __add__(self, other: IoDepths) -> IoDepths:
+        def add(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+            return tuple(x + y for x, y in zip(a, b, strict=True))
+
+        return IoDepths(
+            add(self.level, other.level), add(self.submit, other.submit), add(self.complete, other.complete)
+        )
+
+    # percentages as fio shows them (any non-zero share is at least 0.1%)
+    def level_pct(self) -> dict[str, float]:
+        return dict(zip(IODEPTH_LEVEL_KEYS, _dist_pct(self.level), strict=True))
+
+    def submit_pct(self) -> dict[str, float]:
+        return dict(zip(IODEPTH_SUBMIT_KEYS, _dist_pct(self.submit), strict=True))
+
+    def complete_pct(self) -> dict[str, float]:
+        return dict(zip(IODEPTH_SUBMIT_KEYS, _dist_pct(self.complete), strict=True))
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    code: int = 0  # errno, 0 = no error
+    msg: str = ""
+    offset: int = 0
+    ddir: str = ""  # "read" | "write" | "sync" | ""
+
+
+# --------------------------------------------------------------------------------------------- options
+def _as_bool(v: Any, default: bool) -> bool:
+    if v is None:
+        return default
+    if isinstance(v, str):
+        return v.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(v)
+
+
+def _as_int(v: Any, default: int) -> int:
+    if v is None or isinstance(v, bool):
+        return default if v is None else int(v)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _percentile_list(v: Any) -> tuple[float, ...]:
+    if v is None or v == "" or v == [] or v == ():
+        return FIO_DEFAULT_PERCENTILES
+    if isinstance(v, str):
+        parts = [p for p in v.replace(",", ":").split(":") if p.strip()]
+        return tuple(float(p) for p in parts)[:20]
+    if isinstance(v, int | float):
+        return (float(v),)
+    return tuple(float(p) for p in v)[:20]
+
+
+def _bs_ranges(options: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(min, max) block size for read, write, trim from ``bs`` / ``bsrange`` / ``bssplit``."""
+
+    def pair(v: Any) -> tuple[int, int] | None:
+        if v is None:
+            return None
+        if isinstance(v, int):
+            return (v, v)
+        if isinstance(v, Sequence) and not isinstance(v, str) and len(v) >= 1:
+            return (int(v[0]), int(v[-1]))
+        return None
+
+    r: tuple[int, int] = (4096, 4096)
+    w: tuple[int, int] = (4096, 4096)
+    bs = options.get("bs")
+    if isinstance(bs, int):
+        r = w = (bs, bs)
+    elif isinstance(bs, Sequence) and not isinstance(bs, str) and bs:
+        r = (int(bs[0]), int(bs[0]))
+        w = (int(bs[-1]), int(bs[-1]))
+    br = options.get("bsrange")
+    if isinstance(br, Sequence) and not isinstance(br, str) and br:
+        pr = pair(br[0])
+        pw = pair(br[-1])
+        if pr and pr[0] > 0:
+            r = pr
+        if pw and pw[0] > 0:
+            w = pw
+    split = options.get("bssplit")
+    if isinstance(split, Sequence) and not isinstance(split, str) and len(split) == 2:
+        for d, entries in enumerate(split):
+            sizes = [int(e[0]) for e in entries] if entries else []
+            if sizes:
+                if d == 0:
+                    r = (min(sizes), max(sizes))
+                else:
+                    w = (min(sizes), max(sizes))
+    return r, w, w
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The job options the reports need, typed, with fio's defaults."""
+
+    rw: str = "read"
+    bs: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] = ((4096, 4096),) * 3
+    ioengine: str = "psync"
+    iodepth: int = 1
+    percentile_list: tuple[float, ...] = FIO_DEFAULT_PERCENTILES
+    clat_percentiles: bool = True
+    lat_percentiles: bool = False
+    slat_percentiles: bool = False
+    kb_base: int = 1024
+    unit_base: int = 0  # 0 auto (= bytes), 8 bytes, 1 bits
+    significant_figures: int = 4
+    description: str = ""
+    group_reporting: bool = False
+    latency_target: int = 0
+    latency_window: int = 0
+    latency_percentile: float = 100.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ReportOptions:
+        kb = _as_int(options.get("kb_base"), 1024)
+        sig = _as_int(options.get("significant_figures"), 4)
+        return cls(
+            rw=str(options.get("rw") or "read"),
+            bs=_bs_ranges(options),
+            ioengine=str(options.get("ioengine") or "psync"),
+            iodepth=max(_as_int(options.get("iodepth"), 1), 1),
+            percentile_list=_percentile_list(options.get("percentile_list")),
+            clat_percentiles=_as_bool(options.get("clat_percentiles"), True),
+            lat_percentiles=_as_bool(options.get("lat_percentiles"), False),
+            slat_percentiles=_as_bool(options.get("slat_percentiles"), False),
+            kb_base=kb if kb in (1000, 1024) else 1024,
+            unit_base=_as_int(options.get("unit_base"), 0),
+            significant_figures=min(max(sig, 1), 10),
+            description=str(options.get("description") or ""),
+            group_reporting=_as_bool(options.get("group_reporting"), False),
+            latency_target=_as_int(options.get("latency_target"), 0),
+            latency_window=_as_int(options.get("latency_window"), 0),
+            latency_percentile=float(options.get("latency_percentile") or 100.0),
+        )
+
+
+# --------------------------------------------------------------------------------------------- job
+@dataclass
+class JobResult:
+    """Results of one job (or, with ``num_jobs > 1``, of a group merged for group_reporting)."""
+
+    name: str
+    jobnum: int
+    groupid: int
+    options: dict[str, Any]  # as given to job_result (typed option values)
+    opts: ReportOptions  # the subset the reports use
+    job_options: dict[str, str]  # explicitly set options as text, for JSON "job options"
+    dirs: dict[str, DirStats]  # always "read", "write", "trim", "sync"
+    cpu: CpuStats = field(default_factory=CpuStats)
+    iodepth: IoDepths = field(default_factory=IoDepths)
+    error: ErrorInfo = field(default_factory=ErrorInfo)
+    warnings: list[str] = field(default_factory=list)
+    runtime_ns: int = 0  # measured phase
+    elapsed_s: int = 0  # wall time of the job, seconds (fio "elapsed")
+    ramp_done: bool = True
+    stopped: bool = False
+    sample_interval_ms: float = 500.0
+    sample_times_ms: list[float] = field(default_factory=list)  # end of each sample interval
+    num_jobs: int = 1
+    pid: int = 0
+    finished_at: float = 0.0  # epoch seconds
+
+    @property
+    def job_runtime_ms(self) -> int:
+        return self.runtime_ns // 1_000_000
+
+    @property
+    def rw_ios(self) -> int:
+        return sum(self.dirs[d].ios for d in RW_DIRS)
+
+    def clat_all(self) -> Histogram:
+        """Completion latencies of read, write and trim together (fio's latency distribution source)."""
+        return Histogram.merged(self.dirs[d].clat for d in RW_DIRS)
+
+    def latency_buckets(self) -> LatencyBuckets:
+        """fio's ``latency_ns``/``latency_us``/``latency_ms``: completion latency distribution of all I/Os."""
+        return self.clat_all().latency_buckets(total=self.rw_ios)
+
+
+def _hist(raw_dir: Mapping[str, Any], key: str, sub_bits: int, nbuckets: int) -> Histogram:
+    h = raw_dir.get(key)
+    if not h:
+        return Histogram()
+    return Histogram.from_raw(h, sub_bits=sub_bits, nbuckets=nbuckets)
+
+
+def _intervals(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[tuple[float, float]]:
+    """(end_ms, duration_ms) per sample, see the module docstring for how t_ns is read."""
+    out: list[tuple[float, float]] = []
+    if not samples:
+        return out
+    times = [int(s[0]) for s in samples]
+    if times[0] == 0:  # interval starts
+        for i, t in enumerate(times):
+            end = times[i + 1] if i + 1 < len(times) else max(runtime_ns, t)
+            out.append((end / 1e6, (end - t) / 1e6))
+    else:  # interval ends
+        prev = 0
+        for t in times:
+            out.append((t / 1e6, (t - prev) / 1e6))
+            prev = t
+    return out
+
+
+def job_result(
+    raw: Mapping[str, Any],
+    *,
+    name: str,
+    jobnum: int,
+    groupid: int,
+    options: Mapping[str, Any],
+    sample_interval_ms: float,
+    job_options: Mapping[str, str] | None = None,
+    warnings: Iterable[str] = (),
+    elapsed_s: int | None = None,
+    pid: int | None = None,
+    finished_at: float | None = None,
+) -> JobResult:
+    """Turn the C core's raw result dict (docs/DESIGN.md section 3) into a :class:`JobResult`.
+
+    ``options`` are the job's typed option values (JobDef.values); ``job_options`` the explicitly set options
+    as text for JSON's "job options" (default: none).  ``elapsed_s`` defaults to the measured runtime rounded
+    up to whole seconds, ``pid`` to this process, ``finished_at`` to now.
+    """
+    opts = ReportOptions.from_options(options)
+    sub_bits = int(raw.get("hist_sub_bits", 7))
+    nbuckets = int(raw.get("hist_buckets", 4352))
+    runtime_ns = max(int(raw.get("runtime_ns", 0)), 0)
+    runtime_ms = runtime_ns // 1_000_000
+    raw_dirs: Mapping[str, Any] = raw.get("ddir", {}) or {}
+    notes: list[str] = list(warnings)
+
+    dirs: dict[str, DirStats] = {}
+    for d in ALL_DIRS:
+        rd: Mapping[str, Any] = raw_dirs.get(d, {}) or {}
+        ios = int(rd.get("ios", 0))
+        ds = DirStats(
+            ios=ios,
+            total_ios=ios,
+            bytes=int(rd.get("bytes", 0)),
+            short_ios=int(rd.get("short_ios", 0)),
+            drop_ios=int(rd.get("dropped", 0)),
+            runtime_ms=(max(runtime_ms, 1) if ios else 0) if d != "sync" else 0,
+            clat=_hist(rd, "clat", sub_bits, nbuckets),
+            lat=_hist(rd, "lat", sub_bits, nbuckets),
+            slat=_hist(rd, "slat", sub_bits, nbuckets),
+        )
+        dirs[d] = ds
+        if ds.short_ios:
+            notes.append(f"{ds.short_ios} short {d} I/O(s): fewer bytes transferred than requested")
+        overflow = max(ds.clat.overflow_count, ds.lat.overflow_count)
+        if overflow and max(ds.clat.max, ds.lat.max) >= (1 << 40):
+            notes.append(
+                f"{overflow} {d} latencies of 2^40 ns (~18 min) or more share the top histogram bucket"
+            )
+
+    # ---- time series
+    raw_samples: Sequence[Sequence[int]] = raw.get("samples", []) or []
+    intervals = _intervals(raw_samples, runtime_ns)
+    times = [end for end, _ in intervals]
+    full = [dur >= sample_interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals]
+    for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
+        ds = dirs[d]
+        if ds.ios == 0:
+            continue
+        bw: list[float] = []
+        iops: list[float] = []
+        for s, (_, dur) in zip(raw_samples, intervals, strict=True):
+            sec = dur / 1000.0
+            bw.append(int(s[byte_col]) / 1024.0 / sec if sec > 0 else 0.0)
+            iops.append(int(s[io_col]) / sec if sec > 0 else 0.0)
+        ds.bw_samples = bw
+        ds.iops_samples = iops
+        ds.bw_stats = SampleStats.of([v for v, f in zip(bw, full, strict=True) if f])
+        ds.iops_stats = SampleStats.of([v for v, f in zip(iops, full, strict=True) if f])
+    if any(dirs[d].ios for d in RW_DIRS) and not any(full):
+        notes.append(
+            f"measured runtime ({runtime_ms} ms) is shorter than the sample interval "
+            f"({sample_interval_ms:g} ms): no bandwidth/IOPS samples"
+        )
+
+    stopped = bool(raw.get("stopped", False))
+    ramp_done = bool(raw.get("ramp_done", True))
+    if stopped:
+        notes.append("job was stopped before it finished; results cover the time it ran")
+    if not ramp_done and _as_int(options.get("ramp_time"), 0) > 0:
+        notes.append("ramp_time did not complete: nothing was measured")
+
+    n_all = sum(dirs[d].ios for d in ALL_DIRS)
+    err = ErrorInfo(
+        code=int(raw.get("error", 0)),
+        msg=str(raw.get("error_msg", "") or ""),
+        offset=int(raw.get("error_offset", 0)),
+        ddir=str(raw.get("error_ddir", "") or ""),
+    )
+    return JobResult(
+        name=name,
+        jobnum=jobnum,
+        groupid=groupid,
+        options=dict(options),
+        opts=opts,
+        job_options=dict(job_options or {}),
+        dirs=dirs,
+        cpu=CpuStats(
+            usr_ns=int(raw.get("usr_ns", 0)),
+            sys_ns=int(raw.get("sys_ns", 0)),
+            ctx=int(raw.get("ctx", 0)),
+            majf=int(raw.get("majf", 0)),
+            minf=int(raw.get("minf", 0)),
+            runtime_ns=runtime_ns,
+        ),
+        iodepth=IoDepths.synchronous(n_all),
+        error=err,
+        warnings=notes,
+        runtime_ns=runtime_ns,
+        elapsed_s=elapsed_s if elapsed_s is not None else max(1, math.ceil(runtime_ns / 1e9)),
+        ramp_done=ramp_done,
+        stopped=stopped,
+        sample_interval_ms=float(sample_interval_ms),
+        sample_times_ms=times,
+        pid=pid if pid is not None else os.getpid(),
+        finished_at=finished_at if finished_at is not None else time.time(),
+    )
+
+
+# --------------------------------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class GroupDirStats:
+    """One direction of "Run status group N": bandwidths in bytes/s, runtimes in ms."""
+
+    io_bytes: int = 0
+    agg_bw: int = 0  # io_bytes * 1000 // max_run
+    min_bw: int = 0
+    max_bw: int = 0
+    min_run: int = 0
+    max_run: int = 0
+
+
+@dataclass
+class GroupResult:
+    groupid: int
+    jobs: list[JobResult]  # members, in job order
+    dirs: dict[str, GroupDirStats]  # "read", "write", "trim"
+    merged: JobResult | None = None  # the group as one job, when group_reporting
+    kb_base: int = 1024
+    unit_base: int = 0
+
+    @property
+    def reported(self) -> list[JobResult]:
+        """What the per-job sections show for this group: the merged job, or every member."""
+        return [self.merged] if self.merged is not None else list(self.jobs)
+
+
+def _group_dir(jobs: Sequence[JobResult], d: str) -> GroupDirStats:
+    active = [j.dirs[d] for j in jobs if j.dirs[d].runtime_ms > 0]
+    io_bytes = sum(j.dirs[d].bytes for j in jobs)
+    if not active:
+        return GroupDirStats(io_bytes=io_bytes)
+    max_run = max(s.runtime_ms for s in active)
+    bws = [s.bw_bytes for s in active]
+    return GroupDirStats(
+        io_bytes=io_bytes,
+        agg_bw=io_bytes * 1000 // max_run if max_run else 0,
+        min_bw=min(bws),
+        max_bw=max(bws),
+        min_run=min(s.runtime_ms for s in active),
+        max_run=max_run,
+    )
+
+
+def _sum_series(jobs: Sequence[JobResult], d: str, which: str) -> tuple[list[float], list[bool]]:
+    n = max((len(j.sample_times_ms) for j in jobs), default=0)
+    vals = [0.0] * n
+    full = [False] * n
+    for j in jobs:
+        series: list[float] = getattr(j.dirs[d], which)
+        ends = j.sample_times_ms
+        for i, v in enumerate(series):
+            dur = ends[i] - (ends[i - 1] if i else 0.0)
+            if dur >= j.sample_interval_ms * FULL_INTERVAL and dur > 0:
+                vals[i] += v
+                full[i] = True
+    return vals, full
+
+
+def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
+    """Merge the jobs of one group into a single :class:`JobResult` (fio's group_reporting)."""
+    if not jobs:
+        raise ValueError("merge_jobs needs at least one job")
+    first = jobs[0]
+    dirs: dict[str, DirStats] = {}
+    longest = max(jobs, key=lambda j: len(j.sample_times_ms))
+    for d in ALL_DIRS:
+        parts = [j.dirs[d] for j in jobs]
+        ds = DirStats(
+            ios=sum(p.ios for p in parts),
+            total_ios=sum(p.total_ios for p in parts),
+            bytes=sum(p.bytes for p in parts),
+            short_ios=sum(p.short_ios for p in parts),
+            drop_ios=sum(p.drop_ios for p in parts),
+            runtime_ms=max((p.runtime_ms for p in parts), default=0),
+            clat=Histogram.merged(p.clat for p in parts),
+            lat=Histogram.merged(p.lat for p in parts),
+            slat=Histogram.merged(p.slat for p in parts),
+        )
+        if d in ("read", "write") and ds.ios:
+            bw, full = _sum_series(jobs, d, "bw_samples")
+            iops, _ = _sum_series(jobs, d, "iops_samples")
+            ds.bw_samples, ds.iops_samples = bw, iops
+            ds.bw_stats = SampleStats.of(
+                [v for v, f in zip(bw, full, strict=True) if f],
+                samples=sum(p.bw_stats.samples for p in parts),
+            )
+            ds.iops_stats = SampleStats.of(
+                [v for v, f in zip(iops, full, strict=True) if f],
+                samples=sum(p.iops_stats.samples for p in parts),
+            )
+        dirs[d] = ds
+    cpu = CpuStats()
+    depths = IoDepths()
+    for j in jobs:
+        cpu = cpu + j.cpu
+        depths = depths + j.iodepth
+    err = next((j.error for j in jobs if j.error.code), ErrorInfo())
+    notes: list[str] = []
+    for j in jobs:
+        notes.extend(f"{j.name}.{j.jobnum}: {w}" if len(jobs) > 1 else w for w in j.warnings)
+    return replace(
+        first,
+        dirs=dirs,
+        cpu=cpu,
+        iodepth=depths,
+        error=err,
+        warnings=notes,
+        runtime_ns=max(j.runtime_ns for j in jobs),
+        elapsed_s=max(j.elapsed_s for j in jobs),
+        ramp_done=all(j.ramp_done for j in jobs),
+        stopped=any(j.stopped for j in jobs),
+        sample_times_ms=list(longest.sample_times_ms),
+        num_jobs=sum(j.num_jobs for j in jobs),
+        finished_at=max(j.finished_at for j in jobs),
+    )
+
+
+def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[GroupResult]:
+    """Groups in groupid order.  With ``group_reporting`` each group also gets its merged job.
+
+    A job whose own options set ``group_reporting`` also gets its group merged (fio takes the option per job).
+    """
+    by_group: dict[int, list[JobResult]] = {}
+    for j in jobs:
+        by_group.setdefault(j.groupid, []).append(j)
+    out: list[GroupResult] = []
+    for gid in sorted(by_group):
+        members = by_group[gid]
+        merge = group_reporting or any(j.opts.group_reporting for j in members)
+        out.append(
+            GroupResult(
+                groupid=gid,
+                jobs=members,
+                dirs={d: _group_dir(members, d) for d in RW_DIRS},
+                merged=merge_jobs(members) if merge else None,
+                kb_base=members[0].opts.kb_base,
+                unit_base=members[0].opts.unit_base,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------- run
+@dataclass
+class RunResult:
+    jobs: list[JobResult]
+    groups: list[GroupResult]
+    fio_version: str = FIO_VERSION
+    timestamp: int = 0  # epoch seconds
+    timestamp_ms: int = 0
+    time: str = ""  # like ctime(): "Wed Nov 25 21:54:43 2026"
+    global_options: dict[str, str] = field(default_factory=dict)
+    disk_util: list[DiskUtil] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # run-level (not job) warnings
+
+    def reported(self) -> list[tuple[JobResult, GroupResult]]:
+        """Per-job sections in output order: (job or merged group, its group)."""
+        return [(j, g) for g in self.groups for j in g.reported]
+
+    def all_warnings(self) -> list[str]:
+        """Run warnings then every job's, prefixed by the job name (for a terminal or stderr)."""
+        out = list(self.warnings)
+        for j, _ in self.reported():
+            out.extend(f"{j.name}: {w}" for w in j.warnings)
+        return out
+
+
+def run_result(
+    jobs: Sequence[JobResult],
+    *,
+    group_reporting: bool = False,
+    global_options: Mapping[str, str] | None = None,
+    disk_util: Sequence[DiskUtil] = (),
+    warnings: Iterable[str] = (),
+    timestamp: float | None = None,
+) -> RunResult:
+    """Assemble a :class:`RunResult` (groups computed here); ``timestamp`` defaults to now."""
+    ts = time.time() if timestamp is None else timestamp
+    return RunResult(
+        jobs=list(jobs),
+        groups=group_results(jobs, group_reporting),
+        timestamp=int(ts),
+        timestamp_ms=int(ts * 1000),
+        time=time.asctime(time.localtime(ts)),
+        global_options=dict(global_options or {}),
+        disk_util=list(disk_util),
+        warnings=list(warnings),
+    )

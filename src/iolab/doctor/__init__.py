@@ -1,0 +1,80 @@
+"""iolab doctor: find what makes a storage benchmark lie, before and after it runs.
+
+API for `iolab run` (see CODES.md for the finding codes):
+
+- `inspect_target(path) -> TargetInfo`: what a filename is and every block device under it
+- `pre_run(plan_or_jobdefs, jobdefs=None, expect_raw=False) -> list[Finding]`: the pre-run checks
+- `SafetyGate.check(plan, allow_destroy) -> list[Finding]` (errors block the run) and
+  `SafetyGate.exclusive(plan, allow_destroy) -> ExclusiveHold` (O_EXCL fds for the run; raises SafetyError)
+- `devices_for(plan)`, `DeviceCounters.snapshot(devices)` / `.diff(before, after)`,
+  `Issued.from_raw(raw_results)`, `lie_report(issued, observed) -> LieReport` / `lie_detector(...)`
+- `explain(command) -> str`, `translate(command) -> Explanation`
+- `main(argv) -> int` for `iolab doctor ...` and `iolab explain ...`
+- `render_findings`, `findings_json`, `strict`, `has_errors` for the run's output
+"""
+
+from iolab.doctor.checks import Context, pre_run
+from iolab.doctor.cli import doctor_main, explain_main, main
+from iolab.doctor.counters import (
+    DeviceCounters,
+    DeviceStat,
+    Issued,
+    LieReport,
+    Snapshot,
+    devices_for,
+    devices_under,
+    lie_detector,
+    lie_report,
+)
+from iolab.doctor.explain import ExplainError, Explanation, explain, translate
+from iolab.doctor.extents import NeverWritten, never_written
+from iolab.doctor.findings import (
+    CODES,
+    Finding,
+    findings_json,
+    has_errors,
+    render_findings,
+    sort_findings,
+    strict,
+)
+from iolab.doctor.safety import ExclusiveHold, SafetyError, SafetyGate, Signature, read_signatures
+from iolab.doctor.target import BlockDevice, Mount, TargetInfo, inspect_target
+
+__all__ = [
+    "CODES",
+    "BlockDevice",
+    "Context",
+    "DeviceCounters",
+    "DeviceStat",
+    "ExclusiveHold",
+    "ExplainError",
+    "Explanation",
+    "Finding",
+    "Issued",
+    "LieReport",
+    "Mount",
+    "NeverWritten",
+    "SafetyError",
+    "SafetyGate",
+    "Signature",
+    "Snapshot",
+    "TargetInfo",
+    "devices_for",
+    "devices_under",
+    "doctor_main",
+    "explain",
+    "explain_main",
+    "findings_json",
+    "has_errors",
+    "inspect_target",
+    "lie_detector",
+    "lie_report",
+    "main",
+    "never_written",
+    "pre_run",
+    "read_signatures",
+    "render_findings",
+    "sort_findings",
+    "strict",
+    "translate",
+]

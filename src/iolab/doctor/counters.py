@@ -1,0 +1,396 @@
+"""Post-run lie detector: what the devices saw against what the job issued.
+
+`/sys/class/block/<dev>/stat` of every device under the target is snapshotted before and after the measured
+phase (all 17 fields, discard and flush included). The difference is compared with the job's own counts:
+
+- served from cache: the device read far less than the job read (page cache, loop backing cache, holes)
+- absorbed by cache: the device wrote far less than the job wrote (buffered writes still dirty)
+- amplified: the device moved more bytes (file system metadata, journal, read-modify-write, readahead)
+- merged / split: the device's average request size differs from the job's (the scheduler merged adjacent
+  requests, or max_sectors_kb split them)
+- flushes not reaching the device: fsync/fdatasync were issued but the device saw no flush
+
+The first device given is the one the I/O reaches first (the top of the stack): all verdicts apply to it.
+Devices below it are shared with the rest of the system, so only "saw less" verdicts (which other traffic
+cannot cause) are drawn from them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from iolab.doctor.findings import Finding, finding
+from iolab.doctor.target import SYS_CLASS_BLOCK, BlockDevice, block_device_by_name, inspect_target
+
+STAT_FIELDS = (
+    "read_ios", "read_merges", "read_sectors", "read_ticks",
+    "write_ios", "write_merges", "write_sectors", "write_ticks",
+    "in_flight", "io_ticks", "time_in_queue",
+    "discard_ios", "discard_merges", "discard_sectors", "discard_ticks",
+    "flush_ios", "flush_ticks",
+)  # fmt: skip
+SECTOR = 512
+
+#: "far less": the device saw under this fraction of the issued bytes
+CACHE_RATIO = 0.5
+#: below this many issued bytes no cache verdict is drawn
+CACHE_MIN_BYTES = 1 << 20
+#: "more": above this factor of the issued bytes, plus a fixed allowance for metadata
+AMPLIFY_RATIO = 1.25
+AMPLIFY_SLACK = 256 << 10
+#: request size differs by this factor -> merged / split
+MERGE_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class DeviceStat:
+    """One /sys/class/block/<dev>/stat reading (or the difference of two)."""
+
+    values: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> DeviceStat:
+        nums = [int(x) for x in text.split()]
+        nums += [0] * (len(STAT_FIELDS) - len(nums))
+        return cls(tuple(nums[: len(STAT_FIELDS)]))
+
+    def __getitem__(self, name: str) -> int:
+        return self.values[STAT_FIELDS.index(name)]
+
+    def __sub__(self, other: DeviceStat) -> DeviceStat:
+        diff = [a - b for a, b in zip(self.values, other.values, strict=True)]
+        diff[STAT_FIELDS.index("in_flight")] = self["in_flight"]  # a gauge, not a counter
+        return DeviceStat(tuple(diff))
+
+    @property
+    def read_ios(self) -> int:
+        return self["read_ios"]
+
+    @property
+    def write_ios(self) -> int:
+        return self["write_ios"]
+
+    @property
+    def read_bytes(self) -> int:
+        return self["read_sectors"] * SECTOR
+
+    @property
+    def write_bytes(self) -> int:
+        return self["write_sectors"] * SECTOR
+
+    @property
+    def discard_bytes(self) -> int:
+        return self["discard_sectors"] * SECTOR
+
+    @property
+    def flush_ios(self) -> int:
+        return self["flush_ios"]
+
+    def to_json(self) -> dict[str, int]:
+        out = dict(zip(STAT_FIELDS, self.values, strict=True))
+        out.update(read_bytes=self.read_bytes, write_bytes=self.write_bytes, discard_bytes=self.discard_bytes)
+        return out
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    taken_ns: int
+    stats: Mapping[str, DeviceStat]
+
+
+def _name(dev: str | BlockDevice) -> str:
+    if isinstance(dev, BlockDevice):
+        return dev.name
+    return dev.removeprefix("/dev/")
+
+
+class DeviceCounters:
+    """Snapshots of block-device counters."""
+
+    @staticmethod
+    def read(dev: str | BlockDevice) -> DeviceStat:
+        return DeviceStat.parse((SYS_CLASS_BLOCK / _name(dev) / "stat").read_text())
+
+    @staticmethod
+    def snapshot(devices: Iterable[str | BlockDevice]) -> Snapshot:
+        """Devices by kernel name ("loop0"), /dev path, or BlockDevice; order is kept (top of stack first)."""
+        stats = {}
+        for dev in devices:
+            stats[_name(dev)] = DeviceCounters.read(dev)
+        return Snapshot(time.monotonic_ns(), stats)
+
+    @staticmethod
+    def diff(before: Snapshot, after: Snapshot) -> dict[str, DeviceStat]:
+        return {name: after.stats[name] - before.stats[name] for name in before.stats if name in after.stats}
+
+
+def devices_under(paths: Iterable[str]) -> list[str]:
+    """Kernel names of every block device under these targets, top of each stack first, no repeats."""
+    seen: dict[str, None] = {}
+    for path in paths:
+        for dev in inspect_target(path).chain:
+            seen.setdefault(dev.name, None)
+    return list(seen)
+
+
+def devices_for(jobs: Any) -> list[str]:
+    """Devices under every file of a plan / JobPlans / JobDefs, for DeviceCounters.snapshot()."""
+    from iolab.doctor.jobs import to_views
+
+    views, _ = to_views(jobs)
+    return devices_under(f.path for v in views for f in v.files)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What the job itself did in the measured phase (all its workers summed)."""
+
+    read_ios: int = 0
+    read_bytes: int = 0
+    write_ios: int = 0
+    write_bytes: int = 0
+    flushes: int = 0  # fsync/fdatasync calls
+    direct: bool | None = None
+
+    @classmethod
+    def from_raw(cls, raws: Iterable[Mapping[str, Any]], direct: bool | None = None) -> Issued:
+        """Sum raw C results (DESIGN.md section 3): ddir.read/write ios and bytes, ddir.sync ios."""
+        tot = [0, 0, 0, 0, 0]
+        for raw in raws:
+            dd = raw.get("ddir", {})
+            for i, (d, k) in enumerate(
+                (("read", "ios"), ("read", "bytes"), ("write", "ios"), ("write", "bytes"), ("sync", "ios"))
+            ):
+                tot[i] += int(dd.get(d, {}).get(k, 0))
+        return cls(tot[0], tot[1], tot[2], tot[3], tot[4], direct=direct)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "read_ios": self.read_ios,
+            "read_bytes": self.read_bytes,
+            "write_ios": self.write_ios,
+            "write_bytes": self.write_bytes,
+            "flushes": self.flushes,
+        }
+
+
+@dataclass
+class DeviceVerdict:
+    device: str
+    observed: DeviceStat
+    primary: bool
+    verdicts: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "primary": self.primary,
+            "verdicts": self.verdicts or ["consistent"],
+            "observed": self.observed.to_json(),
+        }
+
+
+@dataclass
+class LieReport:
+    issued: Issued
+    devices: list[DeviceVerdict]
+    findings: list[Finding]
+
+    @property
+    def verdict(self) -> str:
+        primary = [d for d in self.devices if d.primary]
+        words = [v for d in self.devices for v in d.verdicts]
+        if not self.devices:
+            return "no device under the target"
+        if not words:
+            return "consistent" if primary else "no verdict"
+        return ", ".join(dict.fromkeys(words))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "issued": self.issued.to_json(),
+            "devices": [d.to_json() for d in self.devices],
+            "findings": [f.to_json() for f in self.findings],
+        }
+
+    def render(self) -> str:
+        i = self.issued
+        lines = [
+            f"Device check: {self.verdict}",
+            f"  issued: read {i.read_ios} ios / {i.read_bytes} B, "
+            f"write {i.write_ios} ios / {i.write_bytes} B, "
+            f"flushes {i.flushes}",
+        ]
+        for d in self.devices:
+            o = d.observed
+            lines.append(
+                f"  {d.device}{' (top)' if d.primary else ''}: read {o.read_ios} ios / {o.read_bytes} B, "
+                f"write {o.write_ios} ios / {o.write_bytes} B, discard {o['discard_ios']} ios / "
+                f"{o.discard_bytes} B, flush {o.flush_ios}"
+                f" -> {', '.join(d.verdicts) or 'consistent'}"
+            )
+        return "\n".join(lines)
+
+
+def _avg(nbytes: int, ios: int) -> float:
+    return nbytes / ios if ios else 0.0
+
+
+def _write_cache(name: str) -> str | None:
+    dev = block_device_by_name(name)
+    return dev.write_cache if dev else None
+
+
+def lie_report(
+    issued: Issued, observed: Mapping[str, DeviceStat], *, primary: str | None = None
+) -> LieReport:
+    """Compare; `observed` is DeviceCounters.diff() (ordered top of stack first unless `primary` is given)."""
+    names = list(observed)
+    top = primary if primary is not None else (names[0] if names else None)
+    report = LieReport(issued, [], [])
+    for name in names:
+        o = observed[name]
+        dv = DeviceVerdict(name, o, name == top)
+        report.devices.append(dv)
+        ev_base: dict[str, Any] = {"device": f"/dev/{name}"}
+        # reads served from somewhere else
+        if issued.read_bytes >= CACHE_MIN_BYTES and o.read_bytes < CACHE_RATIO * issued.read_bytes:
+            dv.verdicts.append("served from cache")
+            report.findings.append(
+                finding(
+                    "IOL-LIE-001",
+                    f"/dev/{name} read {o.read_bytes} B while the job read {issued.read_bytes} B "
+                    f"({o.read_bytes / issued.read_bytes:.1%}): the rest came from a cache "
+                    "or from never-written "
+                    "data, not from the device",
+                    {
+                        **ev_base,
+                        "issued_read_bytes": issued.read_bytes,
+                        "device_read_bytes": o.read_bytes,
+                        "issued_read_ios": issued.read_ios,
+                        "device_read_ios": o.read_ios,
+                    },
+                    "direct=1 (and write the region before reading it)",
+                )
+            )
+        if issued.write_bytes >= CACHE_MIN_BYTES and o.write_bytes < CACHE_RATIO * issued.write_bytes:
+            dv.verdicts.append("absorbed by cache")
+            report.findings.append(
+                finding(
+                    "IOL-LIE-002",
+                    f"/dev/{name} wrote {o.write_bytes} B while the job wrote {issued.write_bytes} B "
+                    f"({o.write_bytes / issued.write_bytes:.1%}): the rest was still in a cache "
+                    "when the phase ended",
+                    {
+                        **ev_base,
+                        "issued_write_bytes": issued.write_bytes,
+                        "device_write_bytes": o.write_bytes,
+                        "issued_write_ios": issued.write_ios,
+                        "device_write_ios": o.write_ios,
+                    },
+                    "direct=1, or end_fsync=1 so the flush is inside the measurement",
+                )
+            )
+        if name != top:
+            continue
+        amplified = []
+        if o.write_bytes > AMPLIFY_RATIO * issued.write_bytes + AMPLIFY_SLACK:
+            amplified.append(("write", issued.write_bytes, o.write_bytes))
+        if o.read_bytes > AMPLIFY_RATIO * issued.read_bytes + AMPLIFY_SLACK:
+            amplified.append(("read", issued.read_bytes, o.read_bytes))
+        if amplified:
+            dv.verdicts.append("amplified")
+            what = "; ".join(
+                f"{d}s: issued {a} B, device {b} B"
+                + (f" (x{b / a:.2f})" if a else " (none issued: read-modify-write or metadata)")
+                for d, a, b in amplified
+            )
+            report.findings.append(
+                finding(
+                    "IOL-LIE-003",
+                    f"/dev/{name} moved more data than the job issued ({what}): "
+                    "file system metadata, journal, "
+                    "read-modify-write or readahead",
+                    {
+                        **ev_base,
+                        **{f"issued_{d}_bytes": a for d, a, _ in amplified},
+                        **{f"device_{d}_bytes": b for d, _, b in amplified},
+                    },
+                    "measure the raw device (filename=/dev/...) to see the device alone, "
+                    "or keep the amplification "
+                    "in mind: it is part of what the file system costs",
+                )
+            )
+        for d, iss_b, iss_n, obs_b, obs_n in (
+            ("read", issued.read_bytes, issued.read_ios, o.read_bytes, o.read_ios),
+            ("write", issued.write_bytes, issued.write_ios, o.write_bytes, o.write_ios),
+        ):
+            if not (iss_n and obs_n) or not (
+                CACHE_RATIO * iss_b <= obs_b <= iss_b * AMPLIFY_RATIO + AMPLIFY_SLACK
+            ):
+                continue
+            a_iss, a_obs = _avg(iss_b, iss_n), _avg(obs_b, obs_n)
+            kind = (
+                "merged"
+                if a_obs >= MERGE_FACTOR * a_iss
+                else "split"
+                if a_obs * MERGE_FACTOR <= a_iss
+                else ""
+            )
+            if not kind:
+                continue
+            dv.verdicts.append(f"{d}s {kind}")
+            report.findings.append(
+                finding(
+                    "IOL-LIE-004",
+                    f"/dev/{name} {kind} the {d}s: {iss_n} requests of {a_iss:.0f} B on average "
+                    f"became {obs_n} of "
+                    f"{a_obs:.0f} B",
+                    {
+                        **ev_base,
+                        "direction": d,
+                        "issued_ios": iss_n,
+                        "issued_avg_bytes": round(a_iss),
+                        "device_ios": obs_n,
+                        "device_avg_bytes": round(a_obs),
+                    },
+                    "the IOPS reported are the job's, not the device's; "
+                    + (
+                        "direct=1 keeps the scheduler from merging page-cache writeback"
+                        if kind == "merged"
+                        else f"bs= at most max_sectors_kb of /dev/{name}"
+                    ),
+                )
+            )
+        if issued.flushes and o.flush_ios == 0:
+            cache = _write_cache(name)
+            through = cache == "write through"
+            dv.verdicts.append("flushes not reaching the device")
+            report.findings.append(
+                finding(
+                    "IOL-LIE-005",
+                    f"{issued.flushes} fsync/fdatasync issued, /dev/{name} saw no flush"
+                    + (
+                        " (write_cache=write through: the kernel drops flushes "
+                        "for devices without a volatile cache)"
+                        if through
+                        else ": data may sit in a volatile cache when the job reports it durable"
+                    ),
+                    {**ev_base, "issued_flushes": issued.flushes, "device_flushes": 0, "write_cache": cache},
+                    "nothing to do (no volatile cache)"
+                    if through
+                    else "check the file system's barrier/flush mount options and the device's write_cache",
+                    severity="info" if through else "warning",
+                )
+            )
+    return report
+
+
+def lie_detector(
+    issued: Issued, observed: Mapping[str, DeviceStat], *, primary: str | None = None
+) -> list[Finding]:
+    return lie_report(issued, observed, primary=primary).findings

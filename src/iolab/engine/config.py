@@ -1,0 +1,251 @@
+"""The packed C config handed to ``iolab._core.Job`` (DESIGN.md section 2).
+
+``CONFIG_FIELDS`` is the single source of truth: ``pack_config`` packs a mapping of values with
+:mod:`struct` in native alignment, and ``generate_header`` writes ``csrc/config_gen.h`` from the same
+table (``python -m iolab.engine.config > csrc/config_gen.h``). Padding is made explicit on both sides
+(``_padN`` members in C, ``x`` pad bytes in the struct format), so the C struct has no implicit
+padding and Python and C agree byte for byte; the generated header also carries ``_Static_assert``s
+on every offset, so a stale header cannot compile into a mismatching layout.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+__all__ = [
+    "BSSPLIT_MAX",
+    "CONFIG_FIELDS",
+    "CONFIG_FORMAT",
+    "CONFIG_SIZE",
+    "ENGINE_PSYNC",
+    "IOL_CONFIG_MAGIC",
+    "ConfigField",
+    "config_layout",
+    "generate_header",
+    "pack_config",
+]
+
+
+class ConfigField(NamedTuple):
+    name: str
+    ctype: str  # "uint32_t" or "uint64_t"
+    # 1 for a scalar, else the array length (deliberately shadows tuple.count)
+    count: int  # type: ignore[assignment]
+    doc: str
+
+
+BSSPLIT_MAX = 64
+"""bssplit entries per direction (``bssplit_bs``/``bssplit_perc`` index ``d * BSSPLIT_MAX + i``)."""
+
+ENGINE_PSYNC = 0
+
+_U32 = "uint32_t"
+_U64 = "uint64_t"
+
+CONFIG_FIELDS: tuple[ConfigField, ...] = (
+    ConfigField("magic", _U32, 1, "IOL_CONFIG_MAGIC"),
+    ConfigField("size", _U32, 1, "sizeof(struct iol_config); checked by C"),
+    ConfigField("engine", _U32, 1, "0 = psync (others later)"),
+    ConfigField("ddir_mask", _U32, 1, "bit0 = reads, bit1 = writes"),
+    ConfigField("random", _U32, 1, "1 = random offsets"),
+    ConfigField(
+        "rw_seq_nr",
+        _U32,
+        1,
+        "random modes: issue this many I/Os sequentially after each random offset (randread:8); 1 default",
+    ),
+    ConfigField("rw_hole", _U64, 1, "sequential modes: bytes skipped after each I/O (read:4k)"),
+    ConfigField("rwmix_read", _U32, 1, "percent of I/Os that are reads when both directions are on"),
+    ConfigField(
+        "direct",
+        _U32,
+        1,
+        "informational (the fds are already opened with O_DIRECT); buffers are always 4096-aligned",
+    ),
+    ConfigField("iodepth", _U32, 1, "queue depth (psync: 1)"),
+    ConfigField("time_based", _U32, 1, "keep looping until runtime expires"),
+    ConfigField("runtime_ns", _U64, 1, "measured-phase limit; 0 = none"),
+    ConfigField(
+        "ramp_ns", _U64, 1, "ramp phase: I/O issued, nothing counted; then stats reset and runtime starts"
+    ),
+    ConfigField(
+        "io_size",
+        _U64,
+        1,
+        "bytes per loop across all files (= sum of region sizes unless io_size/number_ios set)",
+    ),
+    ConfigField("loops", _U32, 1, "passes over io_size (non time_based)"),
+    ConfigField("norandommap", _U32, 1, "1 = no random map (blocks may repeat)"),
+    ConfigField(
+        "seed", _U64, 1, "base seed; C derives separate streams for offsets, rw mix, bs choice, buffers"
+    ),
+    ConfigField("fsync_blocks", _U32, 1, "fsync after every N writes; 0 = never"),
+    ConfigField("fdatasync_blocks", _U32, 1, "fdatasync after every N writes; 0 = never"),
+    ConfigField("end_fsync", _U32, 1, "fsync every file at the end of the job"),
+    ConfigField("zero_buffers", _U32, 1, "buffer contents: zeros"),
+    ConfigField(
+        "refill_buffers", _U32, 1, "buffer contents: refilled with fresh random data before every write"
+    ),
+    ConfigField("sample_interval_ns", _U64, 1, "IOPS/bw sample interval (500 ms default)"),
+    ConfigField("bs_min", _U64, 2, "block size range per direction: minimum (bs = min = max)"),
+    ConfigField("bs_max", _U64, 2, "block size range per direction: maximum"),
+    ConfigField("blockalign", _U64, 2, "offset alignment per direction"),
+    ConfigField("bssplit_n", _U32, 2, "number of bssplit entries per direction (0 = use bs_min..bs_max)"),
+    ConfigField("bssplit_bs", _U64, 2 * BSSPLIT_MAX, "bssplit entries, direction-major: index d*64 + i"),
+    ConfigField("bssplit_perc", _U32, 2 * BSSPLIT_MAX, "matching percentages (sum 100)"),
+    ConfigField("max_bs", _U64, 1, "largest block size any direction can issue (buffer size)"),
+)
+
+_SIZEOF = {_U32: 4, _U64: 8}
+_FMT = {_U32: "I", _U64: "Q"}
+
+
+class _Slot(NamedTuple):
+    name: str  # field name, or "_padN" for padding
+    offset: int
+    size: int  # total bytes
+    field: ConfigField | None
+
+
+def _compute_layout() -> tuple[tuple[_Slot, ...], int]:
+    """Lay the fields out with the C rules for natural alignment (each type aligned to its size)."""
+    slots: list[_Slot] = []
+    off = 0
+    max_align = 1
+    npad = 0
+    for f in CONFIG_FIELDS:
+        align = _SIZEOF[f.ctype]
+        max_align = max(max_align, align)
+        if off % align:
+            pad = align - off % align
+            slots.append(_Slot(f"_pad{npad}", off, pad, None))
+            npad += 1
+            off += pad
+        size = _SIZEOF[f.ctype] * f.count
+        slots.append(_Slot(f.name, off, size, f))
+        off += size
+    if off % max_align:
+        pad = max_align - off % max_align
+        slots.append(_Slot(f"_pad{npad}", off, pad, None))
+        off += pad
+    return tuple(slots), off
+
+
+_SLOTS, CONFIG_SIZE = _compute_layout()
+
+CONFIG_FORMAT = "@" + "".join(
+    f"{s.size}x" if s.field is None else f"{s.field.count}{_FMT[s.field.ctype]}" for s in _SLOTS
+)
+"""The :mod:`struct` format of the whole config, padding included (native byte order and alignment)."""
+
+assert struct.calcsize(CONFIG_FORMAT) == CONFIG_SIZE
+
+
+def _layout_signature() -> bytes:
+    return ";".join(f"{f.name}:{f.ctype}:{f.count}" for f in CONFIG_FIELDS).encode()
+
+
+IOL_CONFIG_MAGIC = 0x494F0000 | (zlib.crc32(_layout_signature()) & 0xFFFF)
+"""``'IO'`` in the top half, a checksum of the field list in the bottom half: a C core built from an
+older field list rejects configs packed from a newer one even when the size happens to match."""
+
+
+def config_layout() -> list[tuple[str, int, int]]:
+    """``(field name, offset, size in bytes)`` per field, as ``iolab._core.config_layout()`` reports it."""
+    return [(s.name, s.offset, s.size) for s in _SLOTS if s.field is not None]
+
+
+def pack_config(values: Mapping[str, int | Sequence[int]]) -> bytes:
+    """Pack ``values`` (field name -> int, or a sequence of ints for array fields) into the C struct.
+
+    Every field must be given except ``magic`` and ``size``, which default to ``IOL_CONFIG_MAGIC`` and
+    ``CONFIG_SIZE`` (they may be overridden, e.g. to test the C side's checks). Array fields take a
+    sequence of at most ``count`` ints; missing trailing entries are zero. Raises ``ValueError`` for
+    unknown or missing fields, wrong shapes and values that do not fit the C type.
+    """
+    names = {f.name for f in CONFIG_FIELDS}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown config field(s): {', '.join(unknown)}")
+    missing = [f.name for f in CONFIG_FIELDS if f.name not in values and f.name not in ("magic", "size")]
+    if missing:
+        raise ValueError(f"missing config field(s): {', '.join(missing)}")
+    defaults: dict[str, int] = {"magic": IOL_CONFIG_MAGIC, "size": CONFIG_SIZE}
+    limit = {_U32: 1 << 32, _U64: 1 << 64}
+    args: list[int] = []
+    for f in CONFIG_FIELDS:
+        raw = values.get(f.name, defaults.get(f.name, 0))
+        items: list[int]
+        if f.count == 1:
+            if not isinstance(raw, int):
+                raise ValueError(f"config field {f.name!r}: expected an int, got {type(raw).__name__}")
+            items = [raw]
+        else:
+            if isinstance(raw, int | str | bytes):
+                raise ValueError(
+                    f"config field {f.name!r}: expected a sequence of up to {f.count} ints, "
+                    f"got {type(raw).__name__}"
+                )
+            items = list(raw)
+            if len(items) > f.count:
+                raise ValueError(f"config field {f.name!r}: {len(items)} entries, at most {f.count} allowed")
+            items += [0] * (f.count - len(items))
+        for i, v in enumerate(items):
+            if not isinstance(v, int):
+                raise ValueError(f"config field {f.name!r}[{i}]: expected an int, got {type(v).__name__}")
+            if not 0 <= v < limit[f.ctype]:
+                raise ValueError(f"config field {f.name!r}: {v} does not fit {f.ctype}")
+        args.extend(int(v) for v in items)
+    return struct.pack(CONFIG_FORMAT, *args)
+
+
+def generate_header() -> str:
+    """The text of ``csrc/config_gen.h``."""
+    out: list[str] = [
+        "/* Generated by `python -m iolab.engine.config > csrc/config_gen.h` from",
+        " * iolab.engine.config.CONFIG_FIELDS. Do not edit: change the Python table and regenerate",
+        " * (tests/test_core.py checks that this file is current). */",
+        "#ifndef IOL_CONFIG_GEN_H",
+        "#define IOL_CONFIG_GEN_H",
+        "",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        f"#define IOL_CONFIG_MAGIC 0x{IOL_CONFIG_MAGIC:08X}u",
+        f"#define IOL_CONFIG_SIZE {CONFIG_SIZE}u",
+        f"#define IOL_BSSPLIT_MAX {BSSPLIT_MAX}",
+        "",
+        "/* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */",
+        "struct iol_config {",
+    ]
+    for s in _SLOTS:
+        if s.field is None:
+            out.append(f"    uint8_t {s.name}[{s.size}]; /* explicit padding */")
+            continue
+        f = s.field
+        out.append(f"    /* {f.doc} */")
+        dim = f"[{f.count}]" if f.count > 1 else ""
+        out.append(f"    {f.ctype} {f.name}{dim};")
+    out.append("};")
+    out.append("")
+    out.append("/* X-macro over the fields (not the padding), in order. */")
+    out.append("#define IOL_CONFIG_FIELD_LIST(X) \\")
+    for s in _SLOTS:
+        if s.field is not None:
+            out.append(f"    X({s.name}) \\")
+    out.append("")
+    out.append(f'_Static_assert(sizeof(struct iol_config) == {CONFIG_SIZE}, "iol_config size");')
+    for s in _SLOTS:
+        out.append(
+            f'_Static_assert(offsetof(struct iol_config, {s.name}) == {s.offset}, "offset of {s.name}");'
+        )
+    out.append("")
+    out.append("#endif /* IOL_CONFIG_GEN_H */")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(generate_header(), end="")

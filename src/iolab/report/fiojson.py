@@ -1,0 +1,261 @@
+"""fio-compatible ``json`` and ``json+`` output.
+
+Key names, nesting, order and units are fio 3.33's.  Layout is fio's too (two-space indent,
+``"key" : value``);
+every float is printed with six decimals as fio does (``%f``), non-finite floats as 0.000000 so the document
+stays valid JSON.  Strings are JSON-escaped.
+
+Differences from fio, on purpose:
+
+* each job object ends with an ``"iolab"`` block: HdrHistogram encodings of every non-empty latency histogram
+  per direction, the bandwidth/IOPS time series, the run's raw runtime, stop/ramp flags, error details and
+  the job's warnings; the top level ends with an ``"iolab"`` block with the run's warnings.  Warnings never
+  appear outside the JSON document.
+* ``"disk_util"`` is always present (an empty list when no disk statistics were gathered; fio omits it).
+* json+ ``"bins"`` keys are *our* bucket representative values in ns (bucket midpoints clamped to the observed
+  min/max, see :mod:`iolab.analysis.histogram`), not fio's bucket values; the counts are per bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from iolab import __version__
+from iolab.analysis.histogram import Histogram
+from iolab.analysis.model import ALL_DIRS, RW_DIRS, DirStats, GroupResult, JobResult, RunResult
+
+JsonValue = Any  # dict[str, JsonValue] | list[JsonValue] | str | int | float | bool | None
+
+INT_MAX = 2147483647  # fio's "eta" once a job is done
+
+
+# --------------------------------------------------------------------------------------------- writer
+def _scalar(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            v = 0.0
+        s = f"{v:.6f}"
+        return "0.000000" if s == "-0.000000" else s
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    raise TypeError(f"cannot write {type(v).__name__} as JSON")
+
+
+def _write(v: Any, indent: int, out: list[str]) -> None:
+    pad = " " * indent
+    if isinstance(v, Mapping):
+        if not v:
+            out.append("{}")
+            return
+        out.append("{\n")
+        items = list(v.items())
+        for i, (k, val) in enumerate(items):
+            out.append(f"{pad}  {json.dumps(str(k), ensure_ascii=False)} : ")
+            _write(val, indent + 2, out)
+            out.append(",\n" if i + 1 < len(items) else "\n")
+        out.append(pad + "}")
+    elif isinstance(v, list | tuple):
+        if not v:
+            out.append("[]")
+        elif all(not isinstance(x, Mapping | list | tuple) for x in v):
+            out.append("[" + ", ".join(_scalar(x) for x in v) + "]")
+        else:
+            out.append("[\n")
+            for i, val in enumerate(v):
+                out.append(pad + "  ")
+                _write(val, indent + 2, out)
+                out.append(",\n" if i + 1 < len(v) else "\n")
+            out.append(pad + "]")
+    else:
+        out.append(_scalar(v))
+
+
+def dumps(doc: Any) -> str:
+    """Serialize in fio's JSON layout (with a trailing newline)."""
+    out: list[str] = []
+    _write(doc, 0, out)
+    out.append("\n")
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------------------------- builder
+def _pkey(p: float) -> str:
+    return f"{p:.6f}"
+
+
+def lat_obj(h: Histogram, *, percentiles: bool, plist: tuple[float, ...], plus: bool) -> dict[str, Any]:
+    o: dict[str, Any] = {
+        "min": h.min,
+        "max": h.max,
+        "mean": float(h.mean),
+        "stddev": float(h.stdev),
+        "N": h.count,
+    }
+    if percentiles and h.count:
+        o["percentile"] = {_pkey(p): v for p, v in h.percentiles(plist).items()}
+        if plus:
+            o["bins"] = {str(k): c for k, c in sorted(h.bins().items())}
+    return o
+
+
+def bw_agg_pct(ds: DirStats, group: GroupResult, d: str) -> float:
+    """Share of the group's aggregate bandwidth (fio's ``bw_agg`` / ``per=``), capped at 100%."""
+    if ds.bw_stats.samples == 0:
+        return 0.0
+    agg_kib = group.dirs[d].agg_bw / 1024.0 if d in group.dirs else 0.0
+    if agg_kib <= 0:
+        return 100.0
+    return min(100.0, ds.bw_stats.mean * 100.0 / agg_kib)
+
+
+def _dir_obj(job: JobResult, group: GroupResult, d: str, plus: bool) -> dict[str, Any]:
+    ds = job.dirs[d]
+    o = job.opts
+    pl = o.percentile_list
+    bs, ios = ds.bw_stats, ds.iops_stats
+    return {
+        "io_bytes": ds.bytes,
+        "io_kbytes": ds.kbytes,
+        "bw_bytes": ds.bw_bytes,
+        "bw": ds.bw,
+        "iops": ds.iops,
+        "runtime": ds.runtime_ms,
+        "total_ios": ds.total_ios,
+        "short_ios": ds.short_ios,
+        "drop_ios": ds.drop_ios,
+        "slat_ns": lat_obj(ds.slat, percentiles=o.slat_percentiles, plist=pl, plus=plus),
+        "clat_ns": lat_obj(ds.clat, percentiles=o.clat_percentiles, plist=pl, plus=plus),
+        "lat_ns": lat_obj(ds.lat, percentiles=o.lat_percentiles, plist=pl, plus=plus),
+        "bw_min": int(bs.min),
+        "bw_max": int(bs.max),
+        "bw_agg": bw_agg_pct(ds, group, d),
+        "bw_mean": float(bs.mean),
+        "bw_dev": float(bs.stdev),
+        "bw_samples": bs.samples,
+        "iops_min": int(ios.min),
+        "iops_max": int(ios.max),
+        "iops_mean": float(ios.mean),
+        "iops_stddev": float(ios.stdev),
+        "iops_samples": ios.samples,
+    }
+
+
+def _iolab_job_block(job: JobResult) -> dict[str, Any]:
+    hdr: dict[str, Any] = {}
+    for d in ALL_DIRS:
+        ds = job.dirs[d]
+        kinds = (("lat", ds.lat),) if d == "sync" else (("slat", ds.slat), ("clat", ds.clat), ("lat", ds.lat))
+        enc = {k: h.to_hdr_encoded() for k, h in kinds if h.count}
+        if enc:
+            hdr[d] = enc
+    series: dict[str, Any] = {
+        "interval_ms": float(job.sample_interval_ms),
+        "t_ms": [float(t) for t in job.sample_times_ms],
+    }
+    for d in ("read", "write"):
+        ds = job.dirs[d]
+        if ds.bw_samples:
+            series[d] = {"bw_kib": list(ds.bw_samples), "iops": list(ds.iops_samples)}
+    return {
+        "jobs": job.num_jobs,
+        "runtime_ns": job.runtime_ns,
+        "stopped": job.stopped,
+        "ramp_done": job.ramp_done,
+        "error": {
+            "code": job.error.code,
+            "msg": job.error.msg,
+            "offset": job.error.offset,
+            "ddir": job.error.ddir,
+        },
+        "histogram": {"unit": "ns", "sub_bits": 7, "value": "bucket midpoint clamped to [min, max]"},
+        "hdr": hdr,
+        "samples": series,
+        "warnings": list(job.warnings),
+    }
+
+
+def job_obj(job: JobResult, group: GroupResult, plus: bool) -> dict[str, Any]:
+    o = job.opts
+    j: dict[str, Any] = {
+        "jobname": job.name,
+        "groupid": job.groupid,
+        "error": job.error.code,
+        "eta": INT_MAX,
+        "elapsed": job.elapsed_s,
+    }
+    if job.job_options:
+        j["job options"] = dict(job.job_options)
+    for d in RW_DIRS:
+        j[d] = _dir_obj(job, group, d, plus)
+    sync = job.dirs["sync"]
+    j["sync"] = {
+        "total_ios": sync.total_ios,
+        "lat_ns": lat_obj(sync.lat, percentiles=True, plist=o.percentile_list, plus=plus),
+    }
+    lb = job.latency_buckets()
+    j.update(
+        {
+            "job_runtime": job.job_runtime_ms,
+            "usr_cpu": job.cpu.usr_pct,
+            "sys_cpu": job.cpu.sys_pct,
+            "ctx": job.cpu.ctx,
+            "majf": job.cpu.majf,
+            "minf": job.cpu.minf,
+            "iodepth_level": job.iodepth.level_pct(),
+            "iodepth_submit": job.iodepth.submit_pct(),
+            "iodepth_complete": job.iodepth.complete_pct(),
+            "latency_ns": lb.ns,
+            "latency_us": lb.us,
+            "latency_ms": lb.ms,
+            "latency_depth": o.iodepth,
+            "latency_target": o.latency_target,
+            "latency_percentile": float(o.latency_percentile),
+            "latency_window": o.latency_window,
+        }
+    )
+    if o.description:
+        j["desc"] = o.description
+    j["iolab"] = _iolab_job_block(job)
+    return j
+
+
+def build(run: RunResult, *, plus: bool = False) -> dict[str, Any]:
+    """The JSON document as ordered Python data (ints stay ints, floats are printed with %f)."""
+    doc: dict[str, Any] = {
+        "fio version": run.fio_version,
+        "timestamp": run.timestamp,
+        "timestamp_ms": run.timestamp_ms,
+        "time": run.time,
+    }
+    if run.global_options:
+        doc["global options"] = dict(run.global_options)
+    doc["jobs"] = [job_obj(j, g, plus) for j, g in run.reported()]
+    doc["disk_util"] = [
+        {
+            "name": du.name,
+            "read_ios": du.read_ios,
+            "write_ios": du.write_ios,
+            "read_merges": du.read_merges,
+            "write_merges": du.write_merges,
+            "read_ticks": du.read_ticks,
+            "write_ticks": du.write_ticks,
+            "in_queue": du.in_queue,
+            "util": float(du.util),
+        }
+        for du in run.disk_util
+    ]
+    doc["iolab"] = {"version": __version__, "warnings": list(run.warnings)}
+    return doc
+
+
+def render_json(run: RunResult, *, plus: bool = False) -> str:
+    return dumps(build(run, plus=plus))

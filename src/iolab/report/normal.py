@@ -1,0 +1,271 @@
+"""fio's human-readable ``normal`` output.
+
+Layout follows fio 3.33 line by line (job header, per-direction IOPS/BW line, slat/clat/lat lines with an
+automatic unit, percentile blocks, bw/iops sample lines, the latency distribution, sync latencies, cpu,
+IO depths, issued counts, then "Run status group N (all jobs):" and "Disk stats").
+
+Differences from fio, on purpose:
+
+* warnings (run and job) are printed first, one ``warning: ...`` line each;
+* the error part of a job header reads ``err=NN (func=io_u error, <ddir> offset=N, error=<message>)`` as we
+  have no C source location to show;
+* with ``kb_base=1000`` the ``bw (kB/s)`` sample line is converted to kB/s (fio prints KiB/s numbers under a
+  kB/s label);
+* IO depth percentages count fsync/fdatasync too, so they add up to 100%.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from iolab.analysis.histogram import LAT_MS_KEYS, LAT_NS_KEYS, LAT_US_KEYS, Histogram
+from iolab.analysis.model import (
+    FIO_VERSION,
+    IODEPTH_LEVEL_KEYS,
+    IODEPTH_SUBMIT_KEYS,
+    RW_DIRS,
+    GroupResult,
+    JobResult,
+    ReportOptions,
+    RunResult,
+)
+from iolab.report.fiojson import bw_agg_pct
+from iolab.report.units import (
+    fmt_percentile_block,
+    lat_unit,
+    num2str,
+    percentile_precision,
+    percentile_unit,
+)
+
+
+def _bw_str(bytes_per_s: int, opts: ReportOptions, *, alt: bool) -> str:
+    pow2 = (opts.kb_base == 1024) != alt
+    sig = opts.significant_figures
+    if opts.unit_base == 1:
+        return num2str(bytes_per_s * 8, sig, pow2=pow2, unit="bit/s")
+    return num2str(bytes_per_s, sig, pow2=pow2, unit="B/s")
+
+
+def _size_str(nbytes: int, opts: ReportOptions, *, alt: bool) -> str:
+    pow2 = (opts.kb_base == 1024) != alt
+    return num2str(nbytes, opts.significant_figures, pow2=pow2, unit="B")
+
+
+def _stat_line(label: str, h: Histogram) -> str:
+    mean, dev = h.mean, h.stdev
+    unit, div = lat_unit(h.min, h.max, mean, dev)
+    mn = num2str(h.min // div, 6, pow2=False)
+    mx = num2str(h.max // div, 6, pow2=False)
+    return f"    {label} ({unit}): min={mn}, max={mx}, avg={mean / div:5.02f}, stdev={dev / div:5.02f}"
+
+
+def _percentile_lines(label: str, h: Histogram, plist: Sequence[float]) -> list[str]:
+    pct = h.percentiles(plist)
+    items = list(pct.items())
+    unit, div = percentile_unit([v for _, v in items])
+    prec = percentile_precision([p for p, _ in items])
+    return [f"    {label} percentiles ({unit}):", *fmt_percentile_block(items, div, prec)]
+
+
+def _dir_block(job: JobResult, group: GroupResult, d: str) -> list[str]:
+    ds = job.dirs[d]
+    o = job.opts
+    runt = ds.runtime_ms
+    iops = ds.ios * 1000 // runt if runt else 0
+    bw = ds.bw_bytes
+    head = (
+        f"  {d}: IOPS={num2str(iops, o.significant_figures, pow2=False)}, "
+        f"BW={_bw_str(bw, o, alt=False)} ({_bw_str(bw, o, alt=True)})"
+        f"({_size_str(ds.bytes, o, alt=False)}/{runt}msec)"
+    )
+    if d == "write":
+        head += "; 0 zone resets"
+    lines = [head]
+    if ds.slat.count:
+        lines.append(_stat_line("slat", ds.slat))
+    if ds.clat.count:
+        lines.append(_stat_line("clat", ds.clat))
+    if ds.lat.count:
+        lines.append(_stat_line(" lat", ds.lat))
+    for label, h, on in (
+        ("slat", ds.slat, o.slat_percentiles),
+        ("clat", ds.clat, o.clat_percentiles),
+        ("lat", ds.lat, o.lat_percentiles),
+    ):
+        if on and h.count:
+            lines.extend(_percentile_lines(label, h, o.percentile_list))
+    bs = ds.bw_stats
+    if bs.samples:
+        mn, mx, mean, dev = bs.min, bs.max, bs.mean, bs.stdev
+        if o.kb_base == 1000:
+            mn, mx, mean, dev = (x * 1.024 for x in (mn, mx, mean, dev))
+            unit, big, div = "kB", "MB", 1000.0
+        else:
+            unit, big, div = "KiB", "MiB", 1024.0
+        if mean > div * div:
+            mn, mx, mean, dev = (x / div for x in (mn, mx, mean, dev))
+            unit = big
+        lines.append(
+            f"   bw ({unit:>5}/s): min={int(mn):5d}, max={int(mx):5d}, per={bw_agg_pct(ds, group, d):3.2f}%, "
+            f"avg={mean:5.02f}, stdev={dev:5.02f}, samples={bs.samples}"
+        )
+    st = ds.iops_stats
+    if st.samples:
+        lines.append(
+            f"   iops        : min={int(st.min):5d}, max={int(st.max):5d}, avg={st.mean:5.02f}, "
+            f"stdev={st.stdev:5.02f}, samples={st.samples}"
+        )
+    return lines
+
+
+def _lat_dist_lines(job: JobResult) -> list[str]:
+    lb = job.latency_buckets()
+    lines: list[str] = []
+    for unit, keys, vals in (
+        ("nsec", LAT_NS_KEYS, lb.ns),
+        ("usec", LAT_US_KEYS, lb.us),
+        ("msec", LAT_MS_KEYS, lb.ms),
+    ):
+        entries = [f"{k}={vals[k]:3.2f}%" for k in keys if vals[k] > 0]
+        for i in range(0, len(entries), 5):
+            lines.append(f"  lat ({unit})   : " + ", ".join(entries[i : i + 5]))
+    return lines
+
+
+def _err_part(job: JobResult) -> str:
+    e = job.error
+    if not e.code:
+        return f"err={e.code:2d}"
+    where = f", {e.ddir} offset={e.offset}" if e.ddir else ""
+    msg = e.msg or "error"
+    return f"err={e.code:2d} (func=io_u error{where}, error={msg})"
+
+
+def job_block(job: JobResult, group: GroupResult) -> list[str]:
+    o = job.opts
+    stamp = time.asctime(time.localtime(job.finished_at))
+    lines = [
+        f"{job.name}: (groupid={job.groupid}, jobs={job.num_jobs}): {_err_part(job)}: pid={job.pid}: {stamp}"
+    ]
+    if o.description:
+        lines.append(f"  Description  : [{o.description}]")
+    for d in RW_DIRS:
+        ds = job.dirs[d]
+        if ds.ios or ds.bytes:
+            lines.extend(_dir_block(job, group, d))
+    lines.extend(_lat_dist_lines(job))
+    sync = job.dirs["sync"]
+    if sync.lat.count:
+        lines.append("  fsync/fdatasync/sync_file_range:")
+        lines.append(_stat_line("sync", sync.lat))
+        lines.extend(_percentile_lines("sync", sync.lat, o.percentile_list))
+    c = job.cpu
+    lines.append(
+        f"  cpu          : usr={c.usr_pct:3.2f}%, sys={c.sys_pct:3.2f}%, "
+        f"ctx={c.ctx}, majf={c.majf}, minf={c.minf}"
+    )
+
+    def dist(keys: Sequence[str], vals: Mapping[str, float]) -> str:
+        return ", ".join(f"{k}={vals[k]:3.1f}%" for k in keys)
+
+    lines.append(f"  IO depths    : {dist(IODEPTH_LEVEL_KEYS, job.iodepth.level_pct())}")
+    lines.append(f"     submit    : {dist(IODEPTH_SUBMIT_KEYS, job.iodepth.submit_pct())}")
+    lines.append(f"     complete  : {dist(IODEPTH_SUBMIT_KEYS, job.iodepth.complete_pct())}")
+    dd = [job.dirs[d] for d in ("read", "write", "trim", "sync")]
+    lines.append(
+        "     issued rwts: total="
+        + ",".join(str(x.total_ios) for x in dd)
+        + " short="
+        + ",".join(str(x.short_ios) for x in dd)
+        + " dropped="
+        + ",".join(str(x.drop_ios) for x in dd)
+    )
+    lines.append(
+        f"     latency   : target={o.latency_target}, window={o.latency_window}, "
+        f"percentile={o.latency_percentile:.2f}%, depth={o.iodepth}"
+    )
+    return lines
+
+
+def group_lines(group: GroupResult) -> list[str]:
+    lines = [f"Run status group {group.groupid} (all jobs):"]
+    opts = ReportOptions(
+        kb_base=group.kb_base,
+        unit_base=group.unit_base,
+        significant_figures=(group.jobs[0].opts.significant_figures if group.jobs else 4),
+    )
+    for d in RW_DIRS:
+        g = group.dirs[d]
+        if not g.io_bytes:
+            continue
+
+        def bw(v: int, alt: bool) -> str:
+            return _bw_str(v, opts, alt=alt)
+
+        lines.append(
+            f"  {d.upper():>5}: bw={bw(g.agg_bw, False)} ({bw(g.agg_bw, True)}), "
+            f"{bw(g.min_bw, False)}-{bw(g.max_bw, False)} ({bw(g.min_bw, True)}-{bw(g.max_bw, True)}), "
+            f"io={_size_str(g.io_bytes, opts, alt=False)} ({_size_str(g.io_bytes, opts, alt=True)}), "
+            f"run={g.min_run}-{g.max_run}msec"
+        )
+    return lines
+
+
+def render_normal(run: RunResult) -> str:
+    out: list[str] = [f"warning: {w}" for w in run.all_warnings()]
+    out.append("")
+    for job, group in run.reported():
+        out.extend(job_block(job, group))
+    for g in run.groups:
+        out.append("")
+        out.extend(group_lines(g))
+    if run.disk_util:
+        out.append("")
+        out.append("Disk stats (read/write):")
+        for du in run.disk_util:
+            out.append(
+                f"  {du.name}: ios={du.read_ios}/{du.write_ios}, merge={du.read_merges}/{du.write_merges}, "
+                f"ticks={du.read_ticks}/{du.write_ticks}, in_queue={du.in_queue}, util={du.util:3.2f}%"
+            )
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- preamble
+@dataclass(frozen=True)
+class PreambleJob:
+    """One job as announced before the run: ``name: (g=N): rw=..., bs=..., ioengine=..., iodepth=N``."""
+
+    name: str
+    groupid: int
+    options: Mapping[str, Any]
+    clone: bool = False  # a numjobs clone of the previous job: shown as "..." once
+
+
+def render_preamble(jobs: Sequence[PreambleJob], *, version: str = FIO_VERSION) -> str:
+    """What fio prints before starting jobs in normal mode (not part of :func:`render`)."""
+    lines: list[str] = []
+    prev_clone = False
+    for j in jobs:
+        if j.clone:
+            if not prev_clone:
+                lines.append("...")
+            prev_clone = True
+            continue
+        prev_clone = False
+        o = ReportOptions.from_options(j.options)
+
+        def rng(mm: tuple[int, int]) -> str:
+            return f"{num2str(mm[0], 4, pow2=True, unit='B')}-{num2str(mm[1], 4, pow2=True, unit='B')}"
+
+        lines.append(
+            f"{j.name}: (g={j.groupid}): rw={o.rw}, bs=(R) {rng(o.bs[0])}, (W) {rng(o.bs[1])}, "
+            f"(T) {rng(o.bs[2])}, ioengine={o.ioengine}, iodepth={o.iodepth}"
+        )
+    n = len(jobs)
+    lines.append(version)
+    lines.append(f"Starting {n} thread{'s' if n != 1 else ''}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""fio's ``terse`` output, version 3 (``--minimal``): one semicolon-separated line per reported job.
+
+Field order (121 fields, then 9 per disk, then the description if set), as in fio 3.33:
+``3;version;jobname;groupid;error``, then for read and for write: io KiB, bw KiB/s, IOPS, runtime ms,
+slat min/max/mean/stdev (us), clat min/max/mean/stdev (us), 20 clat percentile fields ``P%=us`` (unused ones
+``0%=0``), lat min/max/mean/stdev (us), bw min/max/agg%/mean/stdev (KiB/s); then cpu usr%, sys%, ctx, majf,
+minf; IO depths <=1..>=64 (7); latency us <=2..1000 (10, nanosecond latencies counted in the first);
+latency ms <=2..>=2000 (12); per disk: name, read/write ios, read/write merges, read/write ticks, in_queue,
+util%.  Latencies are microseconds: integers truncated, means and deviations with six decimals.
+
+Percentile fields show total latency (lat) percentiles when ``lat_percentiles`` is set, else completion
+latency percentiles; all are ``0%=0`` when neither is enabled.  Warnings are never written into terse lines.
+"""
+
+from __future__ import annotations
+
+from iolab.analysis.histogram import LAT_MS_KEYS, LAT_US_KEYS, Histogram
+from iolab.analysis.model import IODEPTH_LEVEL_KEYS, GroupResult, JobResult, RunResult
+from iolab.report.fiojson import bw_agg_pct
+
+TERSE_VERSION = 3
+NPCT = 20
+
+
+def _lat_fields(h: Histogram) -> list[str]:
+    return [str(h.min // 1000), str(h.max // 1000), f"{h.mean / 1000:f}", f"{h.stdev / 1000:f}"]
+
+
+def _dir_fields(job: JobResult, group: GroupResult, d: str) -> list[str]:
+    ds = job.dirs[d]
+    o = job.opts
+    runt = ds.runtime_ms
+    f = [str(ds.kbytes), str(ds.bw), str(ds.ios * 1000 // runt if runt else 0), str(runt)]
+    f += _lat_fields(ds.slat)
+    f += _lat_fields(ds.clat)
+    pct: list[str] = []
+    if o.clat_percentiles or o.lat_percentiles:
+        h = ds.lat if o.lat_percentiles else ds.clat
+        vals = h.percentiles(o.percentile_list[:NPCT])
+        pct = [f"{p:f}%={v // 1000}" for p, v in vals.items()]
+    pct += ["0%=0"] * (NPCT - len(pct))
+    f += pct
+    f += _lat_fields(ds.lat)
+    bs = ds.bw_stats
+    f += [
+        str(int(bs.min)),
+        str(int(bs.max)),
+        f"{bw_agg_pct(ds, group, d):f}%",
+        f"{bs.mean:f}",
+        f"{bs.stdev:f}",
+    ]
+    return f
+
+
+def terse_fields(run: RunResult, job: JobResult, group: GroupResult) -> list[str]:
+    f = [str(TERSE_VERSION), run.fio_version, job.name, str(job.groupid), str(job.error.code)]
+    f += _dir_fields(job, group, "read")
+    f += _dir_fields(job, group, "write")
+    c = job.cpu
+    f += [f"{c.usr_pct:f}%", f"{c.sys_pct:f}%", str(c.ctx), str(c.majf), str(c.minf)]
+    lvl = job.iodepth.level_pct()
+    f += [f"{lvl[k]:3.1f}%" for k in IODEPTH_LEVEL_KEYS]
+    lb = job.latency_buckets()
+    us = dict(lb.us)
+    us["2"] = us["2"] + sum(lb.ns.values())
+    f += [f"{us[k]:3.2f}%" for k in LAT_US_KEYS]
+    f += [f"{lb.ms[k]:3.2f}%" for k in LAT_MS_KEYS]
+    for du in run.disk_util:
+        f += [
+            du.name,
+            str(du.read_ios),
+            str(du.write_ios),
+            str(du.read_merges),
+            str(du.write_merges),
+            str(du.read_ticks),
+            str(du.write_ticks),
+            str(du.in_queue),
+            f"{du.util:3.2f}%",
+        ]
+    if job.opts.description:
+        f.append(job.opts.description)
+    return f
+
+
+def render_terse(run: RunResult) -> str:
+    return "".join(";".join(terse_fields(run, j, g)) + "\n" for j, g in run.reported())

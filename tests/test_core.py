@@ -1,0 +1,739 @@
+"""iolab._core: histogram mapping, Job validation, and real jobs on real files (O_DIRECT where possible)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iolab import _core
+from iolab.engine.config import pack_config
+
+REPO = Path(__file__).resolve().parents[1]
+BS = 4096
+MS = 1_000_000
+S = 1_000_000_000
+TRACE = struct.Struct("=QIHBx")
+
+DEFAULTS: dict[str, int | list[int]] = {
+    "engine": 0,
+    "ddir_mask": 1,
+    "random": 0,
+    "rw_seq_nr": 1,
+    "rw_hole": 0,
+    "rwmix_read": 50,
+    "direct": 1,
+    "iodepth": 1,
+    "time_based": 0,
+    "runtime_ns": 0,
+    "ramp_ns": 0,
+    "io_size": 0,
+    "loops": 1,
+    "norandommap": 0,
+    "seed": 12345,
+    "fsync_blocks": 0,
+    "fdatasync_blocks": 0,
+    "end_fsync": 0,
+    "zero_buffers": 0,
+    "refill_buffers": 0,
+    "sample_interval_ns": 500 * MS,
+    "bs_min": [BS, BS],
+    "bs_max": [BS, BS],
+    "blockalign": [BS, BS],
+    "bssplit_n": [0, 0],
+    "bssplit_bs": [],
+    "bssplit_perc": [],
+    "max_bs": BS,
+}
+
+
+def make_config(**over: int | list[int]) -> bytes:
+    v = dict(DEFAULTS)
+    v.update(over)
+    return pack_config(v)
+
+
+# ---------------------------------------------------------------------------------------------------
+# files
+
+
+def _supports_direct(d: Path) -> bool:
+    probe = d / ".iolab-direct-probe"
+    try:
+        probe.write_bytes(b"\0" * BS)
+        fd = os.open(probe, os.O_RDONLY | os.O_DIRECT)
+        try:
+            import mmap
+
+            buf = mmap.mmap(-1, BS)
+            os.preadv(fd, [buf], 0)
+        finally:
+            os.close(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+@pytest.fixture
+def ddir(tmp_path: Path) -> Iterator[Path]:
+    """A directory whose filesystem supports O_DIRECT (tmp_path unless it is e.g. tmpfs)."""
+    if _supports_direct(tmp_path):
+        yield tmp_path
+        return
+    for base in (Path("/var/tmp"), REPO):
+        if _supports_direct(base):
+            d = Path(tempfile.mkdtemp(prefix="iolab-test-", dir=base))
+            try:
+                yield d
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+            return
+    pytest.skip("no filesystem with O_DIRECT support found")
+
+
+def make_file(path: Path, size: int, fill: bytes | None = None) -> Path:
+    """A file of `size` bytes: `fill` repeated, or each block holding its own index."""
+    with open(path, "wb") as f:
+        if fill is not None:
+            f.write(fill * (size // len(fill)))
+        else:
+            for i in range(size // BS):
+                f.write(struct.pack("=Q", i) * (BS // 8))
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+@contextlib.contextmanager
+def opened(path: Path, flags: int, direct: bool = True) -> Iterator[int]:
+    fd = os.open(path, flags | (os.O_DIRECT if direct else 0))
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def run_job(
+    config: bytes, files: list[tuple[int, int, int]], trace: int = 0
+) -> tuple[dict[str, Any], list[tuple[int, int, int, int]]]:
+    job = _core.Job(config, files)
+    buf = bytearray(TRACE.size * trace)
+    if trace:
+        job._set_trace(buf)
+    job.run()
+    res = job.result()
+    recs = [TRACE.unpack_from(buf, i * TRACE.size) for i in range(job._trace_count())]
+    return res, recs
+
+
+def blocks(path: Path) -> list[bytes]:
+    data = path.read_bytes()
+    return [data[i : i + BS] for i in range(0, len(data), BS)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# histogram
+
+
+def ref_index(v: int) -> int:
+    s = 7  # DESIGN.md: index = 2^S + (k - S) * 2^S + ((v >> (k - S)) - 2^S)
+    if v < (1 << s):
+        return v
+    k = v.bit_length() - 1
+    if k > 39:
+        return (1 << s) + (40 - s) * (1 << s) - 1
+    return (1 << s) + (k - s) * (1 << s) + ((v >> (k - s)) - (1 << s))
+
+
+def ref_low(i: int) -> int:
+    if i < 128:
+        return i
+    g = i // 128 - 1
+    return (128 + i % 128) << g
+
+
+def hist_values() -> list[int]:
+    vals = set(range(0, 1100))
+    for k in range(64):
+        for d in (-2, -1, 0, 1, 2):
+            if 0 <= 2**k + d < 2**64:
+                vals.add(2**k + d)
+    x = 1
+    while x < 2**64:  # a geometric walk through everything in between
+        vals.add(x)
+        x = x * 1009 // 1000 + 1
+    vals.add(2**64 - 1)
+    return sorted(vals)
+
+
+def test_hist_index_matches_reference() -> None:
+    for v in hist_values():
+        assert _core.hist_index(v) == ref_index(v), v
+
+
+def test_hist_index_edges() -> None:
+    assert _core.hist_index(0) == 0
+    assert _core.hist_index(127) == 127
+    assert _core.hist_index(128) == 128
+    assert _core.hist_index(255) == 255
+    assert _core.hist_index(256) == 256
+    assert _core.hist_index(257) == 256  # bucket width 2 from 256 on
+    assert _core.hist_index(2**40 - 1) == _core.HIST_BUCKETS - 1
+    assert _core.hist_index(2**40) == _core.HIST_BUCKETS - 1
+    assert _core.hist_index(2**64 - 1) == _core.HIST_BUCKETS - 1
+    with pytest.raises(OverflowError):
+        _core.hist_index(-1)
+    with pytest.raises(OverflowError):
+        _core.hist_index(2**64)
+
+
+def test_hist_relative_error_and_monotonic() -> None:
+    prev = 0
+    for v in hist_values():
+        i = _core.hist_index(v)
+        assert i >= prev
+        prev = i
+        if v < 2**40:
+            low = ref_low(i)
+            assert low <= v
+            assert (v - low) / max(v, 1) <= 1 / 128 < 0.01
+            if i + 1 < _core.HIST_BUCKETS:
+                assert v < ref_low(i + 1)
+    assert ref_low(_core.HIST_BUCKETS - 1) + 2**32 == 2**40
+
+
+# ---------------------------------------------------------------------------------------------------
+# Job construction
+
+
+def test_job_validation(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    good = make_config(io_size=64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        files = [(fd, 0, 64 * BS)]
+        _core.Job(good, files)  # fine
+
+        bad_magic = bytearray(good)
+        bad_magic[0] ^= 0xFF
+        cases: list[tuple[bytes, list[tuple[int, int, int]], str]] = [
+            (bytes(bad_magic), files, "magic"),
+            (good[:-8], files, "bytes, expected"),
+            (make_config(io_size=64 * BS, size=100), files, "size field"),
+            (good, [], "must not be empty"),
+            (good, [(987654, 0, 64 * BS)], "not an open file descriptor"),
+            (good, [(fd, 0, 0)], "region size is 0"),
+            (good, [(fd, 0, 100)], "smaller than the largest block size"),
+            (good, [(fd, 2**63 - 10, 64 * BS)], "beyond the largest file offset"),
+            (make_config(io_size=64 * BS, engine=7), files, "unknown engine"),
+            (make_config(io_size=64 * BS, ddir_mask=0), files, "ddir_mask"),
+            (make_config(io_size=64 * BS, loops=0), files, "loops"),
+            (make_config(io_size=0), files, "io_size"),
+            (make_config(io_size=64 * BS, rwmix_read=101), files, "rwmix_read"),
+            (make_config(io_size=64 * BS, bs_min=[8192, BS]), files, "block size range"),
+            (make_config(io_size=64 * BS, max_bs=512), files, "max_bs"),
+            (
+                make_config(io_size=64 * BS, bssplit_n=[2, 0], bssplit_bs=[BS, 8192], bssplit_perc=[50, 40]),
+                files,
+                "sum to 90",
+            ),
+        ]
+        for cfg, fl, match in cases:
+            with pytest.raises(ValueError, match=match):
+                _core.Job(cfg, fl)
+        with pytest.raises(ValueError, match="out of range"):
+            _core.Job(good, [(fd, -1, 64 * BS)])
+        with pytest.raises(TypeError):
+            _core.Job(good, [(fd, 0)])  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            _core.Job(good, [("x", 0, 1)])  # type: ignore[list-item]
+
+
+def test_run_once_and_result_order(ddir: Path) -> None:
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        job = _core.Job(make_config(io_size=16 * BS), [(fd, 0, 16 * BS)])
+        assert job.progress() == (0, 0, 0, 0, 0)
+        with pytest.raises(RuntimeError, match="not been called"):
+            job.result()
+        job.run()
+        with pytest.raises(RuntimeError, match="once"):
+            job.run()
+        assert job.progress() == (16, 0, 16 * BS, 0, 3)
+        assert job.result()["ddir"]["read"]["ios"] == 16
+
+
+def check_hist(h: dict[str, Any], count: int) -> None:
+    assert set(h) == {"count", "min", "max", "sum", "sumsq", "buckets"}
+    assert h["count"] == count
+    assert isinstance(h["sumsq"], float)
+    assert isinstance(h["buckets"], bytes)
+    assert len(h["buckets"]) == 8 * _core.HIST_BUCKETS
+    b = struct.unpack(f"={_core.HIST_BUCKETS}Q", h["buckets"])
+    assert sum(b) == count
+    if count:
+        assert 0 < h["min"] <= h["max"]
+        assert h["min"] * count <= h["sum"] <= h["max"] * count
+        nz = [i for i, c in enumerate(b) if c]
+        assert nz[0] == _core.hist_index(h["min"])
+        assert nz[-1] == _core.hist_index(h["max"])
+        assert h["sumsq"] >= h["sum"] ** 2 / count * (1 - 1e-9)
+    else:
+        assert (h["min"], h["max"], h["sum"], h["sumsq"]) == (0, 0, 0, 0.0)
+
+
+def test_result_shape(ddir: Path) -> None:
+    path = make_file(ddir / "f", 32 * BS)
+    with opened(path, os.O_RDWR) as fd:
+        res, _ = run_job(
+            make_config(io_size=32 * BS, ddir_mask=3, random=1, fsync_blocks=4), [(fd, 0, 32 * BS)]
+        )
+    assert set(res) == {
+        "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
+        "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
+    }  # fmt: skip
+    assert res["hist_sub_bits"] == 7 and res["hist_buckets"] == _core.HIST_BUCKETS
+    assert res["ramp_done"] is True and res["stopped"] is False
+    assert (res["error"], res["error_msg"], res["error_offset"], res["error_ddir"]) == (0, "", 0, "")
+    assert res["runtime_ns"] > 0
+    assert set(res["ddir"]) == {"read", "write", "sync"}
+    for name, d in res["ddir"].items():
+        assert set(d) == {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat"}
+        assert d["dropped"] == 0 and d["short_ios"] == 0
+        check_hist(d["lat"], d["ios"])
+        assert d["clat"] == d["lat"]  # psync: clat is lat
+        check_hist(d["slat"], 0)  # psync: no slat
+        if name != "sync":
+            assert d["bytes"] == d["ios"] * BS
+    rd, wr, sy = (res["ddir"][k] for k in ("read", "write", "sync"))
+    assert rd["ios"] + wr["ios"] == 32
+    assert sy["ios"] == wr["ios"] // 4 and sy["bytes"] == 0
+    for key in ("usr_ns", "sys_ns", "ctx", "majf", "minf"):
+        assert isinstance(res[key], int) and res[key] >= 0
+    last = res["samples"][-1]
+    assert last == (res["runtime_ns"], rd["ios"], rd["bytes"], wr["ios"], wr["bytes"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# offsets
+
+
+def test_sequential_write_covers_every_byte(ddir: Path) -> None:
+    n = 256
+    path = make_file(ddir / "f", n * BS, b"\xff")
+    with opened(path, os.O_WRONLY) as fd:
+        res, _ = run_job(make_config(ddir_mask=2, io_size=n * BS, refill_buffers=0), [(fd, 0, n * BS)])
+    assert res["error"] == 0
+    assert res["ddir"]["write"]["ios"] == n and res["ddir"]["write"]["bytes"] == n * BS
+    bl = blocks(path)
+    assert len(bl) == n
+    assert b"\xff" * BS not in bl
+    assert all(b == bl[0] for b in bl)
+    assert len(set(bl[0])) > 100  # seeded random data, not a constant pattern
+
+
+def test_sequential_region_and_wrap(ddir: Path) -> None:
+    # region of 8 blocks at offset 4 blocks; 20 I/Os: wraps inside the region
+    path = make_file(ddir / "f", 32 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        _, tr = run_job(make_config(io_size=20 * BS), [(fd, 4 * BS, 8 * BS)], trace=100)
+    offs = [r[0] // BS for r in tr]
+    assert offs == [4 + i % 8 for i in range(20)]
+
+
+def test_rw_hole(ddir: Path) -> None:
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        _, tr = run_job(make_config(io_size=8 * BS, rw_hole=BS), [(fd, 0, 16 * BS)], trace=100)
+    assert [r[0] // BS for r in tr] == [0, 2, 4, 6, 8, 10, 12, 14]
+
+
+def test_round_robin_over_files(ddir: Path) -> None:
+    a, b = make_file(ddir / "a", 8 * BS), make_file(ddir / "b", 8 * BS)
+    with opened(a, os.O_RDONLY) as fa, opened(b, os.O_RDONLY) as fb:
+        res, tr = run_job(make_config(io_size=16 * BS), [(fa, 0, 8 * BS), (fb, 0, 8 * BS)], trace=100)
+    assert [r[2] for r in tr] == [0, 1] * 8
+    assert [r[0] // BS for r in tr] == [i // 2 for i in range(16)]
+    assert res["ddir"]["read"]["ios"] == 16
+
+
+def test_random_map_each_block_once_per_pass(ddir: Path) -> None:
+    n = 1000  # not a multiple of 64: exercises the map's tail
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, tr = run_job(make_config(random=1, io_size=n * BS, loops=3), [(fd, 0, n * BS)], trace=4 * n)
+    assert res["ddir"]["read"]["ios"] == 3 * n
+    offs = [r[0] // BS for r in tr]
+    assert len(offs) == 3 * n
+    for p in range(3):
+        assert sorted(offs[p * n : (p + 1) * n]) == list(range(n))
+    assert offs[:n] != list(range(n))  # and it is random, not sequential
+    assert offs[:n] != offs[n : 2 * n]
+
+
+def test_random_map_verified_through_the_data(ddir: Path) -> None:
+    # independent of the trace hook: one pass of n random writes leaves no block unwritten, so (n writes,
+    # n blocks) every block was written exactly once
+    n = 512
+    path = make_file(ddir / "f", n * BS, b"\xff")
+    with opened(path, os.O_WRONLY) as fd:
+        res, _ = run_job(make_config(ddir_mask=2, random=1, io_size=n * BS), [(fd, 0, n * BS)])
+    assert res["ddir"]["write"]["ios"] == n
+    assert b"\xff" * BS not in blocks(path)
+
+
+def test_norandommap_repeats(ddir: Path) -> None:
+    n = 512
+    path = make_file(ddir / "f", n * BS, b"\xff")
+    with opened(path, os.O_WRONLY) as fd:
+        res, tr = run_job(
+            make_config(ddir_mask=2, random=1, norandommap=1, io_size=n * BS), [(fd, 0, n * BS)], trace=n
+        )
+    assert res["ddir"]["write"]["ios"] == n
+    offs = [r[0] for r in tr]
+    assert len(set(offs)) < n  # P(no repeat in 512 draws of 512) is astronomically small
+    assert all(o % BS == 0 and o < n * BS for o in offs)
+    assert b"\xff" * BS in blocks(path)  # so some block was never written
+
+
+def test_random_seed_determinism(ddir: Path) -> None:
+    n = 256
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        runs = [
+            [r[0] for r in run_job(make_config(random=1, io_size=n * BS, seed=s), [(fd, 0, n * BS)], n)[1]]
+            for s in (1, 1, 2)
+        ]
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_rw_seq_nr(ddir: Path) -> None:
+    n = 512
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        _, tr = run_job(make_config(random=1, rw_seq_nr=8, io_size=n * BS), [(fd, 0, n * BS)], trace=n)
+    offs = [r[0] // BS for r in tr]
+    assert sorted(offs) == list(range(n))
+    # groups of 8: a random start then 7 sequential (the next free block, wrapping)
+    seq = sum(1 for i in range(n) if i % 8 and offs[i] == (offs[i - 1] + 1) % n)
+    assert seq >= 0.8 * (n - n // 8)
+    starts = [offs[i] for i in range(0, n, 8)]
+    assert len(set(starts)) == len(starts) and starts != sorted(starts)
+
+
+def test_bsrange_sizes(ddir: Path) -> None:
+    n = 256
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, tr = run_job(
+            make_config(
+                random=1, io_size=n * BS, bs_min=[BS, BS], bs_max=[4 * BS, BS], max_bs=4 * BS, norandommap=1
+            ),
+            [(fd, 0, n * BS)],
+            trace=n,
+        )
+    sizes = Counter(r[1] for r in tr)
+    assert set(sizes) <= {BS, 2 * BS, 3 * BS, 4 * BS} and len(sizes) == 4
+    assert all(r[0] % BS == 0 and r[0] + r[1] <= n * BS for r in tr)
+    assert res["ddir"]["read"]["bytes"] == sum(r[1] for r in tr) == n * BS
+
+
+def test_bssplit_distribution(ddir: Path) -> None:
+    size = 4 << 20
+    path = make_file(ddir / "f", size, b"\0" * BS)
+    split = [(BS, 50), (2 * BS, 30), (4 * BS, 20)]
+    cfg = make_config(
+        random=1,
+        norandommap=1,
+        time_based=1,
+        runtime_ns=S,
+        io_size=size,
+        bssplit_n=[3, 0],
+        bssplit_bs=[b for b, _ in split],
+        bssplit_perc=[p for _, p in split],
+        max_bs=4 * BS,
+    )
+    with opened(path, os.O_RDONLY) as fd:
+        res, tr = run_job(cfg, [(fd, 0, size)], trace=200_000)
+    n = res["ddir"]["read"]["ios"]
+    assert n == len(tr) > 1000
+    sizes = Counter(r[1] for r in tr)
+    for bs, perc in split:
+        assert abs(sizes[bs] / n - perc / 100) < 0.05, (bs, sizes)
+
+
+def test_rwmix(ddir: Path) -> None:
+    n = 2048
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDWR) as fd:
+        res, tr = run_job(
+            make_config(ddir_mask=3, random=1, rwmix_read=70, io_size=n * BS), [(fd, 0, n * BS)], n
+        )
+    r, w = res["ddir"]["read"]["ios"], res["ddir"]["write"]["ios"]
+    assert r + w == n
+    assert abs(r / n - 0.70) < 0.04
+    assert Counter(t[3] for t in tr) == {0: r, 1: w}
+    assert sorted(t[0] // BS for t in tr) == list(range(n))  # one map for both directions
+
+
+# ---------------------------------------------------------------------------------------------------
+# buffers and syncs
+
+
+def test_zero_buffers(ddir: Path) -> None:
+    path = make_file(ddir / "f", 16 * BS, b"\xff")
+    with opened(path, os.O_WRONLY) as fd:
+        run_job(make_config(ddir_mask=2, io_size=16 * BS, zero_buffers=1), [(fd, 0, 16 * BS)])
+    assert path.read_bytes() == bytes(16 * BS)
+
+
+def test_refill_buffers(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS, b"\xff")
+    with opened(path, os.O_WRONLY) as fd:
+        run_job(make_config(ddir_mask=2, io_size=64 * BS, refill_buffers=1), [(fd, 0, 64 * BS)])
+    bl = blocks(path)
+    assert len(set(bl)) == 64 and b"\xff" * BS not in bl
+
+
+def test_fsync_counts(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_WRONLY, direct=False) as fd:
+        res, tr = run_job(make_config(ddir_mask=2, io_size=64 * BS, fsync_blocks=4), [(fd, 0, 64 * BS)], 200)
+        assert res["ddir"]["sync"]["ios"] == 16
+        # a sync follows every 4th write
+        assert [t[3] for t in tr] == [1, 1, 1, 1, 2] * 16
+        res, _ = run_job(
+            make_config(ddir_mask=2, io_size=64 * BS, fsync_blocks=4, fdatasync_blocks=8, end_fsync=1),
+            [(fd, 0, 64 * BS)],
+        )
+        sy = res["ddir"]["sync"]
+        assert sy["ios"] == 16 + 8 + 1
+        check_hist(sy["lat"], 25)
+        assert sy["clat"] == sy["lat"]
+        res, _ = run_job(make_config(ddir_mask=2, io_size=64 * BS, end_fsync=1), [(fd, 0, 64 * BS)])
+        assert res["ddir"]["sync"]["ios"] == 1
+        # reads never sync
+        res, _ = run_job(make_config(ddir_mask=1, io_size=64 * BS, fsync_blocks=1), [(fd, 0, 64 * BS)])
+        assert res["ddir"]["sync"]["ios"] == 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# time
+
+
+def test_time_based_runtime(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        t0 = time.monotonic()
+        res, _ = run_job(
+            make_config(time_based=1, runtime_ns=S, io_size=64 * BS, sample_interval_ns=100 * MS),
+            [(fd, 0, 64 * BS)],
+        )
+        wall = time.monotonic() - t0
+    assert 0.9 * S <= res["runtime_ns"] <= 1.1 * S
+    assert 0.9 <= wall <= 1.3
+    rd = res["ddir"]["read"]
+    assert rd["ios"] > 64  # looped over the file many times
+    samples = res["samples"]
+    assert 10 <= len(samples) <= 11
+    assert [s[0] for s in samples[:10]] == [(i + 1) * 100 * MS for i in range(10)]
+    assert sum(s[1] for s in samples) == rd["ios"] and sum(s[2] for s in samples) == rd["bytes"]
+    assert samples[-1][0] == res["runtime_ns"]
+
+
+def test_runtime_caps_size_based_job(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, _ = run_job(make_config(runtime_ns=300 * MS, io_size=64 * BS, loops=10**9), [(fd, 0, 64 * BS)])
+    assert 0.27 * S <= res["runtime_ns"] <= 0.4 * S
+
+
+def test_samples_merge_when_full(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    interval = 100_000  # 100 us: 1 s gives 10000 intervals, more than the preallocated samples
+    with opened(path, os.O_RDONLY) as fd:
+        res, _ = run_job(
+            make_config(time_based=1, runtime_ns=S, io_size=64 * BS, sample_interval_ns=interval),
+            [(fd, 0, 64 * BS)],
+        )
+    samples = res["samples"]
+    times = [s[0] for s in samples]
+    steps = {b - a for a, b in itertools.pairwise(times[:-1])}
+    assert len(steps) == 1
+    (step,) = steps
+    assert step >= 4 * interval and step % interval == 0 and (step // interval) & (step // interval - 1) == 0
+    assert times[0] == step
+    assert times[-1] == res["runtime_ns"]
+    assert sum(s[1] for s in samples) == res["ddir"]["read"]["ios"]
+    assert sum(s[2] for s in samples) == res["ddir"]["read"]["bytes"]
+
+
+def test_ramp_not_counted_time_based(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        job = _core.Job(
+            make_config(time_based=1, runtime_ns=500 * MS, ramp_ns=400 * MS, io_size=64 * BS),
+            [(fd, 0, 64 * BS)],
+        )
+        phases = []
+        t = threading.Thread(target=job.run)
+        t0 = time.monotonic()
+        t.start()
+        while t.is_alive():
+            phases.append(job.progress()[4])
+            time.sleep(0.02)
+        t.join()
+        wall = time.monotonic() - t0
+    res = job.result()
+    assert res["ramp_done"] is True
+    assert 0.45 * S <= res["runtime_ns"] <= 0.55 * S
+    assert 0.85 <= wall <= 1.3
+    seen = [p for p in phases if p]  # 0 until the thread enters run()
+    assert seen[0] == 1 and 2 in seen and seen.index(2) > seen.index(1)
+    rd = res["ddir"]["read"]
+    assert rd["lat"]["count"] == rd["ios"] == sum(s[1] for s in res["samples"])
+    assert job.progress()[0] == rd["ios"]
+
+
+def test_ramp_not_counted_size_based(ddir: Path) -> None:
+    n = 64
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, tr = run_job(make_config(ramp_ns=200 * MS, io_size=n * BS), [(fd, 0, n * BS)], trace=10 * n)
+    # the ramp went around the file many times; the measured phase is exactly one fresh pass
+    assert res["ramp_done"] is True
+    assert res["ddir"]["read"]["ios"] == n
+    assert [r[0] // BS for r in tr] == list(range(n))
+    assert res["runtime_ns"] < 150 * MS
+
+
+def test_stop_from_another_thread(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        job = _core.Job(make_config(time_based=1, runtime_ns=60 * S, io_size=64 * BS), [(fd, 0, 64 * BS)])
+        t = threading.Thread(target=job.run)
+        t.start()
+        time.sleep(0.3)
+        p1 = job.progress()
+        time.sleep(0.1)
+        p2 = job.progress()
+        t0 = time.monotonic()
+        job.stop()
+        t.join(5)
+        assert not t.is_alive()
+        assert time.monotonic() - t0 < 0.5
+    assert p1[4] == p2[4] == 2
+    assert 0 < p1[0] < p2[0] and p2[2] == p2[0] * BS
+    res = job.result()
+    assert res["stopped"] is True and res["error"] == 0
+    assert 0.3 * S <= res["runtime_ns"] <= 1.0 * S
+    rd = res["ddir"]["read"]
+    assert rd["ios"] >= p2[0]
+    check_hist(rd["lat"], rd["ios"])
+
+
+def test_stop_before_run_and_during_ramp(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        job = _core.Job(make_config(io_size=64 * BS), [(fd, 0, 64 * BS)])
+        job.stop()
+        job.run()
+        res = job.result()
+        assert res["stopped"] is True and res["ddir"]["read"]["ios"] == 0
+
+        job = _core.Job(
+            make_config(time_based=1, runtime_ns=S, ramp_ns=30 * S, io_size=64 * BS), [(fd, 0, 64 * BS)]
+        )
+        t = threading.Thread(target=job.run)
+        t.start()
+        time.sleep(0.2)
+        assert job.progress()[4] == 1
+        job.stop()
+        t.join(5)
+        res = job.result()
+    assert res["stopped"] is True and res["ramp_done"] is False
+    assert res["runtime_ns"] == 0 and res["ddir"]["read"]["ios"] == 0 and res["samples"] == []
+
+
+# ---------------------------------------------------------------------------------------------------
+# errors
+
+
+def test_error_read_on_write_only_fd(ddir: Path) -> None:
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_WRONLY) as fd:
+        res, _ = run_job(make_config(io_size=16 * BS, rw_hole=0), [(fd, 2 * BS, 8 * BS)])
+    assert res["error"] == errno.EBADF
+    assert res["error_ddir"] == "read"
+    assert res["error_offset"] == 2 * BS
+    assert "read of 4096 bytes at offset 8192" in res["error_msg"]
+    assert "Bad file descriptor" in res["error_msg"]
+    assert res["ddir"]["read"]["ios"] == 0
+
+
+def test_error_short_read_then_end_of_file(ddir: Path) -> None:
+    # a 1.5-block file read as 2 blocks (buffered: O_DIRECT would refuse the odd size): the second read
+    # is short, its continuation hits the end of the file
+    path = ddir / "f"
+    path.write_bytes(b"x" * (BS + BS // 2))
+    with opened(path, os.O_RDONLY, direct=False) as fd:
+        res, _ = run_job(make_config(io_size=2 * BS), [(fd, 0, 2 * BS)])
+    assert res["error"] == errno.EIO
+    assert res["error_ddir"] == "read"
+    assert res["error_offset"] == BS + BS // 2
+    assert "end of file" in res["error_msg"]
+    assert res["ddir"]["read"]["ios"] == 1
+
+
+def test_error_write_fsync_on_read_only_fd(ddir: Path) -> None:
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, _ = run_job(make_config(ddir_mask=2, io_size=16 * BS), [(fd, 0, 16 * BS)])
+    assert res["error"] == errno.EBADF and res["error_ddir"] == "write" and res["error_offset"] == 0
+
+
+@pytest.fixture
+def loop_device(ddir: Path) -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("losetup") is None:
+        pytest.skip("needs root and losetup")
+    backing = make_file(ddir / "loop-backing", 1 << 20)
+    try:
+        dev = subprocess.run(
+            ["losetup", "--find", "--show", str(backing)], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    except (subprocess.CalledProcessError, OSError) as e:
+        pytest.skip(f"losetup failed: {e}")
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+
+
+@pytest.mark.root
+def test_error_region_beyond_block_device(loop_device: str) -> None:
+    size = 1 << 20
+    with opened(Path(loop_device), os.O_RDWR) as fd:
+        assert os.lseek(fd, 0, os.SEEK_END) == size
+        res, _ = run_job(make_config(io_size=2 * size), [(fd, 0, 2 * size)])
+        assert res["error"] != 0 and res["error_ddir"] == "read"
+        assert res["error_offset"] == size
+        assert res["ddir"]["read"]["ios"] == size // BS
+        res, _ = run_job(make_config(ddir_mask=2, io_size=2 * size), [(fd, 0, 2 * size)])
+        assert res["error"] != 0 and res["error_ddir"] == "write"
+        assert res["error_offset"] == size
+        assert res["ddir"]["write"]["ios"] == size // BS
