@@ -652,6 +652,8 @@ static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t 
     }
 }
 
+/* Queue the syncs due after this write; prep_next() issues them before the next I/O. (An async
+ * engine will also have to wait for the writes in flight before issuing a sync.) */
 static inline void after_write(struct iol_job *j, const struct iol_io *io)
 {
     if (j->cfg.fsync_blocks && ++j->writes_since_fsync >= j->cfg.fsync_blocks) {

@@ -9,7 +9,8 @@
 enum { STATE_READY = 0, STATE_RUNNING = 1, STATE_DONE = 2 };
 
 typedef struct {
-    PyObject_HEAD struct iol_job *job;
+    PyObject_HEAD
+    struct iol_job *job;
     int state;
     int has_trace;
     Py_buffer trace; /* test hook: held while set */
@@ -149,8 +150,10 @@ static PyObject *Job_run(JobObject *self, PyObject *Py_UNUSED(ignored))
     }
     self->state = STATE_RUNNING;
     struct iol_job *job = self->job;
-    Py_BEGIN_ALLOW_THREADS iol_job_run(job);
-    Py_END_ALLOW_THREADS self->state = STATE_DONE;
+    Py_BEGIN_ALLOW_THREADS
+    iol_job_run(job);
+    Py_END_ALLOW_THREADS
+    self->state = STATE_DONE;
     Py_RETURN_NONE;
 }
 
@@ -315,7 +318,8 @@ static PyMethodDef Job_methods[] = {
 };
 
 static PyTypeObject JobType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "iolab._core.Job",
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "iolab._core.Job",
     .tp_basicsize = sizeof(JobObject),
     .tp_dealloc = (destructor)Job_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,

@@ -1,4 +1,4 @@
-"""iolab.analysis.histogram: mapping (binding C contract), merge, stats, percentiles, distributions, HDR export."""
+"""iolab.analysis.histogram: mapping (the binding C contract), merge, stats, percentiles, HDR export."""
 
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ def design_index(v: int) -> int:
     s = 7
     if v < 2**s:
         return v
-    k = min(int(math.floor(math.log2(v))), 39)
+    k: int = min(math.floor(math.log2(v)), 39)
     if v.bit_length() - 1 != k and v < 2**40:  # guard log2 rounding for huge values
         k = v.bit_length() - 1
-    return 2**s + (k - s) * 2**s + ((v >> (k - s)) - 2**s)
+    idx: int = 2**s + (k - s) * 2**s + ((v >> (k - s)) - 2**s)
+    return idx
 
 
 def nearest_rank(sorted_vals: list[int], p: float) -> int:
@@ -110,7 +111,12 @@ def test_merge_equals_histogram_of_union() -> None:
     for merged in (hs[0] + hs[1] + hs[2], sum(hs), Histogram.merged(hs)):
         assert isinstance(merged, Histogram)
         assert merged.buckets == union.buckets
-        assert (merged.count, merged.min, merged.max, merged.sum) == (union.count, union.min, union.max, union.sum)
+        assert (merged.count, merged.min, merged.max, merged.sum) == (
+            union.count,
+            union.min,
+            union.max,
+            union.sum,
+        )
         assert merged.sumsq == pytest.approx(union.sumsq, rel=1e-12)
     # merging does not modify the operands
     assert hs[0].count == 500
@@ -144,7 +150,10 @@ def test_percentiles_within_one_percent_of_exact(dist: str) -> None:
     elif dist == "uniform_wide":
         vals = [rng.randint(1, 10**10) for _ in range(n)]
     elif dist == "bimodal":
-        vals = [int(rng.gauss(5_000, 300)) if rng.random() < 0.9 else int(rng.gauss(9_000_000, 1e5)) for _ in range(n)]
+        vals = [
+            int(rng.gauss(5_000, 300)) if rng.random() < 0.9 else int(rng.gauss(9_000_000, 1e5))
+            for _ in range(n)
+        ]
     elif dist == "small_exact":
         vals = [rng.randint(0, 255) for _ in range(n)]
     else:
@@ -182,7 +191,7 @@ def test_representative_value_is_clamped_midpoint() -> None:
 
 # ------------------------------------------------------------------------------------------- distribution
 def test_latency_buckets_fio_ranges() -> None:
-    # key K counts [previous K, K): 1 ns -> "2", 3 ns -> "4", 999 ns -> "1000"; 1 us.. -> us map; 2 s -> ">=2000"
+    # key K counts [previous K, K): 1 ns -> "2", 3 ns -> "4", 999 ns -> "1000"; 1 us.. -> us; 2 s -> ">=2000"
     # (values chosen so that their whole histogram bucket lies in one fio range)
     vals = [1, 3, 999, 1_000, 1_999, 2_000, 990_000, 1_000_000, 1_990_000, 2_000_000_000, 5_000_000_000]
     lb = Histogram.from_values(vals).latency_buckets()

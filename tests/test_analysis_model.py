@@ -23,7 +23,9 @@ from iolab.analysis.synthetic import raw_hist, synthetic_raw
 OPTS: dict[str, Any] = {"rw": "randread", "bs": (4096, 4096), "ioengine": "psync", "iodepth": 1}
 
 
-def make_job(raw: dict[str, Any], name: str = "t", jobnum: int = 0, groupid: int = 0, **opts: Any) -> JobResult:
+def make_job(
+    raw: dict[str, Any], name: str = "t", jobnum: int = 0, groupid: int = 0, **opts: Any
+) -> JobResult:
     return job_result(
         raw,
         name=name,
@@ -83,6 +85,15 @@ def test_samples_given_as_interval_starts() -> None:
     assert j.dirs["read"].iops_samples == [1000.0, 1000.0]
 
 
+def test_widened_sample_interval() -> None:
+    raw = synthetic_raw(
+        rw="randread", read_ios=3000, runtime_ns=3_100_000_000, sample_interval_ns=1_000_000_000
+    )
+    j = make_job(raw)  # asked for 500 ms, the core delivered 1 s samples
+    assert j.sample_interval_ms == 1000.0
+    assert j.dirs["read"].bw_stats.samples == 3  # the 100 ms tail is left out
+
+
 def test_warnings() -> None:
     short = make_job(synthetic_raw(rw="randread", runtime_ns=300_000_000))
     assert any("shorter than the sample interval" in w for w in short.warnings)
@@ -96,7 +107,13 @@ def test_warnings() -> None:
     raw["ddir"]["read"]["clat"] = raw_hist([10, 2**41])
     assert any("2^40" in w for w in make_job(raw).warnings)
     passed = job_result(
-        synthetic_raw(), name="x", jobnum=0, groupid=0, options=OPTS, sample_interval_ms=500, warnings=["from plan"]
+        synthetic_raw(),
+        name="x",
+        jobnum=0,
+        groupid=0,
+        options=OPTS,
+        sample_interval_ms=500,
+        warnings=["from plan"],
     )
     assert passed.warnings[0] == "from plan"
 
@@ -109,7 +126,12 @@ def test_error_info() -> None:
 
 def test_report_options_parsing() -> None:
     o = ReportOptions.from_options(
-        {"percentile_list": "99.5:99.9", "bs": (4096, 8192), "bsrange": ((512, 4096), (0, 0)), "kb_base": 1000}
+        {
+            "percentile_list": "99.5:99.9",
+            "bs": (4096, 8192),
+            "bsrange": ((512, 4096), (0, 0)),
+            "kb_base": 1000,
+        }
     )
     assert o.percentile_list == (99.5, 99.9)
     assert o.bs == ((512, 4096), (8192, 8192), (8192, 8192))
@@ -121,8 +143,12 @@ def test_report_options_parsing() -> None:
 
 # ------------------------------------------------------------------------------------------- groups
 def two_jobs(groupid: int = 0) -> list[JobResult]:
-    a = make_job(synthetic_raw(rw="randread", read_ios=1000, runtime_ns=2_000_000_000, seed=1), "a", 0, groupid)
-    b = make_job(synthetic_raw(rw="randread", read_ios=3000, runtime_ns=3_000_000_000, seed=2), "a", 1, groupid)
+    a = make_job(
+        synthetic_raw(rw="randread", read_ios=1000, runtime_ns=2_000_000_000, seed=1), "a", 0, groupid
+    )
+    b = make_job(
+        synthetic_raw(rw="randread", read_ios=3000, runtime_ns=3_000_000_000, seed=2), "a", 1, groupid
+    )
     return [a, b]
 
 

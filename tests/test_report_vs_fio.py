@@ -25,8 +25,16 @@ from typing import Any
 
 import pytest
 
-from iolab.analysis import DiskUtil, job_result, run_result
-from iolab.analysis.model import RunResult
+from iolab.analysis import DiskUtil, Histogram, index_of, job_result, run_result
+from iolab.analysis.model import (
+    CpuStats,
+    DirStats,
+    IoDepths,
+    JobResult,
+    ReportOptions,
+    RunResult,
+    SampleStats,
+)
 from iolab.analysis.synthetic import synthetic_raw
 from iolab.report import PreambleJob, render, render_preamble
 from iolab.report.fiojson import dumps
@@ -65,7 +73,14 @@ def fio_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _fio_args(fio_dir: Path, rw: str, fmt: str, timed: bool) -> list[str]:
-    args = [f"--name=t", f"--filename={fio_dir / 'f'}", "--size=4m", f"--rw={rw}", "--bs=4k", "--ioengine=psync"]
+    args = [
+        "--name=t",
+        f"--filename={fio_dir / 'f'}",
+        "--size=4m",
+        f"--rw={rw}",
+        "--bs=4k",
+        "--ioengine=psync",
+    ]
     if timed:
         args += ["--runtime=1500ms", "--time_based"]
     return [*args, f"--output-format={fmt}"]
@@ -134,9 +149,9 @@ def our_run(rw: str, fio: FioOut) -> RunResult:
         sample_interval_ms=500,
         job_options=_job_options(fio.args),
     )
-    disks = [
-        DiskUtil(d["name"], 1, 2, 0, 0, 3, 4, 7, 12.5) for d in (fio.doc.get("disk_util") or [])
-    ] or [DiskUtil("vda", 1, 2, 0, 0, 3, 4, 7, 12.5)] * fio_disk_count(fio)
+    disks = [DiskUtil(d["name"], 1, 2, 0, 0, 3, 4, 7, 12.5) for d in (fio.doc.get("disk_util") or [])] or [
+        DiskUtil("vda", 1, 2, 0, 0, 3, 4, 7, 12.5)
+    ] * fio_disk_count(fio)
     return run_result([job], disk_util=disks)
 
 
@@ -164,13 +179,17 @@ def compare_json(fio: Any, ours: Any, path: str = "") -> list[str]:
         if not isinstance(ours, dict):
             return [f"{path}: fio has an object, we have {_kind(ours)}"]
         if path.endswith("/bins"):
-            ok = all(k.isdigit() and isinstance(v, int) for k, v in ours.items()) and ours
-            return [] if ok else [f"{path}: bins malformed"]
+            good = bool(ours) and all(k.isdigit() and isinstance(v, int) for k, v in ours.items())
+            return [] if good else [f"{path}: bins malformed"]
         fk = list(fio)
-        ok = [k for k in ours if k not in EXTRA_KEYS and not (path == "" and k == "disk_util" and k not in fio)]
+        ok = [
+            k for k in ours if k not in EXTRA_KEYS and not (path == "" and k == "disk_util" and k not in fio)
+        ]
         if fk != ok:
-            diffs.append(f"{path}: keys differ: fio-only {sorted(set(fk) - set(ok))}, "
-                         f"ours-only {sorted(set(ok) - set(fk))}, order fio {fk} ours {ok}")
+            diffs.append(
+                f"{path}: keys differ: fio-only {sorted(set(fk) - set(ok))}, "
+                f"ours-only {sorted(set(ok) - set(fk))}, order fio {fk} ours {ok}"
+            )
         for k in fk:
             if k in ours:
                 diffs += compare_json(fio[k], ours[k], f"{path}/{k}")
@@ -241,8 +260,8 @@ def test_terse_matches_fio(rw: str, fio_runs: dict[tuple[str, str], FioOut]) -> 
     # percentile labels at the same positions (read: fields 18-37, write: 59-78, 1-based)
     for lo in (17, 58):
         assert [f.split("=")[0] for f in of[lo : lo + 20]] == [f.split("=")[0] for f in ff[lo : lo + 20]]
-    # io KiB / bw / runtime consistency in our line
-    assert int(of[5]) == 2000 * 4 * (1 if rw == "randread" else 1) // (1 if rw == "randread" else 2)
+    # read io KiB: 2000 I/Os of 4 KiB for randread, half of them for randrw
+    assert int(of[5]) == (8000 if rw == "randread" else 4000)
 
 
 # ------------------------------------------------------------------------------------------- normal
@@ -280,7 +299,9 @@ def test_normal_line_shapes_match_fio(rw: str, fio_runs: dict[tuple[str, str], F
     assert not ours.startswith("warning")
     assert shapes(ours) == shapes(fio.normal)
     assert "Run status group 0 (all jobs):" in ours
-    assert re.search(r"^   READ: bw=\S+ \(\S+\), \S+-\S+ \(\S+-\S+\), io=\S+ \(\S+\), run=\d+-\d+msec$", ours, re.M)
+    assert re.search(
+        r"^   READ: bw=\S+ \(\S+\), \S+-\S+ \(\S+-\S+\), io=\S+ \(\S+\), run=\d+-\d+msec$", ours, re.M
+    )
 
 
 @pytest.mark.parametrize("rw", MODES)
@@ -305,3 +326,177 @@ def test_combined_formats_order_like_fio(fio_runs: dict[tuple[str, str], FioOut]
     json.loads(rest[:end])
     assert rest[end:].startswith("\nt: (groupid=0, jobs=1): err= 0: pid=")
     assert fio.normal.startswith("\nt: (groupid=0, jobs=1): err= 0: pid=")
+
+
+# ------------------------------------------------------------------------------------------- exact numbers
+def _hist_from_fio(st: dict[str, Any]) -> Histogram:
+    """A histogram with fio's exact count/min/max/mean/stddev (bucket contents irrelevant here)."""
+    n = int(st["N"])
+    if n == 0:
+        return Histogram()
+    h = Histogram()
+    h.buckets[index_of(int(st["min"]))] = n
+    total = round(float(st["mean"]) * n)
+    sumsq = float(st["stddev"]) ** 2 * (n - 1) + float(total) ** 2 / n
+    return Histogram(h.buckets, n, int(st["min"]), int(st["max"]), total, sumsq)
+
+
+def job_from_fio(job: dict[str, Any], options: dict[str, Any]) -> JobResult:
+    dirs: dict[str, DirStats] = {}
+    for d in ("read", "write", "trim"):
+        s = job[d]
+        dirs[d] = DirStats(
+            ios=s["total_ios"],
+            total_ios=s["total_ios"],
+            bytes=s["io_bytes"],
+            short_ios=s["short_ios"],
+            drop_ios=s["drop_ios"],
+            runtime_ms=s["runtime"],
+            clat=_hist_from_fio(s["clat_ns"]),
+            lat=_hist_from_fio(s["lat_ns"]),
+            slat=_hist_from_fio(s["slat_ns"]),
+            bw_stats=SampleStats(s["bw_min"], s["bw_max"], s["bw_mean"], s["bw_dev"], s["bw_samples"]),
+            iops_stats=SampleStats(
+                s["iops_min"], s["iops_max"], s["iops_mean"], s["iops_stddev"], s["iops_samples"]
+            ),
+        )
+    dirs["sync"] = DirStats(ios=job["sync"]["total_ios"], total_ios=job["sync"]["total_ios"])
+    rt = job["job_runtime"] * 1_000_000
+    return JobResult(
+        name=job["jobname"],
+        jobnum=0,
+        groupid=job["groupid"],
+        options=options,
+        opts=ReportOptions.from_options(options),
+        job_options={},
+        dirs=dirs,
+        cpu=CpuStats(
+            round(job["usr_cpu"] * rt / 100),
+            round(job["sys_cpu"] * rt / 100),
+            job["ctx"],
+            job["majf"],
+            job["minf"],
+            rt,
+        ),
+        iodepth=IoDepths(
+            tuple(round(v * 1000) for v in job["iodepth_level"].values()),
+            tuple(round(v * 1000) for v in job["iodepth_submit"].values()),
+            tuple(round(v * 1000) for v in job["iodepth_complete"].values()),
+        ),
+        runtime_ns=rt,
+        num_jobs=1,
+    )
+
+
+COMPARED = re.compile(
+    r"^(  (read|write): IOPS|    (clat|slat) \(| {5}lat \(|   bw \(|   iops |  cpu |  IO depths|     submit|"
+    r"     complete|     issued|     latency|   READ:|  WRITE:|.*\(groupid=)"
+)
+
+
+def _compared_lines(text: str) -> list[str]:
+    out = []
+    for line in text.splitlines():
+        if COMPARED.match(line):
+            out.append(re.sub(r"pid=\d+: .*$", "pid=#: DATE", line))
+    return out
+
+
+NUMERIC_CASES = {
+    "psync-randrw": ["--rw=randrw", "--ioengine=psync", "--size=4m", "--runtime=1500ms", "--time_based"],
+    "null-fast": ["--rw=randrw", "--ioengine=null", "--size=256m", "--runtime=1500ms", "--time_based"],
+    "null-rated-2jobs": [
+        "--rw=randread",
+        "--ioengine=null",
+        "--size=64m",
+        "--rate=3m",
+        "--numjobs=2",
+        "--runtime=1500ms",
+        "--time_based",
+    ],
+    "null-rated-2jobs-grouped": [
+        "--rw=randread",
+        "--group_reporting",
+        "--ioengine=null",
+        "--size=64m",
+        "--rate=3m",
+        "--numjobs=2",
+        "--runtime=1500ms",
+        "--time_based",
+    ],
+    "null-1m-bs": [
+        "--rw=write",
+        "--ioengine=null",
+        "--size=1g",
+        "--bs=1m",
+        "--rate=700m",
+        "--runtime=1500ms",
+        "--time_based",
+    ],
+}
+
+
+def _json_leaves(doc: Any, path: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out.update(_json_leaves(v, f"{path}/{k}"))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            out.update(_json_leaves(v, f"{path}[{i}]"))
+    else:
+        out[path] = doc
+    return out
+
+
+# derived from buckets (ours differ from fio's) or from the environment: not comparable
+_SKIP_JSON = re.compile(
+    r"/(percentile|bins)/|/latency_(ns|us|ms)/|^/(fio version|timestamp|timestamp_ms|time)$"
+    r"|/(eta|elapsed)$|^/disk_util|/iolab"
+)
+# terse fields (0-based) that come from buckets: percentiles and the latency distribution
+_SKIP_TERSE = set(range(17, 37)) | set(range(58, 78)) | set(range(99, 121)) | {1}
+
+
+@pytest.mark.parametrize("case", sorted(NUMERIC_CASES))
+def test_numbers_equal_fio_for_fio_stats(case: str, fio_dir: Path) -> None:
+    """Feed fio's own statistics (from its JSON) to our formatters: normal lines, terse fields and JSON
+    values must equal fio's wherever they do not depend on histogram buckets."""
+    args = [
+        "--name=t",
+        f"--filename={fio_dir / 'f'}",
+        "--bs=4k",
+        *NUMERIC_CASES[case],
+        "--output-format=terse,json,normal",
+    ]
+    fio = FioOut(_run_fio(args), args)
+    rw = next(a.split("=", 1)[1] for a in args if a.startswith("--rw="))
+    jobs = [job_from_fio(j, {"rw": rw}) for j in fio.doc["jobs"]]
+    members = 2 if "--group_reporting" in args else 1  # fio's JSON does not say how many jobs were merged
+    for j in jobs:
+        j.pid = 1
+        j.num_jobs = members
+        j.job_options = fio.doc["jobs"][0].get("job options", {})
+    disks = [DiskUtil(**d) for d in fio.doc.get("disk_util", [])]
+    run = run_result(jobs, disk_util=disks)
+    # normal
+    assert _compared_lines(render(run, "normal")) == _compared_lines(fio.normal)
+    # terse
+    ours_terse = render(run, "terse").splitlines()
+    assert len(ours_terse) == len(fio.terse)
+    for ol, fl in zip(ours_terse, fio.terse, strict=True):
+        of, ff = ol.split(";"), fl.split(";")
+        assert len(of) == len(ff)
+        for i, (a, b) in enumerate(zip(of, ff, strict=True)):
+            if i not in _SKIP_TERSE:
+                assert a == b, (i, a, b)
+    # json
+    ours_doc = _json_leaves(json.loads(render(run, "json")))
+    for path, value in _json_leaves(fio.doc).items():
+        if _SKIP_JSON.search(path):
+            continue
+        assert path in ours_doc, path
+        if isinstance(value, float):
+            assert ours_doc[path] == pytest.approx(value, abs=2e-6), path
+        else:
+            assert ours_doc[path] == value, path

@@ -56,8 +56,6 @@ class Kind(StrEnum):
     BS_PAIR = "bs-pair"  # sizes per direction: 'read[,write[,trim]]' -> (read, write)
     INT_PAIR = "int-pair"  # whole numbers per direction -> (read, write)
     RANGE = "range"  # 'lo-hi[,lo-hi]' sizes per direction -> ((rlo, rhi), (wlo, whi))
-    SIZE_RANGE = "size-range"  # 'a[-b]' -> (low, high) bytes
-    TIME_RANGE = "time-range"  # 'a[-b]' -> (low, high) nanoseconds
     BSSPLIT = "bssplit"  # 'bs/perc:bs/perc[,...]' -> (read list, write list)
     FILENAMES = "filename list"  # ':' separated, '\:' escapes a colon
     FLOAT_LIST = "percentile list"  # ':' separated floats
@@ -119,6 +117,8 @@ class Option:
     inverse_kind: str = ""
     # Companion value key for the 'N%' form (a float fraction), e.g. size -> size_percent.
     percent_key: str | None = None
+    # Companion value key for the upper end of an 'a-b' range (filesize, startdelay); None if no range.
+    range_key: str | None = None
     # Companion value key for the text after 'choice:' (e.g. random_distribution=zipf:1.2).
     suffix_key: str | None = None
     # fio accepts the zone suffix ('10z') for this option.
@@ -217,7 +217,7 @@ def _t(name: str, help: str, cat: str, unit: int, default: int | None = 0, **kw:
     _add(name, Kind.TIME, ft, default, help, cat, unit=unit, **kw)
 
 
-def _e(name: str, help: str, cat: str, choices: Iterable[str], default: str | None, **kw: Any) -> None:
+def _e(name: str, help: str, cat: str, choices: Iterable[str], default: Any, **kw: Any) -> None:
     _add(name, Kind.ENUM, FioType.STR, default, help, cat, choices=tuple(choices), **kw)
 
 
@@ -239,27 +239,26 @@ def _prof(name: str, profile: str, kind: Kind, fio_type: FioType, help: str) -> 
         None,
         help,
         C_PROFILE,
+        unit=NS_PER_S if kind is Kind.TIME else 1,
         profile=profile,
         bare=fio_type == FioType.STR_SET,
         note=f"belongs to fio's '{profile}' profile; fio accepts it in any job and ignores it",
     )
 
 
-OK = {"supported": True}
-
 # ---------------------------------------------------------------------------------------------
 # Description and job control
-_s("name", "Job name; in a job section it overrides the section name", C_DESC, **OK,
+_s("name", "Job name; in a job section it overrides the section name", C_DESC, supported=True,
    quirks="a name= inside [global] does not rename the jobs; on the command line --name starts a job")
-_s("description", "Free text describing the job; printed, never interpreted", C_DESC, **OK)
-_s("wait_for", "Start this job only after the named job has finished", C_PROC, **OK)
-_i("loops", "Run the whole workload this many times", C_TIME, 1, **OK)
-_i("numjobs", "Run this many identical clones of the job", C_PROC, 1, **OK)
+_s("description", "Free text describing the job; printed, never interpreted", C_DESC, supported=True)
+_s("wait_for", "Start this job only after the named job has finished", C_PROC, supported=True)
+_i("loops", "Run the whole workload this many times", C_TIME, 1, supported=True)
+_i("numjobs", "Run this many identical clones of the job", C_PROC, 1, supported=True)
 _f("stonewall", "Wait for all earlier jobs to finish before starting; starts a new reporting group",
-   C_PROC, aliases=("wait_for_previous",), **OK)
-_f("new_group", "Start a new reporting group without waiting", C_PROC, **OK)
-_f("group_reporting", "Report the jobs of a group as one", C_STAT, **OK)
-_f("thread", "Run jobs as threads instead of processes (iolab always uses threads)", C_PROC, **OK)
+   C_PROC, aliases=("wait_for_previous",), supported=True)
+_f("new_group", "Start a new reporting group without waiting", C_PROC, supported=True)
+_f("group_reporting", "Report the jobs of a group as one", C_STAT, supported=True)
+_f("thread", "Run jobs as threads instead of processes (iolab always uses threads)", C_PROC, supported=True)
 _f("exitall", "When one job finishes, stop the others", C_PROC)
 _e("exit_what", "Which jobs exitall stops: group, stonewall or all", C_PROC,
    ("group", "stonewall", "all"), "group")
@@ -293,11 +292,11 @@ _i("hugepage-size", "Huge page size used for shmhuge/mmaphuge memory", C_BUF, 2 
 _u("lockmem", "Lock this much memory to simulate less RAM", C_MISC, 0)
 _s("ioscheduler", "Switch the device to this I/O scheduler", C_FILE)
 _e("kb_base", "Meaning of k/m/g in values: 1024 (fio default) or 1000", C_MISC, ("1024", "1000"),
-   1024, prio=1, choice_values=(("1024", 1024), ("1000", 1000)), **OK,
+   1024, prio=1, choice_values=(("1024", 1024), ("1000", 1000)), supported=True,
    quirks="with 1024 (default) 'k'/'KB' mean 1024 while 'KiB' means 1000; with 1000 it is the other"
    " way round. fio applies it before the other options of the same section.")
 _e("unit_base", "Report bits (1), bytes (8) or guess (0)", C_STAT, ("0", "8", "1"), 0, prio=1,
-   choice_values=(("0", 0), ("8", 8), ("1", 1)), **OK)
+   choice_values=(("0", 0), ("8", 8), ("1", 1)), supported=True)
 _e("clocksource", "Clock used for timing", C_MISC, ("gettimeofday", "clock_gettime", "cpu"), None)
 _i("gtod_cpu", "Dedicate this CPU to timekeeping", C_MISC, None)
 
@@ -305,14 +304,14 @@ _i("gtod_cpu", "Dedicate this CPU to timekeeping", C_MISC, None)
 _add("filename", Kind.FILENAMES, FioType.STR_STORE, [], "File(s) or device(s) to use, ':' separated",
      C_FILE, prio=-1, supported=True,
      quirks="a ':' separates names; write '\\:' for a colon inside a name")
-_add("directory", Kind.FILENAMES, FioType.STR_STORE, [], "Directory (or ':' list) for the job's files",
-     C_FILE, supported=True)
+_s("directory", "Directory for the job's files", C_FILE, supported=True,
+   quirks="a ':' separates several directories, which fio uses in turn")
 _s("filename_format", "Pattern for generated file names", C_FILE, "$jobname.$jobnum.$filenum", prio=-1)
 _b("unique_filename", "Prefix file names with the client address in client/server mode", C_FILE, True)
 _e("lockfile", "Lock files during I/O: none, exclusive or readwrite", C_FILE,
    ("none", "exclusive", "readwrite"), "none", prio=1, suffix_key="lockfile_arg")
 _s("opendir", "Add every file under this directory", C_FILE)
-_i("nrfiles", "Number of files per job", C_FILE, 1, aliases=("nr_files",), **OK)
+_i("nrfiles", "Number of files per job", C_FILE, 1, aliases=("nr_files",), supported=True)
 _i("openfiles", "How many files may be open at once", C_FILE, None)
 _e("file_service_type", "How I/O moves between files", C_FILE,
    ("random", "zipf", "pareto", "normal", "gauss", "roundrobin", "sequential"), "roundrobin",
@@ -321,19 +320,21 @@ _e("fallocate", "How files are preallocated", C_FILE,
    ("none", "native", "posix", "keep", "truncate", "0", "1"), "native")
 _e("fadvise_hint", "posix_fadvise hint for the access pattern", C_FILE,
    ("0", "1", "random", "sequential"), "1")
-_z("filesize", "Size of each file (a range 'lo-hi' picks sizes in between)", C_FILE, None,
-   minval=1, **OK)
-# filesize is a range; fixed up below (kind SIZE_RANGE)
+_add("filesize", Kind.SIZE, FioType.VAL, None,
+     "Size of each file (a range 'lo-hi' picks sizes in between)", C_FILE, minval=1, supported=True,
+     range_key="filesize_max",
+     quirks="'lo-hi' gives a range (upper end in filesize_max); fio keeps the values in the order"
+     " written")
 _b("file_append", "Start I/O at the end of existing files", C_FILE)
 _b("fill_device", "Write until the device or file system is full", C_FILE, aliases=("fill_fs",))
 _b("create_serialize", "Lay out files one at a time", C_FILE, True)
 _b("create_fsync", "fsync files after laying them out", C_FILE, True)
-_b("create_on_open", "Create files when the job opens them, not at setup", C_FILE, **OK)
+_b("create_on_open", "Create files when the job opens them, not at setup", C_FILE, supported=True)
 _b("create_only", "Only create the files, do no I/O", C_FILE)
 _b("allow_file_create", "Allow fio to create files that do not exist", C_FILE, True)
 _b("allow_mounted_write", "Allow writes to a mounted block device", C_FILE)
 _b("pre_read", "Read files into the page cache before starting", C_FILE)
-_b("unlink", "Delete the job's files when it finishes", C_FILE, **OK)
+_b("unlink", "Delete the job's files when it finishes", C_FILE, supported=True)
 _b("unlink_each_loop", "Delete the job's files after every loop", C_FILE)
 _b("overwrite", "Lay out files fully before writing so writes overwrite data", C_FILE)
 _b("invalidate", "Drop the page cache for the files before starting", C_FILE, True)
@@ -350,25 +351,26 @@ _add("rw", Kind.RW, FioType.STR, "read", "I/O pattern", C_IO, aliases=("readwrit
 _e("rw_sequencer", "How the ':N' modifier of rw is applied", C_IO, ("sequential", "identical"),
    "sequential")
 _p("rwmixread", "Percent of mixed I/O that reads", C_IO, 50, inverse="rwmixwrite",
-   inverse_kind="complement", last_part_wins=True, **OK)
+   inverse_kind="complement", last_part_wins=True, supported=True)
 _p("rwmixwrite", "Percent of mixed I/O that writes", C_IO, 50, inverse="rwmixread",
-   inverse_kind="complement", last_part_wins=True, **OK)
+   inverse_kind="complement", last_part_wins=True, supported=True)
 _add("rwmixcycle", Kind.STR, FioType.DEPRECATED, None, "Removed option; fio refuses it", C_IO)
 _z("size", "Total bytes of I/O region for the job (or 'N%' of the file/device)", C_IO, None,
-   fio_type=FioType.VAL_ZONE, percent_key="size_percent", zone_ok=True, last_part_wins=True, **OK)
+   fio_type=FioType.VAL_ZONE, percent_key="size_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("io_size", "Bytes to transfer, if different from size", C_IO, None, aliases=("io_limit",),
-   fio_type=FioType.VAL_ZONE, percent_key="io_size_percent", zone_ok=True, last_part_wins=True, **OK)
+   fio_type=FioType.VAL_ZONE, percent_key="io_size_percent", zone_ok=True, last_part_wins=True,
+   supported=True)
 _z("offset", "Start I/O at this offset in each file (or 'N%')", C_IO, 0, aliases=("fileoffset",),
-   fio_type=FioType.VAL_ZONE, percent_key="offset_percent", zone_ok=True, last_part_wins=True, **OK)
+   fio_type=FioType.VAL_ZONE, percent_key="offset_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("offset_increment", "Each clone starts this much further than the previous", C_IO, 0,
    fio_type=FioType.VAL_ZONE, percent_key="offset_increment_percent", zone_ok=True,
-   last_part_wins=True, **OK)
+   last_part_wins=True, supported=True)
 _z("offset_align", "Align a percentage offset to this many bytes", C_IO, 0, fio_type=FioType.INT)
-_u("number_ios", "Stop after this many I/Os", C_IO, 0, **OK)
-_f("norandommap", "Random I/O may hit the same block twice", C_IO, **OK)
+_u("number_ios", "Stop after this many I/Os", C_IO, 0, supported=True)
+_f("norandommap", "Random I/O may hit the same block twice", C_IO, supported=True)
 _b("softrandommap", "Continue without the random map if it cannot be allocated", C_IO)
-_b("randrepeat", "Use the same random sequence on every run", C_IO, True, **OK)
-_u("randseed", "Seed for the random generators", C_IO, 0x89, **OK)
+_b("randrepeat", "Use the same random sequence on every run", C_IO, True, supported=True)
+_u("randseed", "Seed for the random generators", C_IO, 0x89, supported=True)
 _b("allrandrepeat", "Make every random choice repeatable", C_IO)
 _e("random_generator", "Random number generator", C_IO, ("tausworthe", "lfsr", "tausworthe64"),
    "tausworthe")
@@ -385,9 +387,9 @@ _b("serialize_overlap", "Never have two overlapping I/Os in flight", C_IO)
 _e("sync", "Open files with O_SYNC/O_DSYNC", C_SYNC, ("none", "0", "sync", "1", "dsync"), "none")
 _b("atomic", "Use atomic direct I/O", C_IO)
 _b("direct", "Use O_DIRECT (no page cache)", C_IO, False, inverse="buffered", inverse_kind="not",
-   **OK)
+   supported=True)
 _b("buffered", "Use the page cache (the opposite of direct)", C_IO, True, inverse="direct",
-   inverse_kind="not", **OK)
+   inverse_kind="not", supported=True)
 _s("read_iolog", "Replay I/O from this log", C_IO)
 _s("write_iolog", "Record the job's I/O to this log", C_IO)
 _b("read_iolog_chunked", "Read the replay log in chunks", C_IO)
@@ -422,7 +424,7 @@ _b("bs_is_seq_rand", "bs values mean sequential,random instead of read,write", C
 _add("ioengine", Kind.ENUM, FioType.STR_STORE, "psync", "How I/O is issued", C_ENGINE,
      choices=(), supported=True, note="iolab runs psync; sync is run as psync",
      quirks="fio loads the engine only when the job starts; unknown engines fail then")
-_i("iodepth", "I/Os kept in flight", C_ENGINE, 1, minval=1, **OK, note="psync always has depth 1")
+_i("iodepth", "I/Os kept in flight", C_ENGINE, 1, minval=1, supported=True, note="psync always has depth 1")
 _i("iodepth_batch", "I/Os submitted at once", C_ENGINE, 1, aliases=("iodepth_batch_submit",))
 _i("iodepth_batch_complete_min", "Fewest completions to wait for", C_ENGINE, 1,
    aliases=("iodepth_batch_complete",))
@@ -437,14 +439,16 @@ _e("write_hint", "Write lifetime hint", C_ENGINE, ("none", "short", "medium", "l
 
 # Time
 _t("runtime", "Stop the job after this long (bare number: seconds)", C_TIME, NS_PER_S,
-   aliases=("timeout",), **OK,
+   aliases=("timeout",), supported=True,
    quirks="fio knows the units us/usec, ms/msec, s, m, h, d only; 'min' or 'sec' make fio read"
    " the number as microseconds")
-_f("time_based", "Keep repeating the workload until runtime expires", C_TIME, **OK)
-_t("ramp_time", "Run this long before measuring (bare number: seconds)", C_TIME, NS_PER_S, **OK)
-_add("startdelay", Kind.TIME_RANGE, FioType.VAL_TIME, (0, 0),
+_f("time_based", "Keep repeating the workload until runtime expires", C_TIME, supported=True)
+_t("ramp_time", "Run this long before measuring (bare number: seconds)", C_TIME, NS_PER_S, supported=True)
+_add("startdelay", Kind.TIME, FioType.VAL_TIME, 0,
      "Wait this long before starting; 'lo-hi' picks a random delay", C_TIME, unit=NS_PER_S,
-     supported=True)
+     range_key="startdelay_max", supported=True,
+     quirks="with 'lo-hi' the upper end is in startdelay_max; fio reads '10s-20s' as 10 us to 20 s"
+     " because the unit check sees 's-20s'")
 _t("thinktime", "Pause this long between I/Os (bare number: microseconds)", C_TIME, NS_PER_US,
    fio_type=FioType.INT)
 _t("thinktime_spin", "Busy-spin this long of the thinktime", C_TIME, NS_PER_US, fio_type=FioType.INT)
@@ -455,13 +459,13 @@ _t("thinktime_iotime", "Do I/O this long between pauses (bare number: seconds)",
    fio_type=FioType.INT)
 
 # Sync
-_i("fsync", "fsync after every N writes (0: never)", C_SYNC, 0, **OK)
-_i("fdatasync", "fdatasync after every N writes (0: never)", C_SYNC, 0, **OK)
+_i("fsync", "fsync after every N writes (0: never)", C_SYNC, 0, supported=True)
+_i("fdatasync", "fdatasync after every N writes (0: never)", C_SYNC, 0, supported=True)
 _i("write_barrier", "Make every Nth write a barrier write", C_SYNC, 0)
 _add("sync_file_range", Kind.ENUM_LIST, FioType.STR_MULTI, None,
      "sync_file_range flags after every N writes ('flags:N')", C_SYNC,
      choices=("wait_before", "write", "wait_after"))
-_b("end_fsync", "fsync every file when the job ends", C_SYNC, **OK)
+_b("end_fsync", "fsync every file when the job ends", C_SYNC, supported=True)
 _b("fsync_on_close", "fsync a file whenever it is closed", C_SYNC)
 
 # Rate
@@ -486,8 +490,8 @@ _fl("latency_percentile", "Percent of I/O that must meet latency_target", C_RATE
 _b("latency_run", "Keep searching for the best depth for latency_target", C_RATE)
 
 # Buffers
-_f("zero_buffers", "Fill write buffers with zeros", C_BUF, **OK)
-_f("refill_buffers", "Fill write buffers with fresh data before every write", C_BUF, **OK)
+_f("zero_buffers", "Fill write buffers with zeros", C_BUF, supported=True)
+_f("refill_buffers", "Fill write buffers with fresh data before every write", C_BUF, supported=True)
 _b("scramble_buffers", "Lightly scramble buffers to defeat dedupe", C_BUF, True)
 _cb("buffer_pattern", "Fill buffers with this pattern", C_BUF)
 _p("buffer_compress_percentage", "How compressible write buffers are", C_BUF, None)
@@ -564,9 +568,9 @@ _i("iopsavgtime", "IOPS sample interval in ms", C_LOG, 500)
 
 # Reporting
 _b("stats", "Collect statistics for this job", C_STAT, True)
-_b("clat_percentiles", "Report completion latency percentiles", C_STAT, True, **OK)
-_b("lat_percentiles", "Report total latency percentiles", C_STAT, False, **OK)
-_b("slat_percentiles", "Report submission latency percentiles", C_STAT, False, **OK)
+_b("clat_percentiles", "Report completion latency percentiles", C_STAT, True, supported=True)
+_b("lat_percentiles", "Report total latency percentiles", C_STAT, False, supported=True)
+_b("slat_percentiles", "Report submission latency percentiles", C_STAT, False, supported=True)
 _fl("percentile_list", "Percentiles to report, ':' separated", C_STAT,
     (1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95,
      99.99), minfloat=0.0, maxfloat=100.0, max_items=20, supported=True)
@@ -607,23 +611,6 @@ _prof("large-block-op-kbytes", "act", Kind.INT, FioType.INT, "act profile: large
 _prof("prep", "act", Kind.BOOL, FioType.STR_SET, "act profile: prepare the devices first")
 
 
-def _fixups() -> None:
-    """Adjust entries whose kind differs from the helper that created them."""
-    for i, o in enumerate(_table):
-        if o.name == "filesize":
-            _table[i] = Option(
-                o.name, Kind.SIZE_RANGE, o.fio_type, None, o.help, o.category, minval=1,
-                supported=True,
-                quirks="'lo-hi' gives a range; fio keeps the values in the order written",
-            )
-        elif o.name == "test-duration":
-            _table[i] = Option(
-                o.name, o.kind, o.fio_type, None, o.help, o.category, unit=NS_PER_S,
-                profile=o.profile, note=o.note,
-            )
-
-
-_fixups()
 
 # ---------------------------------------------------------------------------------------------
 # I/O engines
@@ -771,7 +758,7 @@ for _o in _table:
         if _n in _BY_NAME:
             raise RuntimeError(f"option name {_n} defined twice")
         _BY_NAME[_n] = _o
-del _table
+
 
 # Companion value keys (percent forms, choice arguments) and their defaults.
 COMPANIONS: dict[str, Any] = {}
@@ -780,6 +767,8 @@ for _o in OPTIONS.values():
         COMPANIONS[_o.percent_key] = None
     if _o.suffix_key:
         COMPANIONS[_o.suffix_key] = None
+    if _o.range_key:
+        COMPANIONS[_o.range_key] = None
 
 
 def lookup(name: str) -> Option | None:
@@ -910,8 +899,6 @@ def format_default(o: Option) -> str:
         return "1" if d else "0"
     if o.kind is Kind.TIME and isinstance(d, int):
         return _fmt_time(d, o.unit)
-    if o.kind is Kind.TIME_RANGE and isinstance(d, tuple):
-        return _fmt_time(int(d[0]), o.unit)
     if o.kind is Kind.SIZE and isinstance(d, int):
         return _fmt_size(d)
     if o.kind in (Kind.BS_PAIR, Kind.INT_PAIR) and isinstance(d, tuple):
@@ -944,7 +931,7 @@ def _detail(o: Option) -> str:
         lines.append(f"  aliases:  {', '.join(o.aliases)}")
     lines.append(f"  type:     {o.kind.value}")
     lines.append(f"  default:  {format_default(o)}")
-    if o.kind in (Kind.TIME, Kind.TIME_RANGE):
+    if o.kind is Kind.TIME:
         lines.append(f"  unit:     a bare number means {_fmt_time(o.unit, o.unit)}")
     if o.choices:
         lines.append(f"  values:   {', '.join(o.choices)}")

@@ -107,6 +107,7 @@ class LatencyBuckets:
     ns: dict[str, float]
     us: dict[str, float]
     ms: dict[str, float]
+    ns_share: float = 0.0  # percent of I/Os below 1 us, without the 0.01% floor
 
     @staticmethod
     def empty() -> LatencyBuckets:
@@ -354,6 +355,7 @@ class Histogram:
             ns={k: pct(n) for k, n in zip(LAT_NS_KEYS, ns, strict=True)},
             us={k: pct(n) for k, n in zip(LAT_US_KEYS, us, strict=True)},
             ms={k: pct(n) for k, n in zip(LAT_MS_KEYS, ms, strict=True)},
+            ns_share=100.0 * sum(ns) / denom,
         )
 
     @property

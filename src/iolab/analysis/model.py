@@ -13,18 +13,21 @@ Semantics chosen to match fio 3.33 (checked against its output):
 * latency ``stdev`` is the sample standard deviation (n - 1), like fio's;
 * bw/iops statistics are over per-interval samples; the sample standard deviation (n - 1) is used;
 * a group (``Run status group N``) sums bytes, takes ``agg bw = bytes * 1000 // max runtime``, the min/max of
-  per-job bandwidths and runtimes of the jobs that did I/O in that direction;
+  per-job bandwidths and runtimes of the jobs that did I/O in that direction; as in fio, with group_reporting
+  these come from the merged job (so min = max = the group's bandwidth);
 * ``group_reporting`` merges a group into one :class:`JobResult`: ios/bytes summed, histograms merged,
   runtime = the longest, CPU percentages = total CPU time / total runtime, counters summed, bw/iops samples
   summed interval by interval across jobs (the aggregate bandwidth of the group), with ``samples`` = the sum
-  of the jobs' sample counts (fio's convention).
+  of the jobs' sample counts (fio's convention).  fio instead adds up the jobs' min, max and mean (and its
+  variance terms), which only approximates the aggregate; ours is the aggregate series' own statistics.
 
 Time series: the C core reports ``samples`` as ``(t_ns, read_ios, read_bytes, write_ios, write_bytes)`` per
 interval, counts being deltas over the interval.  ``t_ns`` is taken as the interval's *end*, measured from the
 start of the measured phase, so an interval lasts from the previous ``t_ns`` (or 0) to this one; if the first
 ``t_ns`` is 0 the times are taken as interval *starts* instead (the last one then ends at ``runtime_ns``).
 Intervals shorter than 90% of the sample interval (a partial tail) are kept in the time series but left out
-of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`).
+of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`).  If the C core had to widen
+its interval (it merges pairs of samples when its buffer fills), the first sample's length is the interval.
 """
 
 from __future__ import annotations
@@ -203,14 +206,27 @@ def _as_int(v: Any, default: int) -> int:
 
 
 def _percentile_list(v: Any) -> tuple[float, ...]:
+    """fio keeps at most 20 entries, stops at a 0 entry and reports them sorted (we also drop duplicates)."""
     if v is None or v == "" or v == [] or v == ():
         return FIO_DEFAULT_PERCENTILES
     if isinstance(v, str):
-        parts = [p for p in v.replace(",", ":").split(":") if p.strip()]
-        return tuple(float(p) for p in parts)[:20]
-    if isinstance(v, int | float):
-        return (float(v),)
-    return tuple(float(p) for p in v)[:20]
+        vals = [float(p) for p in v.replace(",", ":").split(":") if p.strip()]
+    elif isinstance(v, int | float):
+        vals = [float(v)]
+    else:
+        vals = [float(p) for p in v]
+    vals = vals[:20]
+    if 0.0 in vals:
+        vals = vals[: vals.index(0.0)]
+    return tuple(sorted(set(vals))) or FIO_DEFAULT_PERCENTILES
+
+
+def _percentile_precision(v: Any) -> int | None:
+    """fio prints percentiles with as many decimals as the longest fraction *typed* in percentile_list; only
+    known when the option is given as text."""
+    if not isinstance(v, str) or not v.strip():
+        return None
+    return max((len(p.split(".", 1)[1]) if "." in p else 0) for p in v.replace(",", ":").split(":"))
 
 
 def _bs_ranges(options: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -261,7 +277,8 @@ class ReportOptions:
     bs: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] = ((4096, 4096),) * 3
     ioengine: str = "psync"
     iodepth: int = 1
-    percentile_list: tuple[float, ...] = FIO_DEFAULT_PERCENTILES
+    percentile_list: tuple[float, ...] = FIO_DEFAULT_PERCENTILES  # sorted, as fio reports them
+    percentile_precision: int | None = None  # None: derived from the values
     clat_percentiles: bool = True
     lat_percentiles: bool = False
     slat_percentiles: bool = False
@@ -284,6 +301,7 @@ class ReportOptions:
             ioengine=str(options.get("ioengine") or "psync"),
             iodepth=max(_as_int(options.get("iodepth"), 1), 1),
             percentile_list=_percentile_list(options.get("percentile_list")),
+            percentile_precision=_percentile_precision(options.get("percentile_list")),
             clat_percentiles=_as_bool(options.get("clat_percentiles"), True),
             lat_percentiles=_as_bool(options.get("lat_percentiles"), False),
             slat_percentiles=_as_bool(options.get("slat_percentiles"), False),
@@ -318,7 +336,7 @@ class JobResult:
     elapsed_s: int = 0  # wall time of the job, seconds (fio "elapsed")
     ramp_done: bool = True
     stopped: bool = False
-    sample_interval_ms: float = 500.0
+    sample_interval_ms: float = 500.0  # effective (the C core may have widened the requested one)
     sample_times_ms: list[float] = field(default_factory=list)  # end of each sample interval
     num_jobs: int = 1
     pid: int = 0
@@ -422,7 +440,12 @@ def job_result(
     raw_samples: Sequence[Sequence[int]] = raw.get("samples", []) or []
     intervals = _intervals(raw_samples, runtime_ns)
     times = [end for end, _ in intervals]
-    full = [dur >= sample_interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals]
+    # the C core doubles its interval (merging pairs of samples) when its sample buffer fills up: the
+    # effective interval is then the first sample's length
+    interval_ms = float(sample_interval_ms)
+    if len(intervals) >= 2 and intervals[0][1] > interval_ms:
+        interval_ms = intervals[0][1]
+    full = [dur >= interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals]
     for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
         ds = dirs[d]
         if ds.ios == 0:
@@ -480,7 +503,7 @@ def job_result(
         elapsed_s=elapsed_s if elapsed_s is not None else max(1, math.ceil(runtime_ns / 1e9)),
         ramp_done=ramp_done,
         stopped=stopped,
-        sample_interval_ms=float(sample_interval_ms),
+        sample_interval_ms=interval_ms,
         sample_times_ms=times,
         pid=pid if pid is not None else os.getpid(),
         finished_at=finished_at if finished_at is not None else time.time(),
@@ -618,12 +641,15 @@ def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[Grou
     for gid in sorted(by_group):
         members = by_group[gid]
         merge = group_reporting or any(j.opts.group_reporting for j in members)
+        merged = merge_jobs(members) if merge else None
+        # like fio, the run status line is computed from what is reported: the merged job if merged
+        basis = [merged] if merged is not None else members
         out.append(
             GroupResult(
                 groupid=gid,
                 jobs=members,
-                dirs={d: _group_dir(members, d) for d in RW_DIRS},
-                merged=merge_jobs(members) if merge else None,
+                dirs={d: _group_dir(basis, d) for d in RW_DIRS},
+                merged=merged,
                 kb_base=members[0].opts.kb_base,
                 unit_base=members[0].opts.unit_base,
             )

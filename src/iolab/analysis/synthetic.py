@@ -58,7 +58,7 @@ def synthetic_raw(
     error_msg: str = "",
     stopped: bool = False,
 ) -> dict[str, Any]:
-    """A plausible raw result dict for a psync job of mode ``rw`` (read/randread/write/randwrite/rw/randrw)."""
+    """A plausible raw result dict for a psync job; ``rw``: read, randread, write, randwrite, rw, randrw."""
     rng = random.Random(seed)
     reads = rw in ("read", "randread", "rw", "readwrite", "randrw")
     writes = rw in ("write", "randwrite", "rw", "readwrite", "randrw")
@@ -67,7 +67,9 @@ def synthetic_raw(
     if read_ios is None:
         read_ios = (total_default * rwmixread // 100 if mixed else total_default) if reads else 0
     if write_ios is None:
-        write_ios = (total_default - total_default * rwmixread // 100 if mixed else total_default) if writes else 0
+        write_ios = (
+            (total_default - total_default * rwmixread // 100 if mixed else total_default) if writes else 0
+        )
 
     ddir: dict[str, Any] = {}
     for name, n, median in (("read", read_ios, read_median_ns), ("write", write_ios, write_median_ns)):

@@ -262,6 +262,13 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
         return []
     paths = sorted({p for p, _ in overlaps})
     region = clones[0].files[0].region_size if clones[0].files else 0
+    bs = max(block_sizes(job.values, job.reads, job.writes))
+    if int(job.values.get("size") or 0):
+        per_clone = region  # size= is already per clone: move each clone past the previous one
+        fix = f"offset_increment={per_clone}"
+    else:
+        per_clone = region // len(clones) // bs * bs  # split the target between the clones
+        fix = f"size={per_clone} offset_increment={per_clone}"
     what = (
         "re-read the same blocks (the first clone's reads warm the cache for the others)"
         if job.reads
@@ -276,13 +283,11 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
                 "files": paths,
                 "offset_increment": int(job.values.get("offset_increment") or 0),
                 "overlapping_bytes": max(n for _, n in overlaps),
+                "region_bytes": region,
+                "per_clone_bytes": per_clone,
+                "split": not int(job.values.get("size") or 0),
             },
-            job.fix(
-                f"offset_increment={region} (with size={region} per clone)"
-                if region
-                else "offset_increment=<size per clone>",
-                "offset_increment",
-            ),
+            job.fix(fix if per_clone else "offset_increment=<size per clone>", "offset_increment"),
             job=job.name,
         )
     ]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.doctor.findings import Finding
 from iolab.doctor.jobs import JobDefLike, make_jobdef
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -450,13 +451,70 @@ def explain_fio(argv: Sequence[str], command: str) -> Explanation:
             current = []
             job.append((value, current))
             continue
-        current.append((key, value if eq else "", ""))
+        current.append((key, value if eq else "1", ""))
+    # cure what the checks find, then check the cured job again: one cure can expose another finding
+    # (direct=1 turns a "RAM" target into a device that needs a longer runtime)
+    round_findings = findings
+    for _ in range(4):
+        changed = False
+        for f in round_findings:
+            for name, opts in job:
+                if f.job == name:
+                    for key, value, comment in _corrections(f):
+                        changed |= _set_option(opts, key, value, f"{f.code}: {comment}")
+        if not changed:
+            break
+        round_findings = pre_run(jobdefs_from_argv(_as_argv(glob, job)))
     if glob:
         job.insert(0, ("global", glob))
-    fixes = [f"{f.code}: {f.fix}" for f in findings if f.fix]
-    notes = (["job files: " + ", ".join(jobfiles)] if jobfiles else []) + ["to change: " + x for x in fixes]
+    notes = ["job files: " + ", ".join(jobfiles)] if jobfiles else []
+    notes += [f"{f.code} [{f.job}]: {f.fix}" for f in findings if f.fix and not _corrections(f)]
     as_is = [(jd.name, dict(jd.values)) for jd in jobdefs]
     return Explanation(command, "fio", measures, misleading, as_is, job, notes)
+
+
+def _corrections(f: Finding) -> list[tuple[str, str, str]]:
+    """Job lines that cure a finding (empty when it needs a decision the explainer cannot make)."""
+    ev = f.evidence
+    table: dict[str, list[tuple[str, str, str]]] = {
+        "IOL-CACHE-001": [("direct", "1", "bypass the page cache")],
+        "IOL-CACHE-002": [("direct", "1", "bypass the page cache")],
+        "IOL-ENGINE-001": [("iodepth", "1", "a synchronous engine has one request in flight")],
+        "IOL-RAMP-001": [("ramp_time", "5s", "warm-up not counted")],
+        "IOL-TIME-001": [
+            ("time_based", "1", ""),
+            ("runtime", f"{int(ev.get('minimum_seconds', 30))}s", "long enough for this target"),
+        ],
+        "IOL-BUF-001": [("zero_buffers", "0", ""), ("refill_buffers", "1", "incompressible data")],
+        "IOL-SYNC-001": [("end_fsync", "1", "the final flush is measured")],
+    }
+    if f.code == "IOL-JOBS-001" and ev.get("per_clone_bytes"):
+        per_clone = size_text(int(ev["per_clone_bytes"]))
+        lines = [("offset_increment", per_clone, "each clone its own region")]
+        return [("size", per_clone, "per clone"), *lines] if ev.get("split") else lines
+    return table.get(f.code, [])
+
+
+def _set_option(opts: list[tuple[str, str, str]], key: str, value: str, comment: str) -> bool:
+    """Set key=value in a section; True if that changed anything."""
+    for i, (k, v, _c) in enumerate(opts):
+        if k == key or (key == "direct" and k == "buffered"):
+            if (k, v) == (key, value):
+                return False
+            opts[i] = (key, value, comment)
+            return True
+    opts.append((key, value, comment))
+    return True
+
+
+def _as_argv(
+    glob: list[tuple[str, str, str]], job: list[tuple[str, list[tuple[str, str, str]]]]
+) -> list[str]:
+    args = [f"--{k}={v}" for k, v, _ in glob]
+    for name, opts in job:
+        args.append(f"--name={name}")
+        args += [f"--{k}={v}" for k, v, _ in opts]
+    return args
 
 
 _HANDLERS = {

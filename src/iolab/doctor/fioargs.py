@@ -168,7 +168,8 @@ def load_jobfile(path: str) -> list[JobDefLike]:
     parse_files = jobfile_api("parse_files")
     if parse_files is None:
         return list(fallback_parse_text(Path(path).read_text(), path))
-    return list(parse_files([path], dict(os.environ)))
+    result = parse_files([path], dict(os.environ))
+    return list(result.jobs if hasattr(result, "jobs") else result)
 
 
 def jobdefs_from_argv(args: Sequence[str]) -> list[JobDefLike]:
@@ -176,7 +177,9 @@ def jobdefs_from_argv(args: Sequence[str]) -> list[JobDefLike]:
     parse_cli = jobfile_api("parse_cli")
     if parse_cli is None:
         return list(fallback_parse_argv(args))
-    return list(parse_cli(list(args)))
+    result = parse_cli(list(args))
+    # DESIGN.md: a list of JobDefs; the parser's CliParse carries them in .jobs
+    return list(result.jobs if hasattr(result, "jobs") else result)
 
 
 def looks_like_jobfile(path: str) -> bool:

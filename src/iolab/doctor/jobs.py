@@ -129,7 +129,7 @@ class JobView:
 def _loc(location: Any) -> str:
     file = getattr(location, "file", None)
     line = getattr(location, "line", None)
-    if file is None:
+    if file is None or line == 0:  # line 0: no real place (a translated command)
         return ""
     return f"{file}:{line}" if line is not None else str(file)
 

@@ -171,10 +171,10 @@ class Part:
 
 def _expected_for(opt: Option) -> str:
     k = opt.kind
-    if k in (Kind.SIZE, Kind.BS_PAIR, Kind.SIZE_RANGE):
+    if k in (Kind.SIZE, Kind.BS_PAIR):
         extra = " or a percentage" if opt.percent_key else ""
         return f"a size such as 4k or 1g{extra}"
-    if k in (Kind.TIME, Kind.TIME_RANGE):
+    if k is Kind.TIME:
         unit = "seconds" if opt.unit == NS_PER_S else "microseconds"
         return f"a time such as 10, 500ms or 2m (a bare number is {unit})"
     if k is Kind.BOOL:
@@ -222,14 +222,11 @@ def _num_part(opt: Option, ptr: str, kb_base: int) -> Part:
     comma = tmp.find(",")
     if comma >= 0:
         tmp = tmp[:comma]
-    is_time = opt.kind in (Kind.TIME, Kind.TIME_RANGE)
+    is_time = opt.kind is Kind.TIME
     if tmp.startswith("("):
         return Part(False, error="fio 3.33 as packaged here is built without arithmetic expressions")
     reading: Reading | None
-    if is_time:
-        reading = read_time(tmp, opt.unit == NS_PER_S)
-    else:
-        reading = read_size(tmp, kb_base)
+    reading = read_time(tmp, opt.unit == NS_PER_S) if is_time else read_size(tmp, kb_base)
     if reading is None:
         return Part(False)
     if reading.percent:
@@ -312,7 +309,7 @@ def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
     if opt.kind in (Kind.BS_PAIR, Kind.INT_PAIR):
         cur = values.get(name)
         slots: list[Any] = list(cur) if isinstance(cur, tuple) else [None, None]
-        slots = (slots + [None, None, None])[:3]
+        slots = ([*slots, None, None, None])[:3]
         for i, r in enumerate(results):
             more = i < n - 1
             if not r.ok:
@@ -336,19 +333,17 @@ def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
         if name == "bs" and n > 1 and any(p.find("-") >= 0 for p in parts[:1]) and "," not in raw:
             app.warnings.append(f"{name}={raw}: fio takes this as read={_h(slots[0])},"
                                 f" write={_h(slots[1])}, not a range (use bsrange for a range)")
-    elif opt.kind in (Kind.SIZE_RANGE, Kind.TIME_RANGE):
-        cur = values.get(name)
-        lo, hi = cur if isinstance(cur, tuple) else (None, None)
+    elif opt.range_key:
+        # fio: the first part is the low end, the last part (when readable) the high end
         for i, r in enumerate(results):
             if not r.ok:
                 continue
             if i == 0:
-                lo = r.value
+                app.updates[name] = r.value
                 used.add(i)
             if i == n - 1:
-                hi = r.value
+                app.updates[opt.range_key] = r.value if n > 1 else None
                 used.add(i)
-        app.updates[name] = (lo, hi)
     elif opt.last_part_wins:
         last = [(i, r) for i, r in enumerate(results) if r.ok][-1]
         used.add(last[0])
@@ -546,7 +541,7 @@ def _range(opt: Option, raw: str | None, values: Mapping[str, Any]) -> Applied:
         raise BadValue(expected)
     cur = values.get(opt.name)
     slots: list[tuple[int, int] | None] = list(cur) if isinstance(cur, tuple) else [None, None]
-    slots = (slots + [None, None, None])[:3]
+    slots = ([*slots, None, None, None])[:3]
     n = len(results)
     for i, r in enumerate(results):
         if r is None:
@@ -591,7 +586,9 @@ def _bssplit(opt: Option, raw: str | None, values: Mapping[str, Any]) -> Applied
     return app
 
 
-def _bssplit_dir(name: str, raw: str, label: str, s: str, kb_base: int, app: Applied) -> list[tuple[int, int]]:
+def _bssplit_dir(
+    name: str, raw: str, label: str, s: str, kb_base: int, app: Applied
+) -> list[tuple[int, int]]:
     entries: list[tuple[int, int | None]] = []
     zero_seen = False
     clipped = False
@@ -675,12 +672,14 @@ def _filenames(opt: Option, raw: str | None) -> Applied:
     return app
 
 
-def _ioengine(opt: Option, raw: str | None) -> Applied:
+def _ioengine(opt: Option, raw: str | None, lenient: bool = False) -> Applied:
     supported = ", ".join(f"{e} (runs as {ENGINES[e].runs_as})" if ENGINES[e].runs_as != e else e
                           for e in SUPPORTED_ENGINES)
     if raw is None or raw == "":
         raise BadValue("an ioengine name", message="a value is required")
     name = raw
+    if lenient and (ENGINES.get(name) is None or ENGINES[name].runs_as is None):
+        return Applied({opt.name: name}, [f"ioengine={name}: not supported by iolab"])
     if name.startswith("external") or "/" in name:
         raise BadValue(message=f"external ioengines are not supported; iolab supports {supported}")
     info = ENGINES.get(name)
@@ -695,8 +694,13 @@ def _ioengine(opt: Option, raw: str | None) -> Applied:
     return app
 
 
-def apply_value(opt: Option, raw: str | None, values: Mapping[str, Any]) -> Applied:
-    """Typed updates for ``opt=raw`` (raw None: written without '=').  Raises BadValue."""
+def apply_value(
+    opt: Option, raw: str | None, values: Mapping[str, Any], *, any_engine: bool = False
+) -> Applied:
+    """Typed updates for ``opt=raw`` (raw None: written without '=').  Raises BadValue.
+
+    ``any_engine``: accept every ioengine name (for showcmd, which runs nothing).
+    """
     ft = opt.fio_type
     if ft is FioType.DEPRECATED:
         raise BadValue(message="fio removed this option and refuses it")
@@ -706,7 +710,7 @@ def apply_value(opt: Option, raw: str | None, values: Mapping[str, Any]) -> Appl
         raise BadValue(_expected_for(opt) if opt.kind not in (Kind.STR, Kind.FILENAMES)
                        else "a value", message="the option needs a value (name=value)")
     if opt.name == "ioengine":
-        return _ioengine(opt, raw)
+        return _ioengine(opt, raw, any_engine)
     k = opt.kind
     if k is Kind.FILENAMES:
         return _filenames(opt, raw)

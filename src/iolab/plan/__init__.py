@@ -97,7 +97,7 @@ def _block_sizes(values: Mapping[str, Any], bsrange_set: bool) -> tuple[list[int
     if brange and bsrange_set:
         bs_min = [int(brange[0][0]), int(brange[1][0])]
         bs_max = [int(brange[0][1]), int(brange[1][1])]
-    align_opt = values.get("blockalign")
+    align_opt = values.get("ba")
     align = [int(align_opt[d]) if align_opt and align_opt[d] else bs_min[d] for d in (0, 1)]
     return bs_min, bs_max, align
 
@@ -233,15 +233,26 @@ def _check_wait_for(jobs: Sequence[JobPlan]) -> None:
 
 
 def _plan_files(jd: JobDef, jobnum: int, min_bs: int) -> list[FilePlan]:
+    """Resolve each file's region for clone `jobnum`: fio's size/filesize/offset/offset_increment rules,
+    percentages being of the file's (or device's) size, percentage offsets aligned to the minimum bs."""
     v = jd.values
     names = _file_names(jd, jobnum)
     size_opt = int(v.get("size") or 0)
     filesize = int(v.get("filesize") or 0)
-    offset = int(v.get("offset") or 0) + jobnum * int(v.get("offset_increment") or 0)
-    per_file = size_opt // len(names) if size_opt else 0
     plans: list[FilePlan] = []
     for path in names:
         is_block, current = _target_size(path)
+        base = current if current else filesize or size_opt
+        if not base and (v.get("size_percent") or v.get("offset_percent") or v.get("offset_increment_percent")):
+            raise PlanError(f"{_where(jd, 'size')}: job '{jd.name}': percentages need an existing {path}")
+
+        def pct(key: str) -> int:
+            frac = v.get(key)
+            return int(base * float(frac)) // min_bs * min_bs if frac else 0
+
+        offset = int(v.get("offset") or 0) or pct("offset_percent")
+        offset += jobnum * (int(v.get("offset_increment") or 0) or pct("offset_increment_percent"))
+        per_file = (size_opt or pct("size_percent")) // len(names)
         if is_block:
             assert current is not None
             region = per_file or (current - offset)
@@ -268,7 +279,8 @@ def _plan_files(jd: JobDef, jobnum: int, min_bs: int) -> list[FilePlan]:
                 f"{_where(jd, 'offset')}: job '{jd.name}' clone {jobnum}: offset {offset} is at or beyond the "
                 f"end of {path} ({current} bytes); use a larger size or a smaller offset/offset_increment"
             )
-        region -= region % min_bs if region >= min_bs else 0
+        if region >= min_bs:
+            region -= region % min_bs
         required = max(offset + region, filesize)
         plans.append(FilePlan(path, False, required, offset, region))
     return plans

@@ -107,14 +107,21 @@ def lat_obj(h: Histogram, *, percentiles: bool, plist: tuple[float, ...], plus: 
     return o
 
 
-def bw_agg_pct(ds: DirStats, group: GroupResult, d: str) -> float:
-    """Share of the group's aggregate bandwidth (fio's ``bw_agg`` / ``per=``), capped at 100%."""
+def bw_agg_pct(ds: DirStats, group: GroupResult, d: str, *, terse: bool = False) -> float:
+    """Share of the group's aggregate bandwidth (fio's ``bw_agg`` / ``per=``), capped at 100%; 0 without
+    bandwidth samples.  As in fio, JSON and normal output divide the integer part of the mean by agg/1024,
+    terse output the exact mean by the integer agg // 1024."""
     if ds.bw_stats.samples == 0:
         return 0.0
-    agg_kib = group.dirs[d].agg_bw / 1024.0 if d in group.dirs else 0.0
-    if agg_kib <= 0:
+    agg = group.dirs[d].agg_bw if d in group.dirs else 0
+    mean = ds.bw_stats.mean
+    if terse:
+        if agg // 1024 == 0:
+            return 100.0
+        return min(100.0, mean * 100.0 / (agg // 1024))
+    if agg <= 1024:
         return 100.0
-    return min(100.0, ds.bw_stats.mean * 100.0 / agg_kib)
+    return min(100.0, int(mean) * 100.0 / (agg / 1024.0))
 
 
 def _dir_obj(job: JobResult, group: GroupResult, d: str, plus: bool) -> dict[str, Any]:
@@ -199,7 +206,9 @@ def job_obj(job: JobResult, group: GroupResult, plus: bool) -> dict[str, Any]:
     sync = job.dirs["sync"]
     j["sync"] = {
         "total_ios": sync.total_ios,
-        "lat_ns": lat_obj(sync.lat, percentiles=True, plist=o.percentile_list, plus=plus),
+        "lat_ns": lat_obj(
+            sync.lat, percentiles=o.clat_percentiles or o.lat_percentiles, plist=o.percentile_list, plus=plus
+        ),
     }
     lb = job.latency_buckets()
     j.update(

@@ -57,17 +57,19 @@ def _size_str(nbytes: int, opts: ReportOptions, *, alt: bool) -> str:
 
 def _stat_line(label: str, h: Histogram) -> str:
     mean, dev = h.mean, h.stdev
-    unit, div = lat_unit(h.min, h.max, mean, dev)
+    unit, div = lat_unit(h.min, h.max, dev)
     mn = num2str(h.min // div, 6, pow2=False)
     mx = num2str(h.max // div, 6, pow2=False)
     return f"    {label} ({unit}): min={mn}, max={mx}, avg={mean / div:5.02f}, stdev={dev / div:5.02f}"
 
 
-def _percentile_lines(label: str, h: Histogram, plist: Sequence[float]) -> list[str]:
+def _percentile_lines(
+    label: str, h: Histogram, plist: Sequence[float], opts_precision: int | None = None
+) -> list[str]:
     pct = h.percentiles(plist)
     items = list(pct.items())
     unit, div = percentile_unit([v for _, v in items])
-    prec = percentile_precision([p for p, _ in items])
+    prec = opts_precision if opts_precision is not None else percentile_precision([p for p, _ in items])
     return [f"    {label} percentiles ({unit}):", *fmt_percentile_block(items, div, prec)]
 
 
@@ -97,7 +99,7 @@ def _dir_block(job: JobResult, group: GroupResult, d: str) -> list[str]:
         ("lat", ds.lat, o.lat_percentiles),
     ):
         if on and h.count:
-            lines.extend(_percentile_lines(label, h, o.percentile_list))
+            lines.extend(_percentile_lines(label, h, o.percentile_list, o.percentile_precision))
     bs = ds.bw_stats
     if bs.samples:
         mn, mx, mean, dev = bs.min, bs.max, bs.mean, bs.stdev
@@ -155,14 +157,14 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
         lines.append(f"  Description  : [{o.description}]")
     for d in RW_DIRS:
         ds = job.dirs[d]
-        if ds.ios or ds.bytes:
+        if ds.bytes and ds.runtime_ms:
             lines.extend(_dir_block(job, group, d))
     lines.extend(_lat_dist_lines(job))
     sync = job.dirs["sync"]
     if sync.lat.count:
         lines.append("  fsync/fdatasync/sync_file_range:")
         lines.append(_stat_line("sync", sync.lat))
-        lines.extend(_percentile_lines("sync", sync.lat, o.percentile_list))
+        lines.extend(_percentile_lines("sync", sync.lat, o.percentile_list, o.percentile_precision))
     c = job.cpu
     lines.append(
         f"  cpu          : usr={c.usr_pct:3.2f}%, sys={c.sys_pct:3.2f}%, "
@@ -219,7 +221,9 @@ def render_normal(run: RunResult) -> str:
     out: list[str] = [f"warning: {w}" for w in run.all_warnings()]
     out.append("")
     for job, group in run.reported():
-        out.extend(job_block(job, group))
+        # like fio, a job that did no I/O at all is not shown (unless it failed)
+        if job.rw_ios or any(job.dirs[d].bytes for d in RW_DIRS) or job.error.code:
+            out.extend(job_block(job, group))
     for g in run.groups:
         out.append("")
         out.extend(group_lines(g))

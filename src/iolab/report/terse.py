@@ -45,7 +45,7 @@ def _dir_fields(job: JobResult, group: GroupResult, d: str) -> list[str]:
     f += [
         str(int(bs.min)),
         str(int(bs.max)),
-        f"{bw_agg_pct(ds, group, d):f}%",
+        f"{bw_agg_pct(ds, group, d, terse=True):f}%",
         f"{bs.mean:f}",
         f"{bs.stdev:f}",
     ]
@@ -62,7 +62,7 @@ def terse_fields(run: RunResult, job: JobResult, group: GroupResult) -> list[str
     f += [f"{lvl[k]:3.1f}%" for k in IODEPTH_LEVEL_KEYS]
     lb = job.latency_buckets()
     us = dict(lb.us)
-    us["2"] = us["2"] + sum(lb.ns.values())
+    us["2"] = us["2"] + lb.ns_share  # nanosecond latencies count as "<=2us" (unfloored, like fio)
     f += [f"{us[k]:3.2f}%" for k in LAT_US_KEYS]
     f += [f"{lb.ms[k]:3.2f}%" for k in LAT_MS_KEYS]
     for du in run.disk_util:

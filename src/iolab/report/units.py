@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 _PREFIX_2 = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
@@ -20,32 +19,30 @@ def num2str(num: int | float, maxlen: int, *, pow2: bool, unit: str = "") -> str
     base = 1024 if pow2 else 1000
     prefixes = _PREFIX_2 if pow2 else _PREFIX_10
     idx = 0
-    rem = 0
+    rem = -1
     while len(str(n)) > maxlen and idx < len(prefixes) - 1:
         rem = n % base
         n //= base
         idx += 1
-    if idx == 0:
+    if rem < 0:
         return f"{n}{unit}"
     decimals = maxlen - len(str(n)) - 1
     if decimals <= 0:
-        if rem * 2 >= base:
+        if rem >= base // 2:
             n += 1
         return f"{n}{prefixes[idx]}{unit}"
-    scale = 10**decimals
-    frac = math.floor(rem * scale / base + 0.5)
-    if frac >= scale:
+    frac = f"{rem / base:.{decimals}f}"  # C-like rounding of the remainder
+    if frac[0] == "1":
         n += 1
-        frac -= scale
-    return f"{n}.{frac:0{decimals}d}{prefixes[idx]}{unit}"
+    return f"{n}.{frac[2:]}{prefixes[idx]}{unit}"
 
 
-def lat_unit(mn: int, mx: int, mean: float, dev: float) -> tuple[str, int]:
-    """Unit for a latency stats line, fio's rule: msec if all of min/max/mean/stdev exceed 1 ms, else usec if
-    all exceed 1 us, else nsec.  Returns (unit name, divisor)."""
-    if mn > 1_000_000 and mx > 1_000_000 and mean > 1_000_000.0 and dev > 1_000_000.0:
+def lat_unit(mn: int, mx: int, dev: float) -> tuple[str, int]:
+    """Unit for a latency stats line, fio's rule: msec if min > 2 ms, max > 99.999999 ms and stdev > 1 ms;
+    else usec if min > 2 us, max > 99.999 us and stdev > 1 us; else nsec.  Returns (unit name, divisor)."""
+    if mn > 2_000_000 and mx > 99_999_999 and dev > 1_000_000.0:
         return "msec", 1_000_000
-    if mn > 1000 and mx > 1000 and mean > 1000.0 and dev > 1000.0:
+    if mn > 2000 and mx > 99_999 and dev > 1000.0:
         return "usec", 1000
     return "nsec", 1
 
@@ -72,12 +69,20 @@ def percentile_precision(plist: Sequence[float]) -> int:
     return prec
 
 
+def scale_up(value: int, divisor: int) -> int:
+    """fio rounds percentile values *up* when it shows them in a coarser unit."""
+    while divisor > 1:
+        value = (value + 999) // 1000
+        divisor //= 1000
+    return value
+
+
 def fmt_percentile_block(items: Sequence[tuple[float, int]], divisor: int, prec: int) -> list[str]:
-    """fio's ``     |  1.00th=[   60],  5.00th=[   70], ...`` lines."""
-    vals = [v // divisor for _, v in items]
-    width = max(5, max((len(str(v)) for v in vals), default=5))
-    per_line = max(1, 73 // (prec + 10 + width))
-    entries = [f"{p:{prec + 3}.{prec}f}th=[{v:{width}d}]" for (p, _), v in zip(items, vals, strict=True)]
+    """fio's ``     |  1.00th=[   60],  5.00th=[   70], ...`` lines (values rounded up to the unit)."""
+    top = max((v for _, v in items), default=0) // divisor
+    width = max(5, len(str(top)))
+    per_line = max(1, (80 - 7) // (prec + 10 + width))
+    entries = [f"{p:{prec + 3}.{prec}f}th=[{scale_up(v, divisor):{width}d}]" for p, v in items]
     lines: list[str] = []
     for i in range(0, len(entries), per_line):
         chunk = entries[i : i + per_line]

@@ -1,0 +1,231 @@
+"""Post-run lie detector: real I/O on loop devices made here, device counters before and after.
+
+The job's side ("issued") is counted by the test itself, as the engine will count it.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from iolab.doctor import DeviceCounters, DeviceStat, Issued, devices_under, lie_report
+from iolab.doctor.counters import STAT_FIELDS
+from test_doctor_support import (
+    MiB,
+    attached,
+    by_code,
+    codes,
+    mkfs_ext4,
+    mounted,
+    sparse,
+    sysfs_set,
+    sysname,
+    write_random,
+)
+
+
+def observed(dev: str, action: Callable[[], Issued]) -> tuple[Issued, dict[str, DeviceStat]]:
+    name = sysname(dev)
+    before = DeviceCounters.snapshot([name])
+    issued = action()
+    return issued, DeviceCounters.diff(before, DeviceCounters.snapshot([name]))
+
+
+def aligned(size: int) -> mmap.mmap:
+    buf = mmap.mmap(-1, size)
+    buf.write(os.urandom(size))
+    return buf
+
+
+@pytest.fixture
+def ext4_loop(direct_dir: Path):  # type: ignore[no-untyped-def]
+    image = sparse(direct_dir / "fs.img", 128 * MiB)
+    mkfs_ext4(image)
+    with attached(image, "--direct-io=on") as dev, mounted(dev, direct_dir / "mnt") as mnt:
+        yield dev, mnt
+
+
+def test_stat_has_every_field(loop_device: str) -> None:
+    snap = DeviceCounters.snapshot([loop_device])
+    stat = snap.stats[sysname(loop_device)]
+    assert len(stat.values) == len(STAT_FIELDS) == 17
+    assert stat["flush_ios"] >= 0 and stat["discard_sectors"] >= 0
+
+
+def test_devices_under_a_loop_device_reach_the_backing_disk(loop_device: str, direct_dir: Path) -> None:
+    names = devices_under([loop_device])
+    assert names[0] == sysname(loop_device)
+    assert len(names) >= 2, "the device under the backing file's file system is listed too"
+
+
+def test_lie_001_reads_served_from_page_cache(ext4_loop) -> None:  # type: ignore[no-untyped-def]
+    dev, mnt = ext4_loop
+    path = write_random(mnt / "cached.bin", 8 * MiB)  # written, fsynced, and still in the page cache
+
+    def read_all() -> Issued:
+        n = ios = 0
+        with open(path, "rb", buffering=0) as f:
+            while chunk := f.read(64 << 10):
+                n += len(chunk)
+                ios += 1
+        return Issued(read_ios=ios, read_bytes=n, direct=False)
+
+    issued, obs = observed(dev, read_all)
+    report = lie_report(issued, obs)
+    assert "IOL-LIE-001" in codes(report.findings)
+    ev = by_code(report.findings, "IOL-LIE-001")[0].evidence
+    assert ev["issued_read_bytes"] == 8 * MiB and ev["device_read_bytes"] < 4 * MiB
+    assert "served from cache" in report.verdict
+    assert report.to_json()["devices"][0]["observed"]["read_bytes"] == ev["device_read_bytes"]
+    assert "served from cache" in report.render()
+
+
+def test_lie_002_writes_absorbed_by_page_cache(ext4_loop) -> None:  # type: ignore[no-untyped-def]
+    dev, mnt = ext4_loop
+
+    def write_buffered() -> Issued:
+        data = os.urandom(MiB)
+        with open(mnt / "dirty.bin", "wb") as f:
+            for _ in range(8):
+                f.write(data)
+        return Issued(write_ios=8, write_bytes=8 * MiB, direct=False)
+
+    issued, obs = observed(dev, write_buffered)
+    report = lie_report(issued, obs)
+    assert "IOL-LIE-002" in codes(report.findings)
+    assert "absorbed by cache" in report.verdict
+
+
+def test_lie_003_small_synced_writes_amplified_by_the_file_system(ext4_loop) -> None:  # type: ignore[no-untyped-def]
+    dev, mnt = ext4_loop
+
+    def small_synced() -> Issued:
+        fd = os.open(mnt / "small.bin", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            for i in range(128):
+                os.pwrite(fd, b"x" * 512, i * 4096)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return Issued(write_ios=128, write_bytes=128 * 512, flushes=128)
+
+    issued, obs = observed(dev, small_synced)
+    report = lie_report(issued, obs)
+    ev = by_code(report.findings, "IOL-LIE-003")[0].evidence
+    assert ev["device_write_bytes"] >= 128 * 4096 > ev["issued_write_bytes"]
+    assert "IOL-LIE-005" not in codes(report.findings), "ext4 flushes reach a write-back loop device"
+
+
+def test_lie_004_buffered_writes_merged(loop_device: str) -> None:
+    def small_writes() -> Issued:
+        data = os.urandom(4096)
+        fd = os.open(loop_device, os.O_WRONLY)
+        try:
+            for i in range(2048):
+                os.pwrite(fd, data, i * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return Issued(write_ios=2048, write_bytes=8 * MiB, flushes=1)
+
+    issued, obs = observed(loop_device, small_writes)
+    report = lie_report(issued, obs)
+    f = by_code(report.findings, "IOL-LIE-004")[0]
+    assert f.evidence["direction"] == "write" and "merged" in f.message
+    assert f.evidence["device_avg_bytes"] >= 2 * 4096
+    assert "IOL-LIE-002" not in codes(report.findings)
+
+
+def test_lie_004_direct_writes_split_by_max_sectors(loop_device: str) -> None:
+    queue = f"/sys/block/{sysname(loop_device)}/queue/max_sectors_kb"
+    buf = aligned(MiB)
+    with sysfs_set(queue, "64"):
+
+        def big_direct() -> Issued:
+            fd = os.open(loop_device, os.O_WRONLY | os.O_DIRECT)
+            try:
+                for i in range(8):
+                    os.pwrite(fd, buf, i * MiB)
+            finally:
+                os.close(fd)
+            return Issued(write_ios=8, write_bytes=8 * MiB, direct=True)
+
+        issued, obs = observed(loop_device, big_direct)
+    report = lie_report(issued, obs)
+    f = by_code(report.findings, "IOL-LIE-004")[0]
+    assert "split" in f.message and f.evidence["device_ios"] >= 8 * 16
+    assert f.evidence["device_avg_bytes"] <= 64 << 10
+
+
+def test_lie_005_flushes_dropped_by_a_write_through_device(loop_device: str) -> None:
+    buf = aligned(MiB)
+    with sysfs_set(f"/sys/block/{sysname(loop_device)}/queue/write_cache", "write through"):
+
+        def synced() -> Issued:
+            fd = os.open(loop_device, os.O_WRONLY | os.O_DIRECT)
+            try:
+                for i in range(4):
+                    os.pwrite(fd, buf, i * MiB)
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            return Issued(write_ios=4, write_bytes=4 * MiB, flushes=4, direct=True)
+
+        issued, obs = observed(loop_device, synced)
+        f = by_code(lie_report(issued, obs).findings, "IOL-LIE-005")[0]
+    assert f.severity == "info" and f.evidence["write_cache"] == "write through"
+    assert f.evidence["device_flushes"] == 0
+
+
+def test_lie_005_flushes_dropped_by_nobarrier(direct_dir: Path) -> None:
+    image = sparse(direct_dir / "nb.img", 128 * MiB)
+    mkfs_ext4(image)
+    with attached(image, "--direct-io=on") as dev:
+        assert Path(f"/sys/block/{sysname(dev)}/queue/write_cache").read_text().strip() == "write back"
+        with mounted(dev, direct_dir / "mnt", "barrier=0") as mnt:
+
+            def synced() -> Issued:
+                fd = os.open(mnt / "f.bin", os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    for i in range(16):
+                        os.pwrite(fd, os.urandom(65536), i * 65536)
+                        os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                return Issued(write_ios=16, write_bytes=16 * 65536, flushes=16)
+
+            issued, obs = observed(dev, synced)
+    f = by_code(lie_report(issued, obs).findings, "IOL-LIE-005")[0]
+    assert f.severity == "warning" and f.evidence["write_cache"] == "write back"
+
+
+def test_consistent_direct_reads_raise_nothing(direct_dir: Path) -> None:
+    backing = write_random(direct_dir / "full.img", 32 * MiB)
+    bs = 256 << 10  # 1 MiB would be split: max_segments x 4 KiB pages is 512 KiB on a loop device
+    buf = aligned(bs)
+    with attached(backing, "--direct-io=on") as dev:
+
+        def direct_reads() -> Issued:
+            fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+            try:
+                for i in range(64):
+                    assert os.preadv(fd, [buf], i * bs) == bs
+            finally:
+                os.close(fd)
+            return Issued(read_ios=64, read_bytes=16 * MiB, direct=True)
+
+        issued, obs = observed(dev, direct_reads)
+    report = lie_report(issued, obs)
+    assert report.findings == []
+    assert report.verdict == "consistent"
+
+
+def test_issued_from_raw_results() -> None:
+    raw = {
+        "ddir": {"read": {"ios": 3, "bytes": 12288}, "write": {"ios": 2, "bytes": 8192}, "sync": {"ios": 1}}
+    }
+    assert Issued.from_raw([raw, raw]) == Issued(6, 24576, 4, 16384, 2)
