@@ -15,6 +15,7 @@ from iolab.analysis import (
     group_results,
     job_result,
     merge_jobs,
+    option_texts,
     run_result,
 )
 from iolab.analysis.diskstats import device_for_path, disk_util, snapshot
@@ -82,7 +83,9 @@ def test_samples_given_as_interval_starts() -> None:
     raw["samples"] = [(0, 500, 500 * 4096, 0, 0), (500_000_000, 500, 500 * 4096, 0, 0)]
     j = make_job(raw)
     assert j.sample_times_ms == [500.0, 1000.0]
+    assert j.sample_times_ns == [500_000_000, 1_000_000_000]
     assert j.dirs["read"].iops_samples == [1000.0, 1000.0]
+    assert j.dirs["read"].sample_ios == [500, 500]
 
 
 def test_widened_sample_interval() -> None:
@@ -122,6 +125,42 @@ def test_error_info() -> None:
     raw = synthetic_raw(rw="randread", error=5, error_msg="Input/output error")
     j = make_job(raw)
     assert (j.error.code, j.error.msg, j.error.ddir) == (5, "Input/output error", "read")
+    assert j.dirs["read"].total_ios == j.dirs["read"].ios + 1  # the failed I/O was issued
+
+
+def test_report_options_from_the_option_table_defaults() -> None:
+    options = pytest.importorskip("iolab.options")
+    values = options.default_values()
+    o = ReportOptions.from_options(values)
+    assert o == ReportOptions()  # the table's defaults are fio's, and so are ours
+    raw = synthetic_raw(rw="randread")
+    j = job_result(raw, name="t", jobnum=0, groupid=0, options=values, sample_interval_ms=500)
+    assert j.dirs["read"].ios == 2000
+
+
+def test_option_texts_like_fio() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class S:
+        name: str
+        value: str | None
+        from_global: bool
+
+    settings = [
+        S("ioengine", "psync", True),
+        S("rw", "randread", False),
+        S("time_based", None, False),
+        S("bs", "4k", False),
+        S("bs", "8k", False),
+    ]
+    job, glob = option_texts(settings)
+    assert job == {"rw": "randread", "bs": "8k"} and list(job) == ["rw", "bs"]
+    assert glob == {"ioengine": "psync"}
+    jf = pytest.importorskip("iolab.jobfile")
+    (jd,) = jf.parse_cli(["--ioengine=psync", "--name=t", "--rw=randread", "--time_based", "--bs=4k"]).jobs
+    job, glob = option_texts(jd.raw)
+    assert job.get("rw") == "randread" and "time_based" not in job
 
 
 def test_report_options_parsing() -> None:
@@ -189,6 +228,9 @@ def test_group_reporting_merge() -> None:
     a, b = (j.dirs["read"].bw_samples for j in jobs)
     assert r.bw_samples[0] == pytest.approx(a[0] + b[0])
     assert r.bw_samples[5] == pytest.approx(b[5])  # a finished after 4 intervals
+    assert r.sample_ios[0] == sum(j.dirs["read"].sample_ios[0] for j in jobs)
+    assert sum(r.sample_bytes) == r.bytes
+    assert m.sample_times_ns == jobs[1].sample_times_ns
     # samples count is the sum of the jobs' counts (fio's convention)
     assert r.bw_stats.samples == 4 + 6
     assert r.bw_stats.max == pytest.approx(a[0] + b[0])

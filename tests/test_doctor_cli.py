@@ -261,3 +261,48 @@ def test_explain_main_exit_status_and_json() -> None:
     assert explain_main(["ls -l"], io.StringIO()) == 2
     assert explain_main([], io.StringIO()) == 2
     assert main(["explain", "cp", "/etc/hostname", "/tmp/y"]) == 0
+
+
+# -------------------------------------------------------------------------------------------- --run
+
+
+def test_run_dd_buffered_is_caught_absorbed_by_cache(direct_dir: Path) -> None:
+    image = sparse(direct_dir / "fs.img", 128 * MiB)
+    mkfs_ext4(image)
+    with attached(image, "--direct-io=on") as dev, mounted(dev, direct_dir / "mnt") as mnt:
+        rc, doc = run_json("--run", "--", "dd", "if=/dev/urandom", f"of={mnt / 'x'}", "bs=1M", "count=32")
+        assert rc == 1
+        check = doc["device_check"]
+        assert check["verdict"].startswith("absorbed by cache")
+        assert check["devices"][0]["device"] == os.path.basename(dev)
+        assert check["issued"]["write_bytes"] == 32 * MiB
+        assert "IOL-LIE-002" in {f["code"] for f in doc["findings"]}
+        # with the flush inside the command, the device sees the data
+        rc, doc = run_json(
+            "--run", "--", "dd", "if=/dev/urandom", f"of={mnt / 'y'}", "bs=1M", "count=32", "conv=fdatasync"
+        )
+        codes_seen = {f["code"] for f in doc["findings"]}
+        assert "IOL-LIE-002" not in codes_seen and "IOL-SYNC-001" not in codes_seen
+        assert doc["device_check"]["devices"][0]["observed"]["write_bytes"] >= 32 * MiB
+
+
+def test_run_refused_by_the_safety_gate_does_not_run(direct_dir: Path) -> None:
+    image = sparse(direct_dir / "fs.img", 64 * MiB)
+    mkfs_ext4(image)
+    with attached(image) as dev:
+        rc, text = run_doctor("--run", "--", "dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=1")
+        assert rc == 1 and "Not run: the safety gate refused it." in text
+        from iolab.doctor import read_signatures
+
+        assert [s.name for s in read_signatures(dev)] == ["ext4"], "the device was not written"
+
+
+def test_run_needs_a_command() -> None:
+    assert run_doctor("--run", "/tmp")[0] == 2
+
+
+def test_parser_errors_are_usage_errors(direct_dir: Path) -> None:
+    assert explain_main(["fio --name=x --rw=bogus"], io.StringIO()) == 2
+    job = direct_dir / "broken.fio"
+    job.write_text("[j]\nrw=bogus\n")
+    assert run_doctor(str(job))[0] == 2

@@ -63,12 +63,16 @@ def test_every_name_unique_and_consistent() -> None:
 
 
 def test_required_coverage() -> None:
-    required = """name filename directory size filesize offset offset_increment rw rwmixread rwmixwrite
-    bs bsrange bssplit ba direct buffered ioengine iodepth numjobs runtime time_based ramp_time
-    startdelay loops group_reporting randrepeat randseed norandommap thread stonewall wait_for
-    new_group fsync fdatasync end_fsync create_on_open unlink zero_buffers refill_buffers
-    percentile_list lat_percentiles clat_percentiles kb_base unit_base iodepth_batch invalidate
-    nrfiles file_service_type write_bw_log exitall description""".split()
+    required = [
+        "name", "filename", "directory", "size", "filesize", "offset", "offset_increment", "rw",
+        "rwmixread", "rwmixwrite", "bs", "bsrange", "bssplit", "ba", "direct", "buffered",
+        "ioengine", "iodepth", "numjobs", "runtime", "time_based", "ramp_time", "startdelay",
+        "loops", "group_reporting", "randrepeat", "randseed", "norandommap", "thread", "stonewall",
+        "wait_for", "new_group", "fsync", "fdatasync", "end_fsync", "create_on_open", "unlink",
+        "zero_buffers", "refill_buffers", "percentile_list", "lat_percentiles", "clat_percentiles",
+        "kb_base", "unit_base", "iodepth_batch", "invalidate", "nrfiles", "file_service_type",
+        "write_bw_log", "exitall", "description",
+    ]
     for n in required:
         assert lookup(n) is not None, n
     for n in ["bs", "rw", "size", "runtime", "direct", "iodepth", "filename", "bssplit"]:

@@ -149,7 +149,6 @@ def test_json_values_and_layout() -> None:
         "global options",
         "jobs",
         "disk_util",
-        "iolab",
     ]
     assert doc["fio version"] == "iolab-0.1.0" and doc["timestamp"] == 1_700_000_000
     assert doc["disk_util"] == []
@@ -191,14 +190,17 @@ def test_iolab_block() -> None:
     r = run(job(stopped=True), warnings=["run-level warning"])
     text = render(r, "json")
     doc = json.loads(text)
-    assert doc["iolab"]["warnings"] == ["run-level warning"]
     blk = doc["jobs"][0]["iolab"]
+    assert blk["run_warnings"] == ["run-level warning"]
+    assert "iolab" not in doc
     assert any("stopped" in w for w in blk["warnings"])
     assert blk["stopped"] is True
     dec = HdrHistogram.decode(blk["hdr"]["read"]["clat"])
     assert dec.get_total_count() == doc["jobs"][0]["read"]["clat_ns"]["N"]
     assert set(blk["hdr"]) == {"read", "write"}
-    assert len(blk["samples"]["t_ms"]) == len(blk["samples"]["read"]["bw_kib"]) == 4
+    assert blk["samples"]["t_ns"] == [500_000_000, 1_000_000_000, 1_500_000_000, 2_000_000_000]
+    assert sum(blk["samples"]["read"]["ios"]) == 1000
+    assert sum(blk["samples"]["read"]["bytes"]) == 1000 * 4096
     # nothing outside the JSON document
     assert text.startswith("{\n") and text.endswith("\n}\n")
 

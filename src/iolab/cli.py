@@ -88,6 +88,7 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
                 options=jp.options,
                 sample_interval_ms=SAMPLE_INTERVAL_NS / 1e6,
                 warnings=warnings,
+                job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
             )
         )
@@ -97,6 +98,7 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
     run = run_result(
         results,
         group_reporting=any(j.group_reporting for j in plan.jobs),
+        global_options=plan.global_options,
         disk_util=disk_util(before, after, elapsed_ms),
         warnings=run_warnings,
     )

@@ -818,6 +818,8 @@ class FioFlag:
     multi: bool = False  # may be repeated, values collected in a list
     comma_list: bool = False  # the value is a ',' separated list
     supported: bool = False
+    # fio ignores a value outside ``choices`` (keeping its default) instead of failing.
+    ignores_bad_choice: bool = False
 
 
 _flags: list[FioFlag] = [
@@ -828,7 +830,7 @@ _flags: list[FioFlag] = [
     FioFlag("parse-only", "none", "Parse the jobs and stop", supported=True),
     FioFlag("showcmd", "none", "Print the job files as command lines", supported=True),
     FioFlag("eta", "required", "When to show progress: always, never or auto",
-            choices=("always", "never", "auto"), supported=True),
+            choices=("always", "never", "auto"), supported=True, ignores_bad_choice=True),
     FioFlag("eta-newline", "required", "Start a new progress line this often"),
     FioFlag("eta-interval", "required", "Progress update interval"),
     FioFlag("status-interval", "required", "Print a full report this often"),

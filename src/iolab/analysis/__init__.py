@@ -1,4 +1,9 @@
-"""Analysis phase: raw C results -> JobResult, histogram math, group merges, HdrHistogram export."""
+"""Analysis phase: raw C results -> JobResult, histogram math, group merges, HdrHistogram export.
+
+Modules: ``histogram`` (the C histogram's Python mirror), ``model`` (JobResult & co., ``job_result``,
+``group_results``, ``run_result``), ``diskstats`` (fio-like disk utilization), ``synthetic`` (raw results in
+the C core's format, for tests).
+"""
 
 from iolab.analysis.diskstats import DiskUtil
 from iolab.analysis.histogram import (
@@ -27,6 +32,7 @@ from iolab.analysis.model import (
     group_results,
     job_result,
     merge_jobs,
+    option_texts,
     run_result,
 )
 
@@ -55,5 +61,6 @@ __all__ = [
     "index_of",
     "job_result",
     "merge_jobs",
+    "option_texts",
     "run_result",
 ]

@@ -37,7 +37,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from iolab import __version__
 from iolab.analysis.diskstats import DiskUtil
@@ -90,6 +90,8 @@ class DirStats:
     slat: Histogram = field(default_factory=Histogram)
     bw_samples: list[float] = field(default_factory=list)  # KiB/s per interval (aligned with sample_times_ms)
     iops_samples: list[float] = field(default_factory=list)  # IOPS per interval
+    sample_ios: list[int] = field(default_factory=list)  # exact I/O count per interval
+    sample_bytes: list[int] = field(default_factory=list)  # exact bytes per interval
     bw_stats: SampleStats = field(default_factory=SampleStats)  # over full intervals
     iops_stats: SampleStats = field(default_factory=SampleStats)
 
@@ -205,6 +207,18 @@ def _as_int(v: Any, default: int) -> int:
         return default
 
 
+def _as_float(v: Any, default: float) -> float:
+    """A float, or the first of a float list (the option table types float options as float lists)."""
+    if isinstance(v, list | tuple):
+        v = v[0] if v else None
+    if v is None or isinstance(v, bool):
+        return default
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return default
+
+
 def _percentile_list(v: Any) -> tuple[float, ...]:
     """fio keeps at most 20 entries, stops at a 0 entry and reports them sorted (we also drop duplicates)."""
     if v is None or v == "" or v == [] or v == ():
@@ -287,8 +301,8 @@ class ReportOptions:
     significant_figures: int = 4
     description: str = ""
     group_reporting: bool = False
-    latency_target: int = 0
-    latency_window: int = 0
+    latency_target: int = 0  # us
+    latency_window: int = 0  # us
     latency_percentile: float = 100.0
 
     @classmethod
@@ -310,10 +324,37 @@ class ReportOptions:
             significant_figures=min(max(sig, 1), 10),
             description=str(options.get("description") or ""),
             group_reporting=_as_bool(options.get("group_reporting"), False),
-            latency_target=_as_int(options.get("latency_target"), 0),
-            latency_window=_as_int(options.get("latency_window"), 0),
-            latency_percentile=float(options.get("latency_percentile") or 100.0),
+            # typed times are ns; fio reports these two in microseconds
+            latency_target=_as_int(options.get("latency_target"), 0) // 1000,
+            latency_window=_as_int(options.get("latency_window"), 0) // 1000,
+            latency_percentile=_as_float(options.get("latency_percentile"), 100.0),
         )
+
+
+class OptionSetting(Protocol):
+    """An option as written (``iolab.jobfile.model.RawSetting`` fits)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str | None: ...
+    @property
+    def from_global(self) -> bool: ...
+
+
+def option_texts(settings: Iterable[OptionSetting]) -> tuple[dict[str, str], dict[str, str]]:
+    """fio's ``"job options"`` and ``"global options"`` from the settings as written: (job, global).
+
+    Like fio, options written without a value (``--time_based``, ``stonewall``) are left out, and a later
+    setting of the same option replaces an earlier one (keeping its first position).
+    """
+    job: dict[str, str] = {}
+    glob: dict[str, str] = {}
+    for s in settings:
+        if s.value is None:
+            continue
+        (glob if s.from_global else job)[s.name] = s.value
+    return job, glob
 
 
 # --------------------------------------------------------------------------------------------- job
@@ -338,6 +379,7 @@ class JobResult:
     stopped: bool = False
     sample_interval_ms: float = 500.0  # effective (the C core may have widened the requested one)
     sample_times_ms: list[float] = field(default_factory=list)  # end of each sample interval
+    sample_times_ns: list[int] = field(default_factory=list)  # the same, exact
     num_jobs: int = 1
     pid: int = 0
     finished_at: float = 0.0  # epoch seconds
@@ -364,6 +406,13 @@ def _hist(raw_dir: Mapping[str, Any], key: str, sub_bits: int, nbuckets: int) ->
     if not h:
         return Histogram()
     return Histogram.from_raw(h, sub_bits=sub_bits, nbuckets=nbuckets)
+
+
+def _interval_ends_ns(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[int]:
+    times = [int(s[0]) for s in samples]
+    if times and times[0] == 0:
+        return [*times[1:], max(runtime_ns, times[-1])]
+    return times
 
 
 def _intervals(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[tuple[float, float]]:
@@ -412,13 +461,16 @@ def job_result(
     raw_dirs: Mapping[str, Any] = raw.get("ddir", {}) or {}
     notes: list[str] = list(warnings)
 
+    err_code = int(raw.get("error", 0))
+    err_ddir = str(raw.get("error_ddir", "") or "")
     dirs: dict[str, DirStats] = {}
     for d in ALL_DIRS:
         rd: Mapping[str, Any] = raw_dirs.get(d, {}) or {}
         ios = int(rd.get("ios", 0))
         ds = DirStats(
             ios=ios,
-            total_ios=ios,
+            # issued = completed, plus the I/O that failed (fio counts it as issued too)
+            total_ios=ios + (1 if err_code and err_ddir == d else 0),
             bytes=int(rd.get("bytes", 0)),
             short_ios=int(rd.get("short_ios", 0)),
             drop_ios=int(rd.get("dropped", 0)),
@@ -458,6 +510,8 @@ def job_result(
             iops.append(int(s[io_col]) / sec if sec > 0 else 0.0)
         ds.bw_samples = bw
         ds.iops_samples = iops
+        ds.sample_ios = [int(s[io_col]) for s in raw_samples]
+        ds.sample_bytes = [int(s[byte_col]) for s in raw_samples]
         ds.bw_stats = SampleStats.of([v for v, f in zip(bw, full, strict=True) if f])
         ds.iops_stats = SampleStats.of([v for v, f in zip(iops, full, strict=True) if f])
     if any(dirs[d].ios for d in RW_DIRS) and not any(full):
@@ -475,10 +529,10 @@ def job_result(
 
     n_all = sum(dirs[d].ios for d in ALL_DIRS)
     err = ErrorInfo(
-        code=int(raw.get("error", 0)),
+        code=err_code,
         msg=str(raw.get("error_msg", "") or ""),
         offset=int(raw.get("error_offset", 0)),
-        ddir=str(raw.get("error_ddir", "") or ""),
+        ddir=err_ddir,
     )
     return JobResult(
         name=name,
@@ -505,6 +559,7 @@ def job_result(
         stopped=stopped,
         sample_interval_ms=interval_ms,
         sample_times_ms=times,
+        sample_times_ns=_interval_ends_ns(raw_samples, runtime_ns),
         pid=pid if pid is not None else os.getpid(),
         finished_at=finished_at if finished_at is not None else time.time(),
     )
@@ -570,6 +625,14 @@ def _sum_series(jobs: Sequence[JobResult], d: str, which: str) -> tuple[list[flo
     return vals, full
 
 
+def _sum_counts(series: Sequence[Sequence[int]]) -> list[int]:
+    out = [0] * max((len(s) for s in series), default=0)
+    for s in series:
+        for i, v in enumerate(s):
+            out[i] += v
+    return out
+
+
 def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     """Merge the jobs of one group into a single :class:`JobResult` (fio's group_reporting)."""
     if not jobs:
@@ -594,6 +657,8 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
             bw, full = _sum_series(jobs, d, "bw_samples")
             iops, _ = _sum_series(jobs, d, "iops_samples")
             ds.bw_samples, ds.iops_samples = bw, iops
+            ds.sample_ios = _sum_counts([p.sample_ios for p in parts])
+            ds.sample_bytes = _sum_counts([p.sample_bytes for p in parts])
             ds.bw_stats = SampleStats.of(
                 [v for v, f in zip(bw, full, strict=True) if f],
                 samples=sum(p.bw_stats.samples for p in parts),
@@ -624,6 +689,7 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         ramp_done=all(j.ramp_done for j in jobs),
         stopped=any(j.stopped for j in jobs),
         sample_times_ms=list(longest.sample_times_ms),
+        sample_times_ns=list(longest.sample_times_ns),
         num_jobs=sum(j.num_jobs for j in jobs),
         finished_at=max(j.finished_at for j in jobs),
     )

@@ -12,14 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import stat
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from iolab.doctor.checks import Context, check_data, check_target, pre_run
-from iolab.doctor.explain import ExplainError, translate
-from iolab.doctor.findings import Finding, findings_json, render_findings, sort_findings
+from iolab.doctor.counters import DeviceCounters, LieReport, devices_under, lie_report
+from iolab.doctor.explain import ExplainError, Explanation, translate
+from iolab.doctor.findings import Finding, findings_json, has_errors, render_findings, sort_findings
 from iolab.doctor.fioargs import load_jobfile, looks_like_jobfile
 from iolab.doctor.jobs import FileView, JobView
 from iolab.doctor.safety import SafetyGate
@@ -56,6 +60,11 @@ def _doctor_parser() -> argparse.ArgumentParser:
         help="allow writes to this block device whatever it holds (repeat per device)",
     )
     p.add_argument("--strict", action="store_true", help="(for iolab run) warnings count as errors")
+    p.add_argument(
+        "--run",
+        action="store_true",
+        help="with -- COMMAND (dd, cp): run it and compare what the devices saw with what it issued",
+    )
     return p
 
 
@@ -85,6 +94,26 @@ def _check_target(path: str, ctx: Context, allow_destroy: Sequence[str]) -> list
     return out
 
 
+def _run_observed(command: Sequence[str], explanation: Explanation) -> tuple[str, LieReport | None]:
+    """Run the command (no shell) between two device-counter snapshots; compare with what it issues."""
+    if explanation.issued is None:
+        return f"cannot tell what `{explanation.tool}` issues (dd with count= or a file, cp of a file)", None
+    devices = devices_under(explanation.paths)
+    if not devices:
+        return "no block device under the command's files", None
+    before = DeviceCounters.snapshot(devices)
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        list(command), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
+    elapsed = time.monotonic() - t0
+    observed = DeviceCounters.diff(before, DeviceCounters.snapshot(devices))
+    status = f"ran `{shlex.join(command)}`: exit status {proc.returncode}, {elapsed:.2f}s"
+    if proc.returncode:
+        status += f" ({proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'})"
+    return status, lie_report(explanation.issued, observed)
+
+
 def _validate_allow(paths: Sequence[str]) -> None:
     for path in paths:
         try:
@@ -95,10 +124,19 @@ def _validate_allow(paths: Sequence[str]) -> None:
             raise _UsageError(f"--allow-destroy={path}: not a block device")
 
 
-def _emit(out: TextIO, fmt: str, findings: list[Finding], targets: list[TargetInfo], extra: str = "") -> int:
+def _emit(
+    out: TextIO,
+    fmt: str,
+    findings: list[Finding],
+    targets: list[TargetInfo],
+    extra: str = "",
+    device_check: dict[str, Any] | None = None,
+) -> int:
     findings = sort_findings(findings)
     if fmt == "json":
         doc: dict[str, Any] = {"findings": findings_json(findings)}
+        if device_check is not None:
+            doc["device_check"] = device_check
         if targets:
             doc["targets"] = [t.to_json() for t in targets]
         json.dump(doc, out, indent=2)
@@ -132,6 +170,8 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
         argv, command = argv[:i], argv[i + 1 :]
     try:
         args = _doctor_parser().parse_args(argv)
+        if args.run and not command:
+            raise _UsageError("iolab doctor: --run needs -- COMMAND")
         if command and args.items:
             raise _UsageError("iolab doctor: give targets/job files or `-- COMMAND`, not both")
         if not command and not args.items:
@@ -144,6 +184,7 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
     findings: list[Finding] = []
     targets: list[TargetInfo] = []
     extra = ""
+    device_check: dict[str, Any] | None = None
     if command:
         try:
             explanation = translate(command)
@@ -154,6 +195,17 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
         findings += pre_run(jobdefs, context=ctx)
         findings += SafetyGate.check(jobdefs, args.allow_destroy)
         extra = "Equivalent iolab job:\n\n" + explanation.jobfile()
+        if args.run:
+            if has_errors(findings):
+                extra = "Not run: the safety gate refused it.\n\n" + extra
+            else:
+                status, report = _run_observed(command, explanation)
+                if report is None:
+                    print(f"iolab doctor: --run: {status}", file=sys.stderr)
+                    return 2
+                findings += report.findings
+                extra = f"{status}\n{report.render()}\n\n" + extra
+                device_check = report.to_json()
     for item in args.items:
         if looks_like_jobfile(item):
             try:
@@ -166,7 +218,7 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
         else:
             targets.append(ctx.target(item))
             findings += _check_target(item, ctx, args.allow_destroy)
-    return _emit(out, args.output_format, findings, targets, extra)
+    return _emit(out, args.output_format, findings, targets, extra, device_check)
 
 
 def explain_main(argv: Sequence[str], out: TextIO | None = None) -> int:

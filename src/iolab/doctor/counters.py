@@ -240,6 +240,21 @@ def _avg(nbytes: int, ios: int) -> float:
     return nbytes / ios if ios else 0.0
 
 
+def max_request_bytes(name: str) -> int | None:
+    """The largest request the device takes without splitting: max_sectors_kb, and max_segments pages."""
+    dev = block_device_by_name(name)
+    if dev is None:
+        return None
+    queue = SYS_CLASS_BLOCK / dev.disk / "queue"
+    limits = []
+    for attr, unit in (("max_sectors_kb", 1024), ("max_segments", 4096)):
+        try:
+            limits.append(int((queue / attr).read_text()) * unit)
+        except (OSError, ValueError):
+            continue
+    return min(limits) if limits else None
+
+
 def _write_cache(name: str) -> str | None:
     dev = block_device_by_name(name)
     return dev.write_cache if dev else None
@@ -334,11 +349,14 @@ def lie_report(
             ):
                 continue
             a_iss, a_obs = _avg(iss_b, iss_n), _avg(obs_b, obs_n)
+            # "split" only when the job's requests exceed what the device takes in one request: extra
+            # small requests (journal, metadata) also lower the average, and that is not splitting
+            limit = max_request_bytes(name)
             kind = (
                 "merged"
                 if a_obs >= MERGE_FACTOR * a_iss
                 else "split"
-                if a_obs * MERGE_FACTOR <= a_iss
+                if a_obs * MERGE_FACTOR <= a_iss and (limit is None or a_iss > limit)
                 else ""
             )
             if not kind:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.doctor.counters import Issued
 from iolab.doctor.findings import Finding
 from iolab.doctor.jobs import JobDefLike, make_jobdef
 
@@ -73,6 +74,10 @@ class Explanation:
     #: the honest equivalent, as job-file sections: (name, [(key, value-text, comment)])
     job: list[tuple[str, list[tuple[str, str, str]]]]
     notes: list[str] = field(default_factory=list)
+    #: what running the command issues (for `iolab doctor --run`), None when it cannot be known
+    issued: Issued | None = None
+    #: the files and devices it reads or writes
+    paths: list[str] = field(default_factory=list)
 
     def jobfile(self) -> str:
         lines = [f"# iolab job equivalent to: {self.command}"]
@@ -242,7 +247,24 @@ def explain_dd(argv: Sequence[str], command: str) -> Explanation:
         job.append(_honest("dd-read", src, "read", ibs, total, write=False, block=_is_block(src)))
     if not as_is:
         raise ExplainError("dd: neither a file/device to read (if=) nor one to write (of=)")
-    return Explanation(command, "dd", measures, misleading, as_is, job)
+    if total is None and reading and os.path.isfile(src):
+        total = os.stat(src).st_size
+    issued = None
+    if total is not None:
+        n_in = -(-total // ibs)
+        n_out = -(-total // obs)
+        issued = Issued(
+            read_ios=n_in if reading else 0,
+            read_bytes=total if reading else 0,
+            write_ios=n_out if writing else 0,
+            write_bytes=total if writing else 0,
+            flushes=(n_out if {"dsync", "sync"} & oflag else 1 if {"fdatasync", "fsync"} & conv else 0)
+            if writing
+            else 0,
+            direct=("direct" in oflag) if writing else ("direct" in iflag),
+        )
+    paths = ([dst] if writing else []) + ([src] if reading else [])
+    return Explanation(command, "dd", measures, misleading, as_is, job, issued=issued, paths=paths)
 
 
 # ------------------------------------------------------------------------------------------------- cp
@@ -299,7 +321,12 @@ def explain_cp(argv: Sequence[str], command: str) -> Explanation:
             {"filename": [dst], "rw": "write", "bs": (bs, bs), "direct": False, "size": size or (1 << 30)},
         ),
     ]
-    return Explanation(command, "cp", measures, misleading, as_is, job, notes)
+    issued = None
+    if size is not None and not recursive:
+        ios = -(-size // bs)
+        issued = Issued(read_ios=ios, read_bytes=size, write_ios=ios, write_bytes=size, direct=False)
+    target = os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst
+    return Explanation(command, "cp", measures, misleading, as_is, job, notes, issued, [target, src])
 
 
 # ------------------------------------------------------------------------------------------------ scp
@@ -420,10 +447,13 @@ def explain_fio(argv: Sequence[str], command: str) -> Explanation:
     jobfiles = [a for a in args if not a.startswith("-")]
     options = [a for a in args if a.startswith("--") and not a.startswith("--output")]
     jobdefs: list[JobDefLike] = []
-    for path in jobfiles:
-        jobdefs.extend(load_jobfile(path))
-    if any(o.startswith("--name=") for o in options):
-        jobdefs.extend(jobdefs_from_argv(options))
+    try:
+        for path in jobfiles:
+            jobdefs.extend(load_jobfile(path))
+        if any(o.startswith("--name=") for o in options):
+            jobdefs.extend(jobdefs_from_argv(options))
+    except Exception as exc:  # the parser's JobFileError (file:line: option ...), OSError
+        raise ExplainError(f"fio: {exc}") from exc
     if not jobdefs:
         raise ExplainError("fio: no job (give --name=... options or a job file)")
     findings = pre_run(jobdefs)

@@ -202,7 +202,7 @@ def views_from_jobdefs(jobdefs: Sequence[JobDefLike]) -> tuple[list[JobView], li
         plan_error: type[Exception] = plan_module.PlanError
         try:
             plan = plan_module.build_plan(list(jobdefs))
-        except plan_error as exc:
+        except (plan_error, OSError) as exc:  # OSError: a target the plan cannot open (permissions)
             notes.append(
                 finding(
                     "IOL-PLAN-001", str(exc), {"error": str(exc)}, "change the option named in the message"

@@ -45,9 +45,9 @@ def _read_job_file(path: str) -> str:
         if path == "-":
             return sys.stdin.read()
         return read_file_text(path)
-    except OSError as e:
-        raise JobFileError(f"cannot open job file: {e.strerror or e}",
-                           location=Location(path, 0)) from None
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise JobFileError(f"cannot open job file: {reason}", location=Location(path, 0)) from None
 
 
 def parse_file_results(

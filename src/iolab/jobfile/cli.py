@@ -59,7 +59,9 @@ def _resolve(name: str, loc: Location) -> tuple[FioFlag | None, Option | None, s
     raise JobFileError("unknown option", location=loc, option=name, suggestion=hint)
 
 
-def _flag_value(flag: FioFlag, value: str | None, loc: Location, flags: dict[str, Any]) -> None:
+def _flag_value(
+    flag: FioFlag, value: str | None, loc: Location, flags: dict[str, Any], warnings: list[str]
+) -> None:
     name = flag.name
     if flag.arg == "none":
         if value is not None:
@@ -82,11 +84,14 @@ def _flag_value(flag: FioFlag, value: str | None, loc: Location, flags: dict[str
                                    suggestion=suggest(item, flag.choices))
         flags[name] = items
         return
+    if flag.choices and value not in flag.choices and flag.ignores_bad_choice:
+        warnings.append(f"{loc}: fio ignores --{name}={value} (it knows {', '.join(flag.choices)})")
+        return
     if flag.choices and value not in flag.choices:
         raise JobFileError(None, location=loc, option=name,
                            expected="one of " + ", ".join(flag.choices), got=value,
                            suggestion=suggest(value, flag.choices))
-    if name == "section" and value.startswith("global") and value == "global":
+    if name == "section" and value == "global":
         raise JobFileError("fio cannot use global as the only section", location=loc, option=name)
     if flag.multi:
         flags.setdefault(name, []).append(value)
@@ -142,7 +147,7 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
             value = args[i]
             i += 1
         if flag is not None:
-            _flag_value(flag, value, loc, flags)
+            _flag_value(flag, value, loc, flags, warnings)
             continue
         assert opt is not None
         if needs_value and not value:
@@ -190,9 +195,9 @@ def _read(path: str) -> str:
 
             return sys.stdin.read()
         return read_file_text(path)
-    except OSError as e:
-        raise JobFileError(f"cannot open job file: {e.strerror or e}",
-                           location=Location(path, 0)) from None
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise JobFileError(f"cannot open job file: {reason}", location=Location(path, 0)) from None
 
 
 _WRITING = {"write", "randwrite", "rw", "randrw", "trim", "randtrim", "trimwrite", "randtrimwrite"}

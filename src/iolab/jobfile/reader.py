@@ -170,6 +170,8 @@ class _Reader:
             section.warnings.append(
                 f"{loc}: include '{name}' found in the current directory; fio prefers it over"
                 f" '{candidates[1]}' next to the including file")
+        if not os.path.isfile(path):
+            raise JobFileError(f"include '{name}' is not a regular file", location=loc)
         real = os.path.abspath(path)
         if real in stack:
             chain = " -> ".join([*stack, real])
@@ -178,9 +180,9 @@ class _Reader:
             raise JobFileError(f"includes nested deeper than {MAX_INCLUDE_DEPTH}", location=loc)
         try:
             text = read_file_text(path)
-        except OSError as e:
-            raise JobFileError(f"cannot read include file '{path}': {e.strerror or e}",
-                               location=loc) from None
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "strerror", None) or str(e)
+            raise JobFileError(f"cannot read include file '{path}': {reason}", location=loc) from None
         for lineno, line in enumerate(_c_lines(text), start=1):
             iloc = Location(path, lineno)
             if _is_empty_or_comment(line):

@@ -56,11 +56,15 @@ class JobPlan:
     options: Mapping[str, Any]
     jobdef_index: int
     warnings: tuple[str, ...] = ()
+    #: options the job section itself set, as written (fio's JSON "job options")
+    job_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RunPlan:
     jobs: tuple[JobPlan, ...]
+    #: options set in [global] or before the first --name, as written (fio's JSON "global options")
+    global_options: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -216,11 +220,13 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     options=v,
                     jobdef_index=jd.index,
                     warnings=tuple(jd.warnings),
+                    job_options={r.name: r.value or "" for r in jd.raw if not r.from_global},
                 )
             )
             worker += 1
     _check_wait_for(jobs)
-    return RunPlan(jobs=tuple(jobs))
+    global_options = {r.name: r.value or "" for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
+    return RunPlan(jobs=tuple(jobs), global_options=global_options)
 
 
 def _check_wait_for(jobs: Sequence[JobPlan]) -> None:

@@ -1,16 +1,18 @@
 """fio-compatible ``json`` and ``json+`` output.
 
 Key names, nesting, order and units are fio 3.33's.  Layout is fio's too (two-space indent,
-``"key" : value``);
-every float is printed with six decimals as fio does (``%f``), non-finite floats as 0.000000 so the document
-stays valid JSON.  Strings are JSON-escaped.
+``"key" : value``; fed fio's own document, :func:`dumps` reproduces fio's text byte for byte).  Every float
+is printed with six decimals as fio does (``%f``), non-finite floats as 0.000000 so the document stays valid
+JSON.  Strings are JSON-escaped.
 
 Differences from fio, on purpose:
 
-* each job object ends with an ``"iolab"`` block: HdrHistogram encodings of every non-empty latency histogram
-  per direction, the bandwidth/IOPS time series, the run's raw runtime, stop/ramp flags, error details and
-  the job's warnings; the top level ends with an ``"iolab"`` block with the run's warnings.  Warnings never
-  appear outside the JSON document.
+* each job object ends with an ``"iolab"`` block (the only addition; the top level has none): HdrHistogram
+  encodings of every non-empty latency histogram per direction (``hdr``), the time series (``samples``:
+  ``t_ns`` = end of each interval since the start of the measured phase, and per direction the exact ``ios``
+  and ``bytes`` of each interval; rates are count / interval length), the raw runtime, stop/ramp flags,
+  error details, the job's ``warnings`` and the run's ``run_warnings`` (repeated in every job).  Warnings
+  never appear outside the JSON document.
 * ``"disk_util"`` is always present (an empty list when no disk statistics were gathered; fio omits it).
 * json+ ``"bins"`` keys are *our* bucket representative values in ns (bucket midpoints clamped to the observed
   min/max, see :mod:`iolab.analysis.histogram`), not fio's bucket values; the counts are per bucket.
@@ -26,8 +28,6 @@ from typing import Any
 from iolab import __version__
 from iolab.analysis.histogram import Histogram
 from iolab.analysis.model import ALL_DIRS, RW_DIRS, DirStats, GroupResult, JobResult, RunResult
-
-JsonValue = Any  # dict[str, JsonValue] | list[JsonValue] | str | int | float | bool | None
 
 INT_MAX = 2147483647  # fio's "eta" once a job is done
 
@@ -156,7 +156,7 @@ def _dir_obj(job: JobResult, group: GroupResult, d: str, plus: bool) -> dict[str
     }
 
 
-def _iolab_job_block(job: JobResult) -> dict[str, Any]:
+def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
     hdr: dict[str, Any] = {}
     for d in ALL_DIRS:
         ds = job.dirs[d]
@@ -166,13 +166,14 @@ def _iolab_job_block(job: JobResult) -> dict[str, Any]:
             hdr[d] = enc
     series: dict[str, Any] = {
         "interval_ms": float(job.sample_interval_ms),
-        "t_ms": [float(t) for t in job.sample_times_ms],
+        "t_ns": list(job.sample_times_ns),
     }
     for d in ("read", "write"):
         ds = job.dirs[d]
-        if ds.bw_samples:
-            series[d] = {"bw_kib": list(ds.bw_samples), "iops": list(ds.iops_samples)}
+        if ds.sample_ios:
+            series[d] = {"ios": list(ds.sample_ios), "bytes": list(ds.sample_bytes)}
     return {
+        "version": __version__,
         "jobs": job.num_jobs,
         "runtime_ns": job.runtime_ns,
         "stopped": job.stopped,
@@ -187,10 +188,13 @@ def _iolab_job_block(job: JobResult) -> dict[str, Any]:
         "hdr": hdr,
         "samples": series,
         "warnings": list(job.warnings),
+        "run_warnings": list(run_warnings),
     }
 
 
-def job_obj(job: JobResult, group: GroupResult, plus: bool) -> dict[str, Any]:
+def job_obj(
+    job: JobResult, group: GroupResult, plus: bool, run_warnings: list[str] | None = None
+) -> dict[str, Any]:
     o = job.opts
     j: dict[str, Any] = {
         "jobname": job.name,
@@ -233,7 +237,7 @@ def job_obj(job: JobResult, group: GroupResult, plus: bool) -> dict[str, Any]:
     )
     if o.description:
         j["desc"] = o.description
-    j["iolab"] = _iolab_job_block(job)
+    j["iolab"] = _iolab_job_block(job, run_warnings or [])
     return j
 
 
@@ -247,7 +251,7 @@ def build(run: RunResult, *, plus: bool = False) -> dict[str, Any]:
     }
     if run.global_options:
         doc["global options"] = dict(run.global_options)
-    doc["jobs"] = [job_obj(j, g, plus) for j, g in run.reported()]
+    doc["jobs"] = [job_obj(j, g, plus, run.warnings) for j, g in run.reported()]
     doc["disk_util"] = [
         {
             "name": du.name,
@@ -262,7 +266,6 @@ def build(run: RunResult, *, plus: bool = False) -> dict[str, Any]:
         }
         for du in run.disk_util
     ]
-    doc["iolab"] = {"version": __version__, "warnings": list(run.warnings)}
     return doc
 
 
