@@ -80,8 +80,15 @@ def zram_setup() -> str | None:
     (ZRAM / "disksize").write_text("1G")
     # write the whole device once so reads decompress real (incompressible) pages, not empty slots
     subprocess.run(
-        ["fio", "--name=fill", "--filename=/dev/zram0", "--rw=write", "--bs=1m", "--direct=1",
-         "--output=/dev/null"],
+        [
+            "fio",
+            "--name=fill",
+            "--filename=/dev/zram0",
+            "--rw=write",
+            "--bs=1m",
+            "--direct=1",
+            "--output=/dev/null",
+        ],
         check=True,
     )
     return "/dev/zram0"
@@ -103,8 +110,16 @@ def main() -> int:
     zram = zram_setup() if any(c.target == "zram" for c in cases) else None
     if any(c.target == "file" for c in cases):
         subprocess.run(
-            ["fio", "--name=layout", f"--filename={file_target}", f"--size={opts.size}", "--rw=write",
-             "--bs=1m", "--direct=1", "--output=/dev/null"],
+            [
+                "fio",
+                "--name=layout",
+                f"--filename={file_target}",
+                f"--size={opts.size}",
+                "--rw=write",
+                "--bs=1m",
+                "--direct=1",
+                "--output=/dev/null",
+            ],
             check=True,
         )
     samples: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -114,8 +129,15 @@ def main() -> int:
             if target is None:
                 print(f"skipping {case.name}: needs root and a free /dev/zram0", file=sys.stderr)
                 continue
-            common = [f"--name={case.name}", f"--filename={target}", *case.args, "--time_based",
-                      f"--runtime={opts.runtime}", "--ramp_time=1", "--output-format=json"]
+            common = [
+                f"--name={case.name}",
+                f"--filename={target}",
+                *case.args,
+                "--time_based",
+                f"--runtime={opts.runtime}",
+                "--ramp_time=1",
+                "--output-format=json",
+            ]
             if case.target == "file":
                 common.append(f"--size={opts.size}")
             tools = {"fio": ["fio", *common], "iolab": [opts.iolab, "run", *common]}
@@ -125,8 +147,10 @@ def main() -> int:
                 order = ["fio", "iolab"] if rnd % 2 == 0 else ["iolab", "fio"]
                 for tool in order:
                     per[tool].append(run_tool(tools[tool]))
-                    print(f"{case.name} round {rnd + 1} {tool}: {per[tool][-1]['iops']:.0f} IOPS",
-                          file=sys.stderr)
+                    print(
+                        f"{case.name} round {rnd + 1} {tool}: {per[tool][-1]['iops']:.0f} IOPS",
+                        file=sys.stderr,
+                    )
     finally:
         if zram:
             (ZRAM / "reset").write_text("1")

@@ -34,7 +34,9 @@ def test_write_job_puts_every_block_on_disk(direct_dir: Path) -> None:
     target = direct_dir / "w.dat"
     size = 8 << 20
     target.write_bytes(b"\xff" * size)
-    out = run_json(f"--name=w", f"--filename={target}", f"--size={size}", "--rw=write", "--bs=4k", "--direct=1")
+    out = run_json(
+        "--name=w", f"--filename={target}", f"--size={size}", "--rw=write", "--bs=4k", "--direct=1"
+    )
     job = out["jobs"][0]
     assert job["write"]["io_bytes"] == size
     assert job["write"]["total_ios"] == size // 4096
@@ -57,8 +59,14 @@ def test_time_based_runtime_and_ramp_are_honoured(direct_dir: Path) -> None:
     target = direct_dir / "t.dat"
     t0 = time.monotonic()
     out = run_json(
-        "--name=t", f"--filename={target}", "--size=16m", "--rw=randread", "--bs=4k",
-        "--time_based", "--runtime=2", "--ramp_time=1",
+        "--name=t",
+        f"--filename={target}",
+        "--size=16m",
+        "--rw=randread",
+        "--bs=4k",
+        "--time_based",
+        "--runtime=2",
+        "--ramp_time=1",
     )
     wall = time.monotonic() - t0
     job = out["jobs"][0]
@@ -87,7 +95,9 @@ def test_json_key_set_matches_real_fio(direct_dir: Path, fio: str) -> None:
     args = ["--name=k", f"--filename={target}", "--size=4m", "--rw=randrw", "--bs=4k", "--runtime=1"]
     ours = run_json(*args)
     theirs = json.loads(
-        subprocess.run([fio, *args, "--output-format=json"], capture_output=True, text=True, check=True).stdout
+        subprocess.run(
+            [fio, *args, "--output-format=json"], capture_output=True, text=True, check=True
+        ).stdout
     )
 
     def keys(node: Any, prefix: str = "") -> set[str]:
@@ -122,13 +132,28 @@ def test_terse_has_fio_field_count(direct_dir: Path, fio: str) -> None:
 def test_ctrl_c_still_prints_valid_results(direct_dir: Path) -> None:
     target = direct_dir / "c.dat"
     proc = subprocess.Popen(
-        [*IOLAB, "run", "--name=c", f"--filename={target}", "--size=16m", "--rw=randread", "--bs=4k",
-         "--time_based", "--runtime=60", "--output-format=json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *IOLAB,
+            "run",
+            "--name=c",
+            f"--filename={target}",
+            "--size=16m",
+            "--rw=randread",
+            "--bs=4k",
+            "--time_based",
+            "--runtime=60",
+            "--output-format=json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    time.sleep(3)  # layout + some I/O
+    deadline = time.monotonic() + 30
+    while not (target.exists() and target.stat().st_size == 16 << 20) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(2)  # some measured I/O after the layout
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=20)
+    out, _err = proc.communicate(timeout=20)
     data = json.loads(out)
     read = data["jobs"][0]["read"]
     assert read["total_ios"] > 0
@@ -138,8 +163,9 @@ def test_ctrl_c_still_prints_valid_results(direct_dir: Path) -> None:
 def test_output_file_and_normal_format(direct_dir: Path) -> None:
     target = direct_dir / "o.dat"
     result = direct_dir / "result.txt"
-    proc = iolab("run", "--name=o", f"--filename={target}", "--size=2m", "--rw=read", "--bs=4k",
-                 f"--output={result}")
+    proc = iolab(
+        "run", "--name=o", f"--filename={target}", "--size=2m", "--rw=read", "--bs=4k", f"--output={result}"
+    )
     assert proc.stdout == ""
     text = result.read_text()
     assert "o: (groupid=0, jobs=1)" in text
@@ -170,8 +196,15 @@ def test_zram_randread(zram: str) -> None:
 
 
 def test_loop_device_write_then_read_back(loop_device: str) -> None:
-    out = run_json("--name=l", f"--filename={loop_device}", "--rw=write", "--bs=64k", "--direct=1",
-                   "--size=4m", "--zero_buffers=0")
+    out = run_json(
+        "--name=l",
+        f"--filename={loop_device}",
+        "--rw=write",
+        "--bs=64k",
+        "--direct=1",
+        "--size=4m",
+        "--zero_buffers=0",
+    )
     assert out["jobs"][0]["write"]["io_bytes"] == 4 << 20
     fd = os.open(loop_device, os.O_RDONLY)
     try:

@@ -43,8 +43,10 @@ def _prepare_target(path: str, size: int) -> None:
     if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
         return
     if not os.path.exists(path) or os.path.getsize(path) < size:
-        print(f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
-              file=sys.stderr)
+        print(
+            f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
+            file=sys.stderr,
+        )
         layout_file(FilePlan(path, False, size, 0, size), fill=True)
 
 
@@ -62,10 +64,14 @@ def _fmt_lat(ns: float) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="iolab quick", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", default="iolab-quick.dat",
-                    help="file or block device (default: ./iolab-quick.dat, created)")
+    ap = argparse.ArgumentParser(
+        prog="iolab quick", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--target",
+        default="iolab-quick.dat",
+        help="file or block device (default: ./iolab-quick.dat, created)",
+    )
     ap.add_argument("--size", default="1g", help="size of the file target to create (default 1g)")
     ap.add_argument("--runtime", type=float, default=10.0, help="measured seconds per workload (default 10)")
     ap.add_argument("--ramp-time", type=float, default=2.0, help="warm-up seconds per workload (default 2)")
@@ -76,8 +82,10 @@ def main(argv: Sequence[str]) -> int:
     is_block = os.path.exists(target) and stat.S_ISBLK(os.stat(target).st_mode)
     if is_block:
         # iolab quick only reads a device except in the mixed workload, which writes: refuse that here
-        print(f"quick: {target} is a block device; the mixed workload writes to it, so it is skipped",
-              file=sys.stderr)
+        print(
+            f"quick: {target} is a block device; the mixed workload writes to it, so it is skipped",
+            file=sys.stderr,
+        )
     _prepare_target(target, _parse_size(opts.size))
     env = dict(os.environ, IOLAB_TARGET=target)
     rows: list[tuple[str, str, float, float, float, float]] = []
@@ -111,5 +119,6 @@ def main(argv: Sequence[str]) -> int:
     print(f"\ntarget: {target}  (direct=1, psync; {opts.ramp_time:g} s ramp, {opts.runtime:g} s measured)")
     print(f"{'workload':34} {'dir':5} {'IOPS':>10} {'bandwidth':>12} {'clat p50':>10} {'clat p99':>10}")
     for title, d, iops, bw, p50, p99 in rows:
-        print(f"{title:34} {d:5} {iops:10.0f} {bw / (1 << 20):8.1f}MiB/s {_fmt_lat(p50):>10} {_fmt_lat(p99):>10}")
+        mib = bw / (1 << 20)
+        print(f"{title:34} {d:5} {iops:10.0f} {mib:8.1f}MiB/s {_fmt_lat(p50):>10} {_fmt_lat(p99):>10}")
     return status

@@ -31,7 +31,9 @@ def _bw(bytes_per_s: float) -> str:
 
 def _clock(seconds: float) -> str:
     s = int(seconds + 0.5)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+    return (
+        f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+    )
 
 
 class StatusLine:

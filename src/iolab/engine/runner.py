@@ -8,8 +8,10 @@ Ctrl-C stops running workers (their partial results stay valid) and starts no ne
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -111,10 +113,10 @@ class _Worker(threading.Thread):
             job = _core.Job(pack_config(plan.config), files)
             with self._lock:
                 self.job = job
-                cancelled = self._cancel.is_set()
-            if not cancelled:
-                job.run()
-                self.outcome.raw = job.result()
+                if self._cancel.is_set():
+                    job.stop()  # run() then returns at once with an empty, valid result
+            job.run()
+            self.outcome.raw = job.result()
         except (OSError, ValueError, RuntimeError) as exc:
             self.outcome.setup_error = str(exc)
         finally:
@@ -123,14 +125,14 @@ class _Worker(threading.Thread):
             if plan.unlink:
                 for fp in plan.files:
                     if not fp.is_block:
-                        try:
+                        with contextlib.suppress(FileNotFoundError):
                             os.unlink(fp.path)
-                        except FileNotFoundError:
-                            pass
             self.outcome.finished_at = time.monotonic()
 
 
-def _eligible(plan: JobPlan, finished: set[int], finished_names: dict[str, int], counts: dict[str, int]) -> bool:
+def _eligible(
+    plan: JobPlan, finished: set[int], finished_names: dict[str, int], counts: dict[str, int]
+) -> bool:
     if plan.wait_for_all_previous and any(i not in finished for i in range(plan.index)):
         return False
     return all(finished_names.get(name, 0) >= counts.get(name, 0) for name in plan.wait_for)
@@ -155,6 +157,30 @@ def run_plan(
     progress_interval_s: float = 0.5,
 ) -> RunOutcome:
     cancel = threading.Event()
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        # a flag, not KeyboardInterrupt: an exception could land mid-bookkeeping and lose results
+        interrupted.set()
+        cancel.set()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return _schedule(plan, cancel, interrupted, on_progress, progress_interval_s)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _schedule(
+    plan: RunPlan,
+    cancel: threading.Event,
+    interrupted: threading.Event,
+    on_progress: Callable[[Progress], None] | None,
+    progress_interval_s: float,
+) -> RunOutcome:
     pending = list(plan.jobs)
     counts: dict[str, int] = {}
     for job in plan.jobs:
@@ -163,37 +189,34 @@ def run_plan(
     finished: set[int] = set()
     finished_names: dict[str, int] = {}
     outcomes: dict[int, WorkerOutcome] = {}
-    interrupted = False
+    stopped = False
     t0 = time.monotonic()
     next_progress = t0 + progress_interval_s
     while pending or running:
-        try:
-            if not cancel.is_set():
-                for job in [j for j in pending if _eligible(j, finished, finished_names, counts)]:
-                    pending.remove(job)
-                    worker = _Worker(job, cancel)
-                    running.append(worker)
-                    worker.start()
-            elif pending:
-                pending.clear()
-            if running:
-                running[0].join(timeout=0.05)
-            for worker in [w for w in running if not w.is_alive()]:
-                running.remove(worker)
-                finished.add(worker.outcome.plan.index)
-                name = worker.outcome.plan.name
-                finished_names[name] = finished_names.get(name, 0) + 1
-                outcomes[worker.outcome.plan.index] = worker.outcome
-            now = time.monotonic()
-            if on_progress is not None and now >= next_progress:
-                next_progress = now + progress_interval_s
-                on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
-        except KeyboardInterrupt:
-            interrupted = True
-            cancel.set()
+        if cancel.is_set() and not stopped:
+            stopped = True
+            pending.clear()
             for worker in running:
                 worker.stop()
-    return RunOutcome(workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted)
+        if not cancel.is_set():
+            for job in [j for j in pending if _eligible(j, finished, finished_names, counts)]:
+                pending.remove(job)
+                worker = _Worker(job, cancel)
+                running.append(worker)
+                worker.start()
+        if running:
+            running[0].join(timeout=0.05)
+        for worker in [w for w in running if not w.is_alive()]:
+            running.remove(worker)
+            finished.add(worker.outcome.plan.index)
+            name = worker.outcome.plan.name
+            finished_names[name] = finished_names.get(name, 0) + 1
+            outcomes[worker.outcome.plan.index] = worker.outcome
+        now = time.monotonic()
+        if on_progress is not None and now >= next_progress:
+            next_progress = now + progress_interval_s
+            on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
+    return RunOutcome(workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted.is_set())
 
 
 def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:

@@ -238,6 +238,11 @@ def _check_wait_for(jobs: Sequence[JobPlan]) -> None:
         seen.add(job.name)
 
 
+def _percent_of(base: int, fraction: float | None, align: int) -> int:
+    """fio's N% forms: a fraction of the file or device size, aligned down to the minimum block size."""
+    return int(base * float(fraction)) // align * align if fraction else 0
+
+
 def _plan_files(jd: JobDef, jobnum: int, min_bs: int) -> list[FilePlan]:
     """Resolve each file's region for clone `jobnum`: fio's size/filesize/offset/offset_increment rules,
     percentages being of the file's (or device's) size, percentage offsets aligned to the minimum bs."""
@@ -249,16 +254,15 @@ def _plan_files(jd: JobDef, jobnum: int, min_bs: int) -> list[FilePlan]:
     for path in names:
         is_block, current = _target_size(path)
         base = current if current else filesize or size_opt
-        if not base and (v.get("size_percent") or v.get("offset_percent") or v.get("offset_increment_percent")):
+        if not base and (
+            v.get("size_percent") or v.get("offset_percent") or v.get("offset_increment_percent")
+        ):
             raise PlanError(f"{_where(jd, 'size')}: job '{jd.name}': percentages need an existing {path}")
 
-        def pct(key: str) -> int:
-            frac = v.get(key)
-            return int(base * float(frac)) // min_bs * min_bs if frac else 0
-
-        offset = int(v.get("offset") or 0) or pct("offset_percent")
-        offset += jobnum * (int(v.get("offset_increment") or 0) or pct("offset_increment_percent"))
-        per_file = (size_opt or pct("size_percent")) // len(names)
+        offset = int(v.get("offset") or 0) or _percent_of(base, v.get("offset_percent"), min_bs)
+        increment = int(v.get("offset_increment") or 0)
+        offset += jobnum * (increment or _percent_of(base, v.get("offset_increment_percent"), min_bs))
+        per_file = (size_opt or _percent_of(base, v.get("size_percent"), min_bs)) // len(names)
         if is_block:
             assert current is not None
             region = per_file or (current - offset)
@@ -282,8 +286,9 @@ def _plan_files(jd: JobDef, jobnum: int, min_bs: int) -> list[FilePlan]:
             )
         if region <= 0:
             raise PlanError(
-                f"{_where(jd, 'offset')}: job '{jd.name}' clone {jobnum}: offset {offset} is at or beyond the "
-                f"end of {path} ({current} bytes); use a larger size or a smaller offset/offset_increment"
+                f"{_where(jd, 'offset')}: job '{jd.name}' clone {jobnum}: offset {offset} is at or "
+                f"beyond the end of {path} ({current} bytes); use a larger size or a smaller "
+                "offset/offset_increment"
             )
         if region >= min_bs:
             region -= region % min_bs
