@@ -23,6 +23,8 @@ usage:
   iolab options [NAME]                  list job options (like fio --cmdhelp)
   iolab doctor TARGET|JOBFILE|-- CMD    find benchmarking mistakes before they cost you a run
   iolab explain 'COMMAND'               what a dd/cp/hdparm/fio command really measures
+  iolab serve IMAGE --listen ADDR       NBD server with blkdebug fault injection and breakpoints
+  iolab ctl SOCKET COMMAND              control a running `iolab serve` (break, resume, state...)
   iolab --version
 """
 
@@ -193,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return quick_main(rest)
         if command == "options":
             return cmd_options(rest)
+        if command in ("serve", "ctl"):
+            from iolab.nbd.cli import main as nbd_main
+
+            return nbd_main([command, *rest])
         if command in ("doctor", "explain"):
             from iolab.doctor.cli import main as doctor_main
 
