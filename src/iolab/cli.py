@@ -46,8 +46,13 @@ def _err(msg: str) -> None:
     print(f"iolab: {msg}", file=sys.stderr)
 
 
+class RunRefused(Exception):
+    """The doctor found errors (unsafe target, or any warning under --strict): nothing was run."""
+
+
 def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
-    """Plan, lay out, run and analyse; returns (RunResult, exit status)."""
+    """Check, plan, lay out, run and analyse; returns (RunResult, exit status)."""
+    from iolab import doctor
     from iolab.analysis.diskstats import devices_for_paths, disk_util, snapshot
     from iolab.analysis.model import job_result, run_result
     from iolab.engine.runner import prepare_files, run_plan
@@ -55,21 +60,34 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
     from iolab.status import StatusLine
 
     plan = build_plan(jobdefs)
-    for note in prepare_files(plan):
-        if opts.output_format == "normal" and opts.eta != "never":
-            print(note, file=sys.stderr)
-    devices = devices_for_paths(fp.path for job in plan.jobs for fp in job.files)
-    before = snapshot(devices)
-    with StatusLine(opts.eta) as status:
-        outcome = run_plan(plan, on_progress=status.update)
-    after = snapshot(devices)
+    findings = doctor.pre_run(plan, jobdefs) + doctor.SafetyGate.check(plan, opts.allow_destroy)
+    if opts.strict:
+        findings = doctor.strict(findings)
+    if doctor.has_errors(findings):
+        raise RunRefused(doctor.render_findings(findings))
+    try:
+        hold = doctor.SafetyGate.exclusive(plan, opts.allow_destroy)
+    except doctor.SafetyError as exc:
+        raise RunRefused(doctor.render_findings(exc.findings)) from None
+    with hold:
+        for note in prepare_files(plan):
+            if opts.eta != "never":
+                print(f"iolab: {note}", file=sys.stderr)
+        devices = devices_for_paths(fp.path for job in plan.jobs for fp in job.files)
+        watched = doctor.devices_for(plan)
+        before = snapshot(devices)
+        counters_before = doctor.DeviceCounters.snapshot(watched)
+        with StatusLine(opts.eta) as status:
+            outcome = run_plan(plan, on_progress=status.update)
+        counters_after = doctor.DeviceCounters.snapshot(watched)
+        after = snapshot(devices)
     results = []
+    raws: list[dict[str, Any]] = []
     status_code = 0
     elapsed_ms = 0
     for worker in outcome.workers:
         jp = worker.plan
         raw = worker.raw
-        warnings = list(jp.warnings)
         if raw is None:
             _err(f"job '{jp.name}' ({jp.jobnum}): {worker.setup_error or 'did not run'}")
             status_code = 1
@@ -80,6 +98,7 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
                 f"(errno {raw['error']}, {raw.get('error_ddir')} at offset {raw.get('error_offset')})"
             )
             status_code = 1
+        raws.append(raw)
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
         results.append(
             job_result(
@@ -89,7 +108,7 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
                 groupid=jp.groupid,
                 options=jp.options,
                 sample_interval_ms=SAMPLE_INTERVAL_NS / 1e6,
-                warnings=warnings,
+                warnings=list(jp.warnings),
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
             )
@@ -97,6 +116,17 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
     run_warnings: list[str] = []
     if outcome.interrupted:
         run_warnings.append("interrupted (Ctrl-C): results cover only what ran until then")
+    extra: dict[str, Any] = {"version": __version__, "findings": doctor.findings_json(findings)}
+    appendix: list[str] = []
+    if any(jp.config["ramp_ns"] for jp in plan.jobs):
+        # the device also saw the ramp's I/O, which the job's counters leave out: no honest comparison
+        extra["device_check"] = {"skipped": "ramp_time I/O is not counted by the job, so device counters "
+                                 "cannot be compared with it"}
+    else:
+        issued = doctor.Issued.from_raw(raws, direct=all(jp.direct for jp in plan.jobs))
+        report = doctor.lie_report(issued, doctor.DeviceCounters.diff(counters_before, counters_after))
+        extra["device_check"] = report.to_json()
+        appendix = report.render().splitlines()
     run = run_result(
         results,
         group_reporting=any(j.group_reporting for j in plan.jobs),
@@ -104,6 +134,9 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
         disk_util=disk_util(before, after, elapsed_ms),
         warnings=run_warnings,
     )
+    run.preface = doctor.render_findings(findings).splitlines()
+    run.appendix = appendix
+    run.iolab = extra
     if outcome.interrupted and status_code == 0:
         status_code = 130
     return run, status_code
@@ -118,13 +151,38 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+def _iolab_flags(argv: Sequence[str]) -> tuple[list[str], bool, list[str]]:
+    """Take iolab's own run flags (--strict, --allow-destroy=DEV) out of a fio-style command line."""
+    rest: list[str] = []
+    strict = False
+    allow: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--strict":
+            strict = True
+        elif arg.startswith("--allow-destroy="):
+            allow.append(arg.split("=", 1)[1])
+        elif arg == "--allow-destroy":
+            value = next(args, None)
+            if value is None:
+                raise UsageError("--allow-destroy needs a device, e.g. --allow-destroy=/dev/loop0")
+            allow.append(value)
+        else:
+            rest.append(arg)
+    return rest, strict, allow
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     from iolab.jobfile import JobFileError, parse_cli, showcmd
     from iolab.plan import PlanError
     from iolab.report import parse_formats, render
 
     try:
+        argv, strict, allow_destroy = _iolab_flags(argv)
         cli = parse_cli(argv)
+    except UsageError as exc:
+        _err(str(exc))
+        return 2
     except JobFileError as exc:
         _err(str(exc))
         return 1
@@ -151,7 +209,13 @@ def cmd_run(argv: Sequence[str]) -> int:
     except ValueError as exc:
         _err(str(exc))
         return 1
-    opts = RunOptions(output_format=fmt, output=flags.get("output"), eta=str(flags.get("eta") or "auto"))
+    opts = RunOptions(
+        output_format=fmt,
+        output=flags.get("output"),
+        eta=str(flags.get("eta") or "auto"),
+        strict=strict,
+        allow_destroy=tuple(allow_destroy),
+    )
     if "normal" in fmt.split(","):
         for job in cli.jobs:
             for w in job.warnings:
@@ -160,6 +224,9 @@ def cmd_run(argv: Sequence[str]) -> int:
         run, status = execute(cli.jobs, opts)
     except PlanError as exc:
         _err(str(exc))
+        return 1
+    except RunRefused as exc:
+        _err(f"refusing to run:\n{exc}")
         return 1
     _emit(render(run, fmt), opts.output)
     return status

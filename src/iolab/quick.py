@@ -90,6 +90,7 @@ def main(argv: Sequence[str]) -> int:
     env = dict(os.environ, IOLAB_TARGET=target)
     rows: list[tuple[str, str, float, float, float, float]] = []
     status = 0
+    notes: dict[str, None] = {}  # the doctor's findings, each once, in order
     for key, title in WORKLOADS:
         if opts.only and key not in opts.only:
             continue
@@ -104,6 +105,11 @@ def main(argv: Sequence[str]) -> int:
             print(f"iolab: {exc}", file=sys.stderr)
             return 1
         status = status or code
+        for finding in run.iolab.get("findings", []):
+            notes.setdefault(f"{finding['code']}: {finding['message']}", None)
+        check = run.iolab.get("device_check", {})
+        if check.get("verdict"):
+            notes.setdefault(f"device check ({title}): {check['verdict']}", None)
         for group in run.groups:
             merged = group.merged or merge_jobs(group.jobs)
             for d in ("read", "write"):
@@ -121,4 +127,8 @@ def main(argv: Sequence[str]) -> int:
     for title, d, iops, bw, p50, p99 in rows:
         mib = bw / (1 << 20)
         print(f"{title:34} {d:5} {iops:10.0f} {mib:8.1f}MiB/s {_fmt_lat(p50):>10} {_fmt_lat(p99):>10}")
+    if notes:
+        print("\ndoctor:")
+        for note in notes:
+            print(f"  {note}")
     return status

@@ -735,6 +735,11 @@ class RunResult:
     global_options: dict[str, str] = field(default_factory=dict)
     disk_util: list[DiskUtil] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # run-level (not job) warnings
+    #: what iolab adds around fio's report: lines above it and below it in normal output, and the
+    #: top-level "iolab" object in JSON (the doctor's findings and device check live there)
+    preface: list[str] = field(default_factory=list)
+    appendix: list[str] = field(default_factory=list)
+    iolab: dict[str, Any] = field(default_factory=dict)
 
     def reported(self) -> list[tuple[JobResult, GroupResult]]:
         """Per-job sections in output order: (job or merged group, its group)."""

@@ -266,6 +266,8 @@ def build(run: RunResult, *, plus: bool = False) -> dict[str, Any]:
         }
         for du in run.disk_util
     ]
+    if run.iolab:
+        doc["iolab"] = run.iolab
     return doc
 
 

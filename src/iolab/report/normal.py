@@ -218,7 +218,8 @@ def group_lines(group: GroupResult) -> list[str]:
 
 
 def render_normal(run: RunResult) -> str:
-    out: list[str] = [f"warning: {w}" for w in run.all_warnings()]
+    out: list[str] = list(run.preface)
+    out.extend(f"warning: {w}" for w in run.all_warnings())
     out.append("")
     for job, group in run.reported():
         # like fio, a job that did no I/O at all is not shown (unless it failed)
@@ -235,6 +236,9 @@ def render_normal(run: RunResult) -> str:
                 f"  {du.name}: ios={du.read_ios}/{du.write_ios}, merge={du.read_merges}/{du.write_merges}, "
                 f"ticks={du.read_ticks}/{du.write_ticks}, in_queue={du.in_queue}, util={du.util:3.2f}%"
             )
+    if run.appendix:
+        out.append("")
+        out.extend(run.appendix)
     return "\n".join(out) + "\n"
 
 
