@@ -195,7 +195,7 @@ def test_explain_dd_write(direct_dir: Path) -> None:
     assert "What it measures:" in text and "Why that misleads:" in text
     assert "zeros" in text and "page cache" in text and "one request" in text
     e = translate(f"dd if=/dev/zero of={target} bs=1M count=1000")
-    assert e.as_is[0][1]["size"] == 1000 * MiB and e.as_is[0][1]["zero_buffers"] is True
+    assert e.as_is[0].values["size"] == 1000 * MiB and e.as_is[0].values["zero_buffers"] is True
     job = direct_dir / "dd.fio"
     job.write_text(e.jobfile())
     jobs = load_jobfile(str(job))
@@ -206,10 +206,19 @@ def test_explain_dd_write(direct_dir: Path) -> None:
     assert codes(pre_run(jobs)) == []
 
 
+def test_translated_command_is_a_parsed_job_with_no_place(direct_dir: Path) -> None:
+    target = direct_dir / "a:b"  # fio's ':' separates files: it is escaped for the parser
+    e = translate(f"dd if=/dev/zero of={target} bs=4k count=1 oflag=direct")
+    v = e.as_is[0].values
+    assert v["filename"] == [str(target)] and v["bs"] == (4096, 4096) and v["direct"] and v["size"] == 4096
+    found = pre_run(e.as_is)
+    assert found and all(f.fix.startswith("[dd-write] ") for f in found)  # written nowhere: no file:line
+
+
 def test_explain_dd_read_and_sync_flags(direct_dir: Path) -> None:
     src = write_random(direct_dir / "in.bin", MiB)
     e = translate(f"dd if={src} of=/dev/null bs=64k iflag=direct")
-    assert [n for n, _ in e.as_is] == ["dd-read"] and e.as_is[0][1]["direct"] is True
+    assert [j.name for j in e.as_is] == ["dd-read"] and e.as_is[0].values["direct"] is True
     e = translate(f"dd if=/dev/urandom of={direct_dir / 'o'} bs=4k count=10 oflag=dsync")
     assert any("urandom" in m for m in e.misleading)
     assert any("latency of one synchronous write" in m for m in e.measures)

@@ -12,39 +12,42 @@ import struct
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from conftest import need
-from iolab.doctor.jobs import Location, SimpleJobDef, make_jobdef
+from iolab.jobfile import JobDef, parse_text
 
 MiB = 1 << 20
 
 
-def jobdef(name: str = "job", index: int = 0, **values: Any) -> SimpleJobDef:
-    """A JobDef (DESIGN.md section 1) with fio defaults for what is not given; `filename` may be a str."""
-    if isinstance(values.get("filename"), (str, Path)):
-        values["filename"] = [str(values["filename"])]
-    for key in ("bs",):
-        if isinstance(values.get(key), int):
-            values[key] = (values[key], values[key])
-    jd = make_jobdef(name, values, index, "test.fio")
-    # as if written in test.fio: the section header, then one line per option
-    set_at = {k: Location("test.fio", 2 + i) for i, k in enumerate(values)}
-    return SimpleJobDef(jd.name, index, jd.values, set_at, Location("test.fio", 1))
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def jobdef(name: str = "job", index: int = 0, **values: Any) -> JobDef:
+    """The JobDef the parser makes of a job file test.fio: the section header at line 1, then one line per
+    option as written (True/False as 1/0, a tuple per direction: bs=(4096, 8192) is bs=4096,8192)."""
+    text = "".join(f"{k}={_text(v)}\n" for k, v in values.items())
+    return replace(parse_text(f"[{name}]\n{text}", "test.fio")[0], index=index)
 
 
 def good_values(path: str | Path, **over: Any) -> dict[str, Any]:
     """A job that measures the device honestly."""
     v: dict[str, Any] = {
-        "filename": [str(path)],
+        "filename": path,
         "rw": "randread",
-        "bs": (4096, 4096),
+        "bs": 4096,
         "direct": True,
         "ioengine": "psync",
         "iodepth": 1,
-        "ramp_time": 2 * 10**9,
-        "runtime": 30 * 10**9,
+        "ramp_time": "2s",
+        "runtime": "30s",
         "time_based": True,
     }
     v.update(over)

@@ -335,3 +335,10 @@ def test_non_utf8_and_nul(tmp_path: Path) -> None:
     f.write_bytes(b"[a]\nbs=4k\x00junk\ndescription=\xff\xfe\n")
     j = parse_files([str(f)])[0]
     assert j.values["bs"] == (4096, 4096)
+
+
+def test_single_digit_sizes_carry_no_unit_warning() -> None:
+    from iolab.jobfile import parse_cli
+
+    for arg in ("--fsync=1", "--loops=2", "--size=5"):
+        assert parse_cli(["--name=x", arg]).jobs[0].warnings == [], arg

@@ -14,8 +14,9 @@ from typing import Any
 
 from iolab.doctor.extents import never_written
 from iolab.doctor.findings import Finding, finding
-from iolab.doctor.jobs import JobDefLike, JobView, to_views
+from iolab.doctor.jobs import Jobs, JobView, to_views
 from iolab.doctor.target import TargetInfo, inspect_target
+from iolab.jobfile import JobDef
 
 #: fio's synchronous engines: one request at a time whatever iodepth says
 SYNC_ENGINES = frozenset({"sync", "psync", "vsync", "pvsync", "pvsync2", "mmap", "splice"})
@@ -73,24 +74,12 @@ def _secs(ns: int) -> float:
 
 def block_sizes(v: Mapping[str, Any], reads: bool, writes: bool) -> list[int]:
     """Every block size the job can issue in the directions it uses."""
-    dirs = [d for d, on in ((0, reads), (1, writes)) if on] or [0]
     sizes: set[int] = set()
-    bs = v.get("bs")
-    if isinstance(bs, (list, tuple)):
-        sizes.update(int(bs[d if d < len(bs) else 0]) for d in dirs)
-    elif bs:
-        sizes.add(int(bs))
-    rng = v.get("bsrange")
-    if rng:
-        for d in dirs:
-            lo, hi = rng[d if d < len(rng) else 0]
-            sizes.update((int(lo), int(hi)))
-    split = v.get("bssplit")
-    if split:
-        for d in dirs:
-            entries = split[d] if d < len(split) else split[0]
-            sizes.update(int(size) for size, _perc in entries)
-    return sorted(s for s in sizes if s > 0) or [4096]
+    for d in [d for d, on in ((0, reads), (1, writes)) if on] or [0]:
+        sizes.add(v["bs"][d])  # typed values (DESIGN.md section 1): one entry per direction
+        sizes.update(v["bsrange"][d] if v["bsrange"] else ())
+        sizes.update(size for size, _perc in (v["bssplit"][d] if v["bssplit"] else ()))
+    return sorted(sizes)
 
 
 def _group(views: Iterable[JobView]) -> list[list[JobView]]:
@@ -222,8 +211,8 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 
 def check_engine(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
-    engine = str(job.values.get("ioengine") or "psync")
-    depth = int(job.values.get("iodepth") or 1)
+    engine = str(job.values["ioengine"])
+    depth = int(job.values["iodepth"])
     if engine in SYNC_ENGINES and depth > 1:
         return [
             finding(
@@ -263,7 +252,7 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     paths = sorted({p for p, _ in overlaps})
     region = clones[0].files[0].region_size if clones[0].files else 0
     bs = max(block_sizes(job.values, job.reads, job.writes))
-    if int(job.values.get("size") or 0):
+    if job.values["size"]:
         per_clone = region  # size= is already per clone: move each clone past the previous one
         fix = f"offset_increment={per_clone}"
     else:
@@ -281,11 +270,11 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
             {
                 "numjobs": len(clones),
                 "files": paths,
-                "offset_increment": int(job.values.get("offset_increment") or 0),
+                "offset_increment": int(job.values["offset_increment"]),
                 "overlapping_bytes": max(n for _, n in overlaps),
                 "region_bytes": region,
                 "per_clone_bytes": per_clone,
-                "split": not int(job.values.get("size") or 0),
+                "split": not job.values["size"],
             },
             job.fix(fix if per_clone else "offset_increment=<size per clone>", "offset_increment"),
             job=job.name,
@@ -295,7 +284,7 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 
 def check_ramp(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
-    if int(job.values.get("ramp_time") or 0) > 0:
+    if job.values["ramp_time"] > 0:
         return []
     return [
         finding(
@@ -319,8 +308,8 @@ def _target_class(t: TargetInfo, direct: bool, reads_only: bool) -> str:
 def check_runtime(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     v = job.values
-    runtime_ns = int(v.get("runtime") or 0)
-    time_based = bool(v.get("time_based"))
+    runtime_ns = int(v["runtime"])
+    time_based = bool(v["time_based"])
     targets = [ctx.target(p) for p in _paths(clones)]
     if not targets:
         return []
@@ -341,12 +330,11 @@ def check_runtime(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     if time_based and runtime_ns:
         duration = _secs(runtime_ns)
         basis = "runtime"
+    elif not job.planned:
+        return []  # the plan rejected the job: no regions to estimate from
     else:
-        bs = max(1, min(block_sizes(v, job.reads, job.writes)))
-        total = sum(f.region_size for f in job.files) * max(int(v.get("loops") or 1), 1)
-        io_size = int(v.get("io_size") or 0)
-        if io_size:
-            total = io_size
+        bs = min(block_sizes(v, job.reads, job.writes))
+        total = int(v["io_size"] or 0) or sum(f.region_size for f in job.files) * max(int(v["loops"]), 1)
         rate = FAST_IOPS[cls] * bs if job.random else FAST_SEQ_BPS[cls]
         rate = min(rate, FAST_SEQ_BPS[cls])
         duration = total / rate if total else 0.0
@@ -383,7 +371,7 @@ def _zram_stored(name: str) -> int | None:
 def check_data(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     fill = f"{job.name or 'prepare'}-fill"
-    if not job.reads:
+    if not job.reads or not job.planned:
         return []
     out: list[Finding] = []
     regions: dict[str, list[tuple[int, int]]] = {}
@@ -458,7 +446,7 @@ def check_align(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     out: list[Finding] = []
     v = job.values
     sizes = block_sizes(v, job.reads, job.writes)
-    offsets = {"offset": int(v.get("offset") or 0), "offset_increment": int(v.get("offset_increment") or 0)}
+    offsets = {k: int(v[k]) for k in ("offset", "offset_increment")}
     for path in _paths(clones):
         t = ctx.target(path)
         lbs = t.logical_block_size
@@ -510,7 +498,7 @@ def _may_compress(t: TargetInfo) -> str | None:
 
 def check_buffers(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
-    if not job.writes or not job.values.get("zero_buffers"):
+    if not job.writes or not job.values["zero_buffers"]:
         return []
     out: list[Finding] = []
     for path in _paths(clones):
@@ -537,7 +525,7 @@ def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     synced = [
         k
         for k in ("fsync", "fdatasync", "end_fsync", "fsync_on_close", "sync")
-        if v.get(k) not in (None, 0, False, "", "none", "0")
+        if v[k] not in (0, False, "none", "0")
     ]
     if synced:
         return []
@@ -568,8 +556,8 @@ CHECKS: tuple[Check, ...] = (
 
 
 def pre_run(
-    jobs: Any,
-    jobdefs: Sequence[JobDefLike] | None = None,
+    jobs: Jobs,
+    jobdefs: Sequence[JobDef] | None = None,
     *,
     expect_raw: bool = False,
     context: Context | None = None,

@@ -28,6 +28,8 @@ from iolab.doctor.fioargs import load_jobfile, looks_like_jobfile
 from iolab.doctor.jobs import FileView, JobView
 from iolab.doctor.safety import SafetyGate
 from iolab.doctor.target import TargetInfo
+from iolab.jobfile import JobFileError
+from iolab.options import default_values
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,8 +77,8 @@ def _target_view(path: str, info: TargetInfo) -> JobView:
         name="",
         jobnum=0,
         jobdef_index=0,
-        values={"rw": "randrw"},
-        files=(FileView(path, info.is_block, 0, size, size),),
+        values={**default_values(), "rw": "randrw"},
+        files=(FileView(path, 0, size),),
         reads=True,
         writes=True,
         random=True,
@@ -191,9 +193,8 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
         except ExplainError as exc:
             print(f"iolab doctor: {exc}", file=sys.stderr)
             return 2
-        jobdefs = explanation.jobdefs()
-        findings += pre_run(jobdefs, context=ctx)
-        findings += SafetyGate.check(jobdefs, args.allow_destroy)
+        findings += pre_run(explanation.as_is, context=ctx)
+        findings += SafetyGate.check(explanation.as_is, args.allow_destroy)
         extra = "Equivalent iolab job:\n\n" + explanation.jobfile()
         if args.run:
             if has_errors(findings):
@@ -210,7 +211,7 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
         if looks_like_jobfile(item):
             try:
                 jobdefs = load_jobfile(item)
-            except Exception as exc:  # the parser's JobFileError, or OSError
+            except (JobFileError, OSError) as exc:
                 print(f"iolab doctor: {exc}", file=sys.stderr)
                 return 2
             findings += pre_run(jobdefs, context=ctx)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iolab.doctor.findings import Finding, finding
+from iolab.doctor.jobs import Jobs, to_views
 from iolab.doctor.target import SYS_CLASS_BLOCK, BlockDevice, block_device_by_name, inspect_target
 
 STAT_FIELDS = (
@@ -43,6 +44,23 @@ AMPLIFY_RATIO = 1.25
 AMPLIFY_SLACK = 256 << 10
 #: request size differs by this factor -> merged / split
 MERGE_FACTOR = 2.0
+#: direction -> code, verdict, verb and the rest of the message, fix: when the device saw far less
+_SAW_LESS = {
+    "read": (
+        "IOL-LIE-001",
+        "served from cache",
+        "read",
+        "came from a cache or from never-written data, not from the device",
+        "direct=1 (and write the region before reading it)",
+    ),
+    "write": (
+        "IOL-LIE-002",
+        "absorbed by cache",
+        "wrote",
+        "was still in a cache when the phase ended",
+        "direct=1, or end_fsync=1 so the flush is inside the measurement",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -136,10 +154,8 @@ def devices_under(paths: Iterable[str]) -> list[str]:
     return list(seen)
 
 
-def devices_for(jobs: Any) -> list[str]:
+def devices_for(jobs: Jobs) -> list[str]:
     """Devices under every file of a plan / JobPlans / JobDefs, for DeviceCounters.snapshot()."""
-    from iolab.doctor.jobs import to_views
-
     views, _ = to_views(jobs)
     return devices_under(f.path for v in views for f in v.files)
 
@@ -272,42 +288,28 @@ def lie_report(
         dv = DeviceVerdict(name, o, name == top)
         report.devices.append(dv)
         ev_base: dict[str, Any] = {"device": f"/dev/{name}"}
-        # reads served from somewhere else
-        if issued.read_bytes >= CACHE_MIN_BYTES and o.read_bytes < CACHE_RATIO * issued.read_bytes:
-            dv.verdicts.append("served from cache")
+        directions = (
+            ("read", issued.read_bytes, issued.read_ios, o.read_bytes, o.read_ios),
+            ("write", issued.write_bytes, issued.write_ios, o.write_bytes, o.write_ios),
+        )
+        for d, iss_b, iss_n, obs_b, obs_n in directions:
+            if iss_b < CACHE_MIN_BYTES or obs_b >= CACHE_RATIO * iss_b:
+                continue
+            code, verdict, verb, rest, fix = _SAW_LESS[d]
+            dv.verdicts.append(verdict)
             report.findings.append(
                 finding(
-                    "IOL-LIE-001",
-                    f"/dev/{name} read {o.read_bytes} B while the job read {issued.read_bytes} B "
-                    f"({o.read_bytes / issued.read_bytes:.1%}): the rest came from a cache "
-                    "or from never-written "
-                    "data, not from the device",
+                    code,
+                    f"/dev/{name} {verb} {obs_b} B while the job {verb} {iss_b} B ({obs_b / iss_b:.1%}): "
+                    f"the rest {rest}",
                     {
                         **ev_base,
-                        "issued_read_bytes": issued.read_bytes,
-                        "device_read_bytes": o.read_bytes,
-                        "issued_read_ios": issued.read_ios,
-                        "device_read_ios": o.read_ios,
+                        f"issued_{d}_bytes": iss_b,
+                        f"device_{d}_bytes": obs_b,
+                        f"issued_{d}_ios": iss_n,
+                        f"device_{d}_ios": obs_n,
                     },
-                    "direct=1 (and write the region before reading it)",
-                )
-            )
-        if issued.write_bytes >= CACHE_MIN_BYTES and o.write_bytes < CACHE_RATIO * issued.write_bytes:
-            dv.verdicts.append("absorbed by cache")
-            report.findings.append(
-                finding(
-                    "IOL-LIE-002",
-                    f"/dev/{name} wrote {o.write_bytes} B while the job wrote {issued.write_bytes} B "
-                    f"({o.write_bytes / issued.write_bytes:.1%}): the rest was still in a cache "
-                    "when the phase ended",
-                    {
-                        **ev_base,
-                        "issued_write_bytes": issued.write_bytes,
-                        "device_write_bytes": o.write_bytes,
-                        "issued_write_ios": issued.write_ios,
-                        "device_write_ios": o.write_ios,
-                    },
-                    "direct=1, or end_fsync=1 so the flush is inside the measurement",
+                    fix,
                 )
             )
         if name != top:
@@ -340,10 +342,7 @@ def lie_report(
                     "in mind: it is part of what the file system costs",
                 )
             )
-        for d, iss_b, iss_n, obs_b, obs_n in (
-            ("read", issued.read_bytes, issued.read_ios, o.read_bytes, o.read_ios),
-            ("write", issued.write_bytes, issued.write_ios, o.write_bytes, o.write_ios),
-        ):
+        for d, iss_b, iss_n, obs_b, obs_n in directions:
             if not (iss_n and obs_n) or not (
                 CACHE_RATIO * iss_b <= obs_b <= iss_b * AMPLIFY_RATIO + AMPLIFY_SLACK
             ):

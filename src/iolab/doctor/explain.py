@@ -2,7 +2,7 @@
 
 Understood: dd, cp, scp, hdparm -t/-T, and fio command lines. Each translation gives
 - what the command measures, and why that misleads;
-- the command's own behaviour as JobDef values (`as_is`), so `iolab doctor -- COMMAND` can run the pre-run
+- the command's own behaviour as JobDefs (`as_is`), so `iolab doctor -- COMMAND` can run the pre-run
   checks on it;
 - the equivalent iolab job, as a job file.
 """
@@ -16,9 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.doctor.checks import SYNC_ENGINES, pre_run
 from iolab.doctor.counters import Issued
 from iolab.doctor.findings import Finding
-from iolab.doctor.jobs import JobDefLike, make_jobdef
+from iolab.doctor.fioargs import jobdefs_from_argv, load_jobfile
+from iolab.doctor.jobs import make_jobdefs
+from iolab.doctor.target import block_devno
+from iolab.jobfile import JobDef, JobFileError
 
 # --------------------------------------------------------------------------------------------- helpers
 
@@ -54,23 +58,14 @@ def size_text(n: int) -> str:
     return str(n)
 
 
-def _is_block(path: str) -> bool:
-    try:
-        import stat
-
-        return stat.S_ISBLK(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
 @dataclass
 class Explanation:
     command: str
     tool: str
     measures: list[str]
     misleading: list[str]
-    #: JobDef values reproducing what the command itself does (for the pre-run checks)
-    as_is: list[tuple[str, dict[str, Any]]]
+    #: JobDefs reproducing what the command itself does (for the pre-run checks)
+    as_is: list[JobDef]
     #: the honest equivalent, as job-file sections: (name, [(key, value-text, comment)])
     job: list[tuple[str, list[tuple[str, str, str]]]]
     notes: list[str] = field(default_factory=list)
@@ -91,9 +86,6 @@ class Explanation:
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
 
-    def jobdefs(self) -> list[JobDefLike]:
-        return [make_jobdef(name, values, i, f"<{self.tool}>") for i, (name, values) in enumerate(self.as_is)]
-
     def render(self) -> str:
         out = [f"$ {self.command}", "", "What it measures:"]
         out += [f"  - {m}" for m in self.measures]
@@ -112,11 +104,21 @@ class Explanation:
         }
 
 
+def _filename(path: str) -> str:
+    """A path as a filename= value: fio separates files with ':'."""
+    return path.replace(":", "\\:")
+
+
 def _honest(
-    name: str, filename: str, rw: str, bs: int, size: int | None, *, write: bool, block: bool
+    name: str, filename: str, rw: str, bs: int, size: int | None, *, write: bool, block: bool = False
 ) -> tuple[str, list[tuple[str, str, str]]]:
+    block = block or block_devno(filename) is not None
     opts: list[tuple[str, str, str]] = [
-        ("filename", filename, "block device" if block else "a file: the file system is part of the result"),
+        (
+            "filename",
+            _filename(filename),
+            "block device" if block else "a file: the file system is part of the result",
+        ),
         ("rw", rw, ""),
         ("bs", size_text(bs), ""),
     ]
@@ -136,6 +138,16 @@ def _honest(
             ("end_fsync", "1", "the final flush is part of the measurement"),
         ]
     return name, opts
+
+
+def _as_is(
+    name: str, filename: str, rw: str, bs: int, size: int | None, *, direct: bool = False, **more: bool | str
+) -> tuple[str, dict[str, str]]:
+    """What the command itself does, as job options (text, for the parser)."""
+    opts = {"filename": _filename(filename), "rw": rw, "bs": size_text(bs), "direct": direct, **more}
+    if size:
+        opts["size"] = size_text(size)
+    return name, {k: str(int(v)) if isinstance(v, bool) else v for k, v in opts.items()}
 
 
 # ------------------------------------------------------------------------------------------------- dd
@@ -201,7 +213,7 @@ def explain_dd(argv: Sequence[str], command: str) -> Explanation:
                 "/dev/urandom generates data with the CPU at a few hundred MB/s to a few "
                 "GB/s: that can be the bottleneck, not the disk"
             )
-        if not _is_block(dst) and dst.startswith("/"):
+        if block_devno(dst) is None and dst.startswith("/"):
             misleading.append(
                 f"{dst} is a file: block allocation, metadata and the journal of its file "
                 "system are in the number"
@@ -223,28 +235,26 @@ def explain_dd(argv: Sequence[str], command: str) -> Explanation:
         "one request at a time (queue depth 1) and no warm-up: the first, slowest second is "
         "averaged in, and a device that needs parallel requests looks slow"
     )
-    as_is: list[tuple[str, dict[str, Any]]] = []
+    as_is: list[tuple[str, dict[str, str]]] = []
     job: list[tuple[str, list[tuple[str, str, str]]]] = []
-    if writing and dst != "<stdout>":
-        v: dict[str, Any] = {
-            "filename": [dst],
-            "rw": "write",
-            "bs": (obs, obs),
-            "direct": "direct" in oflag,
-            "zero_buffers": zero_in,
-            "end_fsync": bool({"fdatasync", "fsync"} & conv),
-            "fsync": 1 if {"dsync", "sync"} & oflag else 0,
-        }
-        if total:
-            v["size"] = total
-        as_is.append(("dd-write", v))
-        job.append(_honest("dd-write", dst, "write", obs, total, write=True, block=_is_block(dst)))
+    if writing:
+        as_is.append(
+            _as_is(
+                "dd-write",
+                dst,
+                "write",
+                obs,
+                total,
+                direct="direct" in oflag,
+                zero_buffers=zero_in,
+                end_fsync=bool({"fdatasync", "fsync"} & conv),
+                fsync=bool({"dsync", "sync"} & oflag),
+            )
+        )
+        job.append(_honest("dd-write", dst, "write", obs, total, write=True))
     if reading:
-        v = {"filename": [src], "rw": "read", "bs": (ibs, ibs), "direct": "direct" in iflag}
-        if total:
-            v["size"] = total
-        as_is.append(("dd-read", v))
-        job.append(_honest("dd-read", src, "read", ibs, total, write=False, block=_is_block(src)))
+        as_is.append(_as_is("dd-read", src, "read", ibs, total, direct="direct" in iflag))
+        job.append(_honest("dd-read", src, "read", ibs, total, write=False))
     if not as_is:
         raise ExplainError("dd: neither a file/device to read (if=) nor one to write (of=)")
     if total is None and reading and os.path.isfile(src):
@@ -264,7 +274,9 @@ def explain_dd(argv: Sequence[str], command: str) -> Explanation:
             direct=("direct" in oflag) if writing else ("direct" in iflag),
         )
     paths = ([dst] if writing else []) + ([src] if reading else [])
-    return Explanation(command, "dd", measures, misleading, as_is, job, issued=issued, paths=paths)
+    return Explanation(
+        command, "dd", measures, misleading, make_jobdefs(as_is, "<dd>"), job, issued=issued, paths=paths
+    )
 
 
 # ------------------------------------------------------------------------------------------------- cp
@@ -301,26 +313,14 @@ def explain_cp(argv: Sequence[str], command: str) -> Explanation:
         )
     bs = 128 << 10
     job = [
-        _honest("cp-read", src, "read", bs, size, write=False, block=_is_block(src)),
-        _honest("cp-write", dst, "write", bs, size or (1 << 30), write=True, block=_is_block(dst)),
+        _honest("cp-read", src, "read", bs, size, write=False),
+        _honest("cp-write", dst, "write", bs, size or (1 << 30), write=True),
     ]
     notes = [] if size else ["size= of cp-write: set it to the size of the source"]
-    as_is = [
-        (
-            "cp-read",
-            {
-                "filename": [src],
-                "rw": "read",
-                "bs": (bs, bs),
-                "direct": False,
-                **({"size": size} if size else {}),
-            },
-        ),
-        (
-            "cp-write",
-            {"filename": [dst], "rw": "write", "bs": (bs, bs), "direct": False, "size": size or (1 << 30)},
-        ),
-    ]
+    as_is = make_jobdefs(
+        [_as_is("cp-read", src, "read", bs, size), _as_is("cp-write", dst, "write", bs, size or (1 << 30))],
+        "<cp>",
+    )
     issued = None
     if size is not None and not recursive:
         ios = -(-size // bs)
@@ -368,21 +368,12 @@ def explain_scp(argv: Sequence[str], command: str) -> Explanation:
     except OSError:
         size = None
     side = "read" if upload else "write"
-    job = [
-        _honest(
-            f"scp-local-{side}", local, side, bs, size or (1 << 30), write=not upload, block=_is_block(local)
-        )
-    ]
+    job = [_honest(f"scp-local-{side}", local, side, bs, size or (1 << 30), write=not upload)]
     notes = [
         "run the matching job on the remote host to measure its disk; measure the network apart "
         "(a TCP throughput tool)"
     ]
-    as_is = [
-        (
-            f"scp-local-{side}",
-            {"filename": [local], "rw": side, "bs": (bs, bs), "direct": False, "size": size or (1 << 30)},
-        )
-    ]
+    as_is = make_jobdefs([_as_is(f"scp-local-{side}", local, side, bs, size or (1 << 30))], "<scp>")
     return Explanation(command, "scp", measures, misleading, as_is, job, notes)
 
 
@@ -420,19 +411,10 @@ def explain_hdparm(argv: Sequence[str], command: str) -> Explanation:
     bs = 2 << 20
     job = [_honest("hdparm-read", dev, "read", bs, None, write=False, block=True)]
     notes = ["add a job with rw=randread bs=4k to see seek and latency behaviour"]
-    as_is = [
-        (
-            "hdparm-read",
-            {
-                "filename": [dev],
-                "rw": "read",
-                "bs": (bs, bs),
-                "direct": direct,
-                "runtime": 3 * 10**9,
-                "time_based": True,
-            },
-        )
-    ]
+    as_is = make_jobdefs(
+        [_as_is("hdparm-read", dev, "read", bs, None, direct=direct, runtime="3s", time_based=True)],
+        "<hdparm>",
+    )
     return Explanation(command, "hdparm", measures, misleading, as_is, job, notes)
 
 
@@ -440,36 +422,25 @@ def explain_hdparm(argv: Sequence[str], command: str) -> Explanation:
 
 
 def explain_fio(argv: Sequence[str], command: str) -> Explanation:
-    from iolab.doctor.checks import pre_run
-    from iolab.doctor.fioargs import jobdefs_from_argv, load_jobfile
-
     args = list(argv[1:])
     jobfiles = [a for a in args if not a.startswith("-")]
     options = [a for a in args if a.startswith("--") and not a.startswith("--output")]
-    jobdefs: list[JobDefLike] = []
-    try:
-        for path in jobfiles:
-            jobdefs.extend(load_jobfile(path))
-        if any(o.startswith("--name=") for o in options):
-            jobdefs.extend(jobdefs_from_argv(options))
-    except Exception as exc:  # the parser's JobFileError (file:line: option ...), OSError
-        raise ExplainError(f"fio: {exc}") from exc
+    jobdefs = [jd for path in jobfiles for jd in load_jobfile(path)]
+    if any(o.startswith("--name=") for o in options):
+        jobdefs += jobdefs_from_argv(options)
     if not jobdefs:
         raise ExplainError("fio: no job (give --name=... options or a job file)")
     findings = pre_run(jobdefs)
     measures = []
     for jd in jobdefs:
         v = jd.values
-        bs = v.get("bs") or (4096, 4096)
-        bs0 = bs[0] if isinstance(bs, (list, tuple)) else bs
-        engine = str(v.get("ioengine") or "psync")
-        depth = int(v.get("iodepth") or 1)
-        eff = 1 if engine in ("sync", "psync", "vsync", "pvsync", "pvsync2") else depth
-        files = ", ".join(str(f) for f in (v.get("filename") or [f"{jd.name}.*"]))
+        engine = str(v["ioengine"])
+        eff = 1 if engine in SYNC_ENGINES else int(v["iodepth"])
+        files = ", ".join(str(f) for f in (v["filename"] or [f"{jd.name}.*"]))
         measures.append(
-            f"[{jd.name}] {v.get('rw', 'read')} bs={size_text(int(bs0))} on {files}, "
-            f"{int(v.get('numjobs') or 1)} job(s) x {eff} in flight ({engine}), "
-            f"{'direct I/O' if v.get('direct') else 'through the page cache'}"
+            f"[{jd.name}] {v['rw']} bs={size_text(int(v['bs'][0]))} on {files}, "
+            f"{int(v['numjobs'])} job(s) x {eff} in flight ({engine}), "
+            f"{'direct I/O' if v['direct'] else 'through the page cache'}"
         )
     misleading = [f"{f.code}: {f.message}" for f in findings] or ["nothing the pre-run checks can see"]
     job: list[tuple[str, list[tuple[str, str, str]]]] = []
@@ -499,8 +470,7 @@ def explain_fio(argv: Sequence[str], command: str) -> Explanation:
         job.insert(0, ("global", glob))
     notes = ["job files: " + ", ".join(jobfiles)] if jobfiles else []
     notes += [f"{f.code} [{f.job}]: {f.fix}" for f in findings if f.fix and not _corrections(f)]
-    as_is = [(jd.name, dict(jd.values)) for jd in jobdefs]
-    return Explanation(command, "fio", measures, misleading, as_is, job, notes)
+    return Explanation(command, "fio", measures, misleading, jobdefs, job, notes)
 
 
 def _corrections(f: Finding) -> list[tuple[str, str, str]]:
@@ -567,7 +537,10 @@ def translate(command: str | Sequence[str]) -> Explanation:
     handler = _HANDLERS.get(tool)
     if handler is None:
         raise ExplainError(f"don't know {tool!r}: iolab explain understands {', '.join(sorted(_HANDLERS))}")
-    return handler(argv, text)
+    try:
+        return handler(argv, text)
+    except JobFileError as exc:  # file:line: option ... of a fio job, or of a translated command
+        raise ExplainError(f"{tool}: {exc}") from exc
 
 
 def explain(command: str | Sequence[str]) -> str:

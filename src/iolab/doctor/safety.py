@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
 from iolab.doctor.findings import Finding, finding, has_errors
-from iolab.doctor.jobs import JobView, to_views
+from iolab.doctor.jobs import Jobs, JobView, to_views
 from iolab.doctor.target import (
     SYS_CLASS_BLOCK,
     active_swaps,
     block_device,
+    block_devno,
     mounts,
     partitions_of,
 )
@@ -150,25 +150,12 @@ def read_signatures(path: str) -> list[Signature]:
         tail = os.pread(fd, tail_len, size - tail_len) if tail_len else b""
     finally:
         os.close(fd)
-    lbs = 512
-    st = os.stat(path)
-    dev = block_device((os.major(st.st_rdev), os.minor(st.st_rdev))) if stat.S_ISBLK(st.st_mode) else None
-    if dev is not None:
-        lbs = dev.logical_block_size
-    return signatures_in(head, tail, size, lbs)
+    devno = block_devno(path)
+    dev = block_device(devno) if devno else None
+    return signatures_in(head, tail, size, dev.logical_block_size if dev else 512)
 
 
 # ------------------------------------------------------------------------------------------ the gate
-
-
-def _devno_of(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISBLK(st.st_mode):
-        return None
-    return os.major(st.st_rdev), os.minor(st.st_rdev)
 
 
 def _holders(name: str) -> list[str]:
@@ -211,12 +198,12 @@ def write_targets(views: Iterable[JobView]) -> list[WriteTarget]:
         if not view.writes:
             continue
         for f in view.files:
-            devno = _devno_of(f.path)
+            devno = block_devno(f.path)
             if devno is None:
                 continue
             dev = block_device(devno)
             name = dev.name if dev else f"{devno[0]}:{devno[1]}"
-            amw = bool(view.values.get("allow_mounted_write"))
+            amw = bool(view.values["allow_mounted_write"])
             prev = by_dev.get(devno)
             if prev is None:
                 by_dev[devno] = WriteTarget(f.path, devno, name, (view.name,), amw)
@@ -229,7 +216,7 @@ def write_targets(views: Iterable[JobView]) -> list[WriteTarget]:
 
 def _allowed(devno: tuple[int, int], allow_destroy: Sequence[str]) -> str | None:
     for path in allow_destroy:
-        if _devno_of(path) == devno:
+        if block_devno(path) == devno:
             return path
     return None
 
@@ -259,7 +246,7 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
     for m in mounts():
         hit = cover.get(m.devno)
         if hit is None and m.source.startswith("/"):
-            src = _devno_of(m.source)
+            src = block_devno(m.source)
             hit = cover.get(src) if src else None
         if hit is None:
             continue
@@ -291,7 +278,7 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
             bypass=f"--allow-destroy={allowed}" if allowed else None,
         )
     for swap in active_swaps():
-        sd = _devno_of(swap)
+        sd = block_devno(swap)
         if sd is not None and sd in cover:
             add(
                 "IOL-SAFE-003",
@@ -374,7 +361,7 @@ class SafetyGate:
     """`check()` before the run (errors block it); `exclusive()` around the run."""
 
     @staticmethod
-    def check(jobs: Any, allow_destroy: Sequence[str] = ()) -> list[Finding]:
+    def check(jobs: Jobs, allow_destroy: Sequence[str] = ()) -> list[Finding]:
         views, _ = to_views(jobs)
         out: list[Finding] = []
         for t in write_targets(views):
@@ -382,7 +369,7 @@ class SafetyGate:
         return out
 
     @staticmethod
-    def exclusive(jobs: Any, allow_destroy: Sequence[str] = ()) -> ExclusiveHold:
+    def exclusive(jobs: Jobs, allow_destroy: Sequence[str] = ()) -> ExclusiveHold:
         """Take O_EXCL on every written block device, then check again (nothing can change under us now).
 
         Raises SafetyError (releasing what it took) when a device cannot be held or a check fails.

@@ -223,6 +223,15 @@ def block_device(devno: tuple[int, int]) -> BlockDevice | None:
     )
 
 
+def block_devno(path: str) -> tuple[int, int] | None:
+    """The device number of a block device node (None: not one, or no such path)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.major(st.st_rdev), os.minor(st.st_rdev)) if stat.S_ISBLK(st.st_mode) else None
+
+
 def block_device_by_name(name: str) -> BlockDevice | None:
     dev = _read(SYS_CLASS_BLOCK / name / "dev")
     if not dev or ":" not in dev:

@@ -219,6 +219,9 @@ def _size_surprise(
         if ch in _SEPARATORS:
             cut = suffix[:i]
             break
+    if cut.isdigit():
+        # a one-character value: fio looks for a unit at the digit itself, finds none, and uses the number
+        return None
     if not _KNOWN_SIZE_SUFFIX.match(cut):
         return f"'{cut}' is not a unit fio knows; it reads the text as {shown}"
     low = cut.lower()

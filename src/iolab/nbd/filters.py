@@ -1,0 +1,289 @@
+"""Filters besides blkdebug: delay, error-rate, log; and building a stack from `--filter` specs.
+
+Each filter's per-operation settings live in one table keyed by operation name (`layers.OPS`).
+A spec is `NAME[:key=value,...]`; `OP=...` keys set one operation, `all=...` every operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as errno_mod
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import IO, Any, TypeVar
+
+from iolab.nbd import blkdebug
+from iolab.nbd.layers import OPS, Buffer, Extents, Filter, Layer, NBDError
+
+T = TypeVar("T")
+
+
+class FilterSpecError(ValueError):
+    pass
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `5ms`, `200us`, `1.5s`, `2` (seconds)."""
+    t = text.strip().lower()
+    for suffix, scale in (("ns", 1e-9), ("us", 1e-6), ("ms", 1e-3), ("s", 1.0)):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], scale
+            break
+    else:
+        mult = 1.0
+    try:
+        value = float(t) * mult
+    except ValueError:
+        raise FilterSpecError(f"{text!r} is not a duration (e.g. 5ms, 200us)") from None
+    if value < 0:
+        raise FilterSpecError(f"{text!r}: a delay cannot be negative")
+    return value
+
+
+def parse_errno(text: str) -> int:
+    t = text.strip()
+    if t.isdigit():
+        return int(t)
+    code = getattr(errno_mod, t.upper(), None)
+    if not isinstance(code, int):
+        raise FilterSpecError(f"{text!r} is not an errno (number or name such as EIO)")
+    return code
+
+
+def _per_op(params: dict[str, str], parse: Callable[[str], T], default: T) -> dict[str, T]:
+    table = dict.fromkeys(OPS, default)
+    if "all" in params:
+        table = dict.fromkeys(OPS, parse(params["all"]))
+    for op in OPS:
+        if op in params:
+            table[op] = parse(params[op])
+    return table
+
+
+def _check_keys(name: str, params: dict[str, str], extra: set[str]) -> None:
+    allowed = set(OPS) | {"all"} | extra
+    bad = sorted(set(params) - allowed)
+    if bad:
+        raise FilterSpecError(f"filter {name}: unknown setting {bad[0]!r} (operations: {', '.join(OPS)}, all)")
+
+
+class Delay(Filter):
+    """Adds a fixed latency per operation before passing the request on."""
+
+    name = "delay"
+
+    def __init__(self, nxt: Layer, delays: dict[str, float]) -> None:
+        super().__init__(nxt)
+        self.delays = delays
+
+    async def _wait(self, op: str) -> None:
+        d = self.delays[op]
+        if d > 0:
+            await asyncio.sleep(d)
+
+    async def pread(self, offset: int, length: int) -> Buffer:
+        await self._wait("read")
+        return await self.next.pread(offset, length)
+
+    async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
+        await self._wait("write")
+        await self.next.pwrite(offset, data, fua)
+
+    async def flush(self) -> None:
+        await self._wait("flush")
+        await self.next.flush()
+
+    async def trim(self, offset: int, length: int, fua: bool) -> None:
+        await self._wait("trim")
+        await self.next.trim(offset, length, fua)
+
+    async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
+        await self._wait("zero")
+        await self.next.zero(offset, length, may_trim, fast, fua)
+
+    async def cache(self, offset: int, length: int) -> None:
+        await self._wait("cache")
+        await self.next.cache(offset, length)
+
+    async def extents(self, offset: int, length: int, req_one: bool) -> Extents:
+        await self._wait("extents")
+        return await self.next.extents(offset, length, req_one)
+
+
+class ErrorRate(Filter):
+    """Fails a fraction of each operation with an errno, from a seeded generator (reproducible)."""
+
+    name = "error-rate"
+
+    def __init__(self, nxt: Layer, rates: dict[str, float], errnos: dict[str, int], seed: int) -> None:
+        super().__init__(nxt)
+        self.rates = rates
+        self.errnos = errnos
+        self.rng = random.Random(seed)
+
+    def _maybe_fail(self, op: str) -> None:
+        rate = self.rates[op]
+        if rate > 0 and self.rng.random() < rate:
+            raise NBDError(self.errnos[op], f"error-rate: injected {op} error")
+
+    async def pread(self, offset: int, length: int) -> Buffer:
+        self._maybe_fail("read")
+        return await self.next.pread(offset, length)
+
+    async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
+        self._maybe_fail("write")
+        await self.next.pwrite(offset, data, fua)
+
+    async def flush(self) -> None:
+        self._maybe_fail("flush")
+        await self.next.flush()
+
+    async def trim(self, offset: int, length: int, fua: bool) -> None:
+        self._maybe_fail("trim")
+        await self.next.trim(offset, length, fua)
+
+    async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
+        self._maybe_fail("zero")
+        await self.next.zero(offset, length, may_trim, fast, fua)
+
+    async def cache(self, offset: int, length: int) -> None:
+        self._maybe_fail("cache")
+        await self.next.cache(offset, length)
+
+    async def extents(self, offset: int, length: int, req_one: bool) -> Extents:
+        self._maybe_fail("extents")
+        return await self.next.extents(offset, length, req_one)
+
+
+class Log(Filter):
+    """One line per request: start time, operation, range, flags, outcome and how long it took."""
+
+    name = "log"
+
+    def __init__(self, nxt: Layer, out: IO[str]) -> None:
+        super().__init__(nxt)
+        self.out = out
+        self.seq = 0
+
+    async def _logged(self, op: str, detail: str, call: Awaitable[T]) -> T:
+        self.seq += 1
+        seq = self.seq
+        start = time.monotonic()
+        wall = time.time()
+        outcome = "ok"
+        try:
+            return await call
+        except NBDError as exc:
+            outcome = f"error errno={exc.errno}"
+            raise
+        finally:
+            us = (time.monotonic() - start) * 1e6
+            self.out.write(f"{wall:.6f} #{seq} {op} {detail} -> {outcome} {us:.0f}us\n")
+
+    async def pread(self, offset: int, length: int) -> Buffer:
+        return await self._logged("read", f"offset={offset} length={length}", self.next.pread(offset, length))
+
+    async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
+        detail = f"offset={offset} length={len(data)}" + (" fua" if fua else "")
+        await self._logged("write", detail, self.next.pwrite(offset, data, fua))
+
+    async def flush(self) -> None:
+        await self._logged("flush", "", self.next.flush())
+
+    async def trim(self, offset: int, length: int, fua: bool) -> None:
+        detail = f"offset={offset} length={length}" + (" fua" if fua else "")
+        await self._logged("trim", detail, self.next.trim(offset, length, fua))
+
+    async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
+        detail = (
+            f"offset={offset} length={length}"
+            + ("" if may_trim else " no_hole")
+            + (" fast" if fast else "")
+            + (" fua" if fua else "")
+        )
+        await self._logged("zero", detail, self.next.zero(offset, length, may_trim, fast, fua))
+
+    async def cache(self, offset: int, length: int) -> None:
+        await self._logged("cache", f"offset={offset} length={length}", self.next.cache(offset, length))
+
+    async def extents(self, offset: int, length: int, req_one: bool) -> Extents:
+        detail = f"offset={offset} length={length}" + (" req_one" if req_one else "")
+        return await self._logged("extents", detail, self.next.extents(offset, length, req_one))
+
+    def close(self) -> None:
+        self.out.flush()
+        if self.out not in (sys.stderr, sys.stdout):
+            self.out.close()
+        super().close()
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    name, _, rest = spec.partition(":")
+    params: dict[str, str] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise FilterSpecError(f"filter {name}: {item!r} is not key=value")
+        params[key.strip()] = value.strip()
+    return name.strip(), params
+
+
+def build_filter(spec: str, nxt: Layer) -> Filter:
+    """One filter from its spec, on top of `nxt`."""
+    name, params = parse_spec(spec)
+    if name == "delay":
+        _check_keys(name, params, set())
+        return Delay(nxt, _per_op(params, parse_duration, 0.0))
+    if name == "error-rate":
+        _check_keys(name, params, {"errno", "seed"} | {f"{op}.errno" for op in OPS})
+
+        def rate(text: str) -> float:
+            try:
+                value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+            except ValueError:
+                raise FilterSpecError(f"error-rate: {text!r} is not a rate (0.01 or 1%)") from None
+            if not 0 <= value <= 1:
+                raise FilterSpecError(f"error-rate: {text!r} is not between 0 and 1")
+            return value
+
+        rates = _per_op({k: v for k, v in params.items() if k in OPS or k == "all"}, rate, 0.0)
+        base = parse_errno(params.get("errno", "EIO"))
+        errnos = {op: parse_errno(params[f"{op}.errno"]) if f"{op}.errno" in params else base for op in OPS}
+        try:
+            seed = int(params.get("seed", "0"))
+        except ValueError:
+            raise FilterSpecError("error-rate: seed must be an integer") from None
+        return ErrorRate(nxt, rates, errnos, seed)
+    if name == "log":
+        bad = sorted(set(params) - {"file"})
+        if bad:
+            raise FilterSpecError(f"filter log: unknown setting {bad[0]!r} (file)")
+        path = params.get("file", "-")
+        out: IO[str] = sys.stderr if path == "-" else open(path, "a", buffering=1)  # noqa: SIM115
+        return Log(nxt, out)
+    if name == "blkdebug":
+        bad = sorted(set(params) - {"config"})
+        if bad:
+            raise FilterSpecError(f"filter blkdebug: unknown setting {bad[0]!r} (config)")
+        rules = blkdebug.load_config(params["config"]) if "config" in params else []
+        return blkdebug.Blkdebug(nxt, rules)
+    raise FilterSpecError(f"unknown filter {name!r} (blkdebug, delay, error-rate, log)")
+
+
+def build_stack(backend: Layer, specs: list[str]) -> tuple[Layer, blkdebug.Blkdebug | None]:
+    """Filters in command-line order, the first one outermost (closest to the client), as nbdkit does."""
+    top: Layer = backend
+    found: blkdebug.Blkdebug | None = None
+    for spec in reversed(specs):
+        top = build_filter(spec, top)
+        if isinstance(top, blkdebug.Blkdebug):
+            if found is not None:
+                raise FilterSpecError("only one blkdebug filter per export")
+            found = top
+    return top, found
+
+
+def describe(specs: list[str]) -> list[dict[str, Any]]:
+    return [{"filter": parse_spec(s)[0], "settings": parse_spec(s)[1]} for s in specs]

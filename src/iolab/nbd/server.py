@@ -1,0 +1,760 @@
+"""The NBD server: listeners, the fixed newstyle handshake and the transmission phase (asyncio).
+
+One `Connection` per client. The handshake runs as a coroutine over a small byte queue; transmission is
+parsed straight from `data_received` and each request is started at once (eagerly, without a Task), so a
+request that never waits costs no scheduling; one that waits (thread pool, breakpoint, delay) carries on
+in a Task while the connection keeps reading and serving the requests behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from iolab.nbd import proto
+from iolab.nbd.export import Export
+from iolab.nbd.layers import NBDError
+
+log = logging.getLogger("iolab.nbd")
+
+MAX_OPTION_LENGTH = 1 << 16  # no legitimate option is larger (names are at most 4096 bytes)
+MAX_INFLIGHT_BYTES = 64 << 20  # per connection: stop reading while this much payload is in flight
+MAX_INFLIGHT_REQUESTS = 256
+META_CONTEXT_ID = 1
+
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_INFO_EXPORT = struct.Struct(">HQH")
+_INFO_BLOCK_SIZE = struct.Struct(">HIII")
+_ERR_PAYLOAD = struct.Struct(">IH")
+_DESCRIPTOR = struct.Struct(">II")
+_PAYLOAD_ERRORS = (proto.CMD_READ,)
+
+
+class _Abort(Exception):
+    """Drop the connection (protocol violation, or the client went away)."""
+
+
+@dataclass
+class Address:
+    kind: str  # "unix" | "tcp" | "vsock"
+    host: str = ""
+    port: int = 0
+    path: str = ""
+    cid: int = 0
+
+    def uri(self, export: str = "") -> str:
+        if self.kind == "unix":
+            return f"nbd+unix:///{export}?socket={self.path}"
+        if self.kind == "vsock":
+            return f"nbd+vsock://{self.cid}:{self.port}/{export}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"nbd://{host}:{self.port}/{export}"
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        if self.kind == "vsock":
+            return f"vsock:{self.cid}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"tcp:{host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """`unix:PATH`, `tcp:[HOST:]PORT` (loopback when HOST is empty) or `vsock:[CID:]PORT`."""
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        raise ValueError(f"address {text!r}: expected unix:PATH, tcp:HOST:PORT or vsock:CID:PORT")
+    if kind == "unix":
+        if not rest:
+            raise ValueError("unix: needs a socket path")
+        return Address("unix", path=rest)
+    if kind == "tcp":
+        if rest.startswith("["):
+            host, _, port = rest[1:].partition("]:")
+        else:
+            host, _, port = rest.rpartition(":")
+        try:
+            return Address("tcp", host=host or "127.0.0.1", port=int(port))
+        except ValueError:
+            raise ValueError(f"address {text!r}: bad TCP port") from None
+    if kind == "vsock":
+        cid, _, port = rest.rpartition(":")
+        try:
+            return Address(
+                "vsock", cid=int(cid) if cid else socket.VMADDR_CID_ANY, port=int(port)  # type: ignore[attr-defined]
+            )
+        except ValueError:
+            raise ValueError(f"address {text!r}: bad vsock CID or port") from None
+    raise ValueError(f"address {text!r}: unknown kind {kind!r} (unix, tcp or vsock)")
+
+
+class _ByteQueue:
+    """Bytes from data_received, read by the handshake coroutine with readexactly()."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.buf = bytearray()
+        self.loop = loop
+        self.waiter: asyncio.Future[None] | None = None
+        self.eof = False
+
+    def feed(self, data: bytes) -> None:
+        self.buf += data
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self.eof = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def readexactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            if self.eof:
+                raise _Abort("client closed during the handshake")
+            self.waiter = self.loop.create_future()
+            await self.waiter
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+
+async def _carry_on(coro: Coroutine[Any, Any, Any], yielded: Any) -> Any:
+    """Drive a coroutine that `_start` began and that is now waiting on `yielded`."""
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                # what a Task does with a yielded future before waiting on it
+                yielded._asyncio_future_blocking = False
+                await yielded
+        except asyncio.CancelledError:
+            coro.close()
+            raise
+        except BaseException:
+            pass  # the coroutine sees the same outcome when it resumes and calls result()
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+
+class Connection(asyncio.Protocol):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.transport: asyncio.Transport | None = None
+        self.queue = _ByteQueue(self.loop)
+        self.handshake_task: asyncio.Task[None] | None = None
+        self.transmitting = False
+        self.closed = False
+        self.disconnecting = False
+        self.structured = False
+        self.no_zeroes = False
+        self.meta_export: str | None = None  # export the selected base:allocation context refers to
+        self.export: Export | None = None
+        self.meta = False
+        self.buf = bytearray()
+        self.inflight = 0
+        self.inflight_bytes = 0
+        self.read_paused = False
+        self.write_paused = False
+        self.peer = ""
+        # replies produced while one batch of requests is parsed go out in one send
+        self.corked: list[bytes | bytearray] | None = None
+
+    # --- transport callbacks -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = str(transport.get_extra_info("peername") or "unix")
+        self.server.connections.add(self)
+        transport.write(
+            _U64.pack(proto.NBDMAGIC)
+            + _U64.pack(proto.IHAVEOPT)
+            + _U16.pack(proto.FLAG_FIXED_NEWSTYLE | proto.FLAG_NO_ZEROES)
+        )
+        self.handshake_task = self.loop.create_task(self._handshake())
+
+    def data_received(self, data: bytes) -> None:
+        if self.transmitting:
+            if self.disconnecting:
+                return  # nothing may follow NBD_CMD_DISC
+            if self.buf:
+                self.buf += data
+            else:
+                self.buf = bytearray(data)
+            self._parse()
+        else:
+            self.queue.feed(data)
+
+    def eof_received(self) -> bool | None:
+        self.queue.feed_eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.queue.feed_eof()
+        self.server.connections.discard(self)
+        if self.export is not None and self.transmitting:
+            self.export.stats.connections -= 1
+        self.server.connection_closed()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self.transport is None or self.closed:
+            return
+        want_pause = (
+            self.write_paused
+            or self.inflight_bytes > MAX_INFLIGHT_BYTES
+            or self.inflight >= MAX_INFLIGHT_REQUESTS
+        )
+        if want_pause and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif not want_pause and self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def abort(self, why: str) -> None:
+        log.info("dropping client %s: %s", self.peer, why)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _write(self, data: bytes | bytearray) -> None:
+        if self.corked is None:
+            # a completion outside a parsed batch: gather whatever else completes in this loop turn
+            self.corked = [data]
+            self.loop.call_soon(self._uncork)
+        else:
+            self.corked.append(data)
+
+    def _uncork(self) -> None:
+        out = self.corked
+        self.corked = None
+        if out and not self.closed and self.transport is not None:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    # --- handshake ---------------------------------------------------------------------------
+    def _opt_reply(self, opt: int, rep: int, data: bytes = b"") -> None:
+        self._write(proto.OPT_REPLY.pack(proto.OPT_REPLY_MAGIC, opt, rep, len(data)) + data)
+
+    def _opt_error(self, opt: int, rep: int, message: str) -> None:
+        self._opt_reply(opt, rep, message.encode()[:4096])
+
+    async def _handshake(self) -> None:
+        try:
+            (client_flags,) = _U32.unpack(await self.queue.readexactly(4))
+            if client_flags & ~(proto.FLAG_C_FIXED_NEWSTYLE | proto.FLAG_C_NO_ZEROES):
+                raise _Abort(f"unknown client flags {client_flags:#x}")
+            self.no_zeroes = bool(client_flags & proto.FLAG_C_NO_ZEROES)
+            while not self.closed:
+                magic, opt, length = proto.OPT_HEADER.unpack(await self.queue.readexactly(16))
+                if magic != proto.IHAVEOPT:
+                    raise _Abort("bad option magic")
+                if length > MAX_OPTION_LENGTH:
+                    raise _Abort(f"option of {length} bytes")
+                data = await self.queue.readexactly(length)
+                if await self._option(opt, data):
+                    break
+        except _Abort as exc:
+            self.abort(str(exc))
+            return
+        except Exception:  # a bug must not take the server down with it
+            log.exception("handshake failed")
+            self.abort("internal error")
+            return
+        if self.closed:
+            return
+        self.transmitting = True
+        assert self.export is not None
+        self.export.stats.connections += 1
+        self.export.stats.connections_total += 1
+        if self.queue.buf:  # requests that arrived with the final option
+            self.buf = self.queue.buf
+            self.queue.buf = bytearray()
+            self._parse()
+        if self.queue.eof and not self.closed:
+            self.transport.close() if self.transport else None
+
+    async def _option(self, opt: int, data: bytes) -> bool:
+        """Handle one option; True when transmission starts."""
+        server = self.server
+        if server.shutting_down and opt != proto.OPT_ABORT:
+            if opt == proto.OPT_EXPORT_NAME:
+                raise _Abort("shutting down")
+            self._opt_error(opt, proto.REP_ERR_SHUTDOWN, "server shutting down")
+            return False
+        if opt == proto.OPT_EXPORT_NAME:
+            export = server.find_export(data.decode(errors="replace"))
+            if export is None:
+                raise _Abort("unknown export")  # this option cannot fail politely
+            self.export = export
+            self.meta = self.meta_export is not None and server.find_export(self.meta_export) is export
+            reply = _U64.pack(export.size) + _U16.pack(export.transmission_flags(self.structured))
+            if not self.no_zeroes:
+                reply += bytes(124)
+            self._write(reply)
+            return True
+        if opt == proto.OPT_ABORT:
+            self._opt_reply(opt, proto.REP_ACK)
+            if self.transport is not None:
+                self.transport.close()
+            self.closed = True
+            return False
+        if opt == proto.OPT_LIST:
+            if data:
+                self._opt_error(opt, proto.REP_ERR_INVALID, "NBD_OPT_LIST takes no data")
+                return False
+            for export in server.exports.values():
+                name = export.name.encode()
+                self._opt_reply(opt, proto.REP_SERVER, _U32.pack(len(name)) + name + export.description.encode())
+            self._opt_reply(opt, proto.REP_ACK)
+            return False
+        if opt in (proto.OPT_INFO, proto.OPT_GO):
+            return self._info_go(opt, data)
+        if opt == proto.OPT_STRUCTURED_REPLY:
+            if data:
+                self._opt_error(opt, proto.REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data")
+            elif self.structured:
+                self._opt_error(opt, proto.REP_ERR_INVALID, "structured replies already negotiated")
+            else:
+                self.structured = True
+                self._opt_reply(opt, proto.REP_ACK)
+            return False
+        if opt in (proto.OPT_LIST_META_CONTEXT, proto.OPT_SET_META_CONTEXT):
+            self._meta_context(opt, data)
+            return False
+        if opt == proto.OPT_STARTTLS:
+            self._opt_error(opt, proto.REP_ERR_UNSUP, "TLS is not supported")
+            return False
+        self._opt_error(opt, proto.REP_ERR_UNSUP, f"option {opt} not supported")
+        return False
+
+    def _info_go(self, opt: int, data: bytes) -> bool:
+        if len(data) < 6:
+            self._opt_error(opt, proto.REP_ERR_INVALID, "option too short")
+            return False
+        (namelen,) = _U32.unpack_from(data, 0)
+        if namelen > len(data) - 6:
+            self._opt_error(opt, proto.REP_ERR_INVALID, "name length beyond the option")
+            return False
+        name = data[4 : 4 + namelen].decode(errors="replace")
+        (nreq,) = _U16.unpack_from(data, 4 + namelen)
+        if 6 + namelen + 2 * nreq != len(data):
+            self._opt_error(opt, proto.REP_ERR_INVALID, "information request list does not match length")
+            return False
+        requests = {_U16.unpack_from(data, 6 + namelen + 2 * i)[0] for i in range(nreq)}
+        export = self.server.find_export(name)
+        if export is None:
+            self._opt_error(opt, proto.REP_ERR_UNKNOWN, f"no export named {name!r}")
+            return False
+        flags = export.transmission_flags(self.structured)
+        self._opt_reply(opt, proto.REP_INFO, _INFO_EXPORT.pack(proto.INFO_EXPORT, export.size, flags))
+        if proto.INFO_NAME in requests:
+            self._opt_reply(opt, proto.REP_INFO, _U16.pack(proto.INFO_NAME) + export.name.encode())
+        if proto.INFO_DESCRIPTION in requests and export.description:
+            self._opt_reply(
+                opt, proto.REP_INFO, _U16.pack(proto.INFO_DESCRIPTION) + export.description.encode()
+            )
+        # Always sent: it costs nothing and tells every client the limit we enforce.
+        self._opt_reply(
+            opt,
+            proto.REP_INFO,
+            _INFO_BLOCK_SIZE.pack(
+                proto.INFO_BLOCK_SIZE, export.min_block, export.preferred_block, export.max_payload
+            ),
+        )
+        self._opt_reply(opt, proto.REP_ACK)
+        if opt == proto.OPT_INFO:
+            return False
+        self.export = export
+        self.meta = self.meta_export is not None and self.server.find_export(self.meta_export) is export
+        return True
+
+    def _meta_context(self, opt: int, data: bytes) -> None:
+        setting = opt == proto.OPT_SET_META_CONTEXT
+        if setting:
+            self.meta_export = None  # replaced even when this request fails
+        if not self.structured:
+            self._opt_error(opt, proto.REP_ERR_INVALID, "negotiate structured replies first")
+            return
+        try:
+            (namelen,) = _U32.unpack_from(data, 0)
+            pos = 4 + namelen
+            if pos + 4 > len(data):
+                raise ValueError
+            name = data[4:pos].decode(errors="replace")
+            (nqueries,) = _U32.unpack_from(data, pos)
+            pos += 4
+            queries = []
+            for _ in range(nqueries):
+                (qlen,) = _U32.unpack_from(data, pos)
+                pos += 4
+                if pos + qlen > len(data):
+                    raise ValueError
+                queries.append(data[pos : pos + qlen].decode(errors="replace"))
+                pos += qlen
+            if pos != len(data):
+                raise ValueError
+        except (ValueError, struct.error):
+            self._opt_error(opt, proto.REP_ERR_INVALID, "malformed metadata context request")
+            return
+        if self.server.find_export(name) is None:
+            self._opt_error(opt, proto.REP_ERR_UNKNOWN, f"no export named {name!r}")
+            return
+        if any(":" not in q for q in queries):
+            self._opt_error(opt, proto.REP_ERR_INVALID, "a query lacks the namespace colon")
+            return
+        if setting:
+            selected = proto.META_BASE_ALLOCATION in queries
+        else:
+            selected = not queries or any(q in ("base:", proto.META_BASE_ALLOCATION) for q in queries)
+        if selected:
+            self._opt_reply(
+                opt,
+                proto.REP_META_CONTEXT,
+                _U32.pack(META_CONTEXT_ID if setting else 0) + proto.META_BASE_ALLOCATION.encode(),
+            )
+            if setting:
+                self.meta_export = name
+        self._opt_reply(opt, proto.REP_ACK)
+
+    # --- transmission ------------------------------------------------------------------------
+    def _parse(self) -> None:
+        buf = self.buf
+        pos = 0
+        end = len(buf)
+        unpack = proto.REQUEST.unpack_from
+        if self.corked is None:
+            self.corked = []
+        try:
+            pos = self._parse_batch(buf, pos, end, unpack)
+        finally:
+            self._uncork()
+        if pos:
+            del buf[:pos]
+        self._update_reading()
+
+    def _parse_batch(self, buf: bytearray, pos: int, end: int, unpack: Callable[..., tuple[int, ...]]) -> int:
+        while end - pos >= 28 and not self.closed and not self.disconnecting:
+            magic, flags, cmd, cookie, offset, length = unpack(buf, pos)
+            if magic != proto.REQUEST_MAGIC:
+                self.abort(f"bad request magic {magic:#x}")
+                return pos
+            if cmd == proto.CMD_WRITE:
+                if length > self.export.max_payload:  # type: ignore[union-attr]
+                    # the payload cannot be skipped cheaply; proto.md allows a hard disconnect here
+                    self.abort(f"write payload of {length} bytes")
+                    return pos
+                if end - pos < 28 + length:
+                    break
+                payload: bytes | None = bytes(buf[pos + 28 : pos + 28 + length])
+                pos += 28 + length
+            else:
+                payload = None
+                pos += 28
+            self._request(cmd, flags, cookie, offset, length, payload)
+        return pos
+
+    def _request(
+        self, cmd: int, flags: int, cookie: int, offset: int, length: int, payload: bytes | None
+    ) -> None:
+        export = self.export
+        assert export is not None
+        if cmd == proto.CMD_DISC:
+            self.disconnecting = True
+            self.buf = bytearray()
+            self._maybe_finish()
+            return
+        bad = export.check(cmd, flags, offset, length, self.structured, self.meta)
+        if bad is not None:
+            export.stats.rejected += 1
+            self._reply_error(cmd, cookie, bad[0], bad[1])
+            return
+        top = export.top
+        fua = bool(flags & proto.CMD_FLAG_FUA)
+        coro: Coroutine[Any, Any, Any]
+        if cmd == proto.CMD_READ:
+            coro = top.pread(offset, length)
+        elif cmd == proto.CMD_WRITE:
+            assert payload is not None
+            coro = top.pwrite(offset, payload, fua)
+        elif cmd == proto.CMD_FLUSH:
+            coro = top.flush()
+        elif cmd == proto.CMD_TRIM:
+            coro = top.trim(offset, length, fua)
+        elif cmd == proto.CMD_WRITE_ZEROES:
+            coro = top.zero(
+                offset,
+                length,
+                not flags & proto.CMD_FLAG_NO_HOLE,
+                bool(flags & proto.CMD_FLAG_FAST_ZERO),
+                fua,
+            )
+        elif cmd == proto.CMD_CACHE:
+            coro = top.cache(offset, length)
+        else:
+            coro = top.extents(offset, length, bool(flags & proto.CMD_FLAG_REQ_ONE))
+        self.inflight += 1
+        size = length if cmd in (proto.CMD_READ, proto.CMD_WRITE) else 0
+        self.inflight_bytes += size
+
+        def finish(result: Any, exc: BaseException | None) -> None:
+            self.inflight -= 1
+            self.inflight_bytes -= size
+            self._complete(cmd, flags, cookie, offset, length, result, exc)
+            if self.read_paused:
+                self._update_reading()
+            if self.disconnecting:
+                self._maybe_finish()
+
+        self._start(coro, finish)
+
+    def _start(self, coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
+        try:
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            finish(stop.value, None)
+            return
+        except Exception as exc:
+            finish(None, exc)
+            return
+        task = self.loop.create_task(_carry_on(coro, yielded))
+        self.server.tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self.server.tasks.discard(t)
+            if t.cancelled():
+                finish(None, NBDError(errno.ESHUTDOWN, "server shutting down"))
+            else:
+                exc = t.exception()
+                finish(None if exc else t.result(), exc)
+
+        task.add_done_callback(done)
+
+    def _complete(
+        self,
+        cmd: int,
+        flags: int,
+        cookie: int,
+        offset: int,
+        length: int,
+        result: Any,
+        exc: BaseException | None,
+    ) -> None:
+        export = self.export
+        assert export is not None
+        st = export.stats.per_cmd[proto.CMD_NAMES[cmd]]
+        st.ops += 1
+        if exc is not None:
+            st.errors += 1
+            if isinstance(exc, NBDError):
+                self._reply_error(cmd, cookie, exc.errno, exc.message, exc.offset)
+            else:
+                log.error("request %s failed", proto.CMD_NAMES[cmd], exc_info=exc)
+                self._reply_error(cmd, cookie, errno.EIO, f"internal error: {exc}")
+            return
+        st.bytes += length
+        if self.closed:
+            return
+        if cmd == proto.CMD_READ:
+            if self.structured:
+                if length == 0:
+                    self._write(
+                        proto.CHUNK.pack(
+                            proto.STRUCTURED_REPLY_MAGIC, proto.REPLY_FLAG_DONE, proto.REPLY_TYPE_NONE, cookie, 0
+                        )
+                    )
+                    return
+                self._write(
+                    proto.CHUNK.pack(
+                        proto.STRUCTURED_REPLY_MAGIC,
+                        proto.REPLY_FLAG_DONE,
+                        proto.REPLY_TYPE_OFFSET_DATA,
+                        cookie,
+                        8 + length,
+                    )
+                    + _U64.pack(offset)
+                    + result
+                )
+            else:
+                self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie) + result)
+        elif cmd == proto.CMD_BLOCK_STATUS:
+            self._write(self._block_status_reply(cookie, length, flags, result))
+        else:
+            self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie))
+
+    def _block_status_reply(self, cookie: int, length: int, flags: int, extents: list[tuple[int, int]]) -> bytes:
+        descriptors = []
+        for ext_len, state in extents:
+            if ext_len <= 0:
+                continue
+            descriptors.append(_DESCRIPTOR.pack(min(ext_len, 0xFFFFFFFF), state))
+            if flags & proto.CMD_FLAG_REQ_ONE:
+                break
+        if not descriptors:
+            descriptors.append(_DESCRIPTOR.pack(length, 0))
+        if flags & proto.CMD_FLAG_REQ_ONE:
+            ext_len, state = _DESCRIPTOR.unpack(descriptors[0])
+            descriptors = [_DESCRIPTOR.pack(min(ext_len, length), state)]
+        payload = _U32.pack(META_CONTEXT_ID) + b"".join(descriptors)
+        return (
+            proto.CHUNK.pack(
+                proto.STRUCTURED_REPLY_MAGIC,
+                proto.REPLY_FLAG_DONE,
+                proto.REPLY_TYPE_BLOCK_STATUS,
+                cookie,
+                len(payload),
+            )
+            + payload
+        )
+
+    def _reply_error(self, cmd: int, cookie: int, err: int, message: str, offset: int | None = None) -> None:
+        if self.closed:
+            return
+        code = proto.wire_errno(err)
+        if self.structured:
+            msg = message.encode()[:4096]
+            if offset is not None and cmd != proto.CMD_FLUSH:
+                body = _ERR_PAYLOAD.pack(code, len(msg)) + msg + _U64.pack(offset)
+                kind = proto.REPLY_TYPE_ERROR_OFFSET
+            else:
+                body = _ERR_PAYLOAD.pack(code, len(msg)) + msg
+                kind = proto.REPLY_TYPE_ERROR
+            self._write(
+                proto.CHUNK.pack(proto.STRUCTURED_REPLY_MAGIC, proto.REPLY_FLAG_DONE, kind, cookie, len(body))
+                + body
+            )
+        else:
+            self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, code, cookie))
+
+    def _maybe_finish(self) -> None:
+        if self.inflight == 0 and self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.close()
+
+
+class Server:
+    """Exports served on one or more listeners, in one event loop."""
+
+    def __init__(self, exports: list[Export]) -> None:
+        if not exports:
+            raise ValueError("no export")
+        self.exports: dict[str, Export] = {}
+        for e in exports:
+            if e.name in self.exports:
+                raise ValueError(f"two exports named {e.name!r}")
+            self.exports[e.name] = e
+        self.default = exports[0]
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.listeners: list[asyncio.AbstractServer] = []
+        self.addresses: list[Address] = []
+        self.connections: set[Connection] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.shutting_down = False
+        self._unix_paths: list[str] = []
+        self._idle: asyncio.Event | None = None
+
+    def find_export(self, name: str) -> Export | None:
+        if name == "":
+            return self.default
+        return self.exports.get(name)
+
+    def connection_closed(self) -> None:
+        if self._idle is not None and not self.connections:
+            self._idle.set()
+
+    async def listen(self, addr: Address) -> Address:
+        self.loop = asyncio.get_running_loop()
+
+        def factory() -> Connection:
+            return Connection(self)
+
+        if addr.kind == "unix":
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.exists(addr.path) and _is_socket(addr.path):
+                    os.unlink(addr.path)
+            srv = await self.loop.create_unix_server(factory, path=addr.path)
+            self._unix_paths.append(addr.path)
+            bound = addr
+        elif addr.kind == "tcp":
+            srv = await self.loop.create_server(factory, addr.host, addr.port, reuse_address=True)
+            port = srv.sockets[0].getsockname()[1]
+            bound = Address("tcp", host=addr.host, port=port)
+        else:
+            sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)  # type: ignore[attr-defined]
+            try:
+                sock.bind((addr.cid, addr.port))
+                sock.listen(64)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+            srv = await self.loop.create_server(factory, sock=sock)
+            cid, port = sock.getsockname()
+            bound = Address("vsock", cid=addr.cid if addr.cid != socket.VMADDR_CID_ANY else cid, port=port)  # type: ignore[attr-defined]
+        self.listeners.append(srv)
+        self.addresses.append(bound)
+        return bound
+
+    def uris(self, export: str = "") -> list[str]:
+        return [a.uri(export) for a in self.addresses]
+
+    async def stop(self, resume_breakpoints: bool = True) -> None:
+        """Stop listening, let in-flight requests finish, close every connection."""
+        self.shutting_down = True
+        for srv in self.listeners:
+            srv.close()
+        if resume_breakpoints:
+            for export in self.exports.values():
+                if export.blkdebug is not None:
+                    export.blkdebug.release_all()
+        if self.tasks:
+            _done, pending = await asyncio.wait(list(self.tasks), timeout=10)
+            for t in pending:
+                t.cancel()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
+        if self.connections:
+            self._idle = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 5)
+        for srv in self.listeners:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(srv.wait_closed(), 5)
+        for path in self._unix_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        for export in self.exports.values():
+            export.close()
+
+
+def _is_socket(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
