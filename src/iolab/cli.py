@@ -53,7 +53,7 @@ class RunRefused(Exception):
 def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
     """Check, plan, lay out, run and analyse; returns (RunResult, exit status)."""
     from iolab import doctor
-    from iolab.analysis.diskstats import devices_for_paths, disk_util, snapshot
+    from iolab.analysis.diskstats import disk_util
     from iolab.analysis.model import job_result, run_result
     from iolab.engine.runner import prepare_files, run_plan
     from iolab.plan import SAMPLE_INTERVAL_NS, build_plan
@@ -73,14 +73,12 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
         for note in prepare_files(plan):
             if opts.eta != "never":
                 print(f"iolab: {note}", file=sys.stderr)
-        devices = devices_for_paths(fp.path for job in plan.jobs for fp in job.files)
         watched = doctor.devices_for(plan)
-        before = snapshot(devices)
         counters_before = doctor.DeviceCounters.snapshot(watched)
         with StatusLine(opts.eta) as status:
             outcome = run_plan(plan, on_progress=status.update)
         counters_after = doctor.DeviceCounters.snapshot(watched)
-        after = snapshot(devices)
+    device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []
     raws: list[dict[str, Any]] = []
     status_code = 0
@@ -124,14 +122,14 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
                                  "cannot be compared with it"}
     else:
         issued = doctor.Issued.from_raw(raws, direct=all(jp.direct for jp in plan.jobs))
-        report = doctor.lie_report(issued, doctor.DeviceCounters.diff(counters_before, counters_after))
+        report = doctor.lie_report(issued, device_diff)
         extra["device_check"] = report.to_json()
         appendix = report.render().splitlines()
     run = run_result(
         results,
         group_reporting=any(j.group_reporting for j in plan.jobs),
         global_options=plan.global_options,
-        disk_util=disk_util(before, after, elapsed_ms),
+        disk_util=disk_util(device_diff, elapsed_ms),
         warnings=run_warnings,
     )
     run.preface = doctor.render_findings(findings).splitlines()
