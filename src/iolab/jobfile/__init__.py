@@ -11,14 +11,13 @@ Public API:
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 
 from iolab.jobfile.build import FileResult, build_file, fresh_target
 from iolab.jobfile.cli import parse_cli
 from iolab.jobfile.errors import CMDLINE, JobFileError, Location
 from iolab.jobfile.model import CliParse, JobDef, RawSetting
-from iolab.jobfile.reader import read_file_text, read_sections
+from iolab.jobfile.reader import read_job_file, read_sections
 
 __all__ = [
     "CMDLINE",
@@ -38,16 +37,6 @@ __all__ = [
 
 def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if env is None else env
-
-
-def _read_job_file(path: str) -> str:
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        return read_file_text(path)
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise JobFileError(f"cannot open job file: {reason}", location=Location(path, 0)) from None
 
 
 def parse_file_results(
@@ -85,7 +74,7 @@ def parse_files(
     """
     if isinstance(paths, str):
         paths = [paths]
-    sources = [(p, _read_job_file(p)) for p in paths]
+    sources = [(p, read_job_file(p)) for p in paths]
     return [job for r in parse_file_results(sources, env, sections=sections) for job in r.jobs]
 
 
@@ -141,7 +130,7 @@ def showcmd(
     first = items[0]
     if isinstance(first, str):
         paths = [str(p) for p in items]
-        sources = [(p, _read_job_file(p)) for p in paths]
+        sources = [(p, read_job_file(p)) for p in paths]
         return "".join(r.showcmd for r in parse_file_results(sources, env, any_engine=True))
     if isinstance(first, FileResult):
         return "".join(r.showcmd for r in items if isinstance(r, FileResult))

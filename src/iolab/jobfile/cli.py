@@ -25,7 +25,7 @@ from iolab.jobfile.build import (
 )
 from iolab.jobfile.errors import CMDLINE, JobFileError, Location
 from iolab.jobfile.model import CliParse, JobDef
-from iolab.jobfile.reader import read_file_text, read_sections
+from iolab.jobfile.reader import read_job_file, read_sections
 from iolab.options import FIO_FLAGS, OPTIONS, FioFlag, Option, suggest
 
 
@@ -177,7 +177,7 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
             " the first job file; later job files start from the defaults")
     sections = flags.get("section")
     for n, path in enumerate(files):
-        text = _read(path)
+        text = read_job_file(path)
         secs = read_sections(text, path, sections)
         start = state if n == 0 else fresh_target()
         result = build_file(secs, path, start=start, first_index=len(jobs), stonewall_first=n > 0,
@@ -186,18 +186,6 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
     if flags.get("readonly"):
         _check_readonly(jobs)
     return CliParse(jobs=jobs, files=files, flags=flags, warnings=warnings)
-
-
-def _read(path: str) -> str:
-    try:
-        if path == "-":
-            import sys
-
-            return sys.stdin.read()
-        return read_file_text(path)
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise JobFileError(f"cannot open job file: {reason}", location=Location(path, 0)) from None
 
 
 _WRITING = {"write", "randwrite", "rw", "randrw", "trim", "randtrim", "trimwrite", "randtrimwrite"}

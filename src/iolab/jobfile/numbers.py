@@ -41,8 +41,8 @@ class StrtollResult:
     overflow: bool
 
 
-def c_strtoll(s: str, base: int) -> StrtollResult | None:
-    """C ``strtoll``: None when no digits were found."""
+def _scan_integer(s: str, base: int) -> tuple[bool, int, int] | None:
+    """The integer C's strto* functions see: (negative, magnitude, end index), None without digits."""
     i, n = 0, len(s)
     while i < n and s[i] in C_SPACE:
         i += 1
@@ -58,7 +58,15 @@ def c_strtoll(s: str, base: int) -> StrtollResult | None:
         i += 1
     if i == start:
         return None
-    v = int(s[start:i], base)
+    return neg, int(s[start:i], base), i
+
+
+def c_strtoll(s: str, base: int) -> StrtollResult | None:
+    """C ``strtoll``: None when no digits were found."""
+    scanned = _scan_integer(s, base)
+    if scanned is None:
+        return None
+    neg, v, i = scanned
     if neg:
         v = -v
     if v > LLONG_MAX:
@@ -85,22 +93,10 @@ def c_scan_uint(s: str) -> int | None:
     if not s:
         return None
     base = 16 if ("0x" in s or "0X" in s) else 10
-    i, n = 0, len(s)
-    while i < n and s[i] in C_SPACE:
-        i += 1
-    neg = False
-    if i < n and s[i] in "+-":
-        neg = s[i] == "-"
-        i += 1
-    if base == 16 and s[i : i + 2] in ("0x", "0X") and i + 2 < n and s[i + 2] in _HEX:
-        i += 2
-    digits = _HEX if base == 16 else _DIGITS
-    start = i
-    while i < n and s[i] in digits:
-        i += 1
-    if i == start:
+    scanned = _scan_integer(s, base)
+    if scanned is None:
         return None
-    v = int(s[start:i], base)
+    neg, v, _ = scanned
     v = min(v, U64 - 1)  # strtoul saturates
     if neg:
         v = -v

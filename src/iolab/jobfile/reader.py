@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 
 from iolab.jobfile.convert import strip_blank_end, strip_blank_front
@@ -71,6 +72,17 @@ def read_file_text(path: str) -> str:
     with open(path, "rb") as f:
         data = f.read()
     return data.decode("utf-8", errors="replace")
+
+
+def read_job_file(path: str) -> str:
+    """A job file's text ("-" is standard input); any failure becomes a JobFileError naming the file."""
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        return read_file_text(path)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise JobFileError(f"cannot open job file: {reason}", location=Location(path, 0)) from None
 
 
 class _Reader:
