@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FC8BBu
-#define IOL_CONFIG_SIZE 1720u
+#define IOL_CONFIG_MAGIC 0x494F5E00u
+#define IOL_CONFIG_SIZE 1840u
 #define IOL_BSSPLIT_MAX 64
 
 /* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */
@@ -17,7 +17,7 @@ struct iol_config {
     uint32_t magic;
     /* sizeof(struct iol_config); checked by C */
     uint32_t size;
-    /* 0 = psync (others later) */
+    /* 0 = psync, 1 = libaio, 2 = io_uring */
     uint32_t engine;
     /* bit0 = reads, bit1 = writes */
     uint32_t ddir_mask;
@@ -74,6 +74,45 @@ struct iol_config {
     uint32_t bssplit_perc[128];
     /* largest block size any direction can issue (buffer size) */
     uint64_t max_bs;
+    /* submit when this many I/Os are queued (1..iodepth; fio default 1) */
+    uint32_t iodepth_batch_submit;
+    /* fewest completions to wait for when reaping (0: as fio, 1 when a reap is due) */
+    uint32_t iodepth_batch_complete_min;
+    /* most completions to take per reap (>= the min; 0 with min 0) */
+    uint32_t iodepth_batch_complete_max;
+    /* once the queue is full, reap until at most this many are in flight */
+    uint32_t iodepth_low;
+    /* IOL_EF_* bits: userspace_reap, fixedbufs, registerfiles, sqthread_poll(+cpu), hipri, (non)vectored */
+    uint32_t engine_flags;
+    /* CPU of the io_uring submission thread (with IOL_EF_SQTHREAD_CPU) */
+    uint32_t sqthread_poll_cpu;
+    /* 0 off, 1 on (fixed window poll_max_ns), 2 adaptive (QEMU aio_poll rules) */
+    uint32_t poll_mode;
+    /* adaptive: window multiplier (0 = 2) */
+    uint32_t poll_grow;
+    /* adaptive: window divisor when a wait exceeds poll_max_ns (0 = to 0) */
+    uint32_t poll_shrink;
+    uint8_t _pad1[4]; /* explicit padding */
+    /* largest poll window */
+    uint64_t poll_max_ns;
+    /* bytes/s cap per direction (rate, or rate_iops * smallest bs); 0 = none */
+    uint64_t rate_bps[2];
+    /* bytes of one I/O for the poisson process (smallest bs per direction) */
+    uint64_t rate_min_bs[2];
+    /* 0 linear, 1 poisson */
+    uint32_t rate_process;
+    /* I/Os between think pauses (1 default) */
+    uint32_t thinktime_blocks;
+    /* pause after every thinktime_blocks I/Os; 0 = none */
+    uint64_t thinktime_ns;
+    /* part of the pause spent busy-spinning */
+    uint64_t thinktime_spin_ns;
+    /* also pause after this much I/O time (0 = only blocks) */
+    uint64_t thinktime_iotime_ns;
+    /* count thinktime_blocks at 0 = completion, 1 = issue */
+    uint32_t thinktime_blocks_type;
+    /* thinktime_blocks was given (with iotime: else iotime only) */
+    uint32_t thinktime_blocks_set;
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -108,8 +147,27 @@ struct iol_config {
     X(bssplit_bs) \
     X(bssplit_perc) \
     X(max_bs) \
+    X(iodepth_batch_submit) \
+    X(iodepth_batch_complete_min) \
+    X(iodepth_batch_complete_max) \
+    X(iodepth_low) \
+    X(engine_flags) \
+    X(sqthread_poll_cpu) \
+    X(poll_mode) \
+    X(poll_grow) \
+    X(poll_shrink) \
+    X(poll_max_ns) \
+    X(rate_bps) \
+    X(rate_min_bs) \
+    X(rate_process) \
+    X(thinktime_blocks) \
+    X(thinktime_ns) \
+    X(thinktime_spin_ns) \
+    X(thinktime_iotime_ns) \
+    X(thinktime_blocks_type) \
+    X(thinktime_blocks_set) \
 
-_Static_assert(sizeof(struct iol_config) == 1720, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 1840, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -141,5 +199,25 @@ _Static_assert(offsetof(struct iol_config, bssplit_n) == 168, "offset of bssplit
 _Static_assert(offsetof(struct iol_config, bssplit_bs) == 176, "offset of bssplit_bs");
 _Static_assert(offsetof(struct iol_config, bssplit_perc) == 1200, "offset of bssplit_perc");
 _Static_assert(offsetof(struct iol_config, max_bs) == 1712, "offset of max_bs");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1720, "offset of iodepth_batch_submit");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1724, "offset of iodepth_batch_complete_min");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1728, "offset of iodepth_batch_complete_max");
+_Static_assert(offsetof(struct iol_config, iodepth_low) == 1732, "offset of iodepth_low");
+_Static_assert(offsetof(struct iol_config, engine_flags) == 1736, "offset of engine_flags");
+_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1740, "offset of sqthread_poll_cpu");
+_Static_assert(offsetof(struct iol_config, poll_mode) == 1744, "offset of poll_mode");
+_Static_assert(offsetof(struct iol_config, poll_grow) == 1748, "offset of poll_grow");
+_Static_assert(offsetof(struct iol_config, poll_shrink) == 1752, "offset of poll_shrink");
+_Static_assert(offsetof(struct iol_config, _pad1) == 1756, "offset of _pad1");
+_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1760, "offset of poll_max_ns");
+_Static_assert(offsetof(struct iol_config, rate_bps) == 1768, "offset of rate_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1784, "offset of rate_min_bs");
+_Static_assert(offsetof(struct iol_config, rate_process) == 1800, "offset of rate_process");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1804, "offset of thinktime_blocks");
+_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1808, "offset of thinktime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1816, "offset of thinktime_spin_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1824, "offset of thinktime_iotime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1832, "offset of thinktime_blocks_type");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1836, "offset of thinktime_blocks_set");
 
 #endif /* IOL_CONFIG_GEN_H */

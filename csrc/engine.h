@@ -3,21 +3,26 @@
  * The job loop (job.c) prepares an iol_io (file, op, buffer, offset, length), stamps its issue time
  * and hands it to queue(). A synchronous engine does the I/O right there and returns
  * IOL_Q_COMPLETED. An asynchronous engine (libaio, io_uring) returns IOL_Q_QUEUED; the loop then
- * calls commit() (if set) once per batch and reap() to collect completions. An engine must accept
- * up to cfg->iodepth queued I/Os without refusing (it sizes its rings in init()), so the loop never
- * has to take an I/O back.
+ * calls commit() to submit what was queued (once per batch, iodepth_batch_submit) and reap() to
+ * collect completions. An engine must accept up to cfg->iodepth queued I/Os without refusing (it
+ * sizes its rings in init()), so the loop never has to take an I/O back.
  *
- * Engines never fail an I/O by returning an error: they fill io->error (an errno value) and
- * io->error_offset, and the loop records it. Engines hold no global state: everything lives in the
- * state pointer init() returns.
+ * Asynchronous engines stamp io->t_submit when the I/O has been handed to the kernel (for slat).
+ * reap() first submits anything queued but not yet committed. A short transfer is continued by the
+ * engine itself (the remainder is submitted again; io->short_count counts it) and only the finished
+ * I/O is returned. Engines never fail an I/O by returning an error: they fill io->error (an errno
+ * value) and io->error_offset, and return the I/O as completed; the loop records it. Engines hold no
+ * global state: everything lives in the state pointer init() returns.
  */
 #ifndef IOL_ENGINE_H
 #define IOL_ENGINE_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config_gen.h"
+#include "pollwin.h"
 
 enum iol_ddir {
     IOL_DDIR_READ = 0,
@@ -33,6 +38,22 @@ enum iol_op {
     IOL_OP_FDATASYNC = 3,
 };
 
+enum iol_engine_id {
+    IOL_ENGINE_PSYNC = 0,
+    IOL_ENGINE_LIBAIO = 1,
+    IOL_ENGINE_IO_URING = 2,
+};
+
+/* cfg->engine_flags */
+#define IOL_EF_USERSPACE_REAP 0x01u /* libaio: read completions from the ring in user space */
+#define IOL_EF_FIXEDBUFS 0x02u      /* io_uring: registered buffers */
+#define IOL_EF_REGISTERFILES 0x04u  /* io_uring: registered files */
+#define IOL_EF_SQTHREAD_POLL 0x08u  /* io_uring: kernel submission thread */
+#define IOL_EF_SQTHREAD_CPU 0x10u   /* io_uring: pin that thread to cfg->sqthread_poll_cpu */
+#define IOL_EF_HIPRI 0x20u          /* io_uring: polled completions (IORING_SETUP_IOPOLL) */
+#define IOL_EF_NONVECTORED 0x40u    /* io_uring: force IORING_OP_READ/WRITE */
+#define IOL_EF_VECTORED 0x80u       /* io_uring: force IORING_OP_READV/WRITEV (nonvectored=0) */
+
 struct iol_io {
     /* set by the job loop */
     uint8_t op;     /* enum iol_op */
@@ -44,14 +65,13 @@ struct iol_io {
     void *buf;
     uint64_t offset; /* absolute offset in fd */
     uint64_t len;
-    uint64_t t_issue;  /* ns, taken just before queue() */
-    uint64_t t_submit; /* async engines: ns after commit() (for slat) */
+    uint64_t t_issue;  /* ns: when the I/O was meant to start (rate limiting: its scheduled time) */
+    uint64_t t_submit; /* ns: handed to the kernel (synchronous engines: when the call started) */
     /* set by the engine when the I/O completes */
     uint64_t done;          /* bytes transferred */
     uint32_t short_count;   /* short transfers that had to be continued */
     int error;              /* 0 or an errno value */
     uint64_t error_offset;  /* where the failing transfer started */
-    void *engine_priv;      /* per-I/O engine data (iocb, sqe user data, ...) */
 };
 
 enum iol_queue_status {
@@ -63,21 +83,36 @@ struct iol_engine_file {
     int fd;
 };
 
+/* What an engine gets at init. Pointers stay valid until cleanup(). */
+struct iol_engine_env {
+    const struct iol_config *cfg;
+    const struct iol_engine_file *files;
+    unsigned nfiles;
+    unsigned depth;       /* I/O pool size: at most this many I/Os are queued or in flight */
+    struct iol_io *ios;   /* the pool; ios[i].index == i */
+    void *bufmem;         /* I/O buffers: slot i owns slot_len bytes at bufmem + i * slot_len */
+    size_t slot_len;
+    struct iol_poll *poll; /* completion-wait policy and counters, owned by the job */
+};
+
 #define IOL_ENGINE_SYNC 1u /* queue() always completes: clat == lat, no slat, depth 1 */
 
 struct iol_engine {
     const char *name;
     unsigned flags;
-    /* Returns 0 and sets *state, or an errno value with a message in err. */
-    int (*init)(const struct iol_config *cfg, const struct iol_engine_file *files, unsigned nfiles,
-                void **state, char *err, size_t errlen);
+    /* Returns 0 and sets *state, or an errno value with a message in err. Runs in the thread that
+     * creates the job, which need not be the one that runs it. */
+    int (*init)(const struct iol_engine_env *env, void **state, char *err, size_t errlen);
+    /* Optional: called once in the job's thread before the first I/O. 0 or an errno value (message
+     * in err). */
+    int (*start)(void *state, char *err, size_t errlen);
     /* Returns enum iol_queue_status. */
     int (*queue)(void *state, struct iol_io *io);
-    /* Optional (NULL for engines that submit in queue()): submit what queue() batched. Returns 0 or
-     * an errno value. */
+    /* Asynchronous engines: submit what queue() batched; returns how many I/Os were handed to the
+     * kernel (>= 0), or a negative errno value when submitting is impossible. */
     int (*commit)(void *state);
-    /* Wait for at least min completions, store up to max of them in out[]; returns how many, or a
-     * negative errno value. Never called on synchronous engines. */
+    /* Wait for at least min completions (min may be 0: do not wait), store up to max of them in
+     * out[]; returns how many, or a negative errno value. Never called on synchronous engines. */
     int (*reap)(void *state, unsigned min, unsigned max, struct iol_io **out);
     void (*cleanup)(void *state);
 };
@@ -86,5 +121,68 @@ struct iol_engine {
 const struct iol_engine *iol_engine_get(uint32_t id);
 
 extern const struct iol_engine iol_engine_psync;
+extern const struct iol_engine iol_engine_libaio;
+extern const struct iol_engine iol_engine_io_uring;
+
+/* Helpers shared by the asynchronous engines. */
+
+/* Account a completion result (bytes or -errno) for io. Returns 1 when the I/O is finished (done or
+ * failed), 0 when a short transfer left a remainder that must be submitted again (buffer, offset and
+ * length of the remainder: iol_io_rest_*). */
+static inline int iol_io_result(struct iol_io *io, long long res)
+{
+    if (io->op == IOL_OP_FSYNC || io->op == IOL_OP_FDATASYNC) {
+        if (res < 0) {
+            io->error = (int)-res;
+            io->error_offset = 0;
+        }
+        return 1;
+    }
+    if (__builtin_expect(res == (long long)(io->len - io->done), 1)) {
+        io->done = io->len;
+        return 1;
+    }
+    if (res > 0 && (uint64_t)res < io->len - io->done) {
+        io->done += (uint64_t)res;
+        io->short_count++;
+        return 0;
+    }
+    if (res == 0) {
+        io->eof = 1;
+        io->error = EIO;
+    } else if (res < 0) {
+        io->error = (int)-res;
+    } else {
+        io->error = EIO; /* more than asked: cannot happen */
+    }
+    io->error_offset = io->offset + io->done;
+    return 1;
+}
+
+/* The part of io still to transfer. */
+static inline void *iol_io_rest_buf(const struct iol_io *io)
+{
+    return (char *)io->buf + io->done;
+}
+
+static inline uint64_t iol_io_rest_off(const struct iol_io *io)
+{
+    return io->offset + io->done;
+}
+
+static inline uint64_t iol_io_rest_len(const struct iol_io *io)
+{
+    return io->len - io->done;
+}
+
+/* Reset the completion fields before an I/O is queued. */
+static inline void iol_io_clear(struct iol_io *io)
+{
+    io->done = 0;
+    io->short_count = 0;
+    io->error = 0;
+    io->eof = 0;
+    io->error_offset = 0;
+}
 
 #endif

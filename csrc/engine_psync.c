@@ -4,12 +4,9 @@
 
 #include "engine.h"
 
-static int psync_init(const struct iol_config *cfg, const struct iol_engine_file *files, unsigned nfiles,
-                      void **state, char *err, size_t errlen)
+static int psync_init(const struct iol_engine_env *env, void **state, char *err, size_t errlen)
 {
-    (void)cfg;
-    (void)files;
-    (void)nfiles;
+    (void)env;
     (void)err;
     (void)errlen;
     *state = NULL; /* nothing to keep */
@@ -72,18 +69,9 @@ const struct iol_engine iol_engine_psync = {
     .name = "psync",
     .flags = IOL_ENGINE_SYNC,
     .init = psync_init,
+    .start = NULL,
     .queue = psync_queue,
     .commit = NULL,
     .reap = NULL,
     .cleanup = psync_cleanup,
 };
-
-const struct iol_engine *iol_engine_get(uint32_t id)
-{
-    switch (id) {
-    case 0:
-        return &iol_engine_psync;
-    default:
-        return NULL;
-    }
-}

@@ -226,6 +226,10 @@ def cmd_run(argv: Sequence[str]) -> int:
     except RunRefused as exc:
         _err(f"refusing to run:\n{exc}")
         return 1
+    except OSError as exc:
+        # e.g. a target we may not open, or no space to lay a file out
+        _err(f"{exc.filename or 'error'}: {exc.strerror or exc}")
+        return 1
     _emit(render(run, fmt), opts.output)
     return status
 

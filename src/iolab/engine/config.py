@@ -20,8 +20,19 @@ __all__ = [
     "CONFIG_FIELDS",
     "CONFIG_FORMAT",
     "CONFIG_SIZE",
+    "EF_FIXEDBUFS",
+    "EF_HIPRI",
+    "EF_NONVECTORED",
+    "EF_REGISTERFILES",
+    "EF_SQTHREAD_CPU",
+    "EF_SQTHREAD_POLL",
+    "EF_USERSPACE_REAP",
+    "EF_VECTORED",
+    "ENGINE_IO_URING",
+    "ENGINE_LIBAIO",
     "ENGINE_PSYNC",
     "IOL_CONFIG_MAGIC",
+    "POLL_MODES",
     "ConfigField",
     "config_layout",
     "generate_header",
@@ -41,6 +52,21 @@ BSSPLIT_MAX = 64
 """bssplit entries per direction (``bssplit_bs``/``bssplit_perc`` index ``d * BSSPLIT_MAX + i``)."""
 
 ENGINE_PSYNC = 0
+ENGINE_LIBAIO = 1
+ENGINE_IO_URING = 2
+
+#: ``engine_flags`` bits (csrc/engine.h IOL_EF_*)
+EF_USERSPACE_REAP = 0x01
+EF_FIXEDBUFS = 0x02
+EF_REGISTERFILES = 0x04
+EF_SQTHREAD_POLL = 0x08
+EF_SQTHREAD_CPU = 0x10
+EF_HIPRI = 0x20
+EF_NONVECTORED = 0x40
+EF_VECTORED = 0x80
+
+#: ``poll_mode`` values
+POLL_MODES = {"off": 0, "on": 1, "adaptive": 2}
 
 _U32 = "uint32_t"
 _U64 = "uint64_t"
@@ -48,7 +74,7 @@ _U64 = "uint64_t"
 CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField("magic", _U32, 1, "IOL_CONFIG_MAGIC"),
     ConfigField("size", _U32, 1, "sizeof(struct iol_config); checked by C"),
-    ConfigField("engine", _U32, 1, "0 = psync (others later)"),
+    ConfigField("engine", _U32, 1, "0 = psync, 1 = libaio, 2 = io_uring"),
     ConfigField("ddir_mask", _U32, 1, "bit0 = reads, bit1 = writes"),
     ConfigField("random", _U32, 1, "1 = random offsets"),
     ConfigField(
@@ -97,6 +123,54 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField("bssplit_bs", _U64, 2 * BSSPLIT_MAX, "bssplit entries, direction-major: index d*64 + i"),
     ConfigField("bssplit_perc", _U32, 2 * BSSPLIT_MAX, "matching percentages (sum 100)"),
     ConfigField("max_bs", _U64, 1, "largest block size any direction can issue (buffer size)"),
+    # queue depth (asynchronous engines)
+    ConfigField(
+        "iodepth_batch_submit", _U32, 1, "submit when this many I/Os are queued (1..iodepth; fio default 1)"
+    ),
+    ConfigField(
+        "iodepth_batch_complete_min",
+        _U32,
+        1,
+        "fewest completions to wait for when reaping (0: as fio, 1 when a reap is due)",
+    ),
+    ConfigField(
+        "iodepth_batch_complete_max", _U32, 1, "most completions to take per reap (>= the min; 0 with min 0)"
+    ),
+    ConfigField("iodepth_low", _U32, 1, "once the queue is full, reap until at most this many are in flight"),
+    ConfigField(
+        "engine_flags",
+        _U32,
+        1,
+        "IOL_EF_* bits: userspace_reap, fixedbufs, registerfiles, sqthread_poll(+cpu), hipri, (non)vectored",
+    ),
+    ConfigField(
+        "sqthread_poll_cpu", _U32, 1, "CPU of the io_uring submission thread (with IOL_EF_SQTHREAD_CPU)"
+    ),
+    # completion polling
+    ConfigField(
+        "poll_mode", _U32, 1, "0 off, 1 on (fixed window poll_max_ns), 2 adaptive (QEMU aio_poll rules)"
+    ),
+    ConfigField("poll_grow", _U32, 1, "adaptive: window multiplier (0 = 2)"),
+    ConfigField(
+        "poll_shrink", _U32, 1, "adaptive: window divisor when a wait exceeds poll_max_ns (0 = to 0)"
+    ),
+    ConfigField("poll_max_ns", _U64, 1, "largest poll window"),
+    # rate and think time
+    ConfigField(
+        "rate_bps", _U64, 2, "bytes/s cap per direction (rate, or rate_iops * smallest bs); 0 = none"
+    ),
+    ConfigField(
+        "rate_min_bs", _U64, 2, "bytes of one I/O for the poisson process (smallest bs per direction)"
+    ),
+    ConfigField("rate_process", _U32, 1, "0 linear, 1 poisson"),
+    ConfigField("thinktime_blocks", _U32, 1, "I/Os between think pauses (1 default)"),
+    ConfigField("thinktime_ns", _U64, 1, "pause after every thinktime_blocks I/Os; 0 = none"),
+    ConfigField("thinktime_spin_ns", _U64, 1, "part of the pause spent busy-spinning"),
+    ConfigField("thinktime_iotime_ns", _U64, 1, "also pause after this much I/O time (0 = only blocks)"),
+    ConfigField("thinktime_blocks_type", _U32, 1, "count thinktime_blocks at 0 = completion, 1 = issue"),
+    ConfigField(
+        "thinktime_blocks_set", _U32, 1, "thinktime_blocks was given (with iotime: else iotime only)"
+    ),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}

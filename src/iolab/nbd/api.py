@@ -36,7 +36,10 @@ class NBDServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(
-            target=self._run, args=(exports, list(listen), list(control), use_uvloop), name="iolab-nbd", daemon=True
+            target=self._run,
+            args=(exports, list(listen), list(control), use_uvloop),
+            name="iolab-nbd",
+            daemon=True,
         )
         self._thread.start()
         self._ready.wait()
@@ -48,7 +51,9 @@ class NBDServer:
         self.uri: str = self.uris[0]
         self.control: list[str] = [str(a) for a in self._service.control_addresses]
 
-    def _run(self, exports: list[ExportConfig], listen: list[str], control: list[str], use_uvloop: bool) -> None:
+    def _run(
+        self, exports: list[ExportConfig], listen: list[str], control: list[str], use_uvloop: bool
+    ) -> None:
         if use_uvloop:
             import uvloop
 
@@ -126,7 +131,10 @@ class NBDServer:
 
     def set_state_rule(self, event: str, new_state: int, state: int = 0, export: str = "") -> None:
         self.command(
-            "rule", section="set-state", values={"event": event, "state": state, "new_state": new_state}, export=export
+            "rule",
+            section="set-state",
+            values={"event": event, "state": state, "new_state": new_state},
+            export=export,
         )
 
     def state(self, export: str = "") -> dict[str, Any]:

@@ -42,20 +42,70 @@ COMMAND_EVENTS: dict[str, tuple[str, ...]] = {
 }
 AFTER_EVENTS: dict[str, str] = {"write": "pwritev_done", "zero": "pwritev_done"}
 IOLAB_EVENTS = frozenset(
-    {"nbd_read", "nbd_write", "nbd_write_zeroes", "nbd_trim", "nbd_flush", "nbd_cache", "nbd_block_status", "discard"}
+    {
+        "nbd_read",
+        "nbd_write",
+        "nbd_write_zeroes",
+        "nbd_trim",
+        "nbd_flush",
+        "nbd_cache",
+        "nbd_block_status",
+        "discard",
+    }
 )
 # QEMU's event names (qapi BlkdebugEvent). Those a raw NBD export has no equivalent for (image-format
 # internals) are accepted, so QEMU config files load, and never fire.
 QEMU_EVENTS = frozenset(
-    """l1_update l1_grow_alloc_table l1_grow_write_table l1_grow_activate_table l2_load l2_update
-    l2_update_compressed l2_alloc_cow_read l2_alloc_write read_aio read_backing_aio read_compressed write_aio
-    write_compressed vmstate_load vmstate_save cow_read cow_write reftable_load reftable_grow reftable_update
-    refblock_load refblock_update refblock_update_part refblock_alloc refblock_alloc_hookup
-    refblock_alloc_write refblock_alloc_write_blocks refblock_alloc_write_table refblock_alloc_switch_table
-    cluster_alloc cluster_alloc_bytes cluster_free flush_to_os flush_to_disk pwritev_rmw_head
-    pwritev_rmw_after_head pwritev_rmw_tail pwritev_rmw_after_tail pwritev pwritev_zero pwritev_done
-    empty_image_prepare l1_shrink_write_table l1_shrink_free_l2_clusters cor_write cluster_alloc_space
-    none""".split()
+    [
+        "l1_update",
+        "l1_grow_alloc_table",
+        "l1_grow_write_table",
+        "l1_grow_activate_table",
+        "l2_load",
+        "l2_update",
+        "l2_update_compressed",
+        "l2_alloc_cow_read",
+        "l2_alloc_write",
+        "read_aio",
+        "read_backing_aio",
+        "read_compressed",
+        "write_aio",
+        "write_compressed",
+        "vmstate_load",
+        "vmstate_save",
+        "cow_read",
+        "cow_write",
+        "reftable_load",
+        "reftable_grow",
+        "reftable_update",
+        "refblock_load",
+        "refblock_update",
+        "refblock_update_part",
+        "refblock_alloc",
+        "refblock_alloc_hookup",
+        "refblock_alloc_write",
+        "refblock_alloc_write_blocks",
+        "refblock_alloc_write_table",
+        "refblock_alloc_switch_table",
+        "cluster_alloc",
+        "cluster_alloc_bytes",
+        "cluster_free",
+        "flush_to_os",
+        "flush_to_disk",
+        "pwritev_rmw_head",
+        "pwritev_rmw_after_head",
+        "pwritev_rmw_tail",
+        "pwritev_rmw_after_tail",
+        "pwritev",
+        "pwritev_zero",
+        "pwritev_done",
+        "empty_image_prepare",
+        "l1_shrink_write_table",
+        "l1_shrink_free_l2_clusters",
+        "cor_write",
+        "cluster_alloc_space",
+        "none",
+    ]
 )
 EVENTS = QEMU_EVENTS | IOLAB_EVENTS
 IOTYPES = ("read", "write", "write-zeroes", "discard", "flush", "block-status")
@@ -105,7 +155,16 @@ class Rule:
         return d
 
 
-_BOOL = {"on": True, "yes": True, "true": True, "y": True, "off": False, "no": False, "false": False, "n": False}
+_BOOL = {
+    "on": True,
+    "yes": True,
+    "true": True,
+    "y": True,
+    "off": False,
+    "no": False,
+    "false": False,
+    "n": False,
+}
 _KEYS = {
     "inject-error": {"event", "state", "errno", "sector", "once", "immediately", "iotype"},
     "set-state": {"event", "state", "new_state"},
@@ -258,7 +317,9 @@ class BlkdebugState:
     def check(self, offset: int, length: int, iotype: str) -> None:
         """Raise the error of the earliest matching active rule, if any."""
         for rule in self.active:
-            if (rule.offset < 0 or (length and offset <= rule.offset < offset + length)) and iotype in rule.iotypes:
+            if (
+                rule.offset < 0 or (length and offset <= rule.offset < offset + length)
+            ) and iotype in rule.iotypes:
                 break
         else:
             return

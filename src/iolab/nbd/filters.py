@@ -66,7 +66,9 @@ def _check_keys(name: str, params: dict[str, str], extra: set[str]) -> None:
     allowed = set(OPS) | {"all"} | extra
     bad = sorted(set(params) - allowed)
     if bad:
-        raise FilterSpecError(f"filter {name}: unknown setting {bad[0]!r} (operations: {', '.join(OPS)}, all)")
+        raise FilterSpecError(
+            f"filter {name}: unknown setting {bad[0]!r} (operations: {', '.join(OPS)}, all)"
+        )
 
 
 class Delay(Filter):

@@ -287,7 +287,7 @@ class FileBackend(Layer):
                 done = 0
             except OSError as exc:
                 if exc.errno not in _NOT_SUPPORTED:
-                    raise NBDError(exc.errno) from exc
+                    raise NBDError(exc.errno or errno.EIO) from exc
                 self._nowait_read = False
         if done < length:
             try:
@@ -311,7 +311,7 @@ class FileBackend(Layer):
                 done = 0
             except OSError as exc:
                 if exc.errno not in _NOT_SUPPORTED:
-                    raise NBDError(exc.errno) from exc
+                    raise NBDError(exc.errno or errno.EIO) from exc
                 self._nowait_write = False
         elif length <= _INLINE_WRITE_MAX and time.monotonic() >= self._pool_writes_until:
             # No RWF_NOWAIT for buffered writes here (ext4): a page-cache write costs microseconds,

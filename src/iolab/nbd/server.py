@@ -91,7 +91,9 @@ def parse_address(text: str) -> Address:
         cid, _, port = rest.rpartition(":")
         try:
             return Address(
-                "vsock", cid=int(cid) if cid else socket.VMADDR_CID_ANY, port=int(port)  # type: ignore[attr-defined]
+                "vsock",
+                cid=int(cid) if cid else socket.VMADDR_CID_ANY,
+                port=int(port),
             )
         except ValueError:
             raise ValueError(f"address {text!r}: bad vsock CID or port") from None
@@ -177,8 +179,7 @@ class Connection(asyncio.Protocol):
 
     # --- transport callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
         self.peer = str(transport.get_extra_info("peername") or "unix")
         self.server.connections.add(self)
         transport.write(
@@ -328,7 +329,9 @@ class Connection(asyncio.Protocol):
                 return False
             for export in server.exports.values():
                 name = export.name.encode()
-                self._opt_reply(opt, proto.REP_SERVER, _U32.pack(len(name)) + name + export.description.encode())
+                self._opt_reply(
+                    opt, proto.REP_SERVER, _U32.pack(len(name)) + name + export.description.encode()
+                )
             self._opt_reply(opt, proto.REP_ACK)
             return False
         if opt in (proto.OPT_INFO, proto.OPT_GO):
@@ -531,7 +534,9 @@ class Connection(asyncio.Protocol):
 
         self._start(coro, finish)
 
-    def _start(self, coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]) -> None:
+    def _start(
+        self, coro: Coroutine[Any, Any, Any], finish: Callable[[Any, BaseException | None], None]
+    ) -> None:
         try:
             yielded = coro.send(None)
         except StopIteration as stop:
@@ -583,7 +588,11 @@ class Connection(asyncio.Protocol):
                 if length == 0:
                     self._write(
                         proto.CHUNK.pack(
-                            proto.STRUCTURED_REPLY_MAGIC, proto.REPLY_FLAG_DONE, proto.REPLY_TYPE_NONE, cookie, 0
+                            proto.STRUCTURED_REPLY_MAGIC,
+                            proto.REPLY_FLAG_DONE,
+                            proto.REPLY_TYPE_NONE,
+                            cookie,
+                            0,
                         )
                     )
                     return
@@ -605,7 +614,9 @@ class Connection(asyncio.Protocol):
         else:
             self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie))
 
-    def _block_status_reply(self, cookie: int, length: int, flags: int, extents: list[tuple[int, int]]) -> bytes:
+    def _block_status_reply(
+        self, cookie: int, length: int, flags: int, extents: list[tuple[int, int]]
+    ) -> bytes:
         descriptors = []
         for ext_len, state in extents:
             if ext_len <= 0:
@@ -703,7 +714,7 @@ class Server:
             port = srv.sockets[0].getsockname()[1]
             bound = Address("tcp", host=addr.host, port=port)
         else:
-            sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)  # type: ignore[attr-defined]
+            sock = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
             try:
                 sock.bind((addr.cid, addr.port))
                 sock.listen(64)
@@ -713,7 +724,7 @@ class Server:
                 raise
             srv = await self.loop.create_server(factory, sock=sock)
             cid, port = sock.getsockname()
-            bound = Address("vsock", cid=addr.cid if addr.cid != socket.VMADDR_CID_ANY else cid, port=port)  # type: ignore[attr-defined]
+            bound = Address("vsock", cid=addr.cid if addr.cid != socket.VMADDR_CID_ANY else cid, port=port)
         self.listeners.append(srv)
         self.addresses.append(bound)
         return bound
@@ -729,7 +740,7 @@ class Server:
         if resume_breakpoints:
             for export in self.exports.values():
                 if export.blkdebug is not None:
-                    export.blkdebug.release_all()
+                    export.blkdebug.dbg.release_all()
         if self.tasks:
             _done, pending = await asyncio.wait(list(self.tasks), timeout=10)
             for t in pending:

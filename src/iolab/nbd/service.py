@@ -19,7 +19,7 @@ from typing import Any
 
 from iolab.nbd import blkdebug, filters
 from iolab.nbd.export import Export
-from iolab.nbd.layers import FileBackend, NBDError
+from iolab.nbd.layers import FileBackend, Filter, NBDError
 from iolab.nbd.server import Address, Server, parse_address
 
 log = logging.getLogger("iolab.nbd")
@@ -57,9 +57,9 @@ def build_export(cfg: ExportConfig) -> Export:
                 top = dbg = blkdebug.Blkdebug(backend, rules)
             else:
                 inner = top
-                while isinstance(inner, filters.Filter) and inner.next is not backend:
+                while isinstance(inner, Filter) and inner.next is not backend:
                     inner = inner.next
-                assert isinstance(inner, filters.Filter)
+                assert isinstance(inner, Filter)
                 dbg = blkdebug.Blkdebug(backend, rules)
                 inner.next = dbg
         elif dbg is not None:
@@ -111,10 +111,14 @@ class Service:
         if addr.kind == "unix":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(addr.path)
-            srv = await asyncio.start_unix_server(self._control_client, path=addr.path, limit=MAX_CONTROL_LINE)
+            srv = await asyncio.start_unix_server(
+                self._control_client, path=addr.path, limit=MAX_CONTROL_LINE
+            )
             self._control_paths.append(addr.path)
         elif addr.kind == "tcp":
-            srv = await asyncio.start_server(self._control_client, addr.host, addr.port, limit=MAX_CONTROL_LINE)
+            srv = await asyncio.start_server(
+                self._control_client, addr.host, addr.port, limit=MAX_CONTROL_LINE
+            )
             addr = Address("tcp", host=addr.host, port=srv.sockets[0].getsockname()[1])
         else:
             raise ValueError("the control socket is unix:PATH or tcp:HOST:PORT")
@@ -142,7 +146,11 @@ class Service:
                     if not isinstance(req, dict):
                         raise ValueError("a request is a JSON object")
                 except ValueError as exc:
-                    reply: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}", "errno": errno.EINVAL}
+                    reply: dict[str, Any] = {
+                        "ok": False,
+                        "error": f"bad request: {exc}",
+                        "errno": errno.EINVAL,
+                    }
                 else:
                     reply = await self.command(req)
                 writer.write(json.dumps(reply).encode() + b"\n")
@@ -192,11 +200,15 @@ class Service:
             try:
                 await asyncio.wait_for(dbg.wait_break(str(req["tag"])), timeout)
             except TimeoutError:
-                raise NBDError(errno.ETIMEDOUT, f"no request hit breakpoint {req['tag']!r} in {timeout}s") from None
+                raise NBDError(
+                    errno.ETIMEDOUT, f"no request hit breakpoint {req['tag']!r} in {timeout}s"
+                ) from None
             return {}
         if cmd in ("inject", "rule"):
             section = "inject-error" if cmd == "inject" else str(req["section"])
-            values = req.get("values", {k: v for k, v in req.items() if k not in ("cmd", "export", "section")})
+            values = req.get(
+                "values", {k: v for k, v in req.items() if k not in ("cmd", "export", "section")}
+            )
             if not isinstance(values, dict):
                 raise ValueError("values must be an object")
             str_values = {
