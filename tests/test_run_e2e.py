@@ -221,3 +221,46 @@ def test_shipped_jobs_parse(name: str) -> None:
     env = dict(os.environ, IOLAB_TARGET="/var/tmp/iolab-parse-only.dat")
     proc = subprocess.run([*IOLAB, "run", "--parse-only", str(job)], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_loops_unlink_and_group_reporting(direct_dir: Path) -> None:
+    target = direct_dir / "loops.dat"
+    out = run_json(
+        "--name=l", f"--filename={target}", "--size=1m", "--rw=read", "--bs=64k", "--loops=3", "--unlink=1"
+    )
+    assert out["jobs"][0]["read"]["io_bytes"] == 3 << 20
+    assert not target.exists(), "unlink=1 must remove the job's file"
+    out = run_json(
+        "--name=g",
+        f"--directory={direct_dir}",
+        "--size=1m",
+        "--rw=read",
+        "--bs=64k",
+        "--numjobs=3",
+        "--group_reporting",
+    )
+    assert len(out["jobs"]) == 1, "group_reporting shows the group as one job"
+    assert out["jobs"][0]["read"]["io_bytes"] == 3 << 20
+    assert sorted(p.name for p in direct_dir.iterdir() if p.name.startswith("g.")) == [
+        "g.0.0",
+        "g.1.0",
+        "g.2.0",
+    ]
+
+
+def test_fsync_every_n_writes_is_reported(direct_dir: Path) -> None:
+    target = direct_dir / "sync.dat"
+    out = run_json("--name=s", f"--filename={target}", "--size=1m", "--rw=write", "--bs=4k", "--fsync=16")
+    job = out["jobs"][0]
+    assert job["write"]["total_ios"] == 256
+    assert job["sync"]["total_ios"] == 256 // 16
+    assert job["sync"]["lat_ns"]["N"] == 256 // 16
+
+
+def test_wait_for_orders_jobs(direct_dir: Path) -> None:
+    target = direct_dir / "wf.dat"
+    common = [f"--filename={target}", "--size=8m", "--rw=randread", "--bs=4k", "--time_based", "--runtime=1"]
+    t0 = time.monotonic()
+    out = run_json("--name=first", *common, "--name=second", *common, "--wait_for=first")
+    assert time.monotonic() - t0 >= 2.0, "wait_for must hold the second job until the first is done"
+    assert [j["jobname"] for j in out["jobs"]] == ["first", "second"]
