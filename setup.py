@@ -20,6 +20,7 @@ setup(
             sources=sorted(glob("csrc/*.c")),
             depends=sorted(glob("csrc/*.h")),
             include_dirs=["csrc"],
+            libraries=["m"],
             extra_compile_args=extra,
             extra_link_args=["-fsanitize=address,undefined"] if os.environ.get("IOLAB_SANITIZE") else [],
         )

@@ -83,7 +83,7 @@ struct iol_engine_file {
     int fd;
 };
 
-/* What an engine gets at init. Pointers stay valid until cleanup(). */
+/* What an engine gets at init. files is valid during init() only; the other pointers until cleanup(). */
 struct iol_engine_env {
     const struct iol_config *cfg;
     const struct iol_engine_file *files;
@@ -114,6 +114,8 @@ struct iol_engine {
     /* Wait for at least min completions (min may be 0: do not wait), store up to max of them in
      * out[]; returns how many, or a negative errno value. Never called on synchronous engines. */
     int (*reap)(void *state, unsigned min, unsigned max, struct iol_io **out);
+    /* Optional: one line on how the engine was set up (for the result), written into buf. */
+    void (*describe)(void *state, char *buf, size_t len);
     void (*cleanup)(void *state);
 };
 

@@ -73,5 +73,6 @@ const struct iol_engine iol_engine_psync = {
     .queue = psync_queue,
     .commit = NULL,
     .reap = NULL,
+    .describe = NULL,
     .cleanup = psync_cleanup,
 };

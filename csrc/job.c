@@ -7,27 +7,26 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "job.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4 };
+enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4, RNG_STREAM_RATE = 5 };
 
-static inline uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+#define now_ns iol_now_ns
 
 static int is_pow2(uint64_t v)
 {
@@ -155,7 +154,7 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
         return fail(err, errlen, "config size field is %u, expected %zu", c->size, sizeof(struct iol_config));
     j->eng = iol_engine_get(c->engine);
     if (!j->eng)
-        return fail(err, errlen, "unknown engine %u (known: 0 = psync)", c->engine);
+        return fail(err, errlen, "unknown engine %u (known: 0 = psync, 1 = libaio, 2 = io_uring)", c->engine);
     j->eng_sync = !!(j->eng->flags & IOL_ENGINE_SYNC);
     if (c->ddir_mask == 0 || (c->ddir_mask & ~3u))
         return fail(err, errlen, "ddir_mask is %u, expected 1 (read), 2 (write) or 3 (both)", c->ddir_mask);
@@ -202,7 +201,41 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
     j->rw_seq_nr = c->rw_seq_nr ? c->rw_seq_nr : 1;
     j->depth = j->eng_sync ? 1 : (c->iodepth ? c->iodepth : 1);
     if (j->depth > 65535)
-        return fail(err, errlen, "iodepth %u is too large", c->iodepth);
+        return fail(err, errlen, "iodepth %u is too large (at most 65535)", c->iodepth);
+    /* fio's fixups: batch 0 or above the depth means the depth; low 0 or above the depth means the
+     * depth; a complete_max below the min is raised to it */
+    j->batch_submit = c->iodepth_batch_submit && c->iodepth_batch_submit <= j->depth ? c->iodepth_batch_submit
+                                                                                      : j->depth;
+    j->depth_low = c->iodepth_low && c->iodepth_low <= j->depth ? c->iodepth_low : j->depth;
+    j->batch_min = c->iodepth_batch_complete_min;
+    j->batch_max = c->iodepth_batch_complete_max < c->iodepth_batch_complete_min ? c->iodepth_batch_complete_min
+                                                                                : c->iodepth_batch_complete_max;
+    if (c->poll_mode > IOL_POLL_ADAPTIVE)
+        return fail(err, errlen, "poll_mode is %u, expected 0 (off), 1 (on) or 2 (adaptive)", c->poll_mode);
+    if (c->poll_mode != IOL_POLL_OFF && j->eng_sync)
+        return fail(err, errlen, "completion polling needs an asynchronous engine (libaio, io_uring), not %s",
+                    j->eng->name);
+    if (c->poll_mode != IOL_POLL_OFF && c->poll_max_ns == 0)
+        return fail(err, errlen, "poll_max_ns is 0: polling would never poll");
+    if (c->poll_max_ns > 10000000000ull)
+        return fail(err, errlen, "poll_max_ns %llu is too large (at most 10 s)", (unsigned long long)c->poll_max_ns);
+    if (c->rate_process > 1)
+        return fail(err, errlen, "rate_process is %u, expected 0 (linear) or 1 (poisson)", c->rate_process);
+    for (int d = 0; d < 2; d++) {
+        if (c->rate_bps[d] && (c->ddir_mask & (1u << d))) {
+            j->rated = 1;
+            if (c->rate_process == 1 && (c->rate_min_bs[d] == 0 || c->rate_bps[d] < c->rate_min_bs[d]))
+                return fail(err, errlen, "%s rate %llu B/s is below one I/O (%llu bytes) per second",
+                            d ? "write" : "read", (unsigned long long)c->rate_bps[d],
+                            (unsigned long long)c->rate_min_bs[d]);
+        }
+    }
+    if (c->thinktime_spin_ns > c->thinktime_ns)
+        return fail(err, errlen, "thinktime_spin (%llu ns) is longer than thinktime (%llu ns)",
+                    (unsigned long long)c->thinktime_spin_ns, (unsigned long long)c->thinktime_ns);
+    if (c->thinktime_blocks_type > 1)
+        return fail(err, errlen, "thinktime_blocks_type is %u, expected 0 (complete) or 1 (issue)",
+                    c->thinktime_blocks_type);
 
     if (nfiles == 0)
         return fail(err, errlen, "no files: the file list must not be empty");
@@ -273,6 +306,8 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     iol_rng_seed(&j->rng_mix, c->seed, RNG_STREAM_MIX);
     iol_rng_seed(&j->rng_bs, c->seed, RNG_STREAM_BS);
     iol_rng_seed(&j->rng_buf, c->seed, RNG_STREAM_BUF);
+    iol_rng_seed(&j->rng_rate, c->seed, RNG_STREAM_RATE);
+    iol_poll_init(&j->poll, c->poll_mode, c->poll_max_ns, c->poll_grow, c->poll_shrink);
 
     r = IOL_ENOMEM;
     j->nfiles = (unsigned)nfiles;
@@ -300,8 +335,7 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     j->ios = calloc(j->depth, sizeof(*j->ios));
     j->free_ios = calloc(j->depth, sizeof(*j->free_ios));
     j->reaped = calloc(j->depth, sizeof(*j->reaped));
-    j->batch = calloc(j->depth, sizeof(*j->batch));
-    if (!j->ios || !j->free_ios || !j->reaped || !j->batch)
+    if (!j->ios || !j->free_ios || !j->reaped)
         goto fail;
     j->buflen = (size_t)((c->max_bs + 4095) & ~4095ull);
     if (posix_memalign(&j->bufmem, 4096, j->buflen * 2 * j->depth)) {
@@ -331,7 +365,17 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
         goto fail;
     for (size_t i = 0; i < nfiles; i++)
         ef[i].fd = files[i].fd;
-    int er = j->eng->init(c, ef, (unsigned)nfiles, &j->eng_state, err, errlen);
+    struct iol_engine_env env = {
+        .cfg = c,
+        .files = ef,
+        .nfiles = (unsigned)nfiles,
+        .depth = j->depth,
+        .ios = j->ios,
+        .bufmem = j->bufmem,
+        .slot_len = 2 * j->buflen,
+        .poll = &j->poll,
+    };
+    int er = j->eng->init(&env, &j->eng_state, err, errlen);
     free(ef);
     if (er) {
         r = IOL_EENGINE;
@@ -362,7 +406,6 @@ void iol_job_destroy(struct iol_job *j)
     free(j->ios);
     free(j->free_ios);
     free(j->reaped);
-    free(j->batch);
     free(j->bufmem);
     free(j->samples);
     free(j);
@@ -562,6 +605,9 @@ static void reset_stats(struct iol_job *j)
     }
     j->nsamples = 0;
     j->trace_n = 0;
+    iol_poll_reset_stats(&j->poll); /* the window itself carries on */
+    memset(&j->depths, 0, sizeof(j->depths));
+    j->sleeps = j->sleep_ns = j->think_pauses = j->lag_max = 0;
 }
 
 /* Close the interval ending at t_abs (a boundary, or the end of the run when partial). */
@@ -603,6 +649,16 @@ static void update_next_event(struct iol_job *j)
     j->next_event = j->deadline < j->next_sample ? j->deadline : j->next_sample;
 }
 
+/* Rate schedule and think-time counters start over (at the start of the ramp and of the measurement). */
+static void start_schedule(struct iol_job *j, uint64_t t)
+{
+    j->rate_origin = t;
+    j->rate_next[0] = j->rate_next[1] = 0;
+    j->rate_bytes[0] = j->rate_bytes[1] = 0;
+    j->think_count = j->think_last = 0;
+    j->think_since = t;
+}
+
 static void begin_measure(struct iol_job *j, uint64_t t)
 {
     reset_stats(j);
@@ -610,6 +666,7 @@ static void begin_measure(struct iol_job *j, uint64_t t)
     j->writes_since_fsync = j->writes_since_fdatasync = 0;
     j->passes_done = 0;
     start_pass(j); /* the measured phase starts on fresh passes, as if there had been no ramp */
+    start_schedule(j, t);
     j->t_measure = t;
     j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
     j->sample_interval = j->cfg.sample_interval_ns;
@@ -634,7 +691,7 @@ static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t 
     s->bytes += io->done;
     s->short_ios += io->short_count != 0;
     iol_hist_add(&s->lat, t - io->t_issue);
-    if (!j->eng_sync) {
+    if (!j->eng_sync || j->rated) {
         iol_hist_add(&s->clat, t - io->t_submit);
         iol_hist_add(&s->slat, io->t_submit - io->t_issue);
     }
@@ -652,8 +709,8 @@ static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t 
     }
 }
 
-/* Queue the syncs due after this write; prep_next() issues them before the next I/O. (An async
- * engine will also have to wait for the writes in flight before issuing a sync.) */
+/* Queue the syncs due after this write; prep_next() issues them before the next I/O. The loop first
+ * waits for the writes in flight, so a sync covers every write before it (see run_loop). */
 static inline void after_write(struct iol_job *j, const struct iol_io *io)
 {
     if (j->cfg.fsync_blocks && ++j->writes_since_fsync >= j->cfg.fsync_blocks) {
@@ -711,6 +768,7 @@ static int handle_event(struct iol_job *j, uint64_t t)
 /* Returns nonzero when the job must end. */
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
+    j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
     if (UNLIKELY(io->error)) {
         record_error(j, io);
         return 1;
@@ -728,134 +786,370 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* the loop */
+/* the loop
+ *
+ * It follows fio's do_io(): issue one I/O per turn; submit when iodepth_batch_submit I/Os are queued;
+ * when the queue is full (or in fio's "polling" mode, iodepth_batch_complete_min = max = 0) reap at
+ * least max(1, min(iodepth_batch_complete_min, in flight)) and at most iodepth_batch_complete_max
+ * completions, and keep reaping while the queue is above iodepth_low. A sync (fsync=N, fdatasync=N)
+ * first waits for the I/Os in flight, so it covers every write before it, and is waited for itself.
+ * Rate limiting and think time wait for the I/Os in flight before sleeping, as fio does. */
+
+static inline unsigned depth_bucket(unsigned d) /* iodepth_level: 1, 2, 4, 8, 16, 32, >= 64 */
+{
+    if (d >= 64)
+        return 6;
+    if (d >= 32)
+        return 5;
+    if (d >= 16)
+        return 4;
+    if (d >= 8)
+        return 3;
+    if (d >= 4)
+        return 2;
+    if (d >= 2)
+        return 1;
+    return 0;
+}
+
+static inline unsigned count_bucket(unsigned n) /* iodepth_submit/complete: 0, 1-4, 5-8, ..., 33-64, > 64 */
+{
+    if (n == 0)
+        return 0;
+    if (n <= 4)
+        return 1;
+    if (n <= 8)
+        return 2;
+    if (n <= 16)
+        return 3;
+    if (n <= 32)
+        return 4;
+    if (n <= 64)
+        return 5;
+    return 6;
+}
+
+static void engine_error(struct iol_job *j, const char *what, int err)
+{
+    j->engine_failed = 1;
+    if (j->error)
+        return;
+    char ebuf[128];
+    j->error = err;
+    j->error_ddir = -1;
+    snprintf(j->error_msg, sizeof(j->error_msg), "%s: %s failed: %s", j->eng->name, what,
+             strerror_r(err, ebuf, sizeof(ebuf)));
+}
+
+/* Submit what was queued. 0, or -1 after an engine error. */
+static inline int commit(struct iol_job *j)
+{
+    if (!j->uncommitted)
+        return 0;
+    j->uncommitted = 0;
+    int r = j->eng->commit(j->eng_state);
+    if (UNLIKELY(r < 0)) {
+        engine_error(j, "submitting I/O", -r);
+        return -1;
+    }
+    j->depths.level[depth_bucket(j->inflight)] += (unsigned)r;
+    j->depths.submit[count_bucket((unsigned)r)]++;
+    if (j->inflight > j->depths.max_inflight)
+        j->depths.max_inflight = j->inflight;
+    return 0;
+}
+
+/* Reap at least min and at most max completions (both clamped to what is in flight); account them if
+ * count is set, else drop them (draining after the end). 1 when the job must end, -1 on an engine
+ * error, else 0. */
+static inline int reap(struct iol_job *j, unsigned min, unsigned max, int count)
+{
+    if (max > j->inflight)
+        max = j->inflight;
+    if (min > max)
+        min = max;
+    if (!max)
+        return 0;
+    int n = j->eng->reap(j->eng_state, min, max, j->reaped);
+    j->uncommitted = 0; /* reap() submits what was still queued */
+    if (UNLIKELY(n < 0)) {
+        engine_error(j, "reaping completions", -n);
+        return -1;
+    }
+    if (!n)
+        return 0;
+    uint64_t t = now_ns();
+    j->depths.complete[count_bucket((unsigned)n)]++;
+    int end = !count;
+    for (int i = 0; i < n; i++) {
+        struct iol_io *io = j->reaped[i];
+        j->inflight--;
+        j->free_ios[j->nfree++] = io;
+        if (!end && complete_io(j, io, t))
+            end = 1;
+    }
+    return count && end;
+}
+
+/* Wait for everything queued or in flight (counted if count is set). 1 if the job must end, -1 on an
+ * engine error, else 0. */
+static int quiesce(struct iol_job *j, int count)
+{
+    int end = 0;
+    if (commit(j) < 0)
+        return -1;
+    while (j->inflight) {
+        int r = reap(j, 1, j->inflight, count && !end);
+        if (r < 0)
+            return -1;
+        if (r)
+            end = 1;
+    }
+    return end;
+}
+
+/* Sleep until `until` (absolute), in slices so that stop() and the end of the measured phase are
+ * noticed. The sleep adjusts an adaptive poll window like a long wait. 1 if the job must end instead. */
+static int sleep_until(struct iol_job *j, uint64_t until)
+{
+    const uint64_t slice = 50 * 1000000ull;
+    uint64_t t0 = now_ns(), t = t0;
+    int end = 0;
+    while (t < until) {
+        if (atomic_load_explicit(&j->stop, memory_order_relaxed)) {
+            end = 1;
+            break;
+        }
+        int measuring = atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE;
+        if (measuring && t >= j->deadline) {
+            end = 1;
+            break;
+        }
+        uint64_t target = until - t > slice ? t + slice : until;
+        if (measuring && j->deadline < target)
+            target = j->deadline;
+        struct timespec ts = {.tv_sec = (time_t)(target / 1000000000ull), .tv_nsec = (long)(target % 1000000000ull)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        t = now_ns();
+    }
+    j->sleeps++;
+    j->sleep_ns += t - t0;
+    iol_poll_sleep_done(&j->poll, t - t0);
+    return end;
+}
+
+static inline int think_due(struct iol_job *j)
+{
+    const struct iol_config *c = &j->cfg;
+    if (c->thinktime_iotime_ns) {
+        if (now_ns() - j->think_since >= c->thinktime_iotime_ns)
+            return 1;
+        if (!c->thinktime_blocks_set)
+            return 0;
+    }
+    uint32_t blocks = c->thinktime_blocks ? c->thinktime_blocks : 1;
+    return j->think_count >= j->think_last + blocks;
+}
+
+/* fio's thinktime: wait for the I/Os in flight, spin thinktime_spin, sleep the rest. */
+static int think(struct iol_job *j)
+{
+    int r = quiesce(j, 1);
+    if (r)
+        return r;
+    const struct iol_config *c = &j->cfg;
+    uint64_t t0 = now_ns();
+    while (c->thinktime_spin_ns && now_ns() - t0 < c->thinktime_spin_ns)
+        if (atomic_load_explicit(&j->stop, memory_order_relaxed))
+            return 1;
+    int end = 0;
+    if (c->thinktime_ns > c->thinktime_spin_ns)
+        end = sleep_until(j, t0 + c->thinktime_ns);
+    j->think_pauses++;
+    j->think_last = j->think_count;
+    j->think_since = now_ns();
+    return end;
+}
+
+/* The time the next I/O of direction d is due, and move the schedule on past it. */
+static inline uint64_t rate_slot(struct iol_job *j, const struct iol_io *io)
+{
+    int d = io->ddir;
+    uint64_t due = j->rate_origin + j->rate_next[d];
+    uint64_t bps = j->cfg.rate_bps[d];
+    if (j->cfg.rate_process == 1) {
+        /* exponential gaps with the mean of one smallest-block I/O at the byte rate */
+        double mean = 1e9 * (double)j->cfg.rate_min_bs[d] / (double)bps;
+        double u = (double)((iol_rng_next(&j->rng_rate) >> 11) + 1) * 0x1.0p-53; /* (0, 1] */
+        j->rate_next[d] += (uint64_t)(mean * -log(u));
+    } else {
+        j->rate_bytes[d] += io->len;
+        j->rate_next[d] = (uint64_t)((unsigned __int128)j->rate_bytes[d] * 1000000000u / bps);
+    }
+    return due;
+}
+
+/* Issue io (prepared). 1 if the job must end, -1 on an engine error, else 0; io is back in the free
+ * list unless it is in flight. */
+static inline int issue(struct iol_job *j, struct iol_io *io)
+{
+    uint64_t t = now_ns();
+    uint64_t sched = t;
+    if (UNLIKELY(j->rated) && io->ddir < 2 && j->cfg.rate_bps[io->ddir]) {
+        uint64_t due = j->rate_origin + j->rate_next[io->ddir];
+        if (due > t) {
+            int r = quiesce(j, 1);
+            if (!r)
+                r = sleep_until(j, due);
+            if (r) {
+                j->free_ios[j->nfree++] = io;
+                return r;
+            }
+            t = now_ns();
+        }
+        sched = rate_slot(j, io);
+        if (t - sched > j->lag_max && t > sched)
+            j->lag_max = t - sched;
+    }
+    io->t_issue = sched;
+    io->t_submit = t;
+    iol_io_clear(io);
+    j->think_count += j->cfg.thinktime_blocks_type == 1 && io->ddir < 2;
+    if (LIKELY(j->eng->queue(j->eng_state, io) == IOL_Q_COMPLETED)) {
+        uint64_t tc = now_ns();
+        j->free_ios[j->nfree++] = io;
+        j->depths.level[0]++;
+        j->depths.submit[1]++;
+        j->depths.complete[1]++;
+        j->depths.max_inflight = 1;
+        return complete_io(j, io, tc);
+    }
+    j->inflight++;
+    if (++j->uncommitted >= j->batch_submit || io->ddir == IOL_DDIR_SYNC) {
+        if (commit(j) < 0)
+            return -1;
+    }
+    if (UNLIKELY(io->ddir == IOL_DDIR_SYNC))
+        return quiesce(j, 1); /* a sync is a barrier: nothing is issued until it completed */
+    return 0;
+}
 
 static void run_loop(struct iol_job *j)
 {
-    const struct iol_engine *eng = j->eng;
-    void *st = j->eng_state;
-    unsigned inflight = 0, nbatch = 0;
+    /* fio's io_in_polling(): no batch_complete limits at all means reaping after every I/O */
+    const int polling = !j->eng_sync && j->batch_min == 0 && j->batch_max == 0;
+    const unsigned reap_max = j->batch_max ? j->batch_max : 1;
     int more = 1;
 
     for (;;) {
-        while (more && j->nfree) {
-            if (UNLIKELY(atomic_load_explicit(&j->stop, memory_order_relaxed))) {
+        if (more && UNLIKELY(atomic_load_explicit(&j->stop, memory_order_relaxed)))
+            more = 0;
+        if (more && UNLIKELY(j->cfg.thinktime_ns) && think_due(j)) {
+            if (think(j))
                 more = 0;
-                break;
+            continue;
+        }
+        if (more && j->nfree) {
+            if (UNLIKELY(j->sync_qn) && j->inflight) {
+                if (quiesce(j, 1)) /* the sync must cover the writes in flight */
+                    more = 0;
+                continue;
             }
             struct iol_io *io = j->free_ios[--j->nfree];
             if (UNLIKELY(!prep_next(j, io))) {
                 j->nfree++;
                 more = 0;
-                break;
-            }
-            io->t_issue = now_ns();
-            if (LIKELY(eng->queue(st, io) == IOL_Q_COMPLETED)) {
-                uint64_t t = now_ns();
-                io->t_submit = io->t_issue;
-                j->free_ios[j->nfree++] = io;
-                if (UNLIKELY(complete_io(j, io, t)))
-                    more = 0;
                 continue;
             }
-            inflight++;
-            if (eng->commit)
-                j->batch[nbatch++] = io;
-            else
-                io->t_submit = now_ns();
+            if (UNLIKELY(issue(j, io)))
+                more = 0;
         }
-        if (nbatch) {
-            int er = eng->commit(st);
-            uint64_t t = now_ns();
-            for (unsigned i = 0; i < nbatch; i++)
-                j->batch[i]->t_submit = t;
-            nbatch = 0;
-            if (er && !j->error) {
-                j->error = er;
-                j->error_ddir = -1;
-                snprintf(j->error_msg, sizeof(j->error_msg), "%s: submitting I/O failed: %s", eng->name,
-                         strerror(er));
-                /* what was queued may never complete: give up on it */
-                return;
-            }
-        }
-        if (!inflight)
-            break; /* more == 0 here: with nothing in flight every I/O slot is free */
-        int n = eng->reap(st, more ? 1 : inflight, inflight, j->reaped);
-        if (n < 0) {
-            if (!j->error) {
-                j->error = -n;
-                j->error_ddir = -1;
-                snprintf(j->error_msg, sizeof(j->error_msg), "%s: reaping completions failed: %s", eng->name,
-                         strerror(-n));
-            }
+        if (!more) {
+            if (j->inflight && !j->engine_failed)
+                quiesce(j, 0); /* after the end (deadline, error, stop) in-flight I/Os are drained, not counted */
             return;
         }
-        uint64_t t = now_ns();
-        for (int i = 0; i < n; i++) {
-            struct iol_io *io = j->reaped[i];
-            inflight--;
-            j->free_ios[j->nfree++] = io;
-            /* after the end (deadline, error, stop) in-flight I/Os are drained, not counted */
-            if (more && complete_io(j, io, t))
+        const int full = j->nfree == 0;
+        if (full || polling) {
+            if (commit(j) < 0) {
                 more = 0;
+                continue;
+            }
+            unsigned min = j->batch_min < j->inflight ? j->batch_min : j->inflight;
+            if ((full && !min) || !j->batch_min)
+                min = 1;
+            do {
+                int r = reap(j, min, reap_max > min ? reap_max : min, 1);
+                if (r) {
+                    more = 0;
+                    break;
+                }
+            } while (full && j->inflight > j->depth_low);
         }
     }
 }
 
-/* Issue one I/O and wait for it (nothing else in flight). */
-static void do_one(struct iol_job *j, struct iol_io *io)
+/* Issue one sync after the loop (syncs still due, end_fsync) and wait for it. */
+static void final_sync(struct iol_job *j, struct iol_io *io)
 {
-    io->t_issue = now_ns();
-    if (j->eng->queue(j->eng_state, io) == IOL_Q_COMPLETED) {
-        io->t_submit = io->t_issue;
-    } else {
-        if (j->eng->commit)
-            j->eng->commit(j->eng_state);
-        io->t_submit = now_ns();
-        int n;
-        do
-            n = j->eng->reap(j->eng_state, 1, 1, j->reaped);
-        while (n == 0);
-    }
-    complete_io(j, io, now_ns());
+    if (issue(j, io) == 0 && j->inflight)
+        quiesce(j, 1);
 }
 
 void iol_job_run(struct iol_job *j)
 {
+    j->tid = (long)syscall(SYS_gettid);
+    int old_slack = -1;
+    if (j->rated || j->cfg.thinktime_ns) {
+        /* precise wakeups for rate limiting and think time (the default slack is 50 us) */
+        old_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+        prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0);
+    }
     j->t_start = now_ns();
     j->deadline = UINT64_MAX;
     j->next_sample = UINT64_MAX;
-    if (j->cfg.ramp_ns) {
-        atomic_store_explicit(&j->phase, IOL_PHASE_RAMP, memory_order_relaxed);
-        j->deadline = j->t_start + j->cfg.ramp_ns;
-        update_next_event(j);
-        start_pass(j);
-    } else {
-        begin_measure(j, j->t_start);
+    if (j->eng->start) {
+        char ebuf[192] = "";
+        int er = j->eng->start(j->eng_state, ebuf, sizeof(ebuf));
+        if (er) {
+            j->engine_failed = 1;
+            j->error = er;
+            j->error_ddir = -1;
+            snprintf(j->error_msg, sizeof(j->error_msg), "%s: %s", j->eng->name, ebuf);
+        }
     }
-
-    run_loop(j);
+    if (!j->error) {
+        if (j->cfg.ramp_ns) {
+            atomic_store_explicit(&j->phase, IOL_PHASE_RAMP, memory_order_relaxed);
+            j->deadline = j->t_start + j->cfg.ramp_ns;
+            update_next_event(j);
+            start_pass(j);
+            start_schedule(j, j->t_start);
+        } else {
+            begin_measure(j, j->t_start);
+        }
+        run_loop(j);
+    }
 
     int measuring = atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE;
     j->stopped = atomic_load_explicit(&j->stop, memory_order_relaxed) != 0;
     if (measuring && !j->error && !j->stopped) {
         /* syncs still due after the last write, then end_fsync */
         while (j->sync_qn && !j->error) {
-            struct iol_io *io = j->free_ios[0];
+            struct iol_io *io = j->free_ios[--j->nfree];
             prep_next(j, io);
-            do_one(j, io);
+            final_sync(j, io);
         }
         if (j->cfg.end_fsync) {
             for (unsigned i = 0; i < j->nfiles && !j->error; i++) {
-                struct iol_io *io = j->free_ios[0];
+                struct iol_io *io = j->free_ios[--j->nfree];
                 io->op = IOL_OP_FSYNC;
                 io->ddir = IOL_DDIR_SYNC;
                 io->file = i;
                 io->fd = j->files[i].fd;
                 io->offset = 0;
                 io->len = 0;
-                do_one(j, io);
+                final_sync(j, io);
             }
         }
     }
@@ -876,11 +1170,20 @@ void iol_job_run(struct iol_job *j)
         j->majf = (uint64_t)(ru[3] - j->ru_majf);
         j->minf = (uint64_t)(ru[4] - j->ru_minf);
     } else {
-        /* ended during the ramp: nothing was measured */
+        /* ended during the ramp (or before it started): nothing was measured */
         reset_stats(j);
         j->runtime_ns = 0;
     }
+    if (old_slack >= 0)
+        prctl(PR_SET_TIMERSLACK, (unsigned long)old_slack, 0, 0, 0);
     atomic_store_explicit(&j->phase, IOL_PHASE_DONE, memory_order_release);
+}
+
+const char *iol_job_engine_info(struct iol_job *j)
+{
+    if (!j->engine_info[0] && j->eng && j->eng->describe && j->eng_state)
+        j->eng->describe(j->eng_state, j->engine_info, sizeof(j->engine_info));
+    return j->engine_info;
 }
 
 void iol_job_stop(struct iol_job *j)

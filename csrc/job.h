@@ -13,6 +13,7 @@
 #include "config_gen.h"
 #include "engine.h"
 #include "histogram.h"
+#include "pollwin.h"
 #include "rand.h"
 
 #define IOL_SAMPLES_CAP 2048 /* preallocated samples; when full, pairs merge and the interval doubles */
@@ -49,6 +50,14 @@ struct iol_dstat {
     struct iol_hist lat;
     struct iol_hist clat; /* async engines only; synchronous engines report lat */
     struct iol_hist slat; /* async engines only */
+};
+
+/* fio's I/O depth distributions (buckets as fio's iodepth_level / iodepth_submit / iodepth_complete). */
+struct iol_depths {
+    uint64_t level[7];    /* I/Os submitted, by in-flight depth after the submission: 1,2,4,8,16,32,>=64 */
+    uint64_t submit[7];   /* submit calls by I/Os submitted: 0,1-4,5-8,9-16,17-32,33-64,>64 */
+    uint64_t complete[7]; /* reap calls by completions returned, same buckets */
+    uint64_t max_inflight;
 };
 
 struct iol_sample {
@@ -108,8 +117,26 @@ struct iol_job {
     struct iol_io **free_ios;
     unsigned nfree;
     struct iol_io **reaped;
-    struct iol_io **batch; /* queued since the last commit() */
     int eng_sync;
+    unsigned inflight;    /* queued or in flight in the engine */
+    unsigned uncommitted; /* queued since the last commit() */
+    unsigned batch_submit, batch_min, batch_max, depth_low;
+    struct iol_poll poll;
+    struct iol_depths depths;
+
+    /* rate limiting (per direction) and think time */
+    int rated;              /* any direction has a rate: latencies count from the scheduled time */
+    uint64_t rate_origin;   /* schedule start (start of the ramp, then of the measured phase) */
+    uint64_t rate_next[2];  /* ns after rate_origin when the next I/O of the direction is due */
+    uint64_t rate_bytes[2]; /* bytes issued since rate_origin (linear) */
+    struct iol_rng rng_rate;
+    uint64_t think_count;   /* I/Os counted for thinktime_blocks (completed or issued) */
+    uint64_t think_last;    /* think_count at the last pause */
+    uint64_t think_since;   /* end of the last pause (thinktime_iotime) */
+    uint64_t sleeps, sleep_ns, think_pauses;
+    uint64_t lag_max;       /* rate: largest delay between the scheduled time and the submission */
+    long tid;               /* kernel thread id of the thread that ran the job */
+    int engine_failed;      /* submitting or reaping failed: in-flight I/Os may never complete */
     void *bufmem;
     size_t buflen; /* per buffer */
 
@@ -150,6 +177,7 @@ struct iol_job {
     int error_ddir; /* -1 if none */
     uint64_t error_offset;
     char error_msg[256];
+    char engine_info[256];
 
     /* shared with other threads */
     atomic_int stop;
@@ -178,6 +206,8 @@ void iol_job_run(struct iol_job *job);
 void iol_job_stop(struct iol_job *job);
 /* out: read_ios, write_ios, read_bytes, write_bytes, phase */
 void iol_job_progress(struct iol_job *job, uint64_t out[5]);
+/* One line on how the engine was set up (flags the kernel accepted, fallbacks); "" if none. */
+const char *iol_job_engine_info(struct iol_job *job);
 /* Record up to cap I/Os of the measured phase into buf (NULL disables). Call before run. */
 void iol_job_set_trace(struct iol_job *job, struct iol_trace_rec *buf, size_t cap);
 

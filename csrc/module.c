@@ -196,7 +196,7 @@ static PyObject *hist_dict(const struct iol_hist *h)
 static PyObject *ddir_dict(const struct iol_job *j, int d)
 {
     const struct iol_dstat *s = &j->ds[d];
-    int sync_engine = j->eng_sync;
+    int sync_engine = j->eng_sync && !j->rated; /* rate limited: slat/clat/lat are measured apart */
     PyObject *lat = hist_dict(&s->lat);
     PyObject *clat = hist_dict(sync_engine ? &s->lat : &s->clat); /* synchronous: clat == lat */
     PyObject *slat = hist_dict(sync_engine ? NULL : &s->slat);    /* synchronous: no slat */
@@ -209,6 +209,36 @@ static PyObject *ddir_dict(const struct iol_job *j, int d)
     return Py_BuildValue("{s:K,s:K,s:K,s:i,s:N,s:N,s:N}", "ios", (unsigned long long)s->ios, "bytes",
                          (unsigned long long)s->bytes, "short_ios", (unsigned long long)s->short_ios, "dropped", 0,
                          "clat", clat, "lat", lat, "slat", slat);
+}
+
+static PyObject *counts7(const uint64_t v[7])
+{
+    return Py_BuildValue("[KKKKKKK]", (unsigned long long)v[0], (unsigned long long)v[1], (unsigned long long)v[2],
+                         (unsigned long long)v[3], (unsigned long long)v[4], (unsigned long long)v[5],
+                         (unsigned long long)v[6]);
+}
+
+static PyObject *depth_dict(const struct iol_job *j)
+{
+    const struct iol_depths *d = &j->depths;
+    return Py_BuildValue("{s:N,s:N,s:N,s:K,s:I,s:I,s:I,s:I,s:I}", "level", counts7(d->level), "submit",
+                         counts7(d->submit), "complete", counts7(d->complete), "max_inflight",
+                         (unsigned long long)d->max_inflight, "iodepth", j->depth, "batch_submit", j->batch_submit,
+                         "batch_complete_min", j->batch_min, "batch_complete_max", j->batch_max, "iodepth_low",
+                         j->depth_low);
+}
+
+static PyObject *poll_dict(const struct iol_poll *p)
+{
+    static const char *const modes[] = {"off", "on", "adaptive"};
+    return Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:I}", "mode",
+                         p->mode <= IOL_POLL_ADAPTIVE ? modes[p->mode] : "?", "waits", (unsigned long long)p->waits,
+                         "hits", (unsigned long long)p->hits, "misses", (unsigned long long)p->misses, "poll_ns",
+                         (unsigned long long)p->poll_ns, "block_ns", (unsigned long long)p->block_ns, "window_ns",
+                         (unsigned long long)(p->mode == IOL_POLL_OFF ? 0 : p->ns), "window_sum_ns",
+                         (unsigned long long)p->window_sum, "max_ns", (unsigned long long)p->max_ns, "sleeps",
+                         (unsigned long long)p->sleeps, "grows", (unsigned long long)p->grows, "shrinks",
+                         (unsigned long long)p->shrinks, "grow", p->grow, "shrink", p->shrink);
 }
 
 static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
@@ -253,15 +283,40 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         }
         PyList_SET_ITEM(samples, i, t);
     }
+    PyObject *depth = depth_dict(j);
+    PyObject *poll = poll_dict(&j->poll);
+    PyObject *rate = Py_BuildValue("{s:O,s:K,s:K,s:K,s:K}", "rated", j->rated ? Py_True : Py_False, "sleeps",
+                                   (unsigned long long)j->sleeps, "sleep_ns", (unsigned long long)j->sleep_ns,
+                                   "think_pauses", (unsigned long long)j->think_pauses, "lag_max_ns",
+                                   (unsigned long long)j->lag_max);
+    if (!depth || !poll || !rate) {
+        Py_XDECREF(depth);
+        Py_XDECREF(poll);
+        Py_XDECREF(rate);
+        Py_DECREF(samples);
+        Py_DECREF(ddirs);
+        return NULL;
+    }
     const char *edir = j->error_ddir >= 0 ? ddir_names[j->error_ddir] : "";
-    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N}", "runtime_ns",
-                         (unsigned long long)j->runtime_ns, "ramp_done", j->ramp_done ? Py_True : Py_False,
-                         "stopped", j->stopped ? Py_True : Py_False, "error", j->error, "error_msg", j->error_msg,
-                         "error_offset", (unsigned long long)j->error_offset, "error_ddir", edir, "usr_ns",
-                         (unsigned long long)j->usr_ns, "sys_ns", (unsigned long long)j->sys_ns, "ctx",
-                         (unsigned long long)j->ctx, "majf", (unsigned long long)j->majf, "minf",
-                         (unsigned long long)j->minf, "hist_sub_bits", IOL_HIST_SUB_BITS, "hist_buckets",
-                         (int)IOL_HIST_BUCKETS, "ddir", ddirs, "samples", samples);
+    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N}",
+                         "runtime_ns", (unsigned long long)j->runtime_ns, "ramp_done",
+                         j->ramp_done ? Py_True : Py_False, "stopped", j->stopped ? Py_True : Py_False, "error",
+                         j->error, "error_msg", j->error_msg, "error_offset", (unsigned long long)j->error_offset,
+                         "error_ddir", edir, "usr_ns", (unsigned long long)j->usr_ns, "sys_ns",
+                         (unsigned long long)j->sys_ns, "ctx", (unsigned long long)j->ctx, "majf",
+                         (unsigned long long)j->majf, "minf", (unsigned long long)j->minf, "hist_sub_bits",
+                         IOL_HIST_SUB_BITS, "hist_buckets", (int)IOL_HIST_BUCKETS, "ddir", ddirs, "samples",
+                         samples, "engine", j->eng ? j->eng->name : "", "engine_info",
+                         iol_job_engine_info(self->job), "tid", j->tid, "depth", depth, "poll", poll, "rate",
+                         rate);
+}
+
+static PyObject *Job_thread_id(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (check_init(self) < 0)
+        return NULL;
+    /* written by run() before its first I/O; 0 until then (read racily on purpose: informational) */
+    return PyLong_FromLong(__atomic_load_n(&self->job->tid, __ATOMIC_RELAXED));
 }
 
 static PyObject *Job_set_trace(JobObject *self, PyObject *arg)
@@ -308,6 +363,8 @@ static PyMethodDef Job_methods[] = {
      "2 measuring, 3 done. Counters restart at 0 when the ramp ends."},
     {"result", (PyCFunction)Job_result, METH_NOARGS,
      "result()\n--\n\nThe raw result dict (DESIGN.md section 3), after run() returned."},
+    {"thread_id", (PyCFunction)Job_thread_id, METH_NOARGS,
+     "thread_id()\n--\n\nKernel thread id of the thread inside run() (0 before run() started)."},
     {"_set_trace", (PyCFunction)Job_set_trace, METH_O,
      "_set_trace(buffer)\n--\n\nTest hook: record each counted I/O of the measured phase into a writable, "
      "8-byte aligned buffer of 16-byte records (struct '=QIHBx': offset, len, file, ddir) until it is "
@@ -361,7 +418,70 @@ static PyObject *core_hist_index(PyObject *Py_UNUSED(mod), PyObject *arg)
     return PyLong_FromUnsignedLong(iol_hist_index((uint64_t)v));
 }
 
+static PyObject *core_poll_simulate(PyObject *Py_UNUSED(mod), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"mode", "max_ns", "grow", "shrink", "arrivals", "tick_ns", "wake_ns", NULL};
+    unsigned int mode, grow, shrink;
+    unsigned long long max_ns, tick_ns = 100, wake_ns = 5000;
+    PyObject *arrivals;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "IKIIO|KK:_poll_simulate", kwlist, &mode, &max_ns, &grow, &shrink,
+                                     &arrivals, &tick_ns, &wake_ns))
+        return NULL;
+    if (mode > IOL_POLL_ADAPTIVE) {
+        PyErr_SetString(PyExc_ValueError, "mode must be 0 (off), 1 (on) or 2 (adaptive)");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(arrivals, "arrivals must be a sequence of ints (ns)");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    uint64_t *arr = PyMem_Calloc((size_t)n + 1, sizeof(uint64_t));
+    uint64_t *out = PyMem_Calloc(4 * (size_t)n + 1, sizeof(uint64_t));
+    PyObject *result = NULL;
+    if (!arr || !out) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned long long v = PyLong_AsUnsignedLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == (unsigned long long)-1 && PyErr_Occurred())
+            goto done;
+        arr[i] = v;
+    }
+    struct iol_poll p;
+    iol_poll_init(&p, mode, max_ns, grow, shrink);
+    iol_poll_simulate(&p, arr, (size_t)n, tick_ns, wake_ns, out);
+    PyObject *steps = PyList_New(n);
+    if (!steps)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = Py_BuildValue("(KKKK)", (unsigned long long)out[4 * i], (unsigned long long)out[4 * i + 1],
+                                    (unsigned long long)out[4 * i + 2], (unsigned long long)out[4 * i + 3]);
+        if (!t) {
+            Py_DECREF(steps);
+            goto done;
+        }
+        PyList_SET_ITEM(steps, i, t);
+    }
+    PyObject *stats = poll_dict(&p);
+    if (!stats) {
+        Py_DECREF(steps);
+        goto done;
+    }
+    result = Py_BuildValue("(NN)", steps, stats);
+done:
+    PyMem_Free(arr);
+    PyMem_Free(out);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef core_methods[] = {
+    {"_poll_simulate", (PyCFunction)(void (*)(void))core_poll_simulate, METH_VARARGS | METH_KEYWORDS,
+     "_poll_simulate(mode, max_ns, grow, shrink, arrivals, tick_ns=100, wake_ns=5000)\n--\n\n"
+     "Test hook: run the C completion-wait (poll, then block, then adjust the window) against a scripted clock. "
+     "Wait i's completion arrives arrivals[i] ns after the wait starts; each clock read costs tick_ns, a "
+     "blocking wakeup wake_ns. Returns ([(window_before, block_ns, window_after, hit)], poll counters)."},
     {"config_layout", core_config_layout, METH_NOARGS,
      "config_layout()\n--\n\n[(field name, offsetof, sizeof)] of struct iol_config, in field order."},
     {"hist_index", core_hist_index, METH_O,

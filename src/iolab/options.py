@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "ASYNC_ENGINES",
     "COMPANIONS",
     "ENGINES",
     "FIO_FLAGS",
@@ -269,10 +270,10 @@ _i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19,
    quirks="fio parses it with its unsigned integer reader")
 _i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7)
 _i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3)
-_i("cpumask", "CPU affinity as a bit mask", C_PROC, None)
-_cb("cpus_allowed", "CPUs the job may run on (list or ranges)", C_PROC)
+_i("cpumask", "CPU affinity as a bit mask", C_PROC, None, supported=True)
+_cb("cpus_allowed", "CPUs the job may run on (list or ranges)", C_PROC, supported=True)
 _e("cpus_allowed_policy", "How cpus_allowed is shared among clones: shared or split", C_PROC,
-   ("shared", "split"), "shared", prio=1)
+   ("shared", "split"), "shared", prio=1, supported=True)
 _cb("numa_cpu_nodes", "NUMA nodes whose CPUs the job may use", C_PROC)
 _cb("numa_mem_policy", "NUMA memory policy for the job", C_PROC)
 _i("gpu_dev_id", "GPU device used for cuda memory", C_PROC, 0)
@@ -422,14 +423,21 @@ _b("bs_is_seq_rand", "bs values mean sequential,random instead of read,write", C
 
 # Engine and depth
 _add("ioengine", Kind.ENUM, FioType.STR_STORE, "psync", "How I/O is issued", C_ENGINE,
-     choices=(), supported=True, note="iolab runs psync; sync is run as psync",
+     choices=(), supported=True,
+     note="iolab runs psync, libaio and io_uring (by raw system calls); sync is run as psync",
      quirks="fio loads the engine only when the job starts; unknown engines fail then")
-_i("iodepth", "I/Os kept in flight", C_ENGINE, 1, minval=1, supported=True, note="psync always has depth 1")
-_i("iodepth_batch", "I/Os submitted at once", C_ENGINE, 1, aliases=("iodepth_batch_submit",))
-_i("iodepth_batch_complete_min", "Fewest completions to wait for", C_ENGINE, 1,
-   aliases=("iodepth_batch_complete",))
-_i("iodepth_batch_complete_max", "Most completions to reap at once", C_ENGINE, None)
-_i("iodepth_low", "Refill the queue when it drains to this depth", C_ENGINE, None)
+_i("iodepth", "I/Os kept in flight", C_ENGINE, 1, minval=1, supported=True,
+   note="psync always has depth 1; libaio and io_uring keep this many in flight")
+_i("iodepth_batch", "I/Os submitted at once (0: iodepth)", C_ENGINE, 1, aliases=("iodepth_batch_submit",),
+   supported=True, quirks="0 or more than iodepth means iodepth")
+_i("iodepth_batch_complete_min", "Fewest completions to wait for when reaping", C_ENGINE, 1,
+   aliases=("iodepth_batch_complete",), supported=True,
+   quirks="fio still waits for one completion when it reaps with 0 (fio 3.33's wait_for_completions); with"
+   " iodepth_batch_complete_max also 0 it reaps after every I/O")
+_i("iodepth_batch_complete_max", "Most completions to reap at once (default: the min)", C_ENGINE, None,
+   supported=True)
+_i("iodepth_low", "Once the queue is full, reap until this many are in flight (default: iodepth)",
+   C_ENGINE, None, supported=True)
 _e("mem", "Where I/O buffers come from", C_BUF,
    ("malloc", "shm", "shmhuge", "mmap", "mmapshared", "mmaphuge"), "malloc", aliases=("iomem",),
    suffix_key="mem_arg")
@@ -450,13 +458,15 @@ _add("startdelay", Kind.TIME, FioType.VAL_TIME, 0,
      quirks="with 'lo-hi' the upper end is in startdelay_max; fio reads '10s-20s' as 10 us to 20 s"
      " because the unit check sees 's-20s'")
 _t("thinktime", "Pause this long between I/Os (bare number: microseconds)", C_TIME, NS_PER_US,
-   fio_type=FioType.INT)
-_t("thinktime_spin", "Busy-spin this long of the thinktime", C_TIME, NS_PER_US, fio_type=FioType.INT)
-_i("thinktime_blocks", "I/Os between pauses", C_TIME, 1)
+   fio_type=FioType.INT, supported=True,
+   note="like fio, the job first waits for the I/Os in flight, so thinktime caps the depth")
+_t("thinktime_spin", "Busy-spin this long of the thinktime", C_TIME, NS_PER_US, fio_type=FioType.INT,
+   supported=True)
+_i("thinktime_blocks", "I/Os between pauses", C_TIME, 1, supported=True)
 _e("thinktime_blocks_type", "Count thinktime_blocks at completion or issue", C_TIME,
-   ("complete", "issue"), "complete")
+   ("complete", "issue"), "complete", supported=True)
 _t("thinktime_iotime", "Do I/O this long between pauses (bare number: seconds)", C_TIME, NS_PER_S,
-   fio_type=FioType.INT)
+   fio_type=FioType.INT, supported=True)
 
 # Sync
 _i("fsync", "fsync after every N writes (0: never)", C_SYNC, 0, supported=True)
@@ -470,14 +480,18 @@ _b("fsync_on_close", "fsync a file whenever it is closed", C_SYNC)
 
 # Rate
 _add("rate", Kind.BS_PAIR, FioType.ULL, (None, None), "Bandwidth cap in bytes/s, per direction",
-     C_RATE)
+     C_RATE, supported=True,
+     note="latencies are measured from each I/O's scheduled time, so a device that falls behind shows it"
+     " (no coordinated omission)")
 _add("rate_min", Kind.BS_PAIR, FioType.ULL, (None, None),
      "Fail if bandwidth falls below this, per direction", C_RATE, aliases=("ratemin",))
-_add("rate_iops", Kind.INT_PAIR, FioType.INT, (None, None), "IOPS cap, per direction", C_RATE)
+_add("rate_iops", Kind.INT_PAIR, FioType.INT, (None, None), "IOPS cap, per direction", C_RATE,
+     supported=True, note="counted in bytes of the smallest block size, as fio does; latencies are"
+     " measured from each I/O's scheduled time (no coordinated omission)")
 _add("rate_iops_min", Kind.INT_PAIR, FioType.INT, (None, None),
      "Fail if IOPS fall below this, per direction", C_RATE)
 _e("rate_process", "How rate-limited I/O is spaced: linear or poisson", C_RATE,
-   ("linear", "poisson"), "linear")
+   ("linear", "poisson"), "linear", supported=True)
 _i("rate_cycle", "Window in ms for rate_min checks", C_RATE, 1000, aliases=("ratecycle",))
 _b("rate_ignore_thinktime", "Rate limiting ignores thinktime", C_RATE)
 _add("max_latency", Kind.TIME, FioType.ULL, None,
@@ -625,7 +639,9 @@ class EngineInfo:
     note: str = ""
 
 
-SUPPORTED_ENGINES: tuple[str, ...] = ("psync", "sync")
+SUPPORTED_ENGINES: tuple[str, ...] = ("psync", "sync", "libaio", "io_uring")
+#: engines that keep several I/Os in flight (iodepth, batching and completion polling apply)
+ASYNC_ENGINES: tuple[str, ...] = ("libaio", "io_uring")
 
 _ENGINE_NAMES = (
     "sync", "psync", "vsync", "pvsync", "pvsync2", "libaio", "io_uring", "io_uring_cmd", "posixaio",
@@ -638,9 +654,12 @@ _ENGINE_NAMES = (
 )
 
 ENGINES: dict[str, EngineInfo] = {
-    n: EngineInfo(n, "psync" if n in SUPPORTED_ENGINES else None) for n in _ENGINE_NAMES
+    n: EngineInfo(n, n if n in SUPPORTED_ENGINES else None) for n in _ENGINE_NAMES
 }
 ENGINES["sync"] = EngineInfo("sync", "psync", "run with pread/pwrite (psync); results are equivalent")
+ENGINES["libaio"] = EngineInfo("libaio", "libaio", "io_submit/io_getevents system calls, no libaio library")
+ENGINES["io_uring"] = EngineInfo("io_uring", "io_uring",
+                                 "io_uring system calls and mmapped rings, no liburing")
 
 # Engine-specific options fio 3.33 defines, and the engines that define them.
 _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -740,10 +759,49 @@ _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
     "no_completion_thread": ("windowsaio",),
 }
 
+# Engine options iolab implements (for the engines it runs), typed like fio's.
+_ENGINE_NOTE = "engine-specific: only with ioengine={}"
+_f("userspace_reap", "libaio: read completions from the ring in user space, not with io_getevents",
+   C_ENGINE, engines=_ENGINE_OPTIONS["userspace_reap"], supported=True,
+   note=_ENGINE_NOTE.format("libaio") + "; iolab reads the ring whenever completions are ready (fio only"
+   " when it reaps with a minimum of 0)")
+_f("fixedbufs", "io_uring: register the I/O buffers with the kernel once", C_ENGINE,
+   engines=_ENGINE_OPTIONS["fixedbufs"], supported=True, note=_ENGINE_NOTE.format("io_uring"))
+_f("registerfiles", "io_uring: register the files with the kernel once", C_ENGINE,
+   engines=_ENGINE_OPTIONS["registerfiles"], supported=True, note=_ENGINE_NOTE.format("io_uring"))
+_f("sqthread_poll", "io_uring: a kernel thread polls the submission ring (no submit system calls)",
+   C_ENGINE, engines=_ENGINE_OPTIONS["sqthread_poll"], supported=True,
+   note=_ENGINE_NOTE.format("io_uring") + "; implies registerfiles, as in fio")
+_i("sqthread_poll_cpu", "io_uring: CPU of the sqthread_poll thread", C_ENGINE, None, minval=0,
+   engines=_ENGINE_OPTIONS["sqthread_poll_cpu"], supported=True, note=_ENGINE_NOTE.format("io_uring"))
+_f("hipri", "io_uring: polled completions (IORING_SETUP_IOPOLL); the device needs poll queues",
+   C_ENGINE, engines=_ENGINE_OPTIONS["hipri"], supported=True,
+   note="iolab implements it for io_uring and refuses it for a device without poll queues"
+   " (/sys/block/DEV/queue/io_poll is 0)")
+_i("nonvectored", "io_uring: 1 non-vectored read/write, 0 vectored, -1 non-vectored if the kernel has it",
+   C_ENGINE, -1, minval=-1, maxval=1, engines=_ENGINE_OPTIONS["nonvectored"], supported=True,
+   note=_ENGINE_NOTE.format("io_uring"))
+_TYPED_ENGINE_OPTIONS = ("userspace_reap", "fixedbufs", "registerfiles", "sqthread_poll", "sqthread_poll_cpu",
+                         "hipri", "nonvectored")
+
 for _name, _engs in _ENGINE_OPTIONS.items():
+    if _name in _TYPED_ENGINE_OPTIONS:
+        continue
     _add(_name, Kind.STR, FioType.STR_STORE, None,
          f"Option of the {'/'.join(_engs)} ioengine{'s' if len(_engs) > 1 else ''}", C_ENGINE,
          engines=_engs, note="engine-specific; iolab does not support the engine")
+
+# Completion polling (iolab only: fio has no such options)
+C_POLL = "completion polling (iolab)"
+_POLL_NOTE = "iolab extension (fio does not know it); libaio and io_uring only"
+_e("poll", "Busy-poll for completions before blocking: off, on (fixed window) or adaptive (QEMU's rules)",
+   C_POLL, ("off", "on", "adaptive"), "off", supported=True, note=_POLL_NOTE)
+_i("poll_max_ns", "Largest poll window in nanoseconds (on: the window)", C_POLL, 32768, minval=1,
+   supported=True, note=_POLL_NOTE + "; QEMU's iothread default")
+_i("poll_grow", "Adaptive: multiply the window by this when a wait ends just after it (0: 2)", C_POLL, 0,
+   minval=0, supported=True, note=_POLL_NOTE + "; from 0 the window grows to 4000 ns first")
+_i("poll_shrink", "Adaptive: divide the window by this when a wait exceeds poll_max_ns (0: back to 0)",
+   C_POLL, 0, minval=0, supported=True, note=_POLL_NOTE)
 
 # ---------------------------------------------------------------------------------------------
 # The table
@@ -917,7 +975,8 @@ def format_default(o: Option) -> str:
 
 def _status(o: Option) -> str:
     if o.engines:
-        return "engine-specific (" + "/".join(o.engines) + "): rejected"
+        state = "supported" if o.supported else "rejected"
+        return "engine-specific (" + "/".join(o.engines) + "): " + state
     if o.fio_type is FioType.DEPRECATED:
         return "removed from fio: rejected"
     if o.fio_type is FioType.SOFT_DEPRECATED:

@@ -27,6 +27,7 @@ from iolab.jobfile.reader import Entry, Section
 from iolab.options import (
     FIO_FLAGS,
     OPTIONS,
+    SUPPORTED_ENGINES,
     FioType,
     Kind,
     Option,
@@ -291,7 +292,7 @@ def apply_entries(
             errors.append((p.order, _unknown_option(p.name, loc, p.value)))
             continue
         if opt.engines:
-            if any_engine:  # fio parses engine options after all the others
+            if any_engine or opt.supported:  # fio parses engine options after all the others
                 engine_later.append(p)
                 continue
             errors.append((p.order, engine_option_error(opt, p.name, loc)))
@@ -304,12 +305,39 @@ def apply_entries(
         record(target, opt, p.value, loc, applied, from_global)
         dump.append((opt.name, p.value))
     for p in engine_later:
+        opt = lookup(p.name)
+        if opt is not None and opt.supported and not any_engine:
+            loc = p.entry.location
+            wrong = engine_mismatch(opt, p.name, loc, target.values)
+            if wrong is not None:
+                errors.append((p.order, wrong))
+                continue
+            try:
+                applied = apply_value(opt, p.value, target.values)
+            except BadValue as e:
+                errors.append((p.order, error_from(e, loc, p.name, p.value)))
+                continue
+            record(target, opt, p.value, loc, applied, from_global)
+            dump.append((opt.name, p.value))
+            continue
         target.raw.append(RawSetting(p.name, p.value, p.entry.location, from_global))
         dump.append((p.name, p.value))
     if errors:
         errors.sort(key=lambda e: e[0])
         raise errors[0][1]
     return dump
+
+
+def engine_mismatch(
+    opt: Option, name: str, loc: Location, values: Mapping[str, Any]
+) -> JobFileError | None:
+    """An implemented engine option given for a job whose ioengine is not one of its engines."""
+    engine = str(values.get("ioengine") or "psync")
+    if engine in opt.engines:
+        return None
+    owners = "/".join(e for e in opt.engines if e in SUPPORTED_ENGINES)
+    return JobFileError(f"this option belongs to the {owners} ioengine, but the job uses ioengine={engine}"
+                        f" (set ioengine={owners.split('/')[0]} first)", location=loc, option=name)
 
 
 def engine_option_error(opt: Option, name: str, loc: Location) -> JobFileError:
@@ -344,7 +372,11 @@ def apply_entries_cmdline(
 ) -> None:
     """Apply one command-line option (fio does no substitution or reordering there)."""
     if opt.engines:
-        raise engine_option_error(opt, opt.name, loc)
+        if not opt.supported:
+            raise engine_option_error(opt, opt.name, loc)
+        wrong = engine_mismatch(opt, opt.name, loc, target.values)
+        if wrong is not None:
+            raise wrong
     try:
         applied = apply_value(opt, value, target.values)
     except BadValue as e:

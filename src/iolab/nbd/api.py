@@ -97,9 +97,9 @@ class NBDServer:
         """Suspend the next request that fires `event` (one-shot), like qemu-io's `break`."""
         self.command("break", event=event, tag=tag, export=export)
 
-    def wait_break(self, tag: str, timeout: float = 30, export: str = "") -> None:
-        """Block until a request is suspended on a breakpoint with this tag."""
-        self.command("wait_break", wait=timeout + 5, tag=tag, export=export, timeout=timeout)
+    def wait_break(self, tag: str, timeout: float = 30, export: str = "", count: int = 1) -> None:
+        """Block until a request (or `count` of them) is suspended on a breakpoint with this tag."""
+        self.command("wait_break", wait=timeout + 5, tag=tag, export=export, timeout=timeout, count=count)
 
     def resume(self, tag: str, export: str = "") -> None:
         """Resume the most recently suspended request with this tag."""

@@ -343,12 +343,15 @@ class BlkdebugState:
     def is_suspended(self, tag: str) -> bool:
         return any(s.tag == tag for s in self.suspended)
 
-    async def wait_break(self, tag: str) -> None:
-        if self.is_suspended(tag):
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.setdefault(tag, []).append(fut)
-        await fut
+    def suspended_count(self, tag: str) -> int:
+        return sum(1 for s in self.suspended if s.tag == tag)
+
+    async def wait_break(self, tag: str, count: int = 1) -> None:
+        """Until `count` requests (qemu-io: 1) are suspended with the tag."""
+        while self.suspended_count(tag) < count:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.waiters.setdefault(tag, []).append(fut)
+            await fut
 
     def resume(self, tag: str) -> None:
         for s in self.suspended:
@@ -394,7 +397,11 @@ class BlkdebugState:
 
 
 class Blkdebug(Filter):
-    """Fires the command's events, waits out breakpoints, then checks the active error rules."""
+    """Fires the command's events, waits out breakpoints, then checks the active error rules.
+
+    A FUA write (or zero, trim) is the operation followed by a flush, as QEMU emulates FUA on a file:
+    it fires the flush events after the data is written, and a flush error fails it.
+    """
 
     name = "blkdebug"
 
@@ -434,8 +441,10 @@ class Blkdebug(Filter):
 
     async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
         await self._before("write", offset, len(data))
-        await self.next.pwrite(offset, data, fua)
+        await self.next.pwrite(offset, data, False)
         self._after("write")
+        if fua:
+            await self.flush()
 
     async def flush(self) -> None:
         await self._before("flush", 0, 0)
@@ -443,12 +452,16 @@ class Blkdebug(Filter):
 
     async def trim(self, offset: int, length: int, fua: bool) -> None:
         await self._before("trim", offset, length)
-        await self.next.trim(offset, length, fua)
+        await self.next.trim(offset, length, False)
+        if fua:
+            await self.flush()
 
     async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
         await self._before("zero", offset, length)
-        await self.next.zero(offset, length, may_trim, fast, fua)
+        await self.next.zero(offset, length, may_trim, fast, False)
         self._after("zero")
+        if fua:
+            await self.flush()
 
     async def cache(self, offset: int, length: int) -> None:
         await self._before("cache", offset, length)

@@ -26,7 +26,9 @@ from iolab.nbd.layers import NBDError
 log = logging.getLogger("iolab.nbd")
 
 MAX_OPTION_LENGTH = 1 << 16  # no legitimate option is larger (names are at most 4096 bytes)
-MAX_INFLIGHT_BYTES = 64 << 20  # per connection: stop reading while this much payload is in flight
+# Per connection: past these, stop parsing and reading until replies drain, so a client that floods
+# requests or never reads its replies holds a bounded amount of server memory.
+MAX_INFLIGHT_BYTES = 32 << 20
 MAX_INFLIGHT_REQUESTS = 256
 META_CONTEXT_ID = 1
 
@@ -93,7 +95,7 @@ def parse_address(text: str) -> Address:
             return Address(
                 "vsock",
                 cid=int(cid) if cid else socket.VMADDR_CID_ANY,
-                port=int(port),
+                port=int(port) or socket.VMADDR_PORT_ANY,  # 0: any free port, as with TCP
             )
         except ValueError:
             raise ValueError(f"address {text!r}: bad vsock CID or port") from None
@@ -176,13 +178,17 @@ class Connection(asyncio.Protocol):
         self.peer = ""
         # replies produced while one batch of requests is parsed go out in one send
         self.corked: list[bytes | bytearray] | None = None
+        self.corked_bytes = 0
+        self.parse_scheduled = False
+        self.stalled = False  # parsing stopped with requests left in buf because we were busy
 
     # --- transport callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+        # uvloop's transports are not asyncio.Transport subclasses, but have the same methods
+        self.transport = transport  # type: ignore[assignment]
         self.peer = str(transport.get_extra_info("peername") or "unix")
         self.server.connections.add(self)
-        transport.write(
+        self._write(
             _U64.pack(proto.NBDMAGIC)
             + _U64.pack(proto.IHAVEOPT)
             + _U16.pack(proto.FLAG_FIXED_NEWSTYLE | proto.FLAG_NO_ZEROES)
@@ -221,14 +227,21 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self._update_reading()
 
+    def _busy(self) -> bool:
+        return (
+            self.write_paused
+            or self.inflight_bytes + self.corked_bytes > MAX_INFLIGHT_BYTES
+            or self.inflight >= MAX_INFLIGHT_REQUESTS
+        )
+
     def _update_reading(self) -> None:
         if self.transport is None or self.closed:
             return
-        want_pause = (
-            self.write_paused
-            or self.inflight_bytes > MAX_INFLIGHT_BYTES
-            or self.inflight >= MAX_INFLIGHT_REQUESTS
-        )
+        want_pause = self._busy()
+        if not want_pause and self.stalled and not self.parse_scheduled:
+            # requests left unparsed while we were busy
+            self.parse_scheduled = True
+            self.loop.call_soon(self._parse)
         if want_pause and not self.read_paused:
             self.read_paused = True
             self.transport.pause_reading()
@@ -249,10 +262,12 @@ class Connection(asyncio.Protocol):
             self.loop.call_soon(self._uncork)
         else:
             self.corked.append(data)
+        self.corked_bytes += len(data)
 
     def _uncork(self) -> None:
         out = self.corked
         self.corked = None
+        self.corked_bytes = 0
         if out and not self.closed and self.transport is not None:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
@@ -445,6 +460,9 @@ class Connection(asyncio.Protocol):
 
     # --- transmission ------------------------------------------------------------------------
     def _parse(self) -> None:
+        self.parse_scheduled = False
+        if self.closed:
+            return
         buf = self.buf
         pos = 0
         end = len(buf)
@@ -460,7 +478,7 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _parse_batch(self, buf: bytearray, pos: int, end: int, unpack: Callable[..., tuple[int, ...]]) -> int:
-        while end - pos >= 28 and not self.closed and not self.disconnecting:
+        while end - pos >= 28 and not self.closed and not self.disconnecting and not self._busy():
             magic, flags, cmd, cookie, offset, length = unpack(buf, pos)
             if magic != proto.REQUEST_MAGIC:
                 self.abort(f"bad request magic {magic:#x}")
@@ -478,6 +496,7 @@ class Connection(asyncio.Protocol):
                 payload = None
                 pos += 28
             self._request(cmd, flags, cookie, offset, length, payload)
+        self.stalled = end - pos >= 28 and self._busy()
         return pos
 
     def _request(
@@ -527,7 +546,7 @@ class Connection(asyncio.Protocol):
             self.inflight -= 1
             self.inflight_bytes -= size
             self._complete(cmd, flags, cookie, offset, length, result, exc)
-            if self.read_paused:
+            if self.read_paused or self.stalled:
                 self._update_reading()
             if self.disconnecting:
                 self._maybe_finish()

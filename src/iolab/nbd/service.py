@@ -198,7 +198,7 @@ class Service:
             dbg = self._dbg(req)
             timeout = float(req.get("timeout", 30))
             try:
-                await asyncio.wait_for(dbg.wait_break(str(req["tag"])), timeout)
+                await asyncio.wait_for(dbg.wait_break(str(req["tag"]), int(req.get("count", 1))), timeout)
             except TimeoutError:
                 raise NBDError(
                     errno.ETIMEDOUT, f"no request hit breakpoint {req['tag']!r} in {timeout}s"

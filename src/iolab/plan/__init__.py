@@ -13,12 +13,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.engine.config import (
+    EF_FIXEDBUFS,
+    EF_HIPRI,
+    EF_NONVECTORED,
+    EF_REGISTERFILES,
+    EF_SQTHREAD_CPU,
+    EF_SQTHREAD_POLL,
+    EF_USERSPACE_REAP,
+    EF_VECTORED,
+    ENGINE_IO_URING,
+    ENGINE_LIBAIO,
+    ENGINE_PSYNC,
+    POLL_MODES,
+)
 from iolab.jobfile import JobDef
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
 SAMPLE_INTERVAL_NS = 500_000_000
-SUPPORTED_ENGINES = {"psync": 0}
+SUPPORTED_ENGINES = {"psync": ENGINE_PSYNC, "libaio": ENGINE_LIBAIO, "io_uring": ENGINE_IO_URING}
+ASYNC_ENGINES = ("libaio", "io_uring")
+#: engine options iolab implements -> the engines they belong to
+ENGINE_OPTION_OWNERS = {
+    "userspace_reap": ("libaio",),
+    "fixedbufs": ("io_uring",),
+    "registerfiles": ("io_uring",),
+    "sqthread_poll": ("io_uring",),
+    "sqthread_poll_cpu": ("io_uring",),
+    "hipri": ("io_uring",),
+    "nonvectored": ("io_uring",),
+}
 
 
 class PlanError(Exception):
@@ -58,6 +83,9 @@ class JobPlan:
     warnings: tuple[str, ...] = ()
     #: options the job section itself set, as written (fio's JSON "job options")
     job_options: Mapping[str, str] = field(default_factory=dict)
+    #: CPUs the worker may run on (cpus_allowed / cpumask); None: no restriction
+    cpus: frozenset[int] | None = None
+    ioengine: str = "psync"
 
 
 @dataclass(frozen=True)
@@ -150,7 +178,10 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             groupid += 1
         engine = str(v.get("ioengine") or "psync")
         if engine not in SUPPORTED_ENGINES:
-            raise PlanError(f"{_where(jd, 'ioengine')}: ioengine={engine} is not supported yet (use psync)")
+            raise PlanError(
+                f"{_where(jd, 'ioengine')}: ioengine={engine} is not supported yet "
+                f"(use {', '.join(SUPPORTED_ENGINES)})"
+            )
         mode = str(v["rw"])
         if mode not in MODES:
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} is not supported yet")
@@ -161,6 +192,9 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         split_n, split_bs, split_perc = _bssplit(v)
         max_bs = max([*bs_max, *split_bs])
         numjobs = int(v.get("numjobs") or 1)
+        engine_cfg, engine_notes = _engine_config(jd, engine, reads, writes)
+        rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
+        cpu_set = _cpu_set(jd)
         for jobnum in range(numjobs):
             files = _plan_files(jd, jobnum, min(bs_min[d] for d in (0, 1) if (reads, writes)[d]))
             if "randseed" in jd.set_at or v.get("randrepeat", True):
@@ -198,7 +232,11 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "bssplit_bs": split_bs,
                 "bssplit_perc": split_perc,
                 "max_bs": max_bs,
+                **engine_cfg,
+                **rate_cfg,
             }
+            if engine == "io_uring" and v.get("hipri"):
+                _check_hipri(jd, files)
             wait_for = v.get("wait_for")
             jobs.append(
                 JobPlan(
@@ -219,14 +257,228 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     config=config,
                     options=v,
                     jobdef_index=jd.index,
-                    warnings=tuple(jd.warnings),
+                    warnings=(*jd.warnings, *engine_notes),
                     job_options={r.name: r.value or "" for r in jd.raw if not r.from_global},
+                    cpus=_clone_cpus(cpu_set, jobnum, str(v.get("cpus_allowed_policy") or "shared")),
+                    ioengine=engine,
                 )
             )
             worker += 1
     _check_wait_for(jobs)
     global_options = {r.name: r.value or "" for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
     return RunPlan(jobs=tuple(jobs), global_options=global_options)
+
+
+def _int_or(value: Any, default: int) -> int:
+    return default if value is None else int(value)
+
+
+def _engine_config(jd: JobDef, engine: str, reads: bool, writes: bool) -> tuple[dict[str, Any], list[str]]:
+    """The queue-depth, engine-option and polling fields of the C config (fio's fixups applied)."""
+    v = jd.values
+    notes: list[str] = []
+    for name, owners in ENGINE_OPTION_OWNERS.items():
+        if name in jd.set_at and engine not in owners:
+            raise PlanError(
+                f"{_where(jd, name)}: {name} belongs to ioengine={'/'.join(owners)}, "
+                f"but the job uses ioengine={engine}"
+            )
+    is_async = engine in ASYNC_ENGINES
+    depth = int(v.get("iodepth") or 1) if is_async else 1
+    batch = _int_or(v.get("iodepth_batch"), 1)
+    if batch <= 0 or batch > depth:
+        batch = depth
+    cmin = _int_or(v.get("iodepth_batch_complete_min"), 1)
+    cmax_opt = v.get("iodepth_batch_complete_max")
+    cmax = int(cmax_opt) if cmax_opt is not None else cmin
+    if cmax < cmin:
+        cmax = cmin
+    low_opt = v.get("iodepth_low")
+    low = int(low_opt) if low_opt else depth
+    if low > depth:
+        low = depth
+    mode = str(v.get("poll") or "off")
+    if mode not in POLL_MODES:
+        raise PlanError(f"{_where(jd, 'poll')}: poll={mode}: expected off, on or adaptive")
+    if mode != "off" and not is_async:
+        raise PlanError(
+            f"{_where(jd, 'poll')}: poll={mode} needs an asynchronous ioengine "
+            f"({' or '.join(ASYNC_ENGINES)}); {engine} has no completions to poll for"
+        )
+    flags = 0
+    if v.get("userspace_reap"):
+        flags |= EF_USERSPACE_REAP
+    if v.get("fixedbufs"):
+        flags |= EF_FIXEDBUFS
+    if v.get("registerfiles"):
+        flags |= EF_REGISTERFILES
+    if v.get("sqthread_poll"):
+        flags |= EF_SQTHREAD_POLL | EF_REGISTERFILES
+        if v.get("sqthread_poll_cpu") is not None:
+            flags |= EF_SQTHREAD_CPU
+    if v.get("hipri"):
+        flags |= EF_HIPRI
+        if not v.get("direct"):
+            raise PlanError(f"{_where(jd, 'hipri')}: hipri (polled completions) needs direct=1")
+        if v.get("fsync") or v.get("fdatasync") or v.get("end_fsync"):
+            raise PlanError(
+                f"{_where(jd, 'hipri')}: a polled io_uring (hipri) cannot fsync; "
+                "drop fsync/fdatasync/end_fsync or hipri"
+            )
+    nonvec = v.get("nonvectored")
+    if nonvec is not None and int(nonvec) == 1:
+        flags |= EF_NONVECTORED
+    elif nonvec is not None and int(nonvec) == 0:
+        flags |= EF_VECTORED
+    if engine == "libaio" and not v.get("direct") and depth > 1:
+        notes.append(
+            "ioengine=libaio without direct=1: Linux does buffered I/O synchronously inside "
+            "io_submit, so the iodepth is not reached (use direct=1)"
+        )
+    if not is_async and int(v.get("iodepth") or 1) > 1:
+        notes.append(f"ioengine={engine} is synchronous: iodepth={v.get('iodepth')} has no effect (depth 1)")
+    cfg = {
+        "iodepth_batch_submit": batch,
+        "iodepth_batch_complete_min": cmin,
+        "iodepth_batch_complete_max": cmax,
+        "iodepth_low": low,
+        "engine_flags": flags,
+        "sqthread_poll_cpu": int(v.get("sqthread_poll_cpu") or 0),
+        "poll_mode": POLL_MODES[mode],
+        "poll_grow": int(v.get("poll_grow") or 0),
+        "poll_shrink": int(v.get("poll_shrink") or 0),
+        "poll_max_ns": int(v.get("poll_max_ns") or 32768),
+    }
+    return cfg, notes
+
+
+def _rate_config(
+    jd: JobDef, bs_min: Sequence[int], split_n: Sequence[int], split_bs: Sequence[int]
+) -> dict[str, Any]:
+    """rate / rate_iops / rate_process and thinktime (an IOPS cap counts bytes of the smallest block)."""
+    v = jd.values
+    smallest = []
+    for d in (0, 1):
+        sizes = [split_bs[d * 64 + i] for i in range(split_n[d])]
+        smallest.append(min(sizes) if sizes else int(bs_min[d]))
+    rate = v.get("rate") or (None, None)
+    iops = v.get("rate_iops") or (None, None)
+    bps = [0, 0]
+    for d in (0, 1):
+        if iops[d]:
+            bps[d] = _int_or(iops[d], 0) * smallest[d]
+        elif rate[d]:
+            bps[d] = _int_or(rate[d], 0)
+    process = str(v.get("rate_process") or "linear")
+    blocks_set = "thinktime_blocks" in jd.set_at
+    return {
+        "rate_bps": bps,
+        "rate_min_bs": smallest,
+        "rate_process": 1 if process == "poisson" else 0,
+        "thinktime_blocks": max(int(v.get("thinktime_blocks") or 1), 1),
+        "thinktime_ns": int(v.get("thinktime") or 0),
+        "thinktime_spin_ns": min(int(v.get("thinktime_spin") or 0), int(v.get("thinktime") or 0)),
+        "thinktime_iotime_ns": int(v.get("thinktime_iotime") or 0),
+        "thinktime_blocks_type": 1 if str(v.get("thinktime_blocks_type") or "complete") == "issue" else 0,
+        "thinktime_blocks_set": int(blocks_set),
+    }
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """fio's cpus_allowed syntax: '0,5,8-15' (sorted, without duplicates)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise ValueError(f"'{part}' is not a CPU number or a range like 8-15") from None
+        if a < 0 or b < a:
+            raise ValueError(f"'{part}' is not a valid CPU range")
+        cpus.update(range(a, b + 1))
+    if not cpus:
+        raise ValueError("no CPUs listed")
+    return sorted(cpus)
+
+
+def _cpu_set(jd: JobDef) -> list[int] | None:
+    v = jd.values
+    text = v.get("cpus_allowed")
+    mask = v.get("cpumask")
+    if text:
+        try:
+            cpus = parse_cpu_list(str(text))
+        except ValueError as exc:
+            raise PlanError(f"{_where(jd, 'cpus_allowed')}: cpus_allowed={text}: {exc}") from None
+        where = "cpus_allowed"
+    elif mask:
+        cpus = [i for i in range(int(mask).bit_length()) if int(mask) >> i & 1]
+        where = "cpumask"
+    else:
+        return None
+    online = os.sched_getaffinity(0)
+    missing = [c for c in cpus if c not in online]
+    if missing:
+        raise PlanError(
+            f"{_where(jd, where)}: CPU(s) {', '.join(map(str, missing))} are not available "
+            f"here (this process may use {', '.join(map(str, sorted(online)))})"
+        )
+    return cpus
+
+
+def _clone_cpus(cpus: list[int] | None, jobnum: int, policy: str) -> frozenset[int] | None:
+    """shared: every clone gets the whole set; split: clone n gets one CPU, round robin (as fio)."""
+    if cpus is None:
+        return None
+    if policy == "split":
+        return frozenset([cpus[jobnum % len(cpus)]])
+    return frozenset(cpus)
+
+
+def block_queue_dir(path: str) -> str | None:
+    """The sysfs queue directory of the disk holding path (a device, or a file on one); None if unknown."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        parent = os.path.dirname(os.path.abspath(path)) or "/"
+        try:
+            st = os.stat(parent)
+        except OSError:
+            return None
+    dev = st.st_rdev if stat.S_ISBLK(st.st_mode) else st.st_dev
+    base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    for cand in (base, os.path.join(base, "..")):
+        q = os.path.join(cand, "queue")
+        if os.path.isdir(q):
+            return os.path.realpath(q)
+    return None
+
+
+def _check_hipri(jd: JobDef, files: Sequence[FilePlan]) -> None:
+    """hipri asks the kernel to poll the device for completions: refuse it where the device cannot."""
+    for fp in files:
+        q = block_queue_dir(fp.path)
+        if q is None:
+            raise PlanError(
+                f"{_where(jd, 'hipri')}: hipri: cannot tell whether {fp.path} is on a device "
+                "with poll queues (no block device behind it)"
+            )
+        try:
+            with open(os.path.join(q, "io_poll")) as f:
+                polled = f.read().strip() == "1"
+        except OSError:
+            polled = False
+        if not polled:
+            dev = os.path.basename(os.path.dirname(q))
+            raise PlanError(
+                f"{_where(jd, 'hipri')}: hipri needs polled completions, but {fp.path} is on {dev}, which "
+                f"has no poll queues ({q}/io_poll is 0); for NVMe load the driver with poll_queues=N, "
+                "or drop hipri"
+            )
 
 
 def _check_wait_for(jobs: Sequence[JobPlan]) -> None:

@@ -1,0 +1,230 @@
+"""`iolab serve` and `iolab ctl`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+SERVE_USAGE = "iolab serve IMAGE [NAME=IMAGE ...] --listen ADDR [options]"
+CTL_USAGE = """iolab ctl SOCKET COMMAND [ARGS]
+
+commands:
+  break EVENT TAG          suspend the next request that fires EVENT (one-shot)
+  wait_break TAG [SECS]    wait until a request is suspended with TAG (default 30 s)
+  resume TAG               resume the most recently suspended request with TAG
+  remove_break TAG         delete TAG's breakpoints and resume all its requests
+  inject EVENT [K=V ...]   add an inject-error rule (errno=, sector=, once=on, state=, iotype=)
+  state                    blkdebug state, rules, suspended requests (JSON)
+  stats                    per-command counters (JSON)
+  exports                  exports and URIs (JSON)
+"""
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="iolab serve",
+        usage=SERVE_USAGE,
+        description="NBD server with QEMU-compatible blkdebug fault injection and breakpoints.",
+    )
+    p.add_argument(
+        "images", nargs="+", metavar="IMAGE", help="file or block device; NAME=PATH names the export"
+    )
+    p.add_argument(
+        "--listen",
+        action="append",
+        required=True,
+        metavar="ADDR",
+        help="unix:PATH | tcp:HOST:PORT (loopback when HOST is empty) | vsock:CID:PORT; repeatable",
+    )
+    p.add_argument(
+        "--control", action="append", default=[], metavar="ADDR", help="control socket (PATH or unix:PATH)"
+    )
+    p.add_argument(
+        "--blkdebug", metavar="CONFIG", help="QEMU blkdebug config file ([inject-error], [set-state])"
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="delay:write=5ms | error-rate:read=0.01,seed=1 | log:file=PATH | blkdebug:config=PATH; "
+        "the first is outermost",
+    )
+    p.add_argument("--read-only", "-r", action="store_true", help="export read-only")
+    p.add_argument("--min-block-size", type=int, default=1, metavar="N", help="advertised minimum block size")
+    p.add_argument("--threads", type=int, default=16, help="I/O threads for requests that would block")
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop (if installed)")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def _export_configs(args: argparse.Namespace) -> list[Any]:
+    from iolab.nbd.service import ExportConfig
+
+    configs = []
+    for i, item in enumerate(args.images):
+        name, sep, path = item.partition("=")
+        if not sep or os.path.exists(item):
+            name, path = ("" if i == 0 else os.path.basename(item)), item
+        configs.append(
+            ExportConfig(
+                path=path,
+                name=name,
+                read_only=args.read_only,
+                blkdebug=args.blkdebug,
+                with_blkdebug=bool(args.blkdebug or args.control),
+                filters=list(args.filter),
+                min_block=args.min_block_size,
+                threads=args.threads,
+            )
+        )
+    return configs
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from iolab.nbd.service import Service
+
+    svc = await Service.start(_export_configs(args), args.listen, args.control)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    ready = {
+        "ready": True,
+        "pid": os.getpid(),
+        "uris": svc.server.uris(),
+        "exports": [e.info() for e in svc.server.exports.values()],
+        "control": [str(a) for a in svc.control_addresses],
+    }
+    print(json.dumps(ready), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await svc.stop()
+    return 0
+
+
+def serve_main(argv: list[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="iolab serve: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.uvloop:
+            import uvloop
+
+            return uvloop.run(_serve(args))
+        return asyncio.run(_serve(args))
+    except ImportError as exc:
+        print(f"iolab serve: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"iolab serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _connect(target: str) -> socket.socket:
+    if target.startswith("tcp:"):
+        from iolab.nbd.server import parse_address
+
+        addr = parse_address(target)
+        return socket.create_connection((addr.host, addr.port))
+    path = target[5:] if target.startswith("unix:") else target
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    return sock
+
+
+def _value(text: str) -> Any:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return text
+
+
+def ctl_request(argv: list[str]) -> dict[str, Any]:
+    """The control request for `iolab ctl` arguments after the socket."""
+    export = ""
+    if len(argv) >= 2 and argv[0] == "--export":
+        export, argv = argv[1], argv[2:]
+    if not argv:
+        raise ValueError("no command")
+    cmd, rest = argv[0], argv[1:]
+    req: dict[str, Any] = {"cmd": cmd, "export": export}
+    if cmd == "break" and len(rest) == 2:
+        req.update(event=rest[0], tag=rest[1])
+    elif cmd in ("resume", "remove_break") and len(rest) == 1:
+        req["tag"] = rest[0]
+    elif cmd == "wait_break" and len(rest) in (1, 2):
+        req["tag"] = rest[0]
+        if len(rest) == 2:
+            req["timeout"] = float(rest[1])
+    elif cmd == "inject" and rest:
+        values: dict[str, Any] = {"event": rest[0]}
+        for item in rest[1:]:
+            key, sep, val = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not KEY=VALUE")
+            values[key] = _value(val)
+        req["values"] = values
+    elif cmd in ("state", "stats", "exports") and not rest:
+        pass
+    else:
+        raise ValueError(f"bad arguments for {cmd!r}")
+    return req
+
+
+def ctl_main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] in ("-h", "--help"):
+        sys.stdout.write(CTL_USAGE)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    target, rest = argv[0], argv[1:]
+    try:
+        req = ctl_request(rest)
+    except ValueError as exc:
+        print(f"iolab ctl: {exc}\n\n{CTL_USAGE}", file=sys.stderr)
+        return 2
+    try:
+        with _connect(target) as sock:
+            sock.sendall(json.dumps(req).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        print(f"iolab ctl: {target}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        print("iolab ctl: no valid reply from the server", file=sys.stderr)
+        return 1
+    if not reply.pop("ok", False):
+        print(f"iolab ctl: {req['cmd']}: {reply.get('error')}", file=sys.stderr)
+        return 1
+    if reply:
+        print(json.dumps(reply, indent=2))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """argv[0] is "serve" or "ctl" (routed here by iolab.cli)."""
+    if not argv:
+        return 2
+    if argv[0] == "serve":
+        return serve_main(argv[1:])
+    if argv[0] == "ctl":
+        return ctl_main(argv[1:])
+    print(f"iolab: unknown command {argv[0]!r}", file=sys.stderr)
+    return 2
