@@ -10,14 +10,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
@@ -125,7 +129,7 @@ def make_image(path: Path, size: int = 16 << 20, pattern: int | None = None) -> 
 
 
 class Proc:
-    """A child process with line-oriented stdout, killed on exit."""
+    """A child process with line-oriented stdout (read by a thread), killed on exit."""
 
     def __init__(self, cmd: list[str], stdin: bool = False) -> None:
         self.cmd = cmd
@@ -137,39 +141,52 @@ class Proc:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            start_new_session=True,  # its own process group: kill() ends its children too
         )
         self.seen: list[str] = []
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-    @property
-    def stdout(self) -> IO[str]:
+    def _read(self) -> None:
         assert self.p.stdout is not None
-        return self.p.stdout
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
 
     def send(self, line: str) -> None:
         assert self.p.stdin is not None
         self.p.stdin.write(line + "\n")
         self.p.stdin.flush()
 
-    def wait_for(self, pattern: str) -> str:
-        """Read output lines until one matches; fails if the process ends first."""
+    def wait_for(self, pattern: str, timeout: float = TIMEOUT) -> str:
+        """Next output line matching `pattern`; fails if the process ends or `timeout` passes first."""
         rx = re.compile(pattern)
-        for line in self.stdout:
-            self.seen.append(line.rstrip("\n"))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"{self.cmd[0]}: no {pattern!r} within {timeout}s; output:\n" + "\n".join(self.seen)
+                ) from None
+            if line is None:
+                raise AssertionError(
+                    f"{self.cmd[0]} ended before {pattern!r}; output:\n" + "\n".join(self.seen)
+                )
+            self.seen.append(line)
             if rx.search(line):
                 return line
-        raise AssertionError(
-            f"{self.cmd[0]} ended before printing {pattern!r}; output:\n" + "\n".join(self.seen)
-        )
 
     def kill(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.p.pid, signal.SIGKILL)
         with contextlib.suppress(Exception):
             self.p.wait(10)
-        for f in (self.p.stdin, self.p.stdout):
-            if f is not None:
-                with contextlib.suppress(Exception):
-                    f.close()
+        if self.p.stdin is not None:
+            with contextlib.suppress(Exception):
+                self.p.stdin.close()
+        self.reader.join(10)  # it ends at EOF; closing stdout under it could deadlock
 
 
 @contextlib.contextmanager

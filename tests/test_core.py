@@ -57,6 +57,25 @@ DEFAULTS: dict[str, int | list[int]] = {
     "bssplit_bs": [],
     "bssplit_perc": [],
     "max_bs": BS,
+    "iodepth_batch_submit": 1,
+    "iodepth_batch_complete_min": 1,
+    "iodepth_batch_complete_max": 1,
+    "iodepth_low": 0,
+    "engine_flags": 0,
+    "sqthread_poll_cpu": 0,
+    "poll_mode": 0,
+    "poll_grow": 0,
+    "poll_shrink": 0,
+    "poll_max_ns": 32768,
+    "rate_bps": [0, 0],
+    "rate_min_bs": [BS, BS],
+    "rate_process": 0,
+    "thinktime_blocks": 1,
+    "thinktime_ns": 0,
+    "thinktime_spin_ns": 0,
+    "thinktime_iotime_ns": 0,
+    "thinktime_blocks_type": 0,
+    "thinktime_blocks_set": 0,
 }
 
 
@@ -241,6 +260,12 @@ def test_job_validation(ddir: Path) -> None:
             (good, [(fd, 0, 100)], "smaller than the largest block size"),
             (good, [(fd, 2**63 - 10, 64 * BS)], "beyond the largest file offset"),
             (make_config(io_size=64 * BS, engine=7), files, "unknown engine"),
+            (make_config(io_size=64 * BS, poll_mode=2), files, "asynchronous engine"),
+            (make_config(io_size=64 * BS, engine=1, poll_mode=3), files, "poll_mode"),
+            (make_config(io_size=64 * BS, engine=1, poll_mode=1, poll_max_ns=0), files, "poll_max_ns"),
+            (make_config(io_size=64 * BS, rate_process=2), files, "rate_process"),
+            (make_config(io_size=64 * BS, thinktime_ns=10, thinktime_spin_ns=20), files, "thinktime_spin"),
+            (make_config(io_size=64 * BS, engine=1, iodepth=70000), files, "iodepth"),
             (make_config(io_size=64 * BS, ddir_mask=0), files, "ddir_mask"),
             (make_config(io_size=64 * BS, loops=0), files, "loops"),
             (make_config(io_size=0), files, "io_size"),
@@ -306,7 +331,15 @@ def test_result_shape(ddir: Path) -> None:
     assert set(res) == {
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
+        "engine", "engine_info", "tid", "depth", "poll", "rate",
     }  # fmt: skip
+    assert res["engine"] == "psync" and res["engine_info"] == "" and res["tid"] > 0
+    assert res["depth"]["max_inflight"] == 1 and res["depth"]["iodepth"] == 1
+    n_all = sum(d["ios"] for d in res["ddir"].values())
+    assert res["depth"]["level"] == [n_all, 0, 0, 0, 0, 0, 0]
+    assert res["depth"]["submit"] == res["depth"]["complete"] == [0, n_all, 0, 0, 0, 0, 0]
+    assert res["poll"]["mode"] == "off" and res["poll"]["waits"] == 0
+    assert res["rate"]["rated"] is False
     assert res["hist_sub_bits"] == 7 and res["hist_buckets"] == _core.HIST_BUCKETS
     assert res["ramp_done"] is True and res["stopped"] is False
     assert (res["error"], res["error_msg"], res["error_offset"], res["error_ddir"]) == (0, "", 0, "")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbd_helpers import ctl, libnbd, make_image, need_tool, proc, qemu_io, serve_cli
 
 from iolab.nbd import NBDServerError, blkdebug, serve
 from iolab.nbd.layers import NBDError
+from nbd_helpers import ctl, libnbd, make_image, need_tool, proc, qemu_io, serve_cli
 
 MiB = 1 << 20
 
@@ -226,7 +226,6 @@ def test_046_style_break_aio_writes_resume(tmp_path: Path) -> None:
             assert srv.state()["suspended"]  # A still held while the others completed
             srv.resume("A")
             q.wait_for(r"wrote 8192/8192 bytes at offset 98304")
-            q.send("aio_flush")
             for pattern, off, length in [
                 (1, 0x10000, 0x2000),
                 (11, 0x12000, 0x2000),
@@ -301,14 +300,13 @@ def test_resume_is_lifo_and_remove_break_resumes_all(tmp_path: Path) -> None:
         from nbd_helpers import need_libnbd
 
         with proc([need_libnbd(), "-c", textwrap.dedent(script), srv.uri], stdin=True) as c:
-            c.send("w1 w2 w3")
-            for name in ("w1", "w2", "w3"):
+            for count, name in enumerate(("w1", "w2", "w3"), 1):
                 srv.break_("write_aio", "T")  # one-shot: one breakpoint per request
+                c.send("w1 w2 w3" if count == 1 else "")  # let the script send the next write
                 c.wait_for(f"sent {name}")
-                count = {"w1": 1, "w2": 2, "w3": 3}[name]
                 srv.wait_break("T", timeout=20, count=count)
                 assert len(srv.state()["suspended"]) == count
-                c.send("")
+            c.send("")  # the script now waits for completions
             srv.resume("T")  # the most recent one: w3
             assert c.wait_for(r"done w\d").strip() == "done w3"
             srv.break_("write_aio", "T")  # a pending breakpoint, also removed below
@@ -339,7 +337,6 @@ def test_046_through_cli_and_ctl(tmp_path: Path) -> None:
             assert state["suspended"] == [{"tag": "A", "event": "write_aio"}]
             ctl(csock, "resume", "A")
             q.wait_for(r"wrote 8192/8192 bytes at offset 163840")
-            q.send("aio_flush")
             q.send("read -P 20 0x28000 0x2000")
             assert "8192/8192" in q.wait_for(r"read \d+/\d+|failed")
         stats = json.loads(ctl(csock, "stats").stdout)
@@ -389,7 +386,8 @@ def test_state_rules_see_the_state_from_before_the_event() -> None:
 def test_errors_are_sticky_until_the_next_injecting_event() -> None:
     dbg = blkdebug.BlkdebugState()
     for r in blkdebug.parse_config(
-        '[inject-error]\nevent = "read_aio"\nerrno = "5"\n[inject-error]\nevent = "flush_to_disk"\nerrno = "0"\n'
+        '[inject-error]\nevent = "read_aio"\nerrno = "5"\n'
+        '[inject-error]\nevent = "flush_to_disk"\nerrno = "0"\n'
     ):
         dbg.add(r)
     dbg.check(0, 512, "write")  # nothing active yet
@@ -465,15 +463,23 @@ def test_fua_write_fires_flush_events(tmp_path: Path) -> None:
     """A FUA write is the write then a flush, as QEMU emulates FUA: flush rules see it."""
     img = make_image(tmp_path / "a.img", 1 * MiB)
     rules = '[set-state]\nevent = "flush_to_disk"\nnew_state = "5"\n'
+    script = """
+        import json, sys, nbd
+        h = nbd.NBD(); h.connect_uri(sys.argv[1])
+        out = []
+        for data, off, flags in ((b"1", 0, 0), (b"2", 0, nbd.CMD_FLAG_FUA), (b"3", 4096, 0)):
+            try:
+                h.pwrite(data * 4096, off, flags); out.append("ok")
+            except nbd.Error as e:
+                out.append(e.errno)
+        h.shutdown()
+        print(json.dumps(out))
+    """
     with serve(img, rules=rules) as srv:
-        qemu_io(srv.uri, "write -P 1 0 4k", cache="writeback")
-        assert srv.state()["state"] == 1
-        qemu_io(srv.uri, "write -f -P 1 0 4k", cache="writeback")  # -f: FUA
+        assert libnbd(script.replace('(b"2", 0, nbd.CMD_FLAG_FUA), ', ""), srv.uri) == ["ok", "ok"]
+        assert srv.state()["state"] == 1  # plain writes fire no flush event
+        assert libnbd(script, srv.uri) == ["ok", "ok", "ok"]
         assert srv.state()["state"] == 5
         srv.inject("flush_to_disk", 28, iotype="flush")
-        out = qemu_io(srv.uri, "write -f -P 2 0 4k", "write -P 3 4k 4k", cache="writeback")
-        assert out.splitlines() == [
-            "write failed: No space left on device",
-            "wrote 4096/4096 bytes at offset 4096",
-        ]
-    assert img.read_bytes()[:4096] == b"\x02" * 4096  # the data was written before the flush failed
+        assert libnbd(script, srv.uri) == ["ok", "ENOSPC", "ok"]
+    assert img.read_bytes()[:4096] == b"2" * 4096  # the data was written before the flush failed

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbd_helpers import libnbd, make_image, need, need_tool, qemu_io, run, serve_cli
 
 from iolab.nbd import ExportConfig, serve
+from nbd_helpers import libnbd, make_image, need, need_tool, qemu_io, run, serve_cli
 
 MiB = 1 << 20
 

@@ -20,6 +20,21 @@ def config_layout() -> list[tuple[str, int, int]]:
 def hist_index(v: int, /) -> int:
     """Histogram bucket of value ``v`` (``0 <= v < 2**64``; OverflowError otherwise)."""
 
+def _poll_simulate(
+    mode: int,
+    max_ns: int,
+    grow: int,
+    shrink: int,
+    arrivals: Sequence[int],
+    tick_ns: int = 100,
+    wake_ns: int = 5000,
+) -> tuple[list[tuple[int, int, int, int]], dict[str, Any]]:
+    """Test hook: the C completion wait (poll, block, adjust the window) against a scripted clock.
+
+    Wait i's completion arrives ``arrivals[i]`` ns after the wait starts; every clock read costs
+    ``tick_ns``, a blocking wakeup ``wake_ns``. Returns ``[(window_before, block_ns, window_after, hit)]``
+    per wait and the poll counters (as in ``Job.result()["poll"]``)."""
+
 @final
 class Job:
     """One benchmark job.
@@ -39,6 +54,8 @@ class Job:
         2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
     def result(self) -> dict[str, Any]:
         """The raw result dict of DESIGN.md section 3; RuntimeError until run() has returned."""
+    def thread_id(self) -> int:
+        """Kernel thread id of the thread inside run() (0 before run() started)."""
     def _set_trace(self, buffer: bytearray | memoryview | None, /) -> None:
         """Test hook: record every counted I/O of the measured phase into ``buffer`` (writable,
         8-byte aligned, ``_TRACE_RECORD_SIZE`` bytes a record) until it is full; before run()."""

@@ -182,6 +182,110 @@ class IoDepths:
 
 
 @dataclass(frozen=True)
+class PollStats:
+    """Completion polling of an asynchronous engine (csrc/pollwin.h): every wait for completions either
+    ended while busy-polling (a hit) or blocked in the kernel (a miss), so ``hits + misses == waits``."""
+
+    mode: str = "off"  # off | on | adaptive
+    waits: int = 0
+    hits: int = 0
+    misses: int = 0
+    poll_ns: int = 0  # time spent busy-polling
+    block_ns: int = 0  # total time of the waits (polling and blocking)
+    window_ns: int = 0  # the window at the end
+    window_sum_ns: int = 0  # sum of the window at each wait
+    max_ns: int = 0
+    sleeps: int = 0  # rate/thinktime sleeps that adjusted the window
+    grows: int = 0
+    shrinks: int = 0
+
+    @property
+    def window_mean_ns(self) -> float:
+        return self.window_sum_ns / self.waits if self.waits else 0.0
+
+    @property
+    def hit_pct(self) -> float:
+        return 100.0 * self.hits / self.waits if self.waits else 0.0
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any] | None) -> PollStats:
+        if not raw:
+            return cls()
+        return cls(
+            mode=str(raw.get("mode", "off")),
+            **{k: int(raw.get(k, 0)) for k in (
+                "waits", "hits", "misses", "poll_ns", "block_ns", "window_ns", "window_sum_ns", "max_ns",
+                "sleeps", "grows", "shrinks")},
+        )  # fmt: skip
+
+    def __add__(self, other: PollStats) -> PollStats:
+        return PollStats(
+            mode=self.mode if self.mode == other.mode else "mixed",
+            waits=self.waits + other.waits,
+            hits=self.hits + other.hits,
+            misses=self.misses + other.misses,
+            poll_ns=self.poll_ns + other.poll_ns,
+            block_ns=self.block_ns + other.block_ns,
+            window_ns=max(self.window_ns, other.window_ns),
+            window_sum_ns=self.window_sum_ns + other.window_sum_ns,
+            max_ns=max(self.max_ns, other.max_ns),
+            sleeps=self.sleeps + other.sleeps,
+            grows=self.grows + other.grows,
+            shrinks=self.shrinks + other.shrinks,
+        )
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """What the engine did besides the I/O: setup, depth reached, polling, rate schedule, io-wq."""
+
+    name: str = ""
+    info: str = ""  # how the engine was set up (flags the kernel took, fallbacks)
+    iodepth: int = 1  # the depth the core ran with
+    max_inflight: int = 0  # the most I/Os submitted and not yet reaped
+    poll: PollStats = field(default_factory=PollStats)
+    rated: bool = False  # rate limited: latencies count from each I/O's scheduled time
+    lag_max_ns: int = 0  # rate: the largest delay between an I/O's scheduled time and its submission
+    sleeps: int = 0  # rate/thinktime sleeps
+    sleep_ns: int = 0
+    think_pauses: int = 0
+    iowq_workers: int = 0  # io_uring: io-wq worker threads seen for the job (the kernel punted I/O)
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> EngineStats:
+        depth = raw.get("depth") or {}
+        rate = raw.get("rate") or {}
+        return cls(
+            name=str(raw.get("engine", "") or ""),
+            info=str(raw.get("engine_info", "") or ""),
+            iodepth=int(depth.get("iodepth", 1)),
+            max_inflight=int(depth.get("max_inflight", 0)),
+            poll=PollStats.from_raw(raw.get("poll")),
+            rated=bool(rate.get("rated", False)),
+            lag_max_ns=int(rate.get("lag_max_ns", 0)),
+            sleeps=int(rate.get("sleeps", 0)),
+            sleep_ns=int(rate.get("sleep_ns", 0)),
+            think_pauses=int(rate.get("think_pauses", 0)),
+            iowq_workers=int(raw.get("iowq_workers", 0) or 0),
+        )
+
+    def __add__(self, other: EngineStats) -> EngineStats:
+        return EngineStats(
+            name=self.name if self.name == other.name else f"{self.name}+{other.name}",
+            info=self.info if self.info == other.info else "",
+            iodepth=max(self.iodepth, other.iodepth),
+            max_inflight=max(self.max_inflight, other.max_inflight),
+            poll=self.poll + other.poll,
+            rated=self.rated or other.rated,
+            lag_max_ns=max(self.lag_max_ns, other.lag_max_ns),
+            sleeps=self.sleeps + other.sleeps,
+            sleep_ns=self.sleep_ns + other.sleep_ns,
+            think_pauses=self.think_pauses + other.think_pauses,
+            iowq_workers=self.iowq_workers + other.iowq_workers,
+        )
+
+
+@dataclass(frozen=True)
 class ErrorInfo:
     code: int = 0  # errno, 0 = no error
     msg: str = ""
@@ -371,6 +475,7 @@ class JobResult:
     dirs: dict[str, DirStats]  # always "read", "write", "trim", "sync"
     cpu: CpuStats = field(default_factory=CpuStats)
     iodepth: IoDepths = field(default_factory=IoDepths)
+    engine: EngineStats = field(default_factory=EngineStats)
     error: ErrorInfo = field(default_factory=ErrorInfo)
     warnings: list[str] = field(default_factory=list)
     runtime_ns: int = 0  # measured phase
@@ -431,6 +536,26 @@ def _intervals(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[tuple[
             out.append((t / 1e6, (t - prev) / 1e6))
             prev = t
     return out
+
+
+def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
+    notes: list[str] = []
+    if engine.iowq_workers:
+        depth = _as_int(options.get("iodepth"), 1)
+        instead = "libaio" if depth > 1 else "psync (or libaio)"
+        target = ", ".join(str(f) for f in options.get("filename") or []) or "the target"
+        notes.append(
+            f"io_uring handed the I/O to {engine.iowq_workers} kernel worker thread(s) (io-wq, iou-wrk-*): "
+            f"{target} cannot take non-blocking submissions, so every I/O went through a worker thread and "
+            f"these results measure that hand-off, not the device; use ioengine={instead} for this target"
+        )
+    if engine.rated:
+        notes.append(
+            "rate limited: lat is measured from each I/O's scheduled time, not from when it was issued "
+            "(no coordinated omission); slat includes any wait for the schedule "
+            f"(largest lag {engine.lag_max_ns / 1000:.1f} us)"
+        )
+    return notes
 
 
 def job_result(
@@ -528,6 +653,17 @@ def job_result(
         notes.append("ramp_time did not complete: nothing was measured")
 
     n_all = sum(dirs[d].ios for d in ALL_DIRS)
+    engine = EngineStats.from_raw(raw)
+    notes.extend(_engine_notes(engine, options))
+    raw_depth = raw.get("depth")
+    if raw_depth and "level" in raw_depth:
+        depths = IoDepths(
+            tuple(int(x) for x in raw_depth["level"]),
+            tuple(int(x) for x in raw_depth["submit"]),
+            tuple(int(x) for x in raw_depth["complete"]),
+        )
+    else:
+        depths = IoDepths.synchronous(n_all)
     err = ErrorInfo(
         code=err_code,
         msg=str(raw.get("error_msg", "") or ""),
@@ -550,7 +686,8 @@ def job_result(
             minf=int(raw.get("minf", 0)),
             runtime_ns=runtime_ns,
         ),
-        iodepth=IoDepths.synchronous(n_all),
+        iodepth=depths,
+        engine=engine,
         error=err,
         warnings=notes,
         runtime_ns=runtime_ns,
@@ -670,9 +807,12 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         dirs[d] = ds
     cpu = CpuStats()
     depths = IoDepths()
+    engine = jobs[0].engine
     for j in jobs:
         cpu = cpu + j.cpu
         depths = depths + j.iodepth
+    for j in jobs[1:]:
+        engine = engine + j.engine
     err = next((j.error for j in jobs if j.error.code), ErrorInfo())
     notes: list[str] = []
     for j in jobs:
@@ -682,6 +822,7 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         dirs=dirs,
         cpu=cpu,
         iodepth=depths,
+        engine=engine,
         error=err,
         warnings=notes,
         runtime_ns=max(j.runtime_ns for j in jobs),

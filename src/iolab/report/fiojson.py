@@ -7,7 +7,10 @@ JSON.  Strings are JSON-escaped.
 
 Differences from fio, on purpose:
 
-* each job object ends with an ``"iolab"`` block (the only addition; the top level has none): HdrHistogram
+* each job object ends with an ``"iolab"`` block (the only addition; the top level has none): the engine
+  (its setup, the depth it reached, io_uring io-wq workers seen), completion polling counters (``poll``:
+  waits = hits + misses, time spent polling, final and mean window), the job thread's CPU time (``cpu``, ns),
+  rate limiting (``rate``: whether latencies count from the scheduled time), HdrHistogram
   encodings of every non-empty latency histogram per direction (``hdr``), the time series (``samples``:
   ``t_ns`` = end of each interval since the start of the measured phase, and per direction the exact ``ios``
   and ``bytes`` of each interval; rates are count / interval length), the raw runtime, stop/ramp flags,
@@ -172,10 +175,47 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         ds = job.dirs[d]
         if ds.sample_ios:
             series[d] = {"ios": list(ds.sample_ios), "bytes": list(ds.sample_bytes)}
+    eng = job.engine
+    poll = eng.poll
     return {
         "version": __version__,
         "jobs": job.num_jobs,
         "runtime_ns": job.runtime_ns,
+        "engine": {
+            "name": eng.name,
+            "setup": eng.info,
+            "iodepth": eng.iodepth,
+            "max_inflight": eng.max_inflight,
+            "iowq_workers": eng.iowq_workers,
+        },
+        "poll": {
+            "mode": poll.mode,
+            "waits": poll.waits,
+            "hits": poll.hits,
+            "misses": poll.misses,
+            "poll_ns": poll.poll_ns,
+            "wait_ns": poll.block_ns,
+            "window_final_ns": poll.window_ns,
+            "window_mean_ns": float(poll.window_mean_ns),
+            "window_max_ns": poll.max_ns,
+            "grows": poll.grows,
+            "shrinks": poll.shrinks,
+            "sleeps": poll.sleeps,
+        },
+        "cpu": {
+            "usr_ns": job.cpu.usr_ns,
+            "sys_ns": job.cpu.sys_ns,
+            "runtime_ns": job.cpu.runtime_ns,
+            "what": "the job thread's rusage over the measured phase",
+        },
+        "rate": {
+            "limited": eng.rated,
+            "latency_from": "scheduled issue time" if eng.rated else "issue time",
+            "lag_max_ns": eng.lag_max_ns,
+            "sleeps": eng.sleeps,
+            "sleep_ns": eng.sleep_ns,
+            "think_pauses": eng.think_pauses,
+        },
         "stopped": job.stopped,
         "ramp_done": job.ramp_done,
         "error": {

@@ -1,7 +1,8 @@
 """fio's human-readable ``normal`` output.
 
 Layout follows fio 3.33 line by line (job header, per-direction IOPS/BW line, slat/clat/lat lines with an
-automatic unit, percentile blocks, bw/iops sample lines, the latency distribution, sync latencies, cpu,
+automatic unit, percentile blocks, bw/iops sample lines, the latency distribution, sync latencies, cpu
+(followed by an iolab "poll" line when completion polling is on),
 IO depths, issued counts, then "Run status group N (all jobs):" and "Disk stats").
 
 Differences from fio, on purpose:
@@ -170,6 +171,13 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
         f"  cpu          : usr={c.usr_pct:3.2f}%, sys={c.sys_pct:3.2f}%, "
         f"ctx={c.ctx}, majf={c.majf}, minf={c.minf}"
     )
+    p = job.engine.poll
+    if p.mode != "off":
+        lines.append(
+            f"  poll         : mode={p.mode}, waits={p.waits}, hits={p.hits} ({p.hit_pct:.1f}%), "
+            f"misses={p.misses}, polling={p.poll_ns / 1e6:.2f}ms, window final={p.window_ns}ns "
+            f"mean={p.window_mean_ns:.0f}ns max={p.max_ns}ns"
+        )
 
     def dist(keys: Sequence[str], vals: Mapping[str, float]) -> str:
         return ", ".join(f"{k}={vals[k]:3.1f}%" for k in keys)
