@@ -73,7 +73,13 @@ def server(cmd: list[str], sock: Path, ready_line: bool) -> Iterator[subprocess.
             p.wait(10)
 
 
-def fio_iops(fio: str, uri: str, rw: str, qd: int, runtime: float, size: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fio_run(fio: str, uri: str, rw: str, qd: int, runtime: float, size: int) -> tuple[float, int]:
     cmd = [
         fio,
         "--name=nbd",
@@ -93,7 +99,9 @@ def fio_iops(fio: str, uri: str, rw: str, qd: int, runtime: float, size: int) ->
         raise RuntimeError(f"fio failed on {uri}: {proc.stderr.strip()[-500:]}")
     text = proc.stdout[proc.stdout.index("{") :]  # fio may print notes before the JSON
     job = json.loads(text)["jobs"][0]
-    return float(job["read"]["iops"] + job["write"]["iops"])
+    return float(job["read"]["iops"] + job["write"]["iops"]), int(
+        job["read"]["total_ios"] + job["write"]["total_ios"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
                 True,
             )
         samples: dict[str, dict[str, list[float]]] = {n: {} for n in configs}
+        cpu_us: dict[str, dict[str, list[float]]] = {n: {} for n in configs}  # server CPU per request
+        pids: dict[str, int] = {}
         with contextlib.ExitStack() as stack:
             for name, (cmd, ready) in configs.items():
-                stack.enter_context(server(cmd, work / f"{name}.sock", ready))
+                pids[name] = stack.enter_context(server(cmd, work / f"{name}.sock", ready)).pid
             for rnd in range(args.rounds):
                 for rw, qd in WORKLOADS:
                     key = f"{rw} qd{qd}"
@@ -175,15 +185,26 @@ def main(argv: list[str] | None = None) -> int:
                     order = order[rnd % len(order) :] + order[: rnd % len(order)]  # rotate who goes first
                     for name in order:
                         uri = f"nbd+unix:///?socket={work}/{name}.sock"
-                        iops = fio_iops(tools["fio"], uri, rw, qd, args.runtime, size)  # type: ignore[arg-type]
+                        cpu0 = cpu_seconds(pids[name])
+                        iops, ios = fio_run(tools["fio"], uri, rw, qd, args.runtime, size)  # type: ignore[arg-type]
+                        us = (cpu_seconds(pids[name]) - cpu0) / max(ios, 1) * 1e6
                         samples[name].setdefault(key, []).append(iops)
-                        print(f"round {rnd + 1} {key:14} {name:16} {iops:10.0f}", file=sys.stderr, flush=True)
+                        cpu_us[name].setdefault(key, []).append(us)
+                        print(
+                            f"round {rnd + 1} {key:14} {name:16} {iops:10.0f} IOPS {us:6.1f} us CPU/request",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         med = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
+        cpu = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in cpu_us.items()}
         keys = [f"{rw} qd{qd}" for rw, qd in WORKLOADS]
         print(f"\nmedian IOPS, {args.rounds} rounds of {args.runtime:g}s, 4k, image {args.size}, unix socket")
         print(f"{'server':18}" + "".join(f"{k:>16}" for k in keys))
         for name in configs:
             print(f"{name:18}" + "".join(f"{med[name][k]:16.0f}" for k in keys))
+        print("\nserver CPU per request, microseconds (median; the noise-proof measure of cost)")
+        for name in configs:
+            print(f"{name:18}" + "".join(f"{cpu[name][k]:16.1f}" for k in keys))
         print("\nratios")
         for k in keys:
             io = med["iolab"][k]
@@ -193,9 +214,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"   blkdebug(empty) cost {1 - med['iolab+blkdebug'][k] / io:6.1%}"
                 f"   100 inactive rules cost {1 - med['iolab+100rules'][k] / io:6.1%}"
                 f" (vs empty blkdebug {1 - med['iolab+100rules'][k] / med['iolab+blkdebug'][k]:6.1%})"
+                f"   CPU/request: blkdebug +{cpu['iolab+blkdebug'][k] / cpu['iolab'][k] - 1:6.1%}"
+                f", 100 rules +{cpu['iolab+100rules'][k] / cpu['iolab'][k] - 1:6.1%}"
             )
         if args.json:
-            Path(args.json).write_text(json.dumps({"samples": samples, "median": med}, indent=2))
+            Path(args.json).write_text(
+                json.dumps({"samples": samples, "median": med, "cpu_us": cpu_us}, indent=2)
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -91,8 +91,10 @@ def test_errors() -> None:
     assert e.option == "bs" and e.got == "zz"
     e = cli_error(["--name=a", "--hostname=x"])
     assert "net" in str(e)
-    e = cli_error(["--name=a", "--ioengine=libaio"])
+    e = cli_error(["--name=a", "--ioengine=mmap"])
     assert "not supported yet" in str(e)
+    e = cli_error(["--name=a", "--hipri", "--ioengine=io_uring"])
+    assert "io_uring" in str(e) and e.option == "hipri"
     with pytest.raises(JobFileError, match="needs a value"):
         parse_cli(["--name=a", "--bs"])
     with pytest.raises(JobFileError, match="ambiguous"):

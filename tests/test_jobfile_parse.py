@@ -276,7 +276,9 @@ def test_ioengines() -> None:
     assert one("[a]\nioengine=psync\n").values["ioengine"] == "psync"
     j = one("[a]\nioengine=sync\n")
     assert j.values["ioengine"] == "psync" and any("psync" in w for w in j.warnings)
-    for eng in ("libaio", "io_uring", "mmap", "pvsync", "null"):
+    for eng in ("libaio", "io_uring"):
+        assert one(f"[a]\nioengine={eng}\n").values["ioengine"] == eng
+    for eng in ("mmap", "pvsync", "null"):
         e = err(f"[a]\nioengine={eng}\n")
         assert "not supported yet" in str(e) and "psync" in str(e) and eng in str(e)
     e = err("[a]\nioengine=psycn\n")
@@ -286,9 +288,14 @@ def test_ioengines() -> None:
 
 def test_engine_options_name_their_engine() -> None:
     for line, engine in [("hostname=x", "net/rdma/libhdfs"), ("userspace_reap", "libaio"),
-                         ("http_host=h", "http"), ("cpuload=50", "cpuio/exec")]:
+                         ("http_host=h", "http"), ("cpuload=50", "cpuio/exec"), ("hipri", "io_uring")]:
         e = err(f"[a]\n{line}\n")
         assert engine in str(e) and e.option == line.split("=")[0]
+    j = one("[global]\nioengine=io_uring\n[a]\nhipri\nfixedbufs\nnonvectored=0\nsqthread_poll_cpu=1\n")
+    assert (j.values["hipri"], j.values["fixedbufs"], j.values["nonvectored"]) == (True, True, 0)
+    assert j.values["sqthread_poll_cpu"] == 1
+    assert one("[a]\nioengine=libaio\nuserspace_reap\n").values["userspace_reap"] is True
+    assert "ioengine=psync" in str(err("[a]\nioengine=psync\nfixedbufs\n"))
 
 
 def test_error_format_and_suggestion() -> None:

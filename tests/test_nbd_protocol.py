@@ -293,3 +293,10 @@ def test_read_only_flag_rejects_writes(tmp_path: Path) -> None:
 def test_need_helper_is_strict_in_ci() -> None:
     # the pattern of tests/conftest.py: a missing tool is a failure when CI runs the suite
     need(True, "never")
+
+
+def test_pytest_plugin_fixtures(nbd_export: Any, nbd_image: Path) -> None:
+    """The iolab_nbd pytest plugin: a served sparse image, ready for a client."""
+    assert nbd_image.stat().st_size == 64 * MiB
+    assert "wrote 4096/4096" in qemu_io(nbd_export.uri, "write -P 0x42 0 4k", check=True)
+    assert nbd_image.read_bytes()[:4096] == b"\x42" * 4096

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import shutil
 import tempfile
@@ -55,9 +56,8 @@ class NBDServer:
         self, exports: list[ExportConfig], listen: list[str], control: list[str], use_uvloop: bool
     ) -> None:
         if use_uvloop:
-            import uvloop
-
-            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            # optional, not a dependency: imported by name so type checking does not need it installed
+            loop: asyncio.AbstractEventLoop = importlib.import_module("uvloop").new_event_loop()
         else:
             loop = asyncio.new_event_loop()
         self._loop = loop

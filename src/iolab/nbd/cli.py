@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -120,9 +121,9 @@ def serve_main(argv: list[str]) -> int:
     )
     try:
         if args.uvloop:
-            import uvloop
-
-            return uvloop.run(_serve(args))
+            # optional, not a dependency: imported by name so type checking does not need it installed
+            uvloop = importlib.import_module("uvloop")
+            return int(uvloop.run(_serve(args)))
         return asyncio.run(_serve(args))
     except ImportError as exc:
         print(f"iolab serve: {exc}", file=sys.stderr)

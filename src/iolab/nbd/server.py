@@ -165,6 +165,7 @@ class Connection(asyncio.Protocol):
         self.transmitting = False
         self.closed = False
         self.disconnecting = False
+        self.eof = False
         self.structured = False
         self.no_zeroes = False
         self.meta_export: str | None = None  # export the selected base:allocation context refers to
@@ -208,6 +209,11 @@ class Connection(asyncio.Protocol):
             self.queue.feed(data)
 
     def eof_received(self) -> bool | None:
+        if self.transmitting:
+            # the client shut down its side: answer what it sent, then close
+            self.eof = True
+            self._maybe_finish()
+            return True
         self.queue.feed_eof()
         return None
 
@@ -476,6 +482,8 @@ class Connection(asyncio.Protocol):
         if pos:
             del buf[:pos]
         self._update_reading()
+        if self.eof:
+            self._maybe_finish()
 
     def _parse_batch(self, buf: bytearray, pos: int, end: int, unpack: Callable[..., tuple[int, ...]]) -> int:
         while end - pos >= 28 and not self.closed and not self.disconnecting and not self._busy():
@@ -496,7 +504,7 @@ class Connection(asyncio.Protocol):
                 payload = None
                 pos += 28
             self._request(cmd, flags, cookie, offset, length, payload)
-        self.stalled = end - pos >= 28 and self._busy()
+        self.stalled = not self.disconnecting and end - pos >= 28 and self._busy()
         return pos
 
     def _request(
@@ -548,7 +556,7 @@ class Connection(asyncio.Protocol):
             self._complete(cmd, flags, cookie, offset, length, result, exc)
             if self.read_paused or self.stalled:
                 self._update_reading()
-            if self.disconnecting:
+            if self.disconnecting or self.eof:
                 self._maybe_finish()
 
         self._start(coro, finish)
@@ -680,7 +688,7 @@ class Connection(asyncio.Protocol):
             self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, code, cookie))
 
     def _maybe_finish(self) -> None:
-        if self.inflight == 0 and self.transport is not None and not self.closed:
+        if self.inflight == 0 and not self.stalled and self.transport is not None and not self.closed:
             self.closed = True
             self.transport.close()
 
