@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iolab.plan import RunPlan
 
 from iolab import __version__
 
@@ -50,8 +53,12 @@ class RunRefused(Exception):
     """The doctor found errors (unsafe target, or any warning under --strict): nothing was run."""
 
 
-def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
-    """Check, plan, lay out, run and analyse; returns (RunResult, exit status)."""
+def execute(
+    jobdefs: Sequence[Any], opts: RunOptions, on_start: Callable[[RunPlan], None] | None = None
+) -> tuple[Any, int]:
+    """Check, plan, lay out, run and analyse; returns (RunResult, exit status).
+
+    `on_start` is called with the plan once the checks passed, just before the files are laid out."""
     from iolab import doctor
     from iolab.analysis.diskstats import disk_util
     from iolab.analysis.model import job_result, run_result
@@ -70,6 +77,8 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
     except doctor.SafetyError as exc:
         raise RunRefused(doctor.render_findings(exc.findings)) from None
     with hold:
+        if on_start is not None:
+            on_start(plan)
         for note in prepare_files(plan):
             if opts.eta != "never":
                 print(f"iolab: {note}", file=sys.stderr)
@@ -140,15 +149,6 @@ def execute(jobdefs: Sequence[Any], opts: RunOptions) -> tuple[Any, int]:
     return run, status_code
 
 
-def _emit(text: str, output: str | None) -> None:
-    if output:
-        with open(output, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-
-
 def _iolab_flags(argv: Sequence[str]) -> tuple[list[str], bool, list[str]]:
     """Take iolab's own run flags (--strict, --allow-destroy=DEV) out of a fio-style command line."""
     rest: list[str] = []
@@ -173,7 +173,7 @@ def _iolab_flags(argv: Sequence[str]) -> tuple[list[str], bool, list[str]]:
 def cmd_run(argv: Sequence[str]) -> int:
     from iolab.jobfile import JobFileError, parse_cli, showcmd
     from iolab.plan import PlanError
-    from iolab.report import parse_formats, render
+    from iolab.report import PreambleJob, parse_formats, render, render_preamble
 
     try:
         argv, strict, allow_destroy = _iolab_flags(argv)
@@ -218,8 +218,17 @@ def cmd_run(argv: Sequence[str]) -> int:
         for job in cli.jobs:
             for w in job.warnings:
                 _err(f"warning: {job.name}: {w}")
+    sink = open(opts.output, "w") if opts.output else sys.stdout  # noqa: SIM115 - closed below
+
+    def preamble(plan: RunPlan) -> None:
+        # fio announces the jobs before it starts them, in normal output only
+        if "normal" in fmt.split(","):
+            jobs = [PreambleJob(j.name, j.groupid, j.options, clone=j.jobnum > 0) for j in plan.jobs]
+            sink.write(render_preamble(jobs))
+            sink.flush()
+
     try:
-        run, status = execute(cli.jobs, opts)
+        run, status = execute(cli.jobs, opts, on_start=preamble)
     except PlanError as exc:
         _err(str(exc))
         return 1
@@ -230,7 +239,10 @@ def cmd_run(argv: Sequence[str]) -> int:
         # e.g. a target we may not open, or no space to lay a file out
         _err(f"{exc.filename or 'error'}: {exc.strerror or exc}")
         return 1
-    _emit(render(run, fmt), opts.output)
+    sink.write(render(run, fmt))
+    sink.flush()
+    if sink is not sys.stdout:
+        sink.close()
     return status
 
 
