@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -335,7 +336,10 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     j->ios = calloc(j->depth, sizeof(*j->ios));
     j->free_ios = calloc(j->depth, sizeof(*j->free_ios));
     j->reaped = calloc(j->depth, sizeof(*j->reaped));
-    if (!j->ios || !j->free_ios || !j->reaped)
+    j->sync_cap = 2 * j->depth + 2;
+    j->sync_q = calloc(j->sync_cap, sizeof(*j->sync_q));
+    j->sync_file = calloc(j->sync_cap, sizeof(*j->sync_file));
+    if (!j->ios || !j->free_ios || !j->reaped || !j->sync_q || !j->sync_file)
         goto fail;
     j->buflen = (size_t)((c->max_bs + 4095) & ~4095ull);
     if (posix_memalign(&j->bufmem, 4096, j->buflen * 2 * j->depth)) {
@@ -406,6 +410,8 @@ void iol_job_destroy(struct iol_job *j)
     free(j->ios);
     free(j->free_ios);
     free(j->reaped);
+    free(j->sync_q);
+    free(j->sync_file);
     free(j->bufmem);
     free(j->samples);
     free(j);
@@ -521,7 +527,9 @@ static int next_pass(struct iol_job *j)
 static inline int prep_next(struct iol_job *j, struct iol_io *io)
 {
     if (UNLIKELY(j->sync_qn)) {
-        unsigned k = --j->sync_qn;
+        unsigned k = j->sync_head;
+        j->sync_head = k + 1 == j->sync_cap ? 0 : k + 1;
+        j->sync_qn--;
         struct iol_file *f = &j->files[j->sync_file[k]];
         io->op = j->sync_q[k];
         io->ddir = IOL_DDIR_SYNC;
@@ -662,7 +670,7 @@ static void start_schedule(struct iol_job *j, uint64_t t)
 static void begin_measure(struct iol_job *j, uint64_t t)
 {
     reset_stats(j);
-    j->sync_qn = 0;
+    j->sync_qn = j->sync_head = 0;
     j->writes_since_fsync = j->writes_since_fdatasync = 0;
     j->passes_done = 0;
     start_pass(j); /* the measured phase starts on fresh passes, as if there had been no ramp */
@@ -706,22 +714,37 @@ static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t 
         r->file = (uint16_t)io->file;
         r->ddir = io->ddir;
         r->pad = 0;
+        r->head = r->tail = 0;
+        if (io->ddir < 2 && io->len >= 8) {
+            memcpy(&r->head, io->buf, 8);
+            memcpy(&r->tail, (const char *)io->buf + io->len - 8, 8);
+        }
     }
 }
 
 /* Queue the syncs due after this write; prep_next() issues them before the next I/O. The loop first
  * waits for the writes in flight, so a sync covers every write before it (see run_loop). */
+static inline void push_sync(struct iol_job *j, uint8_t op, uint32_t file)
+{
+    if (UNLIKELY(j->sync_qn == j->sync_cap))
+        return; /* cannot happen: the queue holds two per I/O slot */
+    unsigned k = j->sync_head + j->sync_qn;
+    if (k >= j->sync_cap)
+        k -= j->sync_cap;
+    j->sync_q[k] = op;
+    j->sync_file[k] = file;
+    j->sync_qn++;
+}
+
 static inline void after_write(struct iol_job *j, const struct iol_io *io)
 {
     if (j->cfg.fsync_blocks && ++j->writes_since_fsync >= j->cfg.fsync_blocks) {
         j->writes_since_fsync = 0;
-        j->sync_q[j->sync_qn] = IOL_OP_FSYNC;
-        j->sync_file[j->sync_qn++] = io->file;
+        push_sync(j, IOL_OP_FSYNC, io->file);
     }
     if (j->cfg.fdatasync_blocks && ++j->writes_since_fdatasync >= j->cfg.fdatasync_blocks) {
         j->writes_since_fdatasync = 0;
-        j->sync_q[j->sync_qn] = IOL_OP_FDATASYNC;
-        j->sync_file[j->sync_qn++] = io->file;
+        push_sync(j, IOL_OP_FDATASYNC, io->file);
     }
 }
 
@@ -1040,6 +1063,7 @@ static void run_loop(struct iol_job *j)
     const int polling = !j->eng_sync && j->batch_min == 0 && j->batch_max == 0;
     const unsigned reap_max = j->batch_max ? j->batch_max : 1;
     int more = 1;
+    int count_rest = 0; /* the job ran out of I/O to issue: what is in flight still counts */
 
     for (;;) {
         if (more && UNLIKELY(atomic_load_explicit(&j->stop, memory_order_relaxed)))
@@ -1059,14 +1083,17 @@ static void run_loop(struct iol_job *j)
             if (UNLIKELY(!prep_next(j, io))) {
                 j->nfree++;
                 more = 0;
+                count_rest = 1;
                 continue;
             }
             if (UNLIKELY(issue(j, io)))
                 more = 0;
         }
         if (!more) {
+            /* all issued: the rest completes normally; after the deadline, an error or stop() the I/Os in
+             * flight are drained, not counted */
             if (j->inflight && !j->engine_failed)
-                quiesce(j, 0); /* after the end (deadline, error, stop) in-flight I/Os are drained, not counted */
+                quiesce(j, count_rest && !j->error);
             return;
         }
         const int full = j->nfree == 0;
@@ -1099,6 +1126,12 @@ static void final_sync(struct iol_job *j, struct iol_io *io)
 void iol_job_run(struct iol_job *j)
 {
     j->tid = (long)syscall(SYS_gettid);
+    cpu_set_t cs;
+    CPU_ZERO(&cs);
+    if (sched_getaffinity(0, sizeof(cs), &cs) == 0)
+        for (int c = 0; c < 64; c++)
+            if (CPU_ISSET(c, &cs))
+                j->cpu_mask |= 1ull << c;
     int old_slack = -1;
     if (j->rated || j->cfg.thinktime_ns) {
         /* precise wakeups for rate limiting and think time (the default slack is 50 us) */

@@ -41,6 +41,8 @@ struct iol_trace_rec {
     uint16_t file;   /* index in the file list */
     uint8_t ddir;    /* enum iol_ddir */
     uint8_t pad;
+    uint64_t head;   /* first 8 bytes of the buffer after the I/O (read: data read; write: data written) */
+    uint64_t tail;   /* last 8 bytes */
 };
 
 struct iol_dstat {
@@ -136,6 +138,7 @@ struct iol_job {
     uint64_t sleeps, sleep_ns, think_pauses;
     uint64_t lag_max;       /* rate: largest delay between the scheduled time and the submission */
     long tid;               /* kernel thread id of the thread that ran the job */
+    uint64_t cpu_mask;      /* CPUs (0..63) the job thread could run on when it started */
     int engine_failed;      /* submitting or reaping failed: in-flight I/Os may never complete */
     void *bufmem;
     size_t buflen; /* per buffer */
@@ -145,9 +148,10 @@ struct iol_job {
     uint64_t pass_ios;
     uint32_t passes_done;
     uint64_t writes_since_fsync, writes_since_fdatasync;
-    uint8_t sync_q[2]; /* syncs (enum iol_op) to issue before the next I/O */
-    uint32_t sync_file[2];
-    unsigned sync_qn;
+    /* syncs due (FIFO), issued before the next I/O: at most 2 per write completed while they wait */
+    uint8_t *sync_q;     /* enum iol_op */
+    uint32_t *sync_file; /* file of the write that made it due */
+    unsigned sync_cap, sync_head, sync_qn;
 
     /* time */
     uint64_t t_start;   /* run() start */

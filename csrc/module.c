@@ -289,16 +289,29 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
                                    (unsigned long long)j->sleeps, "sleep_ns", (unsigned long long)j->sleep_ns,
                                    "think_pauses", (unsigned long long)j->think_pauses, "lag_max_ns",
                                    (unsigned long long)j->lag_max);
-    if (!depth || !poll || !rate) {
+    PyObject *cpus = PyList_New(0);
+    for (int c = 0; cpus && c < 64; c++) {
+        if (!(j->cpu_mask >> c & 1))
+            continue;
+        PyObject *v = PyLong_FromLong(c);
+        if (!v || PyList_Append(cpus, v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(cpus);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    if (!depth || !poll || !rate || !cpus) {
         Py_XDECREF(depth);
         Py_XDECREF(poll);
         Py_XDECREF(rate);
+        Py_XDECREF(cpus);
         Py_DECREF(samples);
         Py_DECREF(ddirs);
         return NULL;
     }
     const char *edir = j->error_ddir >= 0 ? ddir_names[j->error_ddir] : "";
-    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N}",
+    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N,s:N}",
                          "runtime_ns", (unsigned long long)j->runtime_ns, "ramp_done",
                          j->ramp_done ? Py_True : Py_False, "stopped", j->stopped ? Py_True : Py_False, "error",
                          j->error, "error_msg", j->error_msg, "error_offset", (unsigned long long)j->error_offset,
@@ -308,7 +321,7 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
                          IOL_HIST_SUB_BITS, "hist_buckets", (int)IOL_HIST_BUCKETS, "ddir", ddirs, "samples",
                          samples, "engine", j->eng ? j->eng->name : "", "engine_info",
                          iol_job_engine_info(self->job), "tid", j->tid, "depth", depth, "poll", poll, "rate",
-                         rate);
+                         rate, "cpus", cpus);
 }
 
 static PyObject *Job_thread_id(JobObject *self, PyObject *Py_UNUSED(ignored))
@@ -367,8 +380,8 @@ static PyMethodDef Job_methods[] = {
      "thread_id()\n--\n\nKernel thread id of the thread inside run() (0 before run() started)."},
     {"_set_trace", (PyCFunction)Job_set_trace, METH_O,
      "_set_trace(buffer)\n--\n\nTest hook: record each counted I/O of the measured phase into a writable, "
-     "8-byte aligned buffer of 16-byte records (struct '=QIHBx': offset, len, file, ddir) until it is "
-     "full. None removes it. Call before run()."},
+     "8-byte aligned buffer of 32-byte records (struct '=QIHBxQQ': offset, len, file, ddir, first and last 8 "
+     "bytes of the data) until it is full. None removes it. Call before run()."},
     {"_trace_count", (PyCFunction)Job_trace_count, METH_NOARGS,
      "_trace_count()\n--\n\nNumber of records the test hook wrote."},
     {NULL, NULL, 0, NULL},

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 BS = 4096
 MS = 1_000_000
 S = 1_000_000_000
-TRACE = struct.Struct("=QIHBx")
+TRACE = struct.Struct("=QIHBxQQ")
 
 DEFAULTS: dict[str, int | list[int]] = {
     "engine": 0,
@@ -150,7 +150,7 @@ def opened(path: Path, flags: int, direct: bool = True) -> Iterator[int]:
 
 def run_job(
     config: bytes, files: list[tuple[int, int, int]], trace: int = 0
-) -> tuple[dict[str, Any], list[tuple[int, int, int, int]]]:
+) -> tuple[dict[str, Any], list[tuple[int, int, int, int, int, int]]]:
     job = _core.Job(config, files)
     buf = bytearray(TRACE.size * trace)
     if trace:
@@ -331,8 +331,9 @@ def test_result_shape(ddir: Path) -> None:
     assert set(res) == {
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
-        "engine", "engine_info", "tid", "depth", "poll", "rate",
+        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus",
     }  # fmt: skip
+    assert res["cpus"] == sorted(os.sched_getaffinity(0))[:64]
     assert res["engine"] == "psync" and res["engine_info"] == "" and res["tid"] > 0
     assert res["depth"]["max_inflight"] == 1 and res["depth"]["iodepth"] == 1
     n_all = sum(d["ios"] for d in res["ddir"].values())

@@ -12,7 +12,8 @@ CONFIG_SIZE: Final[int]
 CONFIG_MAGIC: Final[int]
 """IOL_CONFIG_MAGIC the core was built with."""
 _TRACE_RECORD_SIZE: Final[int]
-"""Test hook: bytes per trace record (struct ``"=QIHBx"``: offset, len, file, ddir)."""
+"""Test hook: bytes per trace record (struct ``"=QIHBxQQ"``: offset, len, file, ddir, first and last 8 bytes
+of the data)."""
 
 def config_layout() -> list[tuple[str, int, int]]:
     """``(field name, offsetof, sizeof)`` for every field of struct iol_config, in order."""

@@ -250,6 +250,7 @@ class EngineStats:
     sleep_ns: int = 0
     think_pauses: int = 0
     iowq_workers: int = 0  # io_uring: io-wq worker threads seen for the job (the kernel punted I/O)
+    cpus: tuple[int, ...] = ()  # CPUs the job thread could run on
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> EngineStats:
@@ -267,6 +268,7 @@ class EngineStats:
             sleep_ns=int(rate.get("sleep_ns", 0)),
             think_pauses=int(rate.get("think_pauses", 0)),
             iowq_workers=int(raw.get("iowq_workers", 0) or 0),
+            cpus=tuple(int(c) for c in raw.get("cpus") or ()),
         )
 
     def __add__(self, other: EngineStats) -> EngineStats:
@@ -282,6 +284,7 @@ class EngineStats:
             sleep_ns=self.sleep_ns + other.sleep_ns,
             think_pauses=self.think_pauses + other.think_pauses,
             iowq_workers=self.iowq_workers + other.iowq_workers,
+            cpus=tuple(sorted(set(self.cpus) | set(other.cpus))),
         )
 
 

@@ -264,16 +264,34 @@ class BlkdebugState:
     suspended: list[_Suspended] = field(default_factory=list)  # newest first: resume is LIFO
     waiters: dict[str, list[asyncio.Future[None]]] = field(default_factory=dict)
     _by_state: dict[tuple[str, int], list[Rule]] = field(default_factory=dict)
+    # per operation, in the current state: does any of its events have a rule that would run?
+    _hot: dict[str, bool] = field(default_factory=dict)
+    _hot_state: int | None = None
+
+    def _changed(self) -> None:
+        self._by_state.clear()
+        self._hot_state = None
 
     def add(self, rule: Rule) -> None:
         self.rules.setdefault(rule.event, []).insert(0, rule)
-        self._by_state.clear()
+        self._changed()
 
     def remove(self, rule: Rule) -> None:
         lst = self.rules.get(rule.event)
         if lst is not None and rule in lst:
             lst.remove(rule)
-            self._by_state.clear()
+            self._changed()
+
+    def hot(self, op: str, events: tuple[str, ...]) -> bool:
+        """Whether firing `events` could do anything now: one dict lookup per request when it cannot,
+        however many rules wait for other states or events."""
+        if self._hot_state != self.state:
+            self._hot = {}
+            self._hot_state = self.state
+        h = self._hot.get(op)
+        if h is None:
+            h = self._hot[op] = any(self._applicable(e) for e in events)
+        return h
 
     def _applicable(self, event: str) -> list[Rule]:
         # Rules for other states cost nothing per event: the per-state view is cached until rules change.
@@ -369,7 +387,7 @@ class BlkdebugState:
             for rule in [r for r in lst if r.action == "break" and r.tag == tag]:
                 lst.remove(rule)
                 found = True
-        self._by_state.clear()
+        self._changed()
         resumed = 0
         while self.is_suspended(tag):
             self.resume(tag)
@@ -385,7 +403,7 @@ class BlkdebugState:
         self.suspended.clear()
         for lst in self.rules.values():
             lst[:] = [r for r in lst if r.action != "break"]
-        self._by_state.clear()
+        self._changed()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -420,7 +438,7 @@ class Blkdebug(Filter):
 
     async def _before(self, op: str, offset: int, length: int) -> None:
         dbg = self.dbg
-        if dbg.rules:
+        if dbg.rules and dbg.hot(op, COMMAND_EVENTS[op]):
             for event in COMMAND_EVENTS[op]:
                 suspends = dbg.fire(event)
                 if suspends:
@@ -430,10 +448,10 @@ class Blkdebug(Filter):
             dbg.check(offset, length, OP_IOTYPE[op])
 
     def _after(self, op: str) -> None:
-        if self.dbg.rules:
-            event = AFTER_EVENTS.get(op)
-            if event is not None:
-                self.dbg.fire(event)  # a breakpoint here would hold nothing: the I/O is done
+        dbg = self.dbg
+        event = AFTER_EVENTS.get(op)
+        if event is not None and dbg.rules and dbg.hot(event, (event,)):
+            dbg.fire(event)  # a breakpoint here would hold nothing: the I/O is done
 
     async def pread(self, offset: int, length: int) -> Buffer:
         await self._before("read", offset, length)

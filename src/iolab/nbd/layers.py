@@ -340,7 +340,7 @@ class FileBackend(Layer):
 
     async def trim(self, offset: int, length: int, fua: bool) -> None:
         # A hint: where holes cannot be punched, doing nothing is a valid answer.
-        if self._can_punch:
+        if self._can_punch and length:
             try:
                 await self._in_pool(
                     fallocate, self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length
@@ -362,7 +362,7 @@ class FileBackend(Layer):
 
     async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
         try:
-            done = False
+            done = length == 0  # fallocate(2) refuses a zero length; nothing to do anyway
             if may_trim and self._can_punch:
                 try:
                     await self._in_pool(

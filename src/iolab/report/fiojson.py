@@ -187,6 +187,7 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
             "iodepth": eng.iodepth,
             "max_inflight": eng.max_inflight,
             "iowq_workers": eng.iowq_workers,
+            "cpus": list(eng.cpus),
         },
         "poll": {
             "mode": poll.mode,
