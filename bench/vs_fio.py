@@ -2,12 +2,15 @@
 """iolab versus fio on the same jobs, alternating runs, medians and ratios.
 
     python bench/vs_fio.py                       # all cases, 5 rounds of 5 s each
-    python bench/vs_fio.py --rounds 3 --runtime 3 --case zram-randread-4k
+    python bench/vs_fio.py --rounds 3 --runtime 3 --case zram-randread-4k-qd32-libaio
+    python bench/vs_fio.py --engines libaio,io_uring --depths 32
 
 Both tools get the same fio command line and report fio JSON; the table shows the median IOPS and clat
-p50/p99 of each tool and iolab/fio ratios. The zram cases need root (they size /dev/zram0 to 1 GiB and
-reset it afterwards, and are skipped if zram0 is already in use); the file cases use an O_DIRECT file in
---dir (default /var/tmp), laid out by fio once before the first round.
+p50/p99 of each tool and iolab/fio ratios. The zram cases need root: they use a zram device of their own
+(hot-added through /sys/class/zram-control, 1 GiB, filled with incompressible data, removed afterwards),
+or /dev/zram0 if hot-adding is impossible and zram0 is unused; the file cases use an O_DIRECT file in
+--dir (default /var/tmp), laid out by fio once before the first round. The machine is shared and noisy:
+each round runs both tools back to back, alternating which goes first, and the table reports medians.
 """
 
 from __future__ import annotations
@@ -33,6 +36,28 @@ class Case:
     what: str
 
 
+def _queue_cases() -> list[Case]:
+    out: list[Case] = []
+    for target, what in (("zram", "CPU-bound"), ("file", "device-bound")):
+        for engine in ("libaio", "io_uring"):
+            for depth in (1, 32):
+                out.append(
+                    Case(
+                        f"{target}-randread-4k-qd{depth}-{engine}",
+                        target,
+                        (
+                            "--rw=randread",
+                            "--bs=4k",
+                            f"--ioengine={engine}",
+                            f"--iodepth={depth}",
+                            "--direct=1",
+                        ),
+                        f"{what}: {engine} at queue depth {depth}",
+                    )
+                )
+    return out
+
+
 CASES = [
     Case(
         "zram-randread-4k-qd1",
@@ -52,6 +77,7 @@ CASES = [
         ("--rw=read", "--bs=64k", "--ioengine=psync", "--iodepth=1", "--direct=1"),
         "device-bound: sequential O_DIRECT reads",
     ),
+    *_queue_cases(),
 ]
 
 
@@ -71,19 +97,28 @@ def run_tool(cmd: list[str]) -> dict[str, float]:
     }
 
 
-def zram_setup() -> str | None:
-    if os.geteuid() != 0 or not ZRAM.exists():
+ZRAM_CONTROL = Path("/sys/class/zram-control")
+
+
+def zram_setup() -> tuple[str, Path, int | None] | None:
+    """(device, its sysfs dir, the number to hot-remove or None) or None when no zram device is free."""
+    if os.geteuid() != 0:
         return None
-    if (ZRAM / "disksize").read_text().strip() != "0":
-        print("zram0 is in use; skipping zram cases", file=sys.stderr)
+    sysfs, num = ZRAM, None
+    if (ZRAM_CONTROL / "hot_add").exists():
+        num = int((ZRAM_CONTROL / "hot_add").read_text())
+        sysfs = Path(f"/sys/block/zram{num}")
+    elif not ZRAM.exists() or (ZRAM / "disksize").read_text().strip() != "0":
+        print("zram0 is missing or in use; skipping zram cases", file=sys.stderr)
         return None
-    (ZRAM / "disksize").write_text("1G")
+    dev = f"/dev/{sysfs.name}"
+    (sysfs / "disksize").write_text("1G")
     # write the whole device once so reads decompress real (incompressible) pages, not empty slots
     subprocess.run(
         [
             "fio",
             "--name=fill",
-            "--filename=/dev/zram0",
+            f"--filename={dev}",
             "--rw=write",
             "--bs=1m",
             "--direct=1",
@@ -91,7 +126,14 @@ def zram_setup() -> str | None:
         ],
         check=True,
     )
-    return "/dev/zram0"
+    return dev, sysfs, num
+
+
+def zram_teardown(z: tuple[str, Path, int | None]) -> None:
+    _dev, sysfs, num = z
+    (sysfs / "reset").write_text("1")
+    if num is not None:
+        (ZRAM_CONTROL / "hot_remove").write_text(str(num))
 
 
 def main() -> int:
@@ -101,13 +143,20 @@ def main() -> int:
     ap.add_argument("--dir", default="/var/tmp", help="directory for the O_DIRECT test file")
     ap.add_argument("--size", default="1g", help="file target size")
     ap.add_argument("--case", action="append", help="run only these cases")
+    ap.add_argument("--engines", help="run only cases of these ioengines (comma separated)")
+    ap.add_argument("--depths", help="run only cases at these iodepths (comma separated)")
     ap.add_argument("--iolab", default=shutil.which("iolab") or "iolab")
     ap.add_argument("--json", help="also write all samples to this file")
     opts = ap.parse_args()
 
     cases = [c for c in CASES if not opts.case or c.name in opts.case]
+    if opts.engines:
+        cases = [c for c in cases if any(f"--ioengine={e}" in c.args for e in opts.engines.split(","))]
+    if opts.depths:
+        cases = [c for c in cases if any(f"--iodepth={d}" in c.args for d in opts.depths.split(","))]
     file_target = os.path.join(opts.dir, "iolab-bench.dat")
-    zram = zram_setup() if any(c.target == "zram" for c in cases) else None
+    zsetup = zram_setup() if any(c.target == "zram" for c in cases) else None
+    zram = zsetup[0] if zsetup else None
     if any(c.target == "file" for c in cases):
         subprocess.run(
             [
@@ -152,19 +201,26 @@ def main() -> int:
                         file=sys.stderr,
                     )
     finally:
-        if zram:
-            (ZRAM / "reset").write_text("1")
+        if zsetup:
+            zram_teardown(zsetup)
         if os.path.exists(file_target):
             os.unlink(file_target)
 
-    print(f"{'case':24} {'metric':8} {'fio':>12} {'iolab':>12} {'iolab/fio':>10}")
+    print(f"{'case':32} {'metric':8} {'fio':>12} {'iolab':>12} {'iolab/fio':>10} {'paired':>8}")
     for name, per in samples.items():
         for metric in ("iops", "p50_us", "p99_us", "cpu"):
             f = statistics.median(s[metric] for s in per["fio"])
             i = statistics.median(s[metric] for s in per["iolab"])
             ratio = i / f if f else float("nan")
-            print(f"{name:24} {metric:8} {f:12.1f} {i:12.1f} {ratio:10.3f}")
-    print(f"(medians of {opts.rounds} alternating rounds, {opts.runtime} s each; cpu = usr+sys %)")
+            # the same ratio taken within each round (both tools back to back), then the median
+            both = zip(per["iolab"], per["fio"], strict=True)
+            pairs = [a[metric] / b[metric] for a, b in both if b[metric]]
+            paired = statistics.median(pairs) if pairs else float("nan")
+            print(f"{name:32} {metric:8} {f:12.1f} {i:12.1f} {ratio:10.3f} {paired:8.3f}")
+    print(
+        f"(medians of {opts.rounds} alternating rounds, {opts.runtime} s each; cpu = usr+sys %; "
+        "paired = median of the per-round iolab/fio ratios)"
+    )
     if opts.json:
         Path(opts.json).write_text(json.dumps(samples, indent=1))
     return 0

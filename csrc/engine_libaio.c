@@ -294,6 +294,8 @@ static int laio_reap(void *state, unsigned min, unsigned max, struct iol_io **ou
             }
             return (int)n;
         }
+        if (a->nqueued)
+            continue; /* remainders of short transfers go to the kernel before waiting */
         /* fewer than min: wait (poll for up to the window, then block in io_getevents) */
         a->want_max = max - n;
         int r = iol_poll_wait(a->poll, min - n, laio_ready, laio_block, laio_clock, a);

@@ -66,6 +66,7 @@ struct ur {
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     /* options */
     int fixed_files, fixed_bufs, vectored, sqpoll, iopoll, disabled;
+    unsigned submit_flags; /* io_uring_enter flags when submitting */
     struct iovec *iov; /* per I/O slot: vectored transfers */
     /* bookkeeping */
     struct iol_io **pending; /* in the ring, not yet handed to the kernel (for t_submit) */
@@ -233,6 +234,8 @@ static int ur_init(const struct iol_engine_env *env, void **state, char *err, si
         return e;
     }
     u->features = p.features;
+    /* submitting also posts the completions waiting as task work (one system call for both) */
+    u->submit_flags = IORING_ENTER_GETEVENTS;
     u->disabled = !!(u->setup_flags & IORING_SETUP_R_DISABLED);
     e = map_rings(u, &p);
     if (e) {
@@ -393,7 +396,7 @@ static int ur_submit(struct ur *u)
         /* entries left in the ring by an earlier partial submit come first */
         unsigned in_ring = u->sq_local_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE);
         for (;;) {
-            int r = sys_enter(u->fd, in_ring, 0, 0);
+            int r = sys_enter(u->fd, in_ring, 0, u->submit_flags);
             if (r >= 0) {
                 done = (unsigned)r > n ? n : (unsigned)r;
                 break;
@@ -510,6 +513,8 @@ static int ur_reap(void *state, unsigned min, unsigned max, struct iol_io **out)
             }
             return (int)n;
         }
+        if (u->npending)
+            continue; /* remainders of short transfers go to the kernel before waiting */
         int r = iol_poll_wait(u->poll, min - n, ur_ready, ur_block, ur_clock, u);
         if (r < 0)
             return r;

@@ -1125,7 +1125,7 @@ static void final_sync(struct iol_job *j, struct iol_io *io)
 
 void iol_job_run(struct iol_job *j)
 {
-    j->tid = (long)syscall(SYS_gettid);
+    __atomic_store_n(&j->tid, (long)syscall(SYS_gettid), __ATOMIC_RELAXED); /* read by Job.thread_id() */
     cpu_set_t cs;
     CPU_ZERO(&cs);
     if (sched_getaffinity(0, sizeof(cs), &cs) == 0)
