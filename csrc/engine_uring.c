@@ -370,8 +370,18 @@ static int ur_submit(struct ur *u);
 static int ur_queue(void *state, struct iol_io *io)
 {
     struct ur *u = state;
-    if (u->sq_local_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries)
-        ur_submit(u); /* only with a submission thread that is behind, or a partial submit */
+    /* The ring holds at least iodepth entries and no more are ever pending, so it is only full when a
+     * submission thread has not taken the entries yet: wait for it to make room. */
+    for (int tries = 0; u->sq_local_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries;
+         tries++) {
+        ur_submit(u);
+        if (u->sq_local_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) < u->sq_entries)
+            break;
+        if (u->sqpoll)
+            sys_enter(u->fd, 0, 0, IORING_ENTER_SQ_WAIT);
+        else if (tries > 1000)
+            break; /* cannot happen without a submission thread: the kernel takes what it is given */
+    }
     struct io_uring_sqe *sqe = &u->sqes[u->sq_local_tail & *u->sq_mask];
     prep_sqe(u, sqe, io);
     u->sq_local_tail++;

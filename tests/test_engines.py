@@ -245,7 +245,8 @@ def test_batches_and_low_watermark(engine: int, direct_dir: Path) -> None:
                         iodepth_batch_complete_min=8, iodepth_batch_complete_max=16), files)  # fmt: skip
         d = res["depth"]
         assert (d["batch_submit"], d["batch_complete_min"], d["batch_complete_max"]) == (8, 8, 16)
-        assert d["submit"][2] == sum(d["submit"])  # every submit call took 5..8 (here: 8) I/Os
+        # submit calls of 8 I/Os, except before a wait when fewer are queued (fio commits then too)
+        assert d["submit"][2] >= 0.9 * sum(d["submit"])
         assert sum(d["complete"][2:4]) >= 0.9 * sum(d["complete"])  # reaps of 8..16 (the last may be short)
         res, _ = run_job(
             make_config(engine=engine, iodepth=16, random=1, io_size=4096 * BS, iodepth_low=4), files

@@ -142,3 +142,52 @@ def test_cpu_sets(tmp_path: Path) -> None:
     assert plan(tmp_path, "[j]\n")[0].cpus is None
     with pytest.raises(PlanError, match="not available"):
         plan(tmp_path, "[j]\ncpus_allowed=4095\n")
+
+
+# ---------------------------------------------------------------------------------------------------
+# analysis and report of the new result fields
+
+
+def _raw(**extra: Any) -> dict[str, Any]:
+    from iolab.analysis.synthetic import synthetic_raw
+
+    raw = synthetic_raw(rw="randread", read_ios=1000)
+    raw.update(extra)
+    return raw
+
+
+def test_depths_poll_and_warnings_reach_the_report() -> None:
+    from iolab.analysis import job_result, merge_jobs, run_result
+    from iolab.report import render
+
+    raw = _raw(
+        engine="io_uring",
+        engine_info="io_uring: 32 entries",
+        depth={"level": [0, 0, 0, 0, 0, 1000, 0], "submit": [0, 1000, 0, 0, 0, 0, 0],
+               "complete": [0, 990, 2, 0, 0, 0, 0], "max_inflight": 32, "iodepth": 32},
+        poll={"mode": "adaptive", "waits": 100, "hits": 60, "misses": 40, "poll_ns": 123_000,
+              "block_ns": 900_000, "window_ns": 8000, "window_sum_ns": 400_000, "max_ns": 32768},
+        rate={"rated": True, "lag_max_ns": 12_000, "sleeps": 5},
+        iowq_workers=3,
+        cpus=[1],
+    )  # fmt: skip
+    options = {"iodepth": 32, "ioengine": "io_uring", "filename": ["/dev/zram9"]}
+    job = job_result(raw, name="j", jobnum=0, groupid=0, options=options, sample_interval_ms=500)
+    assert job.iodepth.level_pct()["32"] == 100.0
+    assert job.engine.max_inflight == 32 and job.engine.cpus == (1,)
+    assert job.engine.poll.hits + job.engine.poll.misses == job.engine.poll.waits
+    assert job.engine.poll.window_mean_ns == 4000.0
+    assert any("io-wq" in w and "ioengine=libaio" in w and "/dev/zram9" in w for w in job.warnings)
+    assert any("scheduled time" in w for w in job.warnings)
+    run = run_result([job])
+    doc = render(run, "json")
+    assert '"hits" : 60' in doc and '"latency_from" : "scheduled issue time"' in doc
+    assert '"iowq_workers" : 3' in doc and '"32" : 100.000000' in doc
+    normal = render(run, "normal")
+    assert "poll         : mode=adaptive, waits=100, hits=60 (60.0%)" in normal
+    both = merge_jobs([job, job])
+    assert both.engine.poll.waits == 200 and both.engine.iowq_workers == 6
+    # a psync result without the new keys still reads as depth 1
+    plain = job_result(_raw(), name="p", jobnum=0, groupid=0, options={}, sample_interval_ms=500)
+    assert plain.iodepth.level_pct()["1"] == 100.0 and plain.engine.poll.mode == "off"
+    assert "poll         :" not in render(run_result([plain]), "normal")
