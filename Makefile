@@ -39,7 +39,8 @@ test: system-deps build lint
 test-sanitize: system-deps
 	$(PYTHON) -m venv .venv-asan
 	.venv-asan/bin/pip install -q --upgrade pip
-	IOLAB_SANITIZE=1 .venv-asan/bin/pip install -q --force-reinstall -e '.[dev]'
+	# not editable: the sanitized extension stays in .venv-asan and never replaces the one in src/
+	IOLAB_SANITIZE=1 .venv-asan/bin/pip install -q --force-reinstall '.[dev]'
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  .venv-asan/bin/pytest -q -x -p no:cacheprovider $(PYTEST_ARGS)
