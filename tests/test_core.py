@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from conftest import need
 from iolab import _core
 from iolab.engine.config import pack_config
 
@@ -743,8 +744,7 @@ def test_error_write_fsync_on_read_only_fd(ddir: Path) -> None:
 
 @pytest.fixture
 def loop_device(ddir: Path) -> Iterator[str]:
-    if os.geteuid() != 0 or shutil.which("losetup") is None:
-        pytest.skip("needs root and losetup")
+    need(os.geteuid() == 0 and shutil.which("losetup") is not None, "needs root and losetup (util-linux)")
     backing = make_file(ddir / "loop-backing", 1 << 20)
     try:
         dev = subprocess.run(
