@@ -615,7 +615,7 @@ static void reset_stats(struct iol_job *j)
     j->trace_n = 0;
     iol_poll_reset_stats(&j->poll); /* the window itself carries on */
     memset(&j->depths, 0, sizeof(j->depths));
-    j->sleeps = j->sleep_ns = j->think_pauses = j->lag_max = 0;
+    j->sleeps = j->sleep_ns = j->think_pauses = j->lag_max = j->lag_sum = j->lag_n = 0;
 }
 
 /* Close the interval ending at t_abs (a boundary, or the end of the run when partial). */
@@ -1031,8 +1031,11 @@ static inline int issue(struct iol_job *j, struct iol_io *io)
             t = now_ns();
         }
         sched = rate_slot(j, io);
-        if (t - sched > j->lag_max && t > sched)
-            j->lag_max = t - sched;
+        uint64_t lag = t > sched ? t - sched : 0;
+        if (lag > j->lag_max)
+            j->lag_max = lag;
+        j->lag_sum += lag;
+        j->lag_n++;
     }
     io->t_issue = sched;
     io->t_submit = t;

@@ -137,6 +137,7 @@ struct iol_job {
     uint64_t think_since;   /* end of the last pause (thinktime_iotime) */
     uint64_t sleeps, sleep_ns, think_pauses;
     uint64_t lag_max;       /* rate: largest delay between the scheduled time and the submission */
+    uint64_t lag_sum, lag_n; /* rate: total delay and the number of scheduled I/Os */
     long tid;               /* kernel thread id of the thread that ran the job */
     uint64_t cpu_mask;      /* CPUs (0..63) the job thread could run on when it started */
     int engine_failed;      /* submitting or reaping failed: in-flight I/Os may never complete */

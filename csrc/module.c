@@ -285,10 +285,11 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
     }
     PyObject *depth = depth_dict(j);
     PyObject *poll = poll_dict(&j->poll);
-    PyObject *rate = Py_BuildValue("{s:O,s:K,s:K,s:K,s:K}", "rated", j->rated ? Py_True : Py_False, "sleeps",
-                                   (unsigned long long)j->sleeps, "sleep_ns", (unsigned long long)j->sleep_ns,
+    PyObject *rate = Py_BuildValue("{s:O,s:K,s:K,s:K,s:K,s:K,s:K}", "rated", j->rated ? Py_True : Py_False,
+                                   "sleeps", (unsigned long long)j->sleeps, "sleep_ns", (unsigned long long)j->sleep_ns,
                                    "think_pauses", (unsigned long long)j->think_pauses, "lag_max_ns",
-                                   (unsigned long long)j->lag_max);
+                                   (unsigned long long)j->lag_max, "lag_sum_ns", (unsigned long long)j->lag_sum,
+                                   "scheduled", (unsigned long long)j->lag_n);
     PyObject *cpus = PyList_New(0);
     for (int c = 0; cpus && c < 64; c++) {
         if (!(j->cpu_mask >> c & 1))

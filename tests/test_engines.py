@@ -132,29 +132,31 @@ def test_reads_and_writes_move_the_right_bytes(
     check_writes(recs, path)
 
 
-@ASYNC
-@pytest.mark.parametrize(
-    "flags",
-    [
-        {},
-        {"engine_flags": 0x04},  # registerfiles
-        {"engine_flags": 0x02},  # fixedbufs
-        {"engine_flags": 0x06 | 0x40},  # both, non-vectored
-        {"engine_flags": 0x80},  # vectored
-        {"engine_flags": 0x0C},  # sqthread_poll (+ registerfiles)
-        {"engine_flags": 0x01},  # userspace_reap (libaio)
-        {"poll_mode": 1, "poll_max_ns": 200_000},
-        {"poll_mode": 2},
+_COMMON_OPTIONS = [
+    ("plain", {}),
+    ("poll-on", {"poll_mode": 1, "poll_max_ns": 200_000}),
+    ("poll-adaptive", {"poll_mode": 2}),
+    (
+        "batches",
         {"iodepth_batch_submit": 8, "iodepth_batch_complete_min": 4, "iodepth_batch_complete_max": 16},
-    ],
-    ids=["plain", "registerfiles", "fixedbufs", "fixed-nonvec", "vectored", "sqpoll", "ureap", "poll-on",
-         "poll-adaptive", "batches"],
-)  # fmt: skip
+    ),
+]
+_URING_OPTIONS = [
+    ("registerfiles", {"engine_flags": 0x04}),
+    ("fixedbufs", {"engine_flags": 0x02}),
+    ("fixed-nonvec", {"engine_flags": 0x06 | 0x40}),
+    ("vectored", {"engine_flags": 0x80}),
+    ("sqpoll", {"engine_flags": 0x0C}),  # sqthread_poll (+ registerfiles, as the plan sets it)
+]
+_LIBAIO_OPTIONS = [("userspace-reap", {"engine_flags": 0x01})]
+_OPTION_CASES = [
+    *[pytest.param(LIBAIO, f, id=f"libaio-{n}") for n, f in _COMMON_OPTIONS + _LIBAIO_OPTIONS],
+    *[pytest.param(IO_URING, f, id=f"io_uring-{n}") for n, f in _COMMON_OPTIONS + _URING_OPTIONS],
+]
+
+
+@pytest.mark.parametrize(("engine", "flags"), _OPTION_CASES)
 def test_engine_options_keep_the_data_right(engine: int, flags: dict[str, int], direct_dir: Path) -> None:
-    if engine == LIBAIO and flags.get("engine_flags", 0) & ~0x01:
-        pytest.skip("io_uring option")
-    if engine == IO_URING and flags.get("engine_flags", 0) & 0x01:
-        pytest.skip("libaio option")
     n = 512
     path = make_file(direct_dir / "d", n * BS)
     with opened(path, os.O_RDWR) as fd:

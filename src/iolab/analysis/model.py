@@ -246,11 +246,17 @@ class EngineStats:
     poll: PollStats = field(default_factory=PollStats)
     rated: bool = False  # rate limited: latencies count from each I/O's scheduled time
     lag_max_ns: int = 0  # rate: the largest delay between an I/O's scheduled time and its submission
+    lag_sum_ns: int = 0  # rate: the sum of those delays
+    scheduled: int = 0  # rate: I/Os issued on the schedule
     sleeps: int = 0  # rate/thinktime sleeps
     sleep_ns: int = 0
     think_pauses: int = 0
     iowq_workers: int = 0  # io_uring: io-wq worker threads seen for the job (the kernel punted I/O)
     cpus: tuple[int, ...] = ()  # CPUs the job thread could run on
+
+    @property
+    def lag_mean_ns(self) -> float:
+        return self.lag_sum_ns / self.scheduled if self.scheduled else 0.0
 
     @classmethod
     def from_raw(cls, raw: Mapping[str, Any]) -> EngineStats:
@@ -264,6 +270,8 @@ class EngineStats:
             poll=PollStats.from_raw(raw.get("poll")),
             rated=bool(rate.get("rated", False)),
             lag_max_ns=int(rate.get("lag_max_ns", 0)),
+            lag_sum_ns=int(rate.get("lag_sum_ns", 0)),
+            scheduled=int(rate.get("scheduled", 0)),
             sleeps=int(rate.get("sleeps", 0)),
             sleep_ns=int(rate.get("sleep_ns", 0)),
             think_pauses=int(rate.get("think_pauses", 0)),
@@ -280,6 +288,8 @@ class EngineStats:
             poll=self.poll + other.poll,
             rated=self.rated or other.rated,
             lag_max_ns=max(self.lag_max_ns, other.lag_max_ns),
+            lag_sum_ns=self.lag_sum_ns + other.lag_sum_ns,
+            scheduled=self.scheduled + other.scheduled,
             sleeps=self.sleeps + other.sleeps,
             sleep_ns=self.sleep_ns + other.sleep_ns,
             think_pauses=self.think_pauses + other.think_pauses,
@@ -555,8 +565,9 @@ def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
     if engine.rated:
         notes.append(
             "rate limited: lat is measured from each I/O's scheduled time, not from when it was issued "
-            "(no coordinated omission); slat includes any wait for the schedule "
-            f"(largest lag {engine.lag_max_ns / 1000:.1f} us)"
+            "(no coordinated omission), and slat includes the lag behind the schedule: mean "
+            f"{engine.lag_mean_ns / 1000:.1f} us, largest {engine.lag_max_ns / 1000:.1f} us (after a sleep "
+            "this includes how late the machine wakes the job up)"
         )
     return notes
 

@@ -212,6 +212,7 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         "rate": {
             "limited": eng.rated,
             "latency_from": "scheduled issue time" if eng.rated else "issue time",
+            "lag_mean_ns": float(eng.lag_mean_ns),
             "lag_max_ns": eng.lag_max_ns,
             "sleeps": eng.sleeps,
             "sleep_ns": eng.sleep_ns,
