@@ -19,6 +19,7 @@ run: build
 	$(BIN)/iolab quick $(ARGS)
 
 # apt-get only when root (CI and these machines); elsewhere the packages must already be there.
+# vsock_loopback (where the kernel ships it) lets the vsock NBD test connect to itself.
 system-deps:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -26,6 +27,7 @@ system-deps:
 	    echo "installing: $$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  fi; \
+	  modprobe vsock_loopback 2>/dev/null || true; \
 	fi
 
 lint: build
