@@ -23,20 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from conftest import need
 
-IN_CI = bool(os.environ.get("IOLAB_CI") or os.environ.get("CI"))
 DEBIAN_PYTHON = "/usr/bin/python3"  # python3-libnbd imports only in Debian's own interpreter
 TIMEOUT = 60
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip outside CI, fail inside CI: what CI must run may not silently vanish."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"CI must run this test but: {reason}")
-    pytest.skip(reason)
 
 
 def need_tool(name: str, package: str) -> str:
