@@ -129,7 +129,7 @@ def _honest(
         ("iodepth", "1", ""),
         ("direct", "1", "bypass the page cache: the device answers, not RAM"),
         ("ramp_time", "5s", "warm-up not counted"),
-        ("time_based", "1", ""),
+        ("time_based", "1", "stop on time, not on size"),
         ("runtime", "30s", "long enough for caches and device state to settle"),
     ]
     if write:
@@ -482,10 +482,10 @@ def _corrections(f: Finding) -> list[tuple[str, str, str]]:
         "IOL-ENGINE-001": [("iodepth", "1", "a synchronous engine has one request in flight")],
         "IOL-RAMP-001": [("ramp_time", "5s", "warm-up not counted")],
         "IOL-TIME-001": [
-            ("time_based", "1", ""),
+            ("time_based", "1", "stop on time, not on size"),
             ("runtime", f"{int(ev.get('minimum_seconds', 30))}s", "long enough for this target"),
         ],
-        "IOL-BUF-001": [("zero_buffers", "0", ""), ("refill_buffers", "1", "incompressible data")],
+        "IOL-BUF-001": [("zero_buffers", "0", "no zero pages"), ("refill_buffers", "1", "incompressible data")],
         "IOL-SYNC-001": [("end_fsync", "1", "the final flush is measured")],
     }
     if f.code == "IOL-JOBS-001" and ev.get("per_clone_bytes"):
