@@ -16,6 +16,7 @@ cleanup() {
     [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null && wait "$HOLDER" 2>/dev/null
     # the loop devices over our files (found by backing file: loop() runs in a subshell)
     for l in $(losetup -l -n -O NAME,BACK-FILE | awk -v w="$W/" 'index($2, w) == 1 { print $1 }'); do
+        echo "write back" >"/sys/block/${l#/dev/}/queue/write_cache" # outlives the loop device otherwise
         swapoff "$l" 2>/dev/null
         umount "$l" 2>/dev/null
         losetup -d "$l" 2>/dev/null
