@@ -597,10 +597,14 @@ static void rusage_now(long v[5])
     v[4] = ru.ru_minflt;
 }
 
+/* Zero the statistics; what they counted so far was ramp I/O (reset_stats() runs only when the ramp ends, or
+ * before any I/O), which is kept in ramp_ios/ramp_bytes for the device check. */
 static void reset_stats(struct iol_job *j)
 {
     for (int d = 0; d < IOL_DDIR_COUNT; d++) {
         struct iol_dstat *s = &j->ds[d];
+        j->ramp_ios[d] += s->ios;
+        j->ramp_bytes[d] += s->bytes;
         s->ios = s->bytes = s->short_ios = 0;
         iol_hist_reset(&s->lat);
         iol_hist_reset(&s->clat);
@@ -799,8 +803,11 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
     int ev = EV_ACCOUNT;
     if (UNLIKELY(t >= j->next_event)) {
         ev = handle_event(j, t);
-        if (ev == EV_DISCARD)
+        if (ev == EV_DISCARD) {
+            j->ramp_ios[io->ddir]++; /* issued during the ramp: the device saw it */
+            j->ramp_bytes[io->ddir] += io->done;
             return 0;
+        }
     }
     account(j, io, t);
     if (io->op == IOL_OP_WRITE)
@@ -908,8 +915,13 @@ static inline int reap(struct iol_job *j, unsigned min, unsigned max, int count)
         struct iol_io *io = j->reaped[i];
         j->inflight--;
         j->free_ios[j->nfree++] = io;
-        if (!end && complete_io(j, io, t))
-            end = 1;
+        if (!end) {
+            if (complete_io(j, io, t))
+                end = 1;
+        } else if (!io->error) {
+            j->drained_ios[io->ddir]++; /* done, but after the end: not in the statistics */
+            j->drained_bytes[io->ddir] += io->done;
+        }
     }
     return count && end;
 }

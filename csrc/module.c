@@ -218,6 +218,15 @@ static PyObject *counts7(const uint64_t v[7])
                          (unsigned long long)v[6]);
 }
 
+/* I/O left out of the statistics (ramp, drained): {"read": {"ios", "bytes"}, "write": {...}, "syncs": n} */
+static PyObject *uncounted_dict(const uint64_t ios[IOL_DDIR_COUNT], const uint64_t bytes[IOL_DDIR_COUNT])
+{
+    return Py_BuildValue("{s:{s:K,s:K},s:{s:K,s:K},s:K}", "read", "ios", (unsigned long long)ios[IOL_DDIR_READ],
+                         "bytes", (unsigned long long)bytes[IOL_DDIR_READ], "write", "ios",
+                         (unsigned long long)ios[IOL_DDIR_WRITE], "bytes", (unsigned long long)bytes[IOL_DDIR_WRITE],
+                         "syncs", (unsigned long long)ios[IOL_DDIR_SYNC]);
+}
+
 static PyObject *depth_dict(const struct iol_job *j)
 {
     const struct iol_depths *d = &j->depths;
@@ -302,7 +311,11 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(v);
     }
-    if (!depth || !poll || !rate || !cpus) {
+    PyObject *ramp = uncounted_dict(j->ramp_ios, j->ramp_bytes);
+    PyObject *drained = uncounted_dict(j->drained_ios, j->drained_bytes);
+    if (!depth || !poll || !rate || !cpus || !ramp || !drained) {
+        Py_XDECREF(ramp);
+        Py_XDECREF(drained);
         Py_XDECREF(depth);
         Py_XDECREF(poll);
         Py_XDECREF(rate);
@@ -312,7 +325,7 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     const char *edir = j->error_ddir >= 0 ? ddir_names[j->error_ddir] : "";
-    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N,s:N}",
+    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N,s:N,s:N,s:N}",
                          "runtime_ns", (unsigned long long)j->runtime_ns, "ramp_done",
                          j->ramp_done ? Py_True : Py_False, "stopped", j->stopped ? Py_True : Py_False, "error",
                          j->error, "error_msg", j->error_msg, "error_offset", (unsigned long long)j->error_offset,
@@ -322,7 +335,7 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
                          IOL_HIST_SUB_BITS, "hist_buckets", (int)IOL_HIST_BUCKETS, "ddir", ddirs, "samples",
                          samples, "engine", j->eng ? j->eng->name : "", "engine_info",
                          iol_job_engine_info(self->job), "tid", j->tid, "depth", depth, "poll", poll, "rate",
-                         rate, "cpus", cpus);
+                         rate, "cpus", cpus, "ramp", ramp, "drained", drained);
 }
 
 static PyObject *Job_thread_id(JobObject *self, PyObject *Py_UNUSED(ignored))

@@ -21,6 +21,7 @@ cleanup() {
         umount "$l" 2>/dev/null
         losetup -d "$l" 2>/dev/null
     done
+    swapoff "$W/swapfile" 2>/dev/null
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -41,8 +42,8 @@ show() {
     printf '\n== %s\n$ %s\n' "$code" "$*"
     "$@" 2>&1 | awk -v c="$code" '
         index($0, c) { on = 1; print; next }
-        on && /^    (evidence|fix):/ { print; next }
-        on && /^[^ ]/ { on = 0 }'
+        on && /^ +(evidence|fix):/ { print; next }
+        { on = 0 }'
 }
 
 dd if=/dev/urandom of="$W/data.bin" bs=1M count=64 status=none
@@ -105,6 +106,14 @@ python3 -c 'import os, sys, time; os.open(sys.argv[1], os.O_RDONLY | os.O_EXCL);
 HOLDER=$!
 sleep 0.5
 show IOL-SAFE-005 "$IOLAB" run --name=w "--filename=$LOOP_BUFFERED" --rw=write --bs=1m --size=8m --direct=1
+# ...and to regular files that are a loop device's backing file or an active swap file
+ln -s "$W/dio.img" "$W/looks-like-scratch.dat"
+show IOL-SAFE-006 "$IOLAB" run --name=w "--filename=$W/looks-like-scratch.dat" --rw=write --bs=1m --size=8m
+dd if=/dev/zero of="$W/swapfile" bs=1M count=64 status=none
+chmod 600 "$W/swapfile"
+mkswap -q "$W/swapfile" && swapon "$W/swapfile"
+show IOL-SAFE-007 "$IOLAB" run --name=w "--filename=$W/swapfile" --rw=write --bs=1m --size=8m
+swapoff "$W/swapfile"
 if [ -e /sys/module/dm_mod ]; then
     echo; echo "== IOL-SAFE-002: run tests/test_doctor_safety.py (needs device-mapper to make a holder)"
 else

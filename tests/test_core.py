@@ -332,8 +332,10 @@ def test_result_shape(ddir: Path) -> None:
     assert set(res) == {
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
-        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus",
+        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained",
     }  # fmt: skip
+    none = {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}
+    assert res["ramp"] == res["drained"] == none  # no ramp; psync has nothing in flight at the end
     assert res["cpus"] == sorted(os.sched_getaffinity(0))[:64]
     assert res["engine"] == "psync" and res["engine_info"] == "" and res["tid"] > 0
     assert res["depth"]["max_inflight"] == 1 and res["depth"]["iodepth"] == 1
@@ -643,6 +645,10 @@ def test_ramp_not_counted_time_based(ddir: Path) -> None:
     rd = res["ddir"]["read"]
     assert rd["lat"]["count"] == rd["ios"] == sum(s[1] for s in res["samples"])
     assert job.progress()[0] == rd["ios"]
+    # the ramp's I/O is left out of the statistics but reported apart (the device saw it)
+    ramp = res["ramp"]["read"]
+    assert ramp["ios"] > 0 and ramp["bytes"] == ramp["ios"] * BS
+    assert res["ramp"]["write"] == {"ios": 0, "bytes": 0} and res["ramp"]["syncs"] == 0
 
 
 def test_ramp_not_counted_size_based(ddir: Path) -> None:
@@ -655,6 +661,46 @@ def test_ramp_not_counted_size_based(ddir: Path) -> None:
     assert res["ddir"]["read"]["ios"] == n
     assert [r[0] // BS for r in tr] == list(range(n))
     assert res["runtime_ns"] < 150 * MS
+    assert res["ramp"]["read"]["ios"] > n, "the ramp went around the file more than once"
+    assert res["ramp"]["read"]["bytes"] == res["ramp"]["read"]["ios"] * BS
+
+
+def test_ramp_io_and_syncs_are_reported_apart(ddir: Path) -> None:
+    n = 64
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDWR) as fd:
+        res, _ = run_job(
+            make_config(
+                ddir_mask=2,
+                time_based=1,
+                ramp_ns=150 * MS,
+                runtime_ns=150 * MS,
+                io_size=n * BS,
+                fsync_blocks=8,
+            ),
+            [(fd, 0, n * BS)],
+        )
+    ramp = res["ramp"]
+    assert ramp["write"]["ios"] > 0 and ramp["read"] == {"ios": 0, "bytes": 0}
+    assert ramp["write"]["bytes"] == ramp["write"]["ios"] * BS
+    # a fsync after every 8 writes, in the ramp as in the measured phase
+    assert ramp["write"]["ios"] // 8 - 1 <= ramp["syncs"] <= ramp["write"]["ios"] // 8 + 1
+    assert res["ddir"]["write"]["ios"] > 0 and res["ddir"]["sync"]["ios"] > 0
+
+
+def test_io_in_flight_at_the_end_is_reported_as_drained(ddir: Path) -> None:
+    """libaio at depth 16: when the runtime ends, the I/Os still in flight complete but are not counted."""
+    n = 256
+    path = make_file(ddir / "f", n * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, _ = run_job(
+            make_config(engine=1, iodepth=16, random=1, time_based=1, runtime_ns=200 * MS, io_size=n * BS),
+            [(fd, 0, n * BS)],
+        )
+    assert res["error"] == 0, res["error_msg"]
+    drained = res["drained"]["read"]
+    assert 1 <= drained["ios"] <= 15 and drained["bytes"] == drained["ios"] * BS
+    assert res["ramp"]["read"]["ios"] == 0
 
 
 def test_stop_from_another_thread(ddir: Path) -> None:

@@ -5,10 +5,14 @@ The job's side ("issued") is counted by the test itself, as the engine will coun
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,3 +233,143 @@ def test_issued_from_raw_results() -> None:
         "ddir": {"read": {"ios": 3, "bytes": 12288}, "write": {"ios": 2, "bytes": 8192}, "sync": {"ios": 1}}
     }
     assert Issued.from_raw([raw, raw]) == Issued(6, 24576, 4, 16384, 2)
+
+
+# ------------------------------------------------------------------- iolab run: one verdict per phase
+
+
+def iolab_run(*args: str) -> tuple[int, str, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "iolab", "run", *args], capture_output=True, text=True, timeout=120
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_check(*args: str) -> dict[str, Any]:
+    rc, out, err = iolab_run(*args, "--output-format=json")
+    assert rc == 0, err
+    return json.loads(out)["iolab"]["device_check"]  # type: ignore[no-any-return]
+
+
+def measured_only(issued: dict[str, Any]) -> Issued:
+    """What the job's own statistics count: the issued totals without the ramp and the drained I/O."""
+    left = {k: issued[k] for k in ("read_ios", "read_bytes", "write_ios", "write_bytes", "flushes")}
+    for part in ("ramp", "drained"):
+        for k, v in issued.get(part, {}).items():
+            left[k] -= v
+    return Issued(**left)
+
+
+def test_run_with_ramp_time_counts_the_ramp_io(loop_device: str) -> None:
+    """randwrite to a loop device made here (nobody else writes to it), 2 s ramp + 1 s measured: with the
+    ramp's I/O counted the device saw what was issued; the job's own statistics alone would look amplified."""
+    check = run_check(
+        "--name=ramped", f"--filename={loop_device}", "--rw=randwrite", "--bs=64k", "--direct=1",
+        "--ioengine=libaio", "--iodepth=8", "--refill_buffers=1", "--ramp_time=2", "--runtime=1",
+        "--time_based=1", "--size=48m",
+    )  # fmt: skip
+    assert len(check["phases"]) == 1
+    phase = check["phases"][0]
+    assert phase["jobs"] == ["ramped"]
+    assert phase["verdict"] == "consistent" == check["verdict"], phase
+    issued = phase["issued"]
+    assert issued["includes_ramp"] is True
+    ramp = issued["ramp"]
+    assert ramp["write_ios"] > 0 and ramp["write_bytes"] == ramp["write_ios"] * 65536
+    assert ramp["read_ios"] == 0
+    top = phase["devices"][0]
+    assert top["device"] == sysname(loop_device) and top["primary"] is True
+    device = top["observed"]
+    assert issued["write_bytes"] <= device["write_bytes"] <= issued["write_bytes"] * 1.25 + (256 << 10)
+    # the measured phase alone: the device "moved more than was issued"
+    without = lie_report(
+        measured_only(issued), {top["device"]: DeviceStat(tuple(device[f] for f in STAT_FIELDS))}
+    )
+    assert "amplified" in without.verdict and "IOL-LIE-003" in codes(without.findings)
+    # normal output says the ramp is in
+    rc, out, err = iolab_run(
+        "--name=ramped", f"--filename={loop_device}", "--rw=randwrite", "--bs=64k", "--direct=1",
+        "--ramp_time=1", "--runtime=1", "--time_based=1", "--size=16m",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert "Device check: consistent" in out
+    assert "ramp_time I/O included" in out
+
+
+def test_run_stonewalled_phases_get_one_verdict_each(ext4_loop, direct_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """A buffered write phase, then (stonewall) a buffered read phase of the same file, on an ext4 file
+    system of a loop device made here: the read phase is served from the page cache, the write phase is not
+    mixed into it, and each phase's issued counts are its own jobs'."""
+    dev, mnt = ext4_loop
+    size = 16 * MiB
+    job = direct_dir / "two-phases.fio"
+    job.write_text(
+        f"[global]\nfilename={mnt / 'data.bin'}\nsize={size}\nbs=64k\nioengine=psync\ndirect=0\n"
+        "[w]\nrw=write\nend_fsync=1\n"
+        "[r]\nstonewall\nrw=read\n"
+    )
+    check = run_check(str(job))
+    phases = check["phases"]
+    assert [p["phase"] for p in phases] == [1, 2]
+    assert [p["jobs"] for p in phases] == [["w"], ["r"]]
+    w, r = phases[0]["issued"], phases[1]["issued"]
+    assert (w["write_bytes"], w["write_ios"], w["read_bytes"], w["flushes"]) == (size, size // 65536, 0, 1)
+    assert (r["read_bytes"], r["read_ios"], r["write_bytes"], r["flushes"]) == (size, size // 65536, 0, 0)
+    assert w["includes_ramp"] is False and "ramp" not in w
+    top_w, top_r = phases[0]["devices"][0], phases[1]["devices"][0]
+    assert top_w["device"] == top_r["device"] == sysname(dev)
+    # the write phase's data reached the device (end_fsync): nothing absorbed, and its writes stay in it
+    assert top_w["observed"]["write_bytes"] >= size
+    assert "absorbed by cache" not in phases[0]["verdict"]
+    assert "served from cache" in phases[1]["verdict"]
+    assert top_r["observed"]["write_bytes"] < size // 2
+    assert {f["code"] for f in phases[1]["findings"]} >= {"IOL-LIE-001"}
+    assert "IOL-LIE-001" not in {f["code"] for f in phases[0]["findings"]}
+    assert (
+        check["verdict"].startswith("phase 1 [w]: ") and "phase 2 [r]: served from cache" in check["verdict"]
+    )
+    # normal output: one block per phase
+    rc, out, err = iolab_run(str(job))
+    assert rc == 0, err
+    assert "Device check, phase 1 of 2 [w]: " in out
+    assert "Device check, phase 2 of 2 [r]: served from cache" in out
+
+
+def test_issued_from_raw_includes_ramp_and_drained_io() -> None:
+    raw = {
+        "ddir": {"read": {"ios": 3, "bytes": 12288}, "write": {"ios": 2, "bytes": 8192}, "sync": {"ios": 1}},
+        "ramp": {"read": {"ios": 5, "bytes": 20480}, "write": {"ios": 0, "bytes": 0}, "syncs": 2},
+        "drained": {"read": {"ios": 1, "bytes": 4096}, "write": {"ios": 0, "bytes": 0}, "syncs": 0},
+    }
+    issued = Issued.from_raw([raw, raw])
+    assert issued.counts() == {
+        "read_ios": 18, "read_bytes": 73728, "write_ios": 4, "write_bytes": 16384, "flushes": 6
+    }  # fmt: skip
+    assert issued.ramp == Issued(10, 40960, 0, 0, 4)
+    assert issued.drained == Issued(2, 8192, 0, 0, 0)
+    assert issued.to_json()["includes_ramp"] is True
+    no_ramp = {**raw, "ramp": {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}}
+    assert Issued.from_raw([no_ramp]).ramp is None
+    assert Issued.from_raw([no_ramp], ramp_time=True).ramp == Issued()
+
+
+def test_runner_phases_follow_stonewall_and_wait_for(direct_dir: Path) -> None:
+    """Jobs running together are one phase; stonewall and wait_for start a new one once none runs."""
+    from iolab.engine.runner import prepare_files, run_plan
+    from iolab.jobfile import parse_text
+    from iolab.plan import build_plan
+
+    text = (
+        f"[global]\nsize=1m\nbs=64k\nrw=read\ndirect=1\n"
+        f"[a]\nfilename={direct_dir / 'a'}\n[b]\nfilename={direct_dir / 'b'}\nnumjobs=2\n"
+        f"[c]\nstonewall\nfilename={direct_dir / 'c'}\n"
+        f"[d]\nwait_for=c\nfilename={direct_dir / 'd'}\n"
+    )
+    plan = build_plan(parse_text(text, "phases.fio"))
+    prepare_files(plan)
+    calls: list[int] = []
+    outcome = run_plan(plan, phase_snapshot=lambda: calls.append(len(calls)) or len(calls))
+    names = [[plan.jobs[i].name for i in p.jobs] for p in outcome.phases]
+    assert names == [["a", "b", "b"], ["c"], ["d"]]
+    assert [(p.before, p.after) for p in outcome.phases] == [(1, 2), (3, 4), (5, 6)]
+    assert all(w.raw is not None and w.raw["ddir"]["read"]["bytes"] == MiB for w in outcome.workers)

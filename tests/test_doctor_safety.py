@@ -5,7 +5,10 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -242,3 +245,131 @@ def test_exclusive_busy_device(loop_device: str) -> None:
 def test_written_files_are_not_gated(direct_dir: Path) -> None:
     path = write_random(direct_dir / "plain.bin", MiB)
     assert SafetyGate.check(write_job(str(path))) == []
+
+
+# --------------------------------------------------------------------- regular files under a block device
+
+
+def aliases(path: Path) -> list[str]:
+    """The file by its own path, a symlink and a hard link (in the same directory, the same file system)."""
+    link = path.with_name(path.name + ".symlink")
+    link.symlink_to(path)
+    hard = path.with_name(path.name + ".hardlink")
+    os.link(path, hard)
+    return [str(path), str(link), str(hard)]
+
+
+def test_refuses_writing_the_backing_file_of_a_loop_device(direct_dir: Path) -> None:
+    backing = write_random(direct_dir / "backing.img", 4 * MiB)
+    other = write_random(direct_dir / "other.img", MiB)
+    names = aliases(backing)
+    with attached(backing) as dev:
+        for name in names:
+            found = SafetyGate.check(write_job(name))
+            assert errors(found) == ["IOL-SAFE-006"], (name, found)
+            f = found[0]
+            assert f.evidence["loop_device"] == dev and f.evidence["backing_file"] == str(backing)
+            assert f.evidence["realpath"] in (str(backing), str(backing.with_name("backing.img.hardlink")))
+            assert dev in f.message and f"--allow-destroy={name}" in f.fix
+            # allowed by naming the same file under any of its names, and by nothing else
+            for allow in names:
+                ok = SafetyGate.check(write_job(name), allow_destroy=[allow])
+                assert not has_errors(ok) and [g.code for g in ok] == ["IOL-SAFE-006"], (name, allow)
+                assert ok[0].severity == "info" and f"allowed by --allow-destroy={allow}" in ok[0].message
+            assert errors(SafetyGate.check(write_job(name), allow_destroy=[str(other), dev])) == [
+                "IOL-SAFE-006"
+            ]
+            # reading it is fine
+            assert SafetyGate.check([jobdef(filename=name, rw="randread", direct=True)]) == []
+        with pytest.raises(SafetyError) as exc:
+            SafetyGate.exclusive(write_job(names[1]))
+        assert codes(exc.value.findings) == ["IOL-SAFE-006"]
+    # detached: nothing to say any more
+    assert SafetyGate.check(write_job(names[0])) == []
+
+
+def test_backing_file_renamed_or_unlinked_is_still_recognised(direct_dir: Path) -> None:
+    """sysfs shows the old name (or "... (deleted)"); the loop driver's device and inode still match."""
+    backing = write_random(direct_dir / "moving.img", 4 * MiB)
+    with attached(backing) as dev:
+        moved = direct_dir / "moved.img"
+        os.rename(backing, moved)
+        assert errors(SafetyGate.check(write_job(str(moved)))) == ["IOL-SAFE-006"]
+        hard = direct_dir / "last-link.img"
+        os.link(moved, hard)
+        moved.unlink()
+        sysfs = Path(f"/sys/block/{sysname(dev)}/loop/backing_file").read_text().strip()
+        assert sysfs.endswith("(deleted)")
+        found = SafetyGate.check(write_job(str(hard)))
+        assert errors(found) == ["IOL-SAFE-006"] and found[0].evidence["backing_file"] == sysfs
+        # a new file with the old name is not the backing file
+        write_random(backing, MiB)
+        assert SafetyGate.check(write_job(str(backing))) == []
+
+
+@contextmanager
+def swap_file(path: Path, size: int = 16 * MiB) -> Iterator[Path]:
+    """An active swap file (mkswap + swapon), swapped off afterwards whatever happens."""
+    need(os.geteuid() == 0, "needs root to swapon")
+    need_tool("mkswap")
+    need_tool("swapon")
+    with open(path, "wb") as f:  # written, not sparse: swapon refuses files with holes
+        f.write(bytes(size))
+    path.chmod(0o600)
+    subprocess.run(["mkswap", str(path)], check=True, capture_output=True)
+    r = subprocess.run(["swapon", str(path)], capture_output=True, text=True)
+    need(r.returncode == 0, f"swapon {path} failed: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["swapoff", str(path)], check=False, capture_output=True)
+
+
+def test_refuses_writing_an_active_swap_file_even_with_allow_destroy(direct_dir: Path) -> None:
+    with swap_file(direct_dir / "swapfile") as swap:
+        names = aliases(swap)
+        for name in names:
+            found = SafetyGate.check(write_job(name), allow_destroy=names)
+            assert errors(found) == ["IOL-SAFE-007"], (name, found)
+            assert found[0].evidence["swap"] == str(swap) and f"swapoff {swap}" in found[0].fix
+            assert SafetyGate.check([jobdef(filename=name, rw="read")]) == []
+    assert SafetyGate.check(write_job(names[2])) == []  # swapped off
+
+
+# ------------------------------------------------------------------------- the same through `iolab run`
+
+
+def iolab_run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "iolab", "run", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_iolab_run_refuses_a_loop_backing_file_and_allows_it_by_name(direct_dir: Path) -> None:
+    backing = write_random(direct_dir / "backing.img", 4 * MiB)
+    path, link, hard = aliases(backing)
+    job = ["--name=w", "--rw=write", "--bs=64k", "--size=4m", "--direct=1"]
+    with attached(backing) as dev:
+        before = backing.read_bytes()
+        r = iolab_run(*job, f"--filename={link}")
+        assert r.returncode == 1 and r.stdout == ""
+        assert "refusing to run" in r.stderr and "IOL-SAFE-006" in r.stderr and dev in r.stderr
+        assert f"--allow-destroy={link}" in r.stderr
+        assert backing.read_bytes() == before, "nothing was written"
+        r = iolab_run(*job, f"--filename={hard}", f"--allow-destroy={path}")
+        assert r.returncode == 0, r.stderr
+        assert "info: IOL-SAFE-006" in r.stdout and f"allowed by --allow-destroy={path}" in r.stdout
+        assert backing.read_bytes() != before
+        r = iolab_run("--name=r", "--rw=read", "--bs=64k", "--size=4m", "--direct=1", f"--filename={link}")
+        assert r.returncode == 0 and "IOL-SAFE" not in r.stdout + r.stderr
+
+
+def test_iolab_run_refuses_an_active_swap_file(direct_dir: Path) -> None:
+    with swap_file(direct_dir / "swapfile") as swap:
+        link = direct_dir / "swap-alias"
+        link.symlink_to(swap)
+        r = iolab_run("--name=w", "--rw=write", "--bs=64k", "--size=1m", f"--filename={link}",
+                      f"--allow-destroy={swap}")  # fmt: skip
+        assert r.returncode == 1 and "IOL-SAFE-007" in r.stderr and "active swap file" in r.stderr
+        r = iolab_run("--name=r", "--rw=read", "--bs=64k", "--size=1m", f"--filename={link}")
+        assert r.returncode == 0, r.stderr

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from iolab.doctor import DeviceCheck
+    from iolab.engine.runner import Phase
     from iolab.plan import RunPlan
 
 from iolab import __version__
@@ -83,13 +85,18 @@ def execute(
             if opts.eta != "never":
                 print(f"iolab: {note}", file=sys.stderr)
         watched = doctor.devices_for(plan)
-        counters_before = doctor.DeviceCounters.snapshot(watched)
+
+        def snapshot() -> doctor.Snapshot:
+            return doctor.DeviceCounters.snapshot(watched)
+
+        counters_before = snapshot()
         with StatusLine(opts.eta) as status:
-            outcome = run_plan(plan, on_progress=status.update)
-        counters_after = doctor.DeviceCounters.snapshot(watched)
+            # the device counters are also read at both ends of every phase (stonewall, wait_for)
+            outcome = run_plan(plan, on_progress=status.update, phase_snapshot=snapshot)
+        counters_after = snapshot()
     device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []
-    raws: list[dict[str, Any]] = []
+    raws: dict[int, dict[str, Any]] = {}  # JobPlan.index -> raw result
     status_code = 0
     elapsed_ms = 0
     for worker in outcome.workers:
@@ -105,7 +112,7 @@ def execute(
                 f"(errno {raw['error']}, {raw.get('error_ddir')} at offset {raw.get('error_offset')})"
             )
             status_code = 1
-        raws.append(raw)
+        raws[jp.index] = raw
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
         results.append(
             job_result(
@@ -124,16 +131,9 @@ def execute(
     if outcome.interrupted:
         run_warnings.append("interrupted (Ctrl-C): results cover only what ran until then")
     extra: dict[str, Any] = {"version": __version__, "findings": doctor.findings_json(findings)}
-    appendix: list[str] = []
-    if any(jp.config["ramp_ns"] for jp in plan.jobs):
-        # the device also saw the ramp's I/O, which the job's counters leave out: no honest comparison
-        extra["device_check"] = {"skipped": "ramp_time I/O is not counted by the job, so device counters "
-                                 "cannot be compared with it"}
-    else:
-        issued = doctor.Issued.from_raw(raws, direct=all(jp.direct for jp in plan.jobs))
-        report = doctor.lie_report(issued, device_diff)
-        extra["device_check"] = report.to_json()
-        appendix = report.render().splitlines()
+    check = _device_check(plan, outcome.phases, raws)
+    extra["device_check"] = check.to_json()
+    appendix = check.render().splitlines()
     run = run_result(
         results,
         group_reporting=any(j.group_reporting for j in plan.jobs),
@@ -149,8 +149,28 @@ def execute(
     return run, status_code
 
 
+def _device_check(plan: RunPlan, phases: Sequence[Phase], raws: dict[int, dict[str, Any]]) -> DeviceCheck:
+    """The lie detector, once per phase: device counters at the phase's ends against what its jobs issued
+    (ramp_time I/O included: the device saw it), on the devices under that phase's files only."""
+    from iolab import doctor
+
+    checks = []
+    for number, phase in enumerate(phases, 1):
+        jobs = [plan.jobs[i] for i in phase.jobs]
+        issued = doctor.Issued.from_raw(
+            [raws[i] for i in phase.jobs if i in raws],
+            direct=all(jp.direct for jp in jobs),
+            ramp_time=any(jp.config["ramp_ns"] for jp in jobs),
+        )
+        diff = doctor.DeviceCounters.diff(phase.before, phase.after)
+        observed = {name: diff[name] for name in doctor.devices_for(jobs) if name in diff}
+        names = list(dict.fromkeys(jp.name for jp in jobs))
+        checks.append(doctor.PhaseCheck(number, names, doctor.lie_report(issued, observed)))
+    return doctor.DeviceCheck(checks)
+
+
 def _iolab_flags(argv: Sequence[str]) -> tuple[list[str], bool, list[str]]:
-    """Take iolab's own run flags (--strict, --allow-destroy=DEV) out of a fio-style command line."""
+    """Take iolab's own run flags (--strict, --allow-destroy=DEV|FILE) out of a fio-style command line."""
     rest: list[str] = []
     strict = False
     allow: list[str] = []

@@ -108,7 +108,7 @@ def main(argv: Sequence[str]) -> int:
         for finding in run.iolab.get("findings", []):
             notes.setdefault(f"{finding['code']}: {finding['message']}", None)
         check = run.iolab.get("device_check", {})
-        if check.get("verdict"):
+        if check.get("verdict"):  # one phase per workload: its verdict (ramp I/O included)
             notes.setdefault(f"device check ({title}): {check['verdict']}", None)
         for group in run.groups:
             merged = group.merged or merge_jobs(group.jobs)

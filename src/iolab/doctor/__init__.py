@@ -7,7 +7,8 @@ API for `iolab run` (see CODES.md for the finding codes):
 - `SafetyGate.check(plan, allow_destroy) -> list[Finding]` (errors block the run) and
   `SafetyGate.exclusive(plan, allow_destroy) -> ExclusiveHold` (O_EXCL fds for the run; raises SafetyError)
 - `devices_for(plan)`, `DeviceCounters.snapshot(devices)` / `.diff(before, after)`,
-  `Issued.from_raw(raw_results)`, `lie_report(issued, observed) -> LieReport` / `lie_detector(...)`
+  `Issued.from_raw(raw_results)`, `lie_report(issued, observed) -> LieReport` / `lie_detector(...)`;
+  `DeviceCheck([PhaseCheck(...)])`: one report per phase of a run
 - `explain(command) -> str`, `translate(command) -> Explanation`
 - `main(argv) -> int` for `iolab doctor ...` and `iolab explain ...`
 - `render_findings`, `findings_json`, `strict`, `has_errors` for the run's output
@@ -16,10 +17,12 @@ API for `iolab run` (see CODES.md for the finding codes):
 from iolab.doctor.checks import Context, pre_run
 from iolab.doctor.cli import doctor_main, explain_main, main
 from iolab.doctor.counters import (
+    DeviceCheck,
     DeviceCounters,
     DeviceStat,
     Issued,
     LieReport,
+    PhaseCheck,
     Snapshot,
     devices_for,
     devices_under,
@@ -44,6 +47,7 @@ __all__ = [
     "CODES",
     "BlockDevice",
     "Context",
+    "DeviceCheck",
     "DeviceCounters",
     "DeviceStat",
     "ExclusiveHold",
@@ -54,6 +58,7 @@ __all__ = [
     "LieReport",
     "Mount",
     "NeverWritten",
+    "PhaseCheck",
     "SafetyError",
     "SafetyGate",
     "Signature",

@@ -59,7 +59,7 @@ def _doctor_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DEV",
-        help="allow writes to this block device whatever it holds (repeat per device)",
+        help="allow writes to this block device (or loop backing file) whatever it holds (repeat per target)",
     )
     p.add_argument("--strict", action="store_true", help="(for iolab run) warnings count as errors")
     p.add_argument(
@@ -90,7 +90,7 @@ def _check_target(path: str, ctx: Context, allow_destroy: Sequence[str]) -> list
     info = ctx.target(path)
     view = _target_view(path, info)
     out = check_target([view], ctx) + check_data([view], ctx)
-    if info.is_block:
+    if info.is_block or info.kind == "file":
         # what a write job on it would meet
         out += SafetyGate.check([view], allow_destroy)
     return out
@@ -122,8 +122,8 @@ def _validate_allow(paths: Sequence[str]) -> None:
             st = os.stat(path)
         except OSError as exc:
             raise _UsageError(f"--allow-destroy={path}: {exc.strerror}") from None
-        if not stat.S_ISBLK(st.st_mode):
-            raise _UsageError(f"--allow-destroy={path}: not a block device")
+        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise _UsageError(f"--allow-destroy={path}: not a block device or a regular file")
 
 
 def _emit(

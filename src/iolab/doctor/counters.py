@@ -1,7 +1,8 @@
 """Post-run lie detector: what the devices saw against what the job issued.
 
-`/sys/class/block/<dev>/stat` of every device under the target is snapshotted before and after the measured
-phase (all 17 fields, discard and flush included). The difference is compared with the job's own counts:
+`/sys/class/block/<dev>/stat` of every device under the target is snapshotted before and after each phase of
+the run (all 17 fields, discard and flush included; `iolab run` takes them where the runner's phases begin and
+end). The difference is compared with what the phase's jobs issued, ramp_time I/O included:
 
 - served from cache: the device read far less than the job read (page cache, loop backing cache, holes)
 - absorbed by cache: the device wrote far less than the job wrote (buffered writes still dirty)
@@ -160,9 +161,15 @@ def devices_for(jobs: Jobs) -> list[str]:
     return devices_under(f.path for v in views for f in v.files)
 
 
+_COUNTS = (("read", "ios"), ("read", "bytes"), ("write", "ios"), ("write", "bytes"))
+
+
 @dataclass(frozen=True)
 class Issued:
-    """What the job itself did in the measured phase (all its workers summed)."""
+    """What the job itself did in the phase (all its workers summed): every I/O the device was sent.
+
+    With ramp_time the totals include the ramp's I/O, which the job's statistics leave out; `ramp` is that
+    part. `drained` is the part that was in flight when a job ended (waited for, not counted by the job)."""
 
     read_ios: int = 0
     read_bytes: int = 0
@@ -170,20 +177,43 @@ class Issued:
     write_bytes: int = 0
     flushes: int = 0  # fsync/fdatasync calls
     direct: bool | None = None
+    #: included in the totals above: issued during ramp_time (None: no ramp_time, no ramp I/O)
+    ramp: Issued | None = None
+    #: included in the totals above: in flight when a job ended (None: none)
+    drained: Issued | None = None
 
     @classmethod
-    def from_raw(cls, raws: Iterable[Mapping[str, Any]], direct: bool | None = None) -> Issued:
-        """Sum raw C results (DESIGN.md section 3): ddir.read/write ios and bytes, ddir.sync ios."""
+    def from_raw(
+        cls, raws: Iterable[Mapping[str, Any]], direct: bool | None = None, *, ramp_time: bool = False
+    ) -> Issued:
+        """Sum raw C results (DESIGN.md section 3): ddir.read/write ios and bytes, ddir.sync ios, plus the
+        `ramp` and `drained` I/O the statistics leave out. `ramp_time`: the jobs had one (`ramp` is then set
+        even when it is all zeros)."""
         tot = [0, 0, 0, 0, 0]
+        ramp = [0, 0, 0, 0, 0]
+        drained = [0, 0, 0, 0, 0]
         for raw in raws:
             dd = raw.get("ddir", {})
-            for i, (d, k) in enumerate(
-                (("read", "ios"), ("read", "bytes"), ("write", "ios"), ("write", "bytes"), ("sync", "ios"))
-            ):
+            for i, (d, k) in enumerate(_COUNTS):
                 tot[i] += int(dd.get(d, {}).get(k, 0))
-        return cls(tot[0], tot[1], tot[2], tot[3], tot[4], direct=direct)
+            tot[4] += int(dd.get("sync", {}).get("ios", 0))
+            for part, acc in (("ramp", ramp), ("drained", drained)):
+                extra = raw.get(part) or {}
+                for i, (d, k) in enumerate(_COUNTS):
+                    acc[i] += int(extra.get(d, {}).get(k, 0))
+                acc[4] += int(extra.get("syncs", 0))
 
-    def to_json(self) -> dict[str, Any]:
+        def make(v: list[int], **kw: Any) -> Issued:
+            return cls(v[0], v[1], v[2], v[3], v[4], **kw)
+
+        return make(
+            [t + r + x for t, r, x in zip(tot, ramp, drained, strict=True)],
+            direct=direct,
+            ramp=make(ramp) if ramp_time or any(ramp) else None,
+            drained=make(drained) if any(drained) else None,
+        )
+
+    def counts(self) -> dict[str, int]:
         return {
             "read_ios": self.read_ios,
             "read_bytes": self.read_bytes,
@@ -191,6 +221,21 @@ class Issued:
             "write_bytes": self.write_bytes,
             "flushes": self.flushes,
         }
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.counts()
+        out["includes_ramp"] = self.ramp is not None
+        if self.ramp is not None:
+            out["ramp"] = self.ramp.counts()
+        if self.drained is not None:
+            out["drained"] = self.drained.counts()
+        return out
+
+    def describe(self) -> str:
+        return (
+            f"read {self.read_ios} ios / {self.read_bytes} B, "
+            f"write {self.write_ios} ios / {self.write_bytes} B, flushes {self.flushes}"
+        )
 
 
 @dataclass
@@ -233,14 +278,20 @@ class LieReport:
             "findings": [f.to_json() for f in self.findings],
         }
 
-    def render(self) -> str:
+    def render(self, title: str = "Device check", *, with_findings: bool = False) -> str:
+        """The numbers and verdicts; with_findings adds the findings (code, evidence, fix) below them."""
         i = self.issued
-        lines = [
-            f"Device check: {self.verdict}",
-            f"  issued: read {i.read_ios} ios / {i.read_bytes} B, "
-            f"write {i.write_ios} ios / {i.write_bytes} B, "
-            f"flushes {i.flushes}",
-        ]
+        lines = [f"{title}: {self.verdict}", f"  issued: {i.describe()}"]
+        if i.ramp is not None:
+            lines.append(
+                f"    ramp_time I/O included (the device saw it, the job's statistics leave it out): "
+                f"{i.ramp.describe()}"
+            )
+        if i.drained is not None:
+            lines.append(
+                f"    in flight at the end, included (completed, not counted by the job): "
+                f"{i.drained.describe()}"
+            )
         for d in self.devices:
             o = d.observed
             lines.append(
@@ -249,6 +300,8 @@ class LieReport:
                 f"{o.discard_bytes} B, flush {o.flush_ios}"
                 f" -> {', '.join(d.verdicts) or 'consistent'}"
             )
+        if with_findings:
+            lines += ["  " + line for f in self.findings for line in f.render().splitlines()]
         return "\n".join(lines)
 
 
@@ -411,3 +464,40 @@ def lie_detector(
     issued: Issued, observed: Mapping[str, DeviceStat], *, primary: str | None = None
 ) -> list[Finding]:
     return lie_report(issued, observed, primary=primary).findings
+
+
+@dataclass
+class PhaseCheck:
+    """The lie detector for one measured phase of a run: the jobs that ran together between two snapshots."""
+
+    number: int
+    jobs: list[str]
+    report: LieReport
+
+    def to_json(self) -> dict[str, Any]:
+        return {"phase": self.number, "jobs": self.jobs, **self.report.to_json()}
+
+
+@dataclass
+class DeviceCheck:
+    """Every phase of a run (jobs separated by stonewall/wait_for run one phase after another)."""
+
+    phases: list[PhaseCheck]
+
+    @property
+    def verdict(self) -> str:
+        if len(self.phases) == 1:
+            return self.phases[0].report.verdict
+        return "; ".join(f"phase {p.number} [{','.join(p.jobs)}]: {p.report.verdict}" for p in self.phases)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "phases": [p.to_json() for p in self.phases]}
+
+    def render(self) -> str:
+        if len(self.phases) == 1:
+            return self.phases[0].report.render(with_findings=True)
+        n = len(self.phases)
+        return "\n".join(
+            p.report.render(f"Device check, phase {p.number} of {n} [{','.join(p.jobs)}]", with_findings=True)
+            for p in self.phases
+        )

@@ -485,7 +485,7 @@ def _corrections(f: Finding) -> list[tuple[str, str, str]]:
             ("time_based", "1", "stop on time, not on size"),
             ("runtime", f"{int(ev.get('minimum_seconds', 30))}s", "long enough for this target"),
         ],
-        "IOL-BUF-001": [("zero_buffers", "0", "no zero pages"), ("refill_buffers", "1", "incompressible data")],
+        "IOL-BUF-001": [("zero_buffers", "0", "no zeros"), ("refill_buffers", "1", "incompressible data")],
         "IOL-SYNC-001": [("end_fsync", "1", "the final flush is measured")],
     }
     if f.code == "IOL-JOBS-001" and ev.get("per_clone_bytes"):

@@ -56,6 +56,8 @@ CODES: dict[str, CodeInfo] = {
         "write to a block device carrying a partition table or file-system signature", "error"
     ),
     "IOL-SAFE-005": CodeInfo("cannot open the block device exclusively (O_EXCL) or read it", "error"),
+    "IOL-SAFE-006": CodeInfo("write to a regular file that is the backing file of a loop device", "error"),
+    "IOL-SAFE-007": CodeInfo("write to an active swap file", "error"),
 }
 
 

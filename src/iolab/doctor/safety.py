@@ -11,12 +11,22 @@ meanwhile (the engine's own non-exclusive opens still work).
 Override: `--allow-destroy=/dev/X` for exactly the device the job writes (matched by device number).
 fio's allow_mounted_write=1 lets the mounted check pass, but not the signature check.
 Active swap is never overridable: writing over it corrupts running processes; swapoff first.
+
+Regular files are gated too, for what they are under a block device: the backing file of a loop device
+(IOL-SAFE-006; `--allow-destroy=PATH` naming that file overrides) or an active swap file (IOL-SAFE-007, never
+overridable). Files are compared by (st_dev, st_ino) after following symlinks, never by path, so a symlink or
+a hard link does not get around it; a loop device's backing file is identified by the LOOP_GET_STATUS64 ioctl
+(its lo_device and lo_inode, also right after the file was renamed or unlinked), else by stat() of
+/sys/block/loopN/loop/backing_file (a " (deleted)" one then cannot be identified).
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import stat
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -328,6 +338,152 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
     return out
 
 
+# ------------------------------------------------------------------------------------- regular files
+
+#: LOOP_GET_STATUS64 (linux/loop.h) and the head of struct loop_info64: lo_device, lo_inode (the backing file)
+_LOOP_GET_STATUS64 = 0x4C05
+_LOOP_INFO64_SIZE = 232
+_DELETED = " (deleted)"
+
+FileId = tuple[int, int, int]  # (major, minor) of st_dev, st_ino
+
+
+def file_id(path: str) -> FileId | None:
+    """Identity of the regular file `path` leads to (symlinks followed); None when it is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+
+
+def _huge_decode_dev(dev: int) -> tuple[int, int]:
+    """The kernel's huge_encode_dev() (new_encode_dev) back to (major, minor)."""
+    return (dev & 0xFFF00) >> 8, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
+
+
+def _loop_status_id(name: str) -> FileId | None:
+    try:
+        major, minor = (SYS_CLASS_BLOCK / name / "dev").read_text().strip().split(":")
+        node = f"/dev/{name}"
+        if block_devno(node) != (int(major), int(minor)):
+            return None
+        fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, ValueError):
+        return None
+    try:
+        info = fcntl.ioctl(fd, _LOOP_GET_STATUS64, bytes(_LOOP_INFO64_SIZE))
+    except OSError:
+        return None  # ENXIO: not bound (any more)
+    finally:
+        os.close(fd)
+    lo_device, lo_inode = struct.unpack_from("=QQ", info)
+    return (*_huge_decode_dev(lo_device), lo_inode)
+
+
+@dataclass(frozen=True)
+class LoopBacking:
+    loop: str  # kernel name
+    backing_file: str  # as sysfs shows it (" (deleted)" kept)
+    file: FileId | None  # None: could not be identified
+
+
+def loop_backings() -> list[LoopBacking]:
+    """Every bound loop device and the identity of its backing file."""
+    out = []
+    try:
+        names = sorted(n for n in os.listdir(SYS_CLASS_BLOCK) if n.startswith("loop"))
+    except OSError:
+        return []
+    for name in names:
+        try:
+            text = (SYS_CLASS_BLOCK / name / "loop" / "backing_file").read_text().rstrip("\n")
+        except OSError:
+            continue  # not bound, or a partition of a loop device
+        ident = _loop_status_id(name)
+        if ident is None and not text.endswith(_DELETED):
+            ident = file_id(text)  # without the ioctl (not root): by its path, if it still has that name
+        out.append(LoopBacking(name, text, ident))
+    return out
+
+
+@dataclass(frozen=True)
+class FileTarget:
+    path: str  # as the job names it
+    file: FileId
+    jobs: tuple[str, ...]
+
+
+def written_files(views: Iterable[JobView]) -> list[FileTarget]:
+    """Existing regular files that jobs write, one entry per file (device and inode)."""
+    by_id: dict[FileId, FileTarget] = {}
+    for view in views:
+        if not view.writes:
+            continue
+        for f in view.files:
+            ident = file_id(f.path)
+            if ident is None:
+                continue
+            prev = by_id.get(ident)
+            if prev is None:
+                by_id[ident] = FileTarget(f.path, ident, (view.name,))
+            elif view.name not in prev.jobs:
+                by_id[ident] = replace(prev, jobs=(*prev.jobs, view.name))
+    return list(by_id.values())
+
+
+def _allowed_file(ident: FileId, allow_destroy: Sequence[str]) -> str | None:
+    for path in allow_destroy:
+        if file_id(path) == ident:
+            return path
+    return None
+
+
+def _check_file(t: FileTarget, allow_destroy: Sequence[str]) -> list[Finding]:
+    out: list[Finding] = []
+    job = ",".join(t.jobs)
+    where = {
+        "path": t.path,
+        "realpath": os.path.realpath(t.path),
+        "file": f"{t.file[0]}:{t.file[1]}:{t.file[2]}",  # st_dev major:minor:inode
+    }
+    allowed = _allowed_file(t.file, allow_destroy)
+    for lb in loop_backings():
+        if lb.file != t.file:
+            continue
+        message = (
+            f"{t.path} is the backing file of /dev/{lb.loop}: writing it rewrites what /dev/{lb.loop} holds "
+            "under whoever uses it"
+        )
+        fix = (
+            f"losetup -d /dev/{lb.loop} first (if nothing uses it), or write another file; "
+            f"--allow-destroy={t.path} (if what /dev/{lb.loop} holds may be destroyed)"
+        )
+        evidence = {**where, "loop_device": f"/dev/{lb.loop}", "backing_file": lb.backing_file}
+        if allowed:
+            out.append(
+                finding("IOL-SAFE-006", f"{message} (allowed by --allow-destroy={allowed})", evidence, fix,
+                        severity="info", job=job)
+            )  # fmt: skip
+        else:
+            out.append(finding("IOL-SAFE-006", message, evidence, fix, job=job))
+    for swap in active_swaps():
+        if file_id(swap) == t.file:
+            out.append(
+                finding(
+                    "IOL-SAFE-007",
+                    f"{t.path} is an active swap file ({swap}): writing over it corrupts running programs "
+                    "(and the kernel refuses writes to it: ETXTBSY)",
+                    {**where, "swap": swap},
+                    f"swapoff {swap} first (--allow-destroy does not override this)",
+                    job=job,
+                )
+            )
+    return out
+
+
 class SafetyError(Exception):
     def __init__(self, findings: Sequence[Finding]) -> None:
         self.findings = list(findings)
@@ -366,6 +522,8 @@ class SafetyGate:
         out: list[Finding] = []
         for t in write_targets(views):
             out.extend(_check_device(t, allow_destroy))
+        for f in written_files(views):
+            out.extend(_check_file(f, allow_destroy))
         return out
 
     @staticmethod
@@ -400,6 +558,11 @@ class SafetyGate:
                     hold.findings.extend(findings)
                     continue
                 findings = _check_device(t, allow_destroy, probe_excl=False)
+                hold.findings.extend(findings)
+                if has_errors(findings):
+                    raise SafetyError(findings)
+            for f in written_files(views):  # no hold on a file: checked once more, just before the run
+                findings = _check_file(f, allow_destroy)
                 hold.findings.extend(findings)
                 if has_errors(findings):
                     raise SafetyError(findings)

@@ -10,6 +10,9 @@ While io_uring jobs run, the main thread looks for io-wq workers ("iou-wrk-<tid>
 of each job's thread: their presence means the kernel punted the I/O to worker threads.
 Start order follows fio: stonewall waits for every earlier worker, wait_for for the named job's workers.
 Ctrl-C stops running workers (their partial results stay valid) and starts no new ones.
+Phases: from the moment a worker starts while none runs until none runs again. Jobs separated by stonewall
+(or wait_for, or groups run one after another) are separate phases; an optional `phase_snapshot` callable is
+called at both ends of each (for the device counters of the post-run check).
 """
 
 from __future__ import annotations
@@ -81,10 +84,22 @@ class Progress:
 
 
 @dataclass
+class Phase:
+    """Workers that ran while at least one of them was running: started when none ran, ended when none did."""
+
+    #: JobPlan.index of each worker, in start order
+    jobs: list[int] = field(default_factory=list)
+    #: phase_snapshot() just before the first worker started, and just after the last one ended
+    before: Any = None
+    after: Any = None
+
+
+@dataclass
 class RunOutcome:
     workers: list[WorkerOutcome]
     interrupted: bool = False
     warnings: list[str] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
 
 
 def prepare_files(plan: RunPlan) -> list[str]:
@@ -207,6 +222,7 @@ def run_plan(
     *,
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval_s: float = 0.5,
+    phase_snapshot: Callable[[], Any] | None = None,
 ) -> RunOutcome:
     cancel = threading.Event()
     interrupted = threading.Event()
@@ -220,7 +236,7 @@ def run_plan(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return _schedule(plan, cancel, interrupted, on_progress, progress_interval_s)
+        return _schedule(plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -232,7 +248,11 @@ def _schedule(
     interrupted: threading.Event,
     on_progress: Callable[[Progress], None] | None,
     progress_interval_s: float,
+    phase_snapshot: Callable[[], Any] | None = None,
 ) -> RunOutcome:
+    snapshot = phase_snapshot or (lambda: None)
+    phases: list[Phase] = []
+    phase: Phase | None = None
     pending = list(plan.jobs)
     counts: dict[str, int] = {}
     for job in plan.jobs:
@@ -253,6 +273,9 @@ def _schedule(
                 worker.stop()
         if not cancel.is_set():
             for job in [j for j in pending if _eligible(j, finished, finished_names, counts)]:
+                if phase is None:
+                    phase = Phase(before=snapshot())
+                phase.jobs.append(job.index)
                 pending.remove(job)
                 worker = _Worker(job, cancel)
                 running.append(worker)
@@ -265,6 +288,10 @@ def _schedule(
             name = worker.outcome.plan.name
             finished_names[name] = finished_names.get(name, 0) + 1
             outcomes[worker.outcome.plan.index] = worker.outcome
+        if phase is not None and not running:
+            phase.after = snapshot()
+            phases.append(phase)
+            phase = None
         now = time.monotonic()
         if now >= next_iowq:
             next_iowq = now + 0.5
@@ -273,7 +300,9 @@ def _schedule(
         if on_progress is not None and now >= next_progress:
             next_progress = now + progress_interval_s
             on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
-    return RunOutcome(workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted.is_set())
+    return RunOutcome(
+        workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted.is_set(), phases=phases
+    )
 
 
 def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:
