@@ -45,7 +45,7 @@ enum iol_engine_id {
 };
 
 /* cfg->engine_flags */
-#define IOL_EF_USERSPACE_REAP 0x01u /* libaio: read completions from the ring in user space */
+#define IOL_EF_USERSPACE_REAP 0x01u /* libaio: accepted; ready completions are always read in user space */
 #define IOL_EF_FIXEDBUFS 0x02u      /* io_uring: registered buffers */
 #define IOL_EF_REGISTERFILES 0x04u  /* io_uring: registered files */
 #define IOL_EF_SQTHREAD_POLL 0x08u  /* io_uring: kernel submission thread */

@@ -2,10 +2,12 @@
  * io_destroy (no libaio library).
  *
  * The kernel maps the completion ring into user space at the address of the context (a fixed ABI:
- * a header followed by io_event entries, the kernel moving tail, the reader moving head). Peeking at
- * it tells whether io_getevents would block. With userspace_reap, or when completion polling is on,
- * completions are also taken from that ring directly, without a system call; otherwise io_getevents
- * takes them, as in fio.
+ * a header followed by io_event entries, the kernel moving tail, the reader moving head). Completions
+ * already in the ring are taken from it directly, without a system call (the events a non-blocking
+ * io_getevents would have returned; fio's userspace_reap does the same for its non-blocking reaps, so
+ * that option changes nothing here); io_getevents is only called to wait. On a device that completes
+ * inside io_submit (zram, a page-cache hit) that halves the system calls per I/O: fio makes an
+ * io_submit and an io_getevents for each. If the ring cannot be read, io_getevents does everything.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,7 +40,6 @@ struct laio_ring {
 struct laio {
     aio_context_t ctx;
     struct laio_ring *ring; /* NULL if the ring cannot be read in user space */
-    int user_reap;          /* take completions from the ring in user space */
     unsigned depth;
     struct iocb *iocbs;   /* one per I/O slot */
     struct iocb **queued; /* queued, not yet submitted, in order */
@@ -116,7 +117,6 @@ static int laio_init(const struct iol_engine_env *env, void **state, char *err, 
     struct laio_ring *ring = (struct laio_ring *)(uintptr_t)a->ctx;
     if (ring->magic == AIO_RING_MAGIC_VALUE && ring->incompat_features == 0 && ring->nr > 0)
         a->ring = ring;
-    a->user_reap = a->ring && ((env->cfg->engine_flags & IOL_EF_USERSPACE_REAP) || env->poll->mode != IOL_POLL_OFF);
     *state = a;
     return 0;
 }
@@ -273,19 +273,10 @@ static int laio_reap(void *state, unsigned min, unsigned max, struct iol_io **ou
         /* events io_getevents returned that are not handed out yet */
         while (a->nextev < a->nevents && n < max)
             n += (unsigned)take_event(a, &a->events[a->nextev++], &out[n]);
-        if (n < max) {
-            if (a->user_reap) {
-                n += ring_take(a, max - n, out + n);
-            } else if (laio_ready(a)) {
-                /* some are ready: one io_getevents that does not block (a peek said so) */
-                a->want_max = max - n;
-                int r = laio_block(a, 0);
-                if (r < 0)
-                    return r;
-                if (a->nevents)
-                    continue;
-            }
-        }
+        /* completions already in the ring are taken from it in user space: the same events a
+         * non-blocking io_getevents would return, without the system call */
+        if (n < max && a->ring)
+            n += ring_take(a, max - n, out + n);
         if (n >= min) {
             if (a->nqueued) { /* remainders of short transfers */
                 int r = laio_commit(a);
@@ -308,8 +299,8 @@ static void laio_describe(void *state, char *buf, size_t len)
 {
     struct laio *a = state;
     snprintf(buf, len, "libaio: depth %u, completions %s", a->depth,
-             a->user_reap ? "read from the ring in user space"
-                          : (a->ring ? "by io_getevents" : "by io_getevents (ring not readable)"));
+             a->ring ? "read from the ring in user space, io_getevents to wait"
+                     : "by io_getevents (ring not readable)");
 }
 
 const struct iol_engine iol_engine_libaio = {

@@ -763,7 +763,8 @@ _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
 _ENGINE_NOTE = "engine-specific: only with ioengine={}"
 _f("userspace_reap", "libaio: read completions from the ring in user space, not with io_getevents",
    C_ENGINE, engines=_ENGINE_OPTIONS["userspace_reap"], supported=True,
-   note=_ENGINE_NOTE.format("libaio") + "; iolab reads the ring whenever completions are ready (fio only"
+   note=_ENGINE_NOTE.format("libaio") + "; iolab always takes completions that are ready from the ring"
+   " (io_getevents only to wait), with or without it (fio reads the ring only with this option, and only"
    " when it reaps with a minimum of 0)")
 _f("fixedbufs", "io_uring: register the I/O buffers with the kernel once", C_ENGINE,
    engines=_ENGINE_OPTIONS["fixedbufs"], supported=True, note=_ENGINE_NOTE.format("io_uring"))

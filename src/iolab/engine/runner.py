@@ -2,9 +2,10 @@
 
 Threads rather than processes: the C loop holds no Python state while it runs, so threads scale like
 processes here and the main thread can read live progress counters without IPC. Measured on the 2-vCPU
-development VM (two jobs on zram, 3 s each, 3 alternating rounds): psync QD1, libaio QD32 and io_uring QD32
-showed no consistent difference between threads and forked processes beyond the run-to-run noise of the
-shared machine (which was up to 2x between rounds), so the simpler design stays.
+development VM with bench/threads_vs_processes.py (zram, 4k randread, numjobs 2 and 4, psync and libaio
+QD16, 5 rotated rounds of 5 s): fio --thread against fio's default processes gave 0.94..1.04 (median of
+the per-round ratios), i.e. no cost of threads beyond the noise, and iolab's threads 1.12..1.34x fio's
+processes; so the simpler design stays.
 A worker thread pins itself to its JobPlan.cpus (cpus_allowed/cpumask) before it starts.
 While io_uring jobs run, the main thread looks for io-wq workers ("iou-wrk-<tid>" threads of this process)
 of each job's thread: their presence means the kernel punted the I/O to worker threads.
