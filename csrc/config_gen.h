@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F5E00u
+#define IOL_CONFIG_MAGIC 0x494F2451u
 #define IOL_CONFIG_SIZE 1840u
 #define IOL_BSSPLIT_MAX 64
 
@@ -86,13 +86,14 @@ struct iol_config {
     uint32_t engine_flags;
     /* CPU of the io_uring submission thread (with IOL_EF_SQTHREAD_CPU) */
     uint32_t sqthread_poll_cpu;
+    /* io_uring: every N-th SQE is flagged IOSQE_ASYNC (0: none) */
+    uint32_t force_async;
     /* 0 off, 1 on (fixed window poll_max_ns), 2 adaptive (QEMU aio_poll rules) */
     uint32_t poll_mode;
     /* adaptive: window multiplier (0 = 2) */
     uint32_t poll_grow;
     /* adaptive: window divisor when a wait exceeds poll_max_ns (0 = to 0) */
     uint32_t poll_shrink;
-    uint8_t _pad1[4]; /* explicit padding */
     /* largest poll window */
     uint64_t poll_max_ns;
     /* bytes/s cap per direction (rate, or rate_iops * smallest bs); 0 = none */
@@ -153,6 +154,7 @@ struct iol_config {
     X(iodepth_low) \
     X(engine_flags) \
     X(sqthread_poll_cpu) \
+    X(force_async) \
     X(poll_mode) \
     X(poll_grow) \
     X(poll_shrink) \
@@ -205,10 +207,10 @@ _Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1728, 
 _Static_assert(offsetof(struct iol_config, iodepth_low) == 1732, "offset of iodepth_low");
 _Static_assert(offsetof(struct iol_config, engine_flags) == 1736, "offset of engine_flags");
 _Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1740, "offset of sqthread_poll_cpu");
-_Static_assert(offsetof(struct iol_config, poll_mode) == 1744, "offset of poll_mode");
-_Static_assert(offsetof(struct iol_config, poll_grow) == 1748, "offset of poll_grow");
-_Static_assert(offsetof(struct iol_config, poll_shrink) == 1752, "offset of poll_shrink");
-_Static_assert(offsetof(struct iol_config, _pad1) == 1756, "offset of _pad1");
+_Static_assert(offsetof(struct iol_config, force_async) == 1744, "offset of force_async");
+_Static_assert(offsetof(struct iol_config, poll_mode) == 1748, "offset of poll_mode");
+_Static_assert(offsetof(struct iol_config, poll_grow) == 1752, "offset of poll_grow");
+_Static_assert(offsetof(struct iol_config, poll_shrink) == 1756, "offset of poll_shrink");
 _Static_assert(offsetof(struct iol_config, poll_max_ns) == 1760, "offset of poll_max_ns");
 _Static_assert(offsetof(struct iol_config, rate_bps) == 1768, "offset of rate_bps");
 _Static_assert(offsetof(struct iol_config, rate_min_bs) == 1784, "offset of rate_min_bs");

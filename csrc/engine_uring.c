@@ -66,6 +66,7 @@ struct ur {
     size_t sq_ring_sz, cq_ring_sz, sqes_sz;
     /* options */
     int fixed_files, fixed_bufs, vectored, sqpoll, iopoll, disabled;
+    unsigned force_async, since_async; /* force_async=N: every N-th SQE skips the non-blocking try */
     unsigned submit_flags; /* io_uring_enter flags when submitting */
     struct iovec *iov; /* per I/O slot: vectored transfers */
     /* bookkeeping */
@@ -173,6 +174,7 @@ static int ur_init(const struct iol_engine_env *env, void **state, char *err, si
     u->fd = -1;
     u->depth = env->depth;
     u->poll = env->poll;
+    u->force_async = env->cfg->force_async;
     u->sqpoll = !!(c->engine_flags & IOL_EF_SQTHREAD_POLL);
     u->iopoll = !!(c->engine_flags & IOL_EF_HIPRI);
     u->pending = calloc(env->depth, sizeof(*u->pending));
@@ -362,6 +364,12 @@ static inline void prep_sqe(struct ur *u, struct io_uring_sqe *sqe, struct iol_i
         sqe->opcode = IORING_OP_FSYNC;
         sqe->fsync_flags = IORING_FSYNC_DATASYNC;
         break;
+    }
+    /* IOSQE_ASYNC goes straight to io-wq, and such work may run on several workers at once (work punted
+     * after a failed non-blocking try is started by one worker at a time unless it blocks) */
+    if (u->force_async && ++u->since_async == u->force_async) {
+        u->since_async = 0;
+        sqe->flags |= IOSQE_ASYNC;
     }
 }
 

@@ -64,6 +64,7 @@ DEFAULTS: dict[str, int | list[int]] = {
     "iodepth_low": 0,
     "engine_flags": 0,
     "sqthread_poll_cpu": 0,
+    "force_async": 0,
     "poll_mode": 0,
     "poll_grow": 0,
     "poll_shrink": 0,

@@ -54,6 +54,7 @@ DESIGN_FIELDS = [
     ("iodepth_low", "uint32_t", 1),
     ("engine_flags", "uint32_t", 1),
     ("sqthread_poll_cpu", "uint32_t", 1),
+    ("force_async", "uint32_t", 1),
     ("poll_mode", "uint32_t", 1),
     ("poll_grow", "uint32_t", 1),
     ("poll_shrink", "uint32_t", 1),

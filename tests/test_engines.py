@@ -147,6 +147,7 @@ _URING_OPTIONS = [
     ("fixed-nonvec", {"engine_flags": 0x06 | 0x40}),
     ("vectored", {"engine_flags": 0x80}),
     ("sqpoll", {"engine_flags": 0x0C}),  # sqthread_poll (+ registerfiles, as the plan sets it)
+    ("force-async", {"force_async": 2}),
 ]
 _LIBAIO_OPTIONS = [("userspace-reap", {"engine_flags": 0x01})]
 _OPTION_CASES = [
@@ -488,6 +489,13 @@ def test_iowq_punting_is_detected_on_zram(zram: str, direct_dir: Path) -> None:
     job = out["jobs"][0]
     assert job["iolab"]["engine"]["iowq_workers"] == 0
     assert not any("io-wq" in w for w in job["iolab"]["warnings"])
+    # ...unless force_async sends the I/O to the workers anyway (IOSQE_ASYNC), as in fio
+    out = run_json("--name=f", f"--filename={target}", "--rw=randread", "--bs=4k", "--direct=1",
+                   "--size=8m", "--ioengine=io_uring", "--iodepth=4", "--force_async=1", "--time_based",
+                   "--runtime=1")  # fmt: skip
+    job = out["jobs"][0]
+    assert job["iolab"]["engine"]["iowq_workers"] > 0
+    assert any(w.startswith("force_async=1: every I/O went straight") for w in job["iolab"]["warnings"])
 
 
 def test_hipri_is_refused_without_poll_queues(direct_dir: Path) -> None:

@@ -73,6 +73,9 @@ def test_engine_options(tmp_path: Path) -> None:
         plan(tmp_path, "ioengine=io_uring\nfixedbufs\n[j]\nioengine=psync\n")
     with pytest.raises(JobFileError, match="libaio"):
         plan(tmp_path, "[j]\nuserspace_reap\n")
+    assert config(tmp_path, "[j]\nioengine=io_uring\nforce_async=4\n")["force_async"] == 4
+    with pytest.raises(PlanError, match="force_async belongs to ioengine=io_uring"):
+        plan(tmp_path, "ioengine=io_uring\nforce_async=1\n[j]\nioengine=libaio\n")
 
 
 def test_libaio_buffered_warning(tmp_path: Path) -> None:

@@ -782,15 +782,20 @@ _f("hipri", "io_uring: polled completions (IORING_SETUP_IOPOLL); the device need
 _i("nonvectored", "io_uring: 1 non-vectored read/write, 0 vectored, -1 non-vectored if the kernel has it",
    C_ENGINE, -1, minval=-1, maxval=1, engines=_ENGINE_OPTIONS["nonvectored"], supported=True,
    note=_ENGINE_NOTE.format("io_uring"))
+_i("force_async", "io_uring: every N-th request is queued with IOSQE_ASYNC (straight to the kernel's io-wq "
+   "workers, without the non-blocking try); 0: never", C_ENGINE, 0, minval=0,
+   engines=_ENGINE_OPTIONS["force_async"], supported=True, note=_ENGINE_NOTE.format("io_uring"))
 _TYPED_ENGINE_OPTIONS = ("userspace_reap", "fixedbufs", "registerfiles", "sqthread_poll", "sqthread_poll_cpu",
-                         "hipri", "nonvectored")
+                         "hipri", "nonvectored", "force_async")
 
 for _name, _engs in _ENGINE_OPTIONS.items():
     if _name in _TYPED_ENGINE_OPTIONS:
         continue
     _add(_name, Kind.STR, FioType.STR_STORE, None,
          f"Option of the {'/'.join(_engs)} ioengine{'s' if len(_engs) > 1 else ''}", C_ENGINE,
-         engines=_engs, note="engine-specific; iolab does not support the engine")
+         engines=_engs, note="engine-specific; " + (
+             "not implemented by iolab" if set(_engs) & {"psync", "sync", "libaio", "io_uring"}
+             else "iolab does not support the engine"))
 
 # Completion polling (iolab only: fio has no such options)
 C_POLL = "completion polling (iolab)"

@@ -553,7 +553,14 @@ def _intervals(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[tuple[
 
 def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
     notes: list[str] = []
-    if engine.iowq_workers:
+    forced = _as_int(options.get("force_async"), 0)
+    if engine.iowq_workers and forced:
+        every = "every" if forced == 1 else f"every {forced}th"
+        notes.append(
+            f"force_async={forced}: {every} I/O went straight to io_uring's "
+            f"kernel worker threads (io-wq, {engine.iowq_workers} seen): the results include that hand-off"
+        )
+    elif engine.iowq_workers:
         depth = _as_int(options.get("iodepth"), 1)
         instead = "libaio" if depth > 1 else "psync (or libaio)"
         target = ", ".join(str(f) for f in options.get("filename") or []) or "the target"

@@ -146,6 +146,7 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField(
         "sqthread_poll_cpu", _U32, 1, "CPU of the io_uring submission thread (with IOL_EF_SQTHREAD_CPU)"
     ),
+    ConfigField("force_async", _U32, 1, "io_uring: every N-th SQE is flagged IOSQE_ASYNC (0: none)"),
     # completion polling
     ConfigField(
         "poll_mode", _U32, 1, "0 off, 1 on (fixed window poll_max_ns), 2 adaptive (QEMU aio_poll rules)"

@@ -28,21 +28,18 @@ from iolab.engine.config import (
     POLL_MODES,
 )
 from iolab.jobfile import JobDef
+from iolab.options import OPTIONS
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
 SAMPLE_INTERVAL_NS = 500_000_000
 SUPPORTED_ENGINES = {"psync": ENGINE_PSYNC, "libaio": ENGINE_LIBAIO, "io_uring": ENGINE_IO_URING}
 ASYNC_ENGINES = ("libaio", "io_uring")
-#: engine options iolab implements -> the engines they belong to
+#: engine options iolab implements -> the engines (of iolab's) they belong to, from the option table
 ENGINE_OPTION_OWNERS = {
-    "userspace_reap": ("libaio",),
-    "fixedbufs": ("io_uring",),
-    "registerfiles": ("io_uring",),
-    "sqthread_poll": ("io_uring",),
-    "sqthread_poll_cpu": ("io_uring",),
-    "hipri": ("io_uring",),
-    "nonvectored": ("io_uring",),
+    o.name: tuple(e for e in o.engines if e in SUPPORTED_ENGINES)
+    for o in OPTIONS.values()
+    if o.engines and o.supported
 }
 
 
@@ -344,6 +341,7 @@ def _engine_config(jd: JobDef, engine: str, reads: bool, writes: bool) -> tuple[
         "iodepth_low": low,
         "engine_flags": flags,
         "sqthread_poll_cpu": int(v.get("sqthread_poll_cpu") or 0),
+        "force_async": int(v.get("force_async") or 0),
         "poll_mode": POLL_MODES[mode],
         "poll_grow": int(v.get("poll_grow") or 0),
         "poll_shrink": int(v.get("poll_shrink") or 0),
