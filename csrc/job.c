@@ -889,10 +889,30 @@ static inline int commit(struct iol_job *j)
     return 0;
 }
 
-/* Reap at least min and at most max completions (both clamped to what is in flight); account them if
- * count is set, else drop them (draining after the end). 1 when the job must end, -1 on an engine
- * error, else 0. */
-static inline int reap(struct iol_job *j, unsigned min, unsigned max, int count)
+/* What reap() does with completions. */
+enum reap_mode {
+    REAP_DROP,      /* after an error: not counted (reported as "drained") */
+    REAP_COUNT,     /* the normal path: events (samples, ramp end, deadline) and accounting */
+    REAP_AFTER_END, /* in flight when the run ended: counted without events, as fio counts them */
+};
+
+/* An I/O that completes after the end (deadline, size, stop): fio counts it (bytes, ios and its
+ * latency), so it is accounted, but it starts no sync and closes no interval. */
+static inline void complete_after_end(struct iol_job *j, struct iol_io *io, uint64_t t)
+{
+    if (io->error)
+        return;
+    if (atomic_load_explicit(&j->phase, memory_order_relaxed) != IOL_PHASE_MEASURE) {
+        j->ramp_ios[io->ddir]++; /* stopped during the ramp: the ramp's I/O */
+        j->ramp_bytes[io->ddir] += io->done;
+        return;
+    }
+    account(j, io, t);
+}
+
+/* Reap at least min and at most max completions (both clamped to what is in flight) and handle them
+ * as `mode` says. 1 when the job must end (REAP_COUNT only), -1 on an engine error, else 0. */
+static inline int reap(struct iol_job *j, unsigned min, unsigned max, enum reap_mode mode)
 {
     if (max > j->inflight)
         max = j->inflight;
@@ -910,31 +930,35 @@ static inline int reap(struct iol_job *j, unsigned min, unsigned max, int count)
         return 0;
     uint64_t t = now_ns();
     j->depths.complete[count_bucket((unsigned)n)]++;
-    int end = !count;
+    int end = 0;
     for (int i = 0; i < n; i++) {
         struct iol_io *io = j->reaped[i];
         j->inflight--;
         j->free_ios[j->nfree++] = io;
-        if (!end) {
+        if (mode == REAP_COUNT && !end) {
             if (complete_io(j, io, t))
                 end = 1;
-        } else if (!io->error) {
-            j->drained_ios[io->ddir]++; /* done, but after the end: not in the statistics */
-            j->drained_bytes[io->ddir] += io->done;
+        } else if (mode == REAP_DROP) {
+            if (!io->error) {
+                j->drained_ios[io->ddir]++; /* done, but after an error: not in the statistics */
+                j->drained_bytes[io->ddir] += io->done;
+            }
+        } else {
+            complete_after_end(j, io, t); /* the rest of a batch that ended the job, too */
         }
     }
-    return count && end;
+    return mode == REAP_COUNT && end;
 }
 
-/* Wait for everything queued or in flight (counted if count is set). 1 if the job must end, -1 on an
- * engine error, else 0. */
-static int quiesce(struct iol_job *j, int count)
+/* Wait for everything queued or in flight. 1 if the job must end (REAP_COUNT), -1 on an engine error,
+ * else 0. */
+static int quiesce(struct iol_job *j, enum reap_mode mode)
 {
     int end = 0;
     if (commit(j) < 0)
         return -1;
     while (j->inflight) {
-        int r = reap(j, 1, j->inflight, count && !end);
+        int r = reap(j, 1, j->inflight, end ? REAP_AFTER_END : mode);
         if (r < 0)
             return -1;
         if (r)
@@ -989,7 +1013,7 @@ static inline int think_due(struct iol_job *j)
 /* fio's thinktime: wait for the I/Os in flight, spin thinktime_spin, sleep the rest. */
 static int think(struct iol_job *j)
 {
-    int r = quiesce(j, 1);
+    int r = quiesce(j, REAP_COUNT);
     if (r)
         return r;
     const struct iol_config *c = &j->cfg;
@@ -1033,7 +1057,7 @@ static inline int issue(struct iol_job *j, struct iol_io *io)
     if (UNLIKELY(j->rated) && io->ddir < 2 && j->cfg.rate_bps[io->ddir]) {
         uint64_t due = j->rate_origin + j->rate_next[io->ddir];
         if (due > t) {
-            int r = quiesce(j, 1);
+            int r = quiesce(j, REAP_COUNT);
             if (!r)
                 r = sleep_until(j, due);
             if (r) {
@@ -1068,7 +1092,7 @@ static inline int issue(struct iol_job *j, struct iol_io *io)
             return -1;
     }
     if (UNLIKELY(io->ddir == IOL_DDIR_SYNC))
-        return quiesce(j, 1); /* a sync is a barrier: nothing is issued until it completed */
+        return quiesce(j, REAP_COUNT); /* a sync is a barrier: nothing is issued until it completed */
     return 0;
 }
 
@@ -1090,7 +1114,7 @@ static void run_loop(struct iol_job *j)
         }
         if (more && j->nfree) {
             if (UNLIKELY(j->sync_qn) && j->inflight) {
-                if (quiesce(j, 1)) /* the sync must cover the writes in flight */
+                if (quiesce(j, REAP_COUNT)) /* the sync must cover the writes in flight */
                     more = 0;
                 continue;
             }
@@ -1105,10 +1129,10 @@ static void run_loop(struct iol_job *j)
                 more = 0;
         }
         if (!more) {
-            /* all issued: the rest completes normally; after the deadline, an error or stop() the I/Os in
-             * flight are drained, not counted */
+            /* all issued: the rest completes normally; after the deadline or stop() the I/Os in flight
+             * are still counted (as fio does), after an error they are drained uncounted */
             if (j->inflight && !j->engine_failed)
-                quiesce(j, count_rest && !j->error);
+                quiesce(j, j->error ? REAP_DROP : count_rest ? REAP_COUNT : REAP_AFTER_END);
             return;
         }
         const int full = j->nfree == 0;
@@ -1121,7 +1145,7 @@ static void run_loop(struct iol_job *j)
             if ((full && !min) || !j->batch_min)
                 min = 1;
             do {
-                int r = reap(j, min, reap_max > min ? reap_max : min, 1);
+                int r = reap(j, min, reap_max > min ? reap_max : min, REAP_COUNT);
                 if (r) {
                     more = 0;
                     break;
@@ -1135,7 +1159,7 @@ static void run_loop(struct iol_job *j)
 static void final_sync(struct iol_job *j, struct iol_io *io)
 {
     if (issue(j, io) == 0 && j->inflight)
-        quiesce(j, 1);
+        quiesce(j, REAP_COUNT);
 }
 
 void iol_job_run(struct iol_job *j)

@@ -172,7 +172,8 @@ struct iol_job {
     /* statistics (reset at the end of the ramp) */
     struct iol_dstat ds[IOL_DDIR_COUNT];
     /* I/O the statistics leave out but the device saw: completed during the ramp, and drained (in flight
-     * when the job ended, waited for but not counted) */
+     * when the job ended on an error, waited for but not counted; after the runtime or stop() they are
+     * counted, as fio counts them) */
     uint64_t ramp_ios[IOL_DDIR_COUNT], ramp_bytes[IOL_DDIR_COUNT];
     uint64_t drained_ios[IOL_DDIR_COUNT], drained_bytes[IOL_DDIR_COUNT];
     long ru_utime_ns, ru_stime_ns, ru_ctx, ru_majf, ru_minf; /* at the start of the measured phase */

@@ -296,6 +296,24 @@ def test_run_with_ramp_time_counts_the_ramp_io(loop_device: str) -> None:
     assert "ramp_time I/O included" in out
 
 
+def test_io_in_flight_at_the_end_is_counted_like_fio(loop_device: str) -> None:
+    """libaio QD32 time_based on a loop device made here: the I/Os in flight when the runtime ends are
+    counted (bytes, ios, latency), so the job's total equals what the device read, exactly, as with fio
+    (fio 3.33 on this machine: total_ios == clat N == device reads)."""
+    rc, out, err = iolab_run(
+        "--name=q", f"--filename={loop_device}", "--rw=randread", "--bs=4k", "--direct=1",
+        "--ioengine=libaio", "--iodepth=32", "--runtime=1", "--time_based=1", "--size=32m",
+        "--output-format=json",
+    )  # fmt: skip
+    assert rc == 0, err
+    doc = json.loads(out)
+    read = doc["jobs"][0]["read"]
+    phase = doc["iolab"]["device_check"]["phases"][0]
+    assert "drained" not in phase["issued"]
+    assert phase["devices"][0]["observed"]["read_ios"] == read["total_ios"] == read["clat_ns"]["N"]
+    assert read["total_ios"] > 32
+
+
 def test_run_stonewalled_phases_get_one_verdict_each(ext4_loop, direct_dir: Path) -> None:  # type: ignore[no-untyped-def]
     """A buffered write phase, then (stonewall) a buffered read phase of the same file, on an ext4 file
     system of a loop device made here: the read phase is served from the page cache, the write phase is not

@@ -169,7 +169,8 @@ class Issued:
     """What the job itself did in the phase (all its workers summed): every I/O the device was sent.
 
     With ramp_time the totals include the ramp's I/O, which the job's statistics leave out; `ramp` is that
-    part. `drained` is the part that was in flight when a job ended (waited for, not counted by the job)."""
+    part. `drained` is the part that was in flight when a job ended on an error (waited for, not counted by
+    the job; I/O in flight at the end of the runtime is counted, as fio does)."""
 
     read_ios: int = 0
     read_bytes: int = 0
@@ -289,7 +290,7 @@ class LieReport:
             )
         if i.drained is not None:
             lines.append(
-                f"    in flight at the end, included (completed, not counted by the job): "
+                f"    in flight when a job failed, included (completed, not counted by the job): "
                 f"{i.drained.describe()}"
             )
         for d in self.devices:
