@@ -44,11 +44,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ZRAM_CONTROL = Path("/sys/class/zram-control")
+from benchlib import zram_add, zram_remove
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,11 @@ def command(
 
 
 # --------------------------------------------------------------------------------------------- targets
-Setup = tuple[str, str | None, list[list[str]], str]  # device or file, size, cleanup commands, description
+Setup = tuple[str, str | None, list[Callable[[], object]], str]  # device or file, size, cleanup, description
+
+
+def _command(cmd: list[str]) -> Callable[[], object]:
+    return lambda: subprocess.run(cmd, check=False)
 
 
 def _fs_of(path: str) -> str:
@@ -155,16 +160,17 @@ def setup_file(opts: argparse.Namespace) -> Setup:
     path = os.path.join(opts.dir, "iolab-poll-bench.dat")
     subprocess.run(["fio", "--name=layout", f"--filename={path}", "--size=1g", "--rw=write", "--bs=1m",
                     "--direct=1", "--output=/dev/null"], check=True)  # fmt: skip
-    return path, "1g", [["rm", "-f", path]], f"disk: O_DIRECT file in {opts.dir} ({_fs_of(opts.dir)})"
+    what = f"disk: O_DIRECT file in {opts.dir} ({_fs_of(opts.dir)})"
+    return path, "1g", [_command(["rm", "-f", path])], what
 
 
-def _loop(backing: str, size: str, direct: bool) -> tuple[str, list[list[str]]]:
+def _loop(backing: str, size: str, direct: bool) -> tuple[str, list[Callable[[], object]]]:
     subprocess.run(["truncate", "-s", size, backing], check=True)
     cmd = ["losetup", "--find", "--show", *(["--direct-io=on"] if direct else []), backing]
     dev = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip()
     subprocess.run(["fio", "--name=fill", f"--filename={dev}", "--rw=write", "--bs=1m", "--direct=1",
                     "--output=/dev/null"], check=True)  # fmt: skip
-    return dev, [["losetup", "-d", dev], ["rm", "-f", backing]]
+    return dev, [_command(["losetup", "-d", dev]), _command(["rm", "-f", backing])]
 
 
 def _loop_dio(dev: str) -> str:
@@ -186,14 +192,10 @@ def setup_loop_ram(opts: argparse.Namespace) -> Setup:
 
 
 def setup_zram(opts: argparse.Namespace) -> Setup:
-    num = int((ZRAM_CONTROL / "hot_add").read_text())
-    sysfs = Path(f"/sys/block/zram{num}")
-    (sysfs / "disksize").write_text("512M")
-    dev = f"/dev/zram{num}"
-    subprocess.run(["fio", "--name=fill", f"--filename={dev}", "--rw=write", "--bs=1m", "--direct=1",
-                    "--output=/dev/null"], check=True)  # fmt: skip
-    cleanup = [["sh", "-c", f"echo 1 > {sysfs}/reset && echo {num} > {ZRAM_CONTROL}/hot_remove"]]
-    return dev, None, cleanup, f"RAM, compressed: {dev} (zram, hot-added)"
+    zram = zram_add("512M")
+    if zram is None:
+        raise SystemExit("zram: needs root and a free zram device (modprobe zram)")
+    return zram[0], None, [lambda: zram_remove(*zram)], f"RAM, compressed: {zram[0]} (zram)"
 
 
 SETUPS = {"file": setup_file, "loop": setup_loop, "loop-ram": setup_loop_ram, "zram": setup_zram}
@@ -303,8 +305,8 @@ def main() -> int:
                 dump[name]["rate"] = {v.label: s for v, s in slow.items()}
             report.append("")
         finally:
-            for cmd in cleanup:
-                subprocess.run(cmd, check=False)
+            for undo in cleanup:
+                undo()
     print("\n".join(report))
     print(
         f"(medians of {opts.rounds} rounds of {opts.runtime} s, rate-limited {opts.rate_runtime} s; "

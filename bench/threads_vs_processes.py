@@ -20,29 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-ZRAM_CONTROL = Path("/sys/class/zram-control")
+from benchlib import zram_add, zram_remove
+
 VARIANTS = ("iolab threads", "fio processes", "fio --thread")
-
-
-def zram_setup(size: str) -> tuple[str, int]:
-    num = int((ZRAM_CONTROL / "hot_add").read_text())
-    (Path(f"/sys/block/zram{num}") / "disksize").write_text(size)
-    dev = f"/dev/zram{num}"
-    subprocess.run(["fio", "--name=fill", f"--filename={dev}", "--rw=write", "--bs=1m", "--direct=1",
-                    "--refill_buffers=1", "--output=/dev/null"], check=True)  # fmt: skip
-    return dev, num
-
-
-def zram_teardown(num: int) -> None:
-    (Path(f"/sys/block/zram{num}") / "reset").write_text("1")
-    (ZRAM_CONTROL / "hot_remove").write_text(str(num))
 
 
 def command(variant: str, dev: str, engine: str, numjobs: int, opts: argparse.Namespace) -> list[str]:
@@ -90,12 +76,13 @@ def main() -> int:
     ap.add_argument("--iolab", default=shutil.which("iolab") or "iolab")
     ap.add_argument("--json", help="also write every sample to this file")
     opts = ap.parse_args()
-    if os.geteuid() != 0 or not (ZRAM_CONTROL / "hot_add").exists():
-        raise SystemExit("needs root and /sys/class/zram-control (modprobe zram)")
 
     cases = [(e, int(n)) for e in opts.engines.split(",") for n in opts.numjobs.split(",")]
     samples: dict[str, dict[str, list[dict[str, float]]]] = {}
-    dev, num = zram_setup("1G")
+    zram = zram_add("1G")
+    if zram is None:
+        raise SystemExit("needs root and a free zram device (modprobe zram)")
+    dev = zram[0]
     try:
         for engine, numjobs in cases:
             name = f"{engine} numjobs={numjobs}" + (f" QD{opts.iodepth}" if engine != "psync" else "")
@@ -110,7 +97,7 @@ def main() -> int:
                     line = f"{name} round {rnd + 1} {v}: {r['iops']:.0f} IOPS, cpu {r['cpu']:.0f}%"
                     print(line, file=sys.stderr)
     finally:
-        zram_teardown(num)
+        zram_remove(*zram)
 
     print(f"{'case':28} {'variant':14} {'IOPS':>10} {'cpu %':>7} {'/fio proc':>10} {'paired':>8}")
     for name, per in samples.items():

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ZRAM = Path("/sys/block/zram0")
+from benchlib import zram_add, zram_remove
 
 
 @dataclass(frozen=True)
@@ -97,45 +97,6 @@ def run_tool(cmd: list[str]) -> dict[str, float]:
     }
 
 
-ZRAM_CONTROL = Path("/sys/class/zram-control")
-
-
-def zram_setup() -> tuple[str, Path, int | None] | None:
-    """(device, its sysfs dir, the number to hot-remove or None) or None when no zram device is free."""
-    if os.geteuid() != 0:
-        return None
-    sysfs, num = ZRAM, None
-    if (ZRAM_CONTROL / "hot_add").exists():
-        num = int((ZRAM_CONTROL / "hot_add").read_text())
-        sysfs = Path(f"/sys/block/zram{num}")
-    elif not ZRAM.exists() or (ZRAM / "disksize").read_text().strip() != "0":
-        print("zram0 is missing or in use; skipping zram cases", file=sys.stderr)
-        return None
-    dev = f"/dev/{sysfs.name}"
-    (sysfs / "disksize").write_text("1G")
-    # write the whole device once so reads decompress real (incompressible) pages, not empty slots
-    subprocess.run(
-        [
-            "fio",
-            "--name=fill",
-            f"--filename={dev}",
-            "--rw=write",
-            "--bs=1m",
-            "--direct=1",
-            "--output=/dev/null",
-        ],
-        check=True,
-    )
-    return dev, sysfs, num
-
-
-def zram_teardown(z: tuple[str, Path, int | None]) -> None:
-    _dev, sysfs, num = z
-    (sysfs / "reset").write_text("1")
-    if num is not None:
-        (ZRAM_CONTROL / "hot_remove").write_text(str(num))
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -155,7 +116,7 @@ def main() -> int:
     if opts.depths:
         cases = [c for c in cases if any(f"--iodepth={d}" in c.args for d in opts.depths.split(","))]
     file_target = os.path.join(opts.dir, "iolab-bench.dat")
-    zsetup = zram_setup() if any(c.target == "zram" for c in cases) else None
+    zsetup = zram_add("1G") if any(c.target == "zram" for c in cases) else None
     zram = zsetup[0] if zsetup else None
     if any(c.target == "file" for c in cases):
         subprocess.run(
@@ -202,7 +163,7 @@ def main() -> int:
                     )
     finally:
         if zsetup:
-            zram_teardown(zsetup)
+            zram_remove(*zsetup)
         if os.path.exists(file_target):
             os.unlink(file_target)
 
