@@ -5,8 +5,10 @@ Imported by sibling scripts (`python bench/X.py` puts this directory on sys.path
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
+import time
 from pathlib import Path
 
 ZRAM_CONTROL = Path("/sys/class/zram-control")
@@ -36,6 +38,14 @@ def zram_add(size: str) -> tuple[str, int | None] | None:
 
 def zram_remove(dev: str, num: int | None) -> None:
     """Undo zram_add: free the memory, and hot-remove the device if it was hot-added."""
-    (Path("/sys/block") / Path(dev).name / "reset").write_text("1")
+    reset = Path("/sys/block") / Path(dev).name / "reset"
+    for _ in range(500):  # io_uring closes its rings asynchronously: the device can stay open a moment
+        try:
+            reset.write_text("1")
+            break
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.02)
     if num is not None:
         (ZRAM_CONTROL / "hot_remove").write_text(str(num))

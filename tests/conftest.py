@@ -6,10 +6,12 @@ where they must run.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +67,22 @@ def zram() -> Iterator[str]:
     try:
         yield "/dev/zram0"
     finally:
-        (sysfs / "reset").write_text("1")
+        _reset_zram(sysfs)
+
+
+def _reset_zram(sysfs: Path) -> None:
+    """Reset, waiting while the device is still open: io_uring tears a ring down asynchronously (the
+    kernel's exit work drops the ring's file references a moment after close()), so EBUSY can outlive the job
+    by a few milliseconds."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            (sysfs / "reset").write_text("1")
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 @pytest.fixture
