@@ -39,7 +39,7 @@ def zram_add(size: str) -> tuple[str, int | None] | None:
 def zram_remove(dev: str, num: int | None) -> None:
     """Undo zram_add: free the memory, and hot-remove the device if it was hot-added."""
     reset = Path("/sys/block") / Path(dev).name / "reset"
-    for _ in range(500):  # io_uring closes its rings asynchronously: the device can stay open a moment
+    for _ in range(500):  # a device just used can report EBUSY for a moment (seen in CI)
         try:
             reset.write_text("1")
             break

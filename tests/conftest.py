@@ -71,9 +71,9 @@ def zram() -> Iterator[str]:
 
 
 def _reset_zram(sysfs: Path) -> None:
-    """Reset, waiting while the device is still open: io_uring tears a ring down asynchronously (the
-    kernel's exit work drops the ring's file references a moment after close()), so EBUSY can outlive the job
-    by a few milliseconds."""
+    """Reset, retrying while the kernel says the device is busy: seen once in a CI run, at the teardown of an
+    io_uring test (likely the ring's asynchronous teardown still holding the file); one EBUSY there used to
+    leave zram0 sized and fail every later zram test."""
     deadline = time.monotonic() + 10
     while True:
         try:
