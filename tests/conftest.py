@@ -6,6 +6,7 @@ where they must run.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -85,14 +86,12 @@ def _reset_zram(sysfs: Path) -> None:
             time.sleep(0.02)
 
 
-@pytest.fixture
-def loop_device(direct_dir: Path) -> Iterator[str]:
-    """A 64 MiB loop device over a temp file, detached afterwards even when the test fails."""
+@contextlib.contextmanager
+def attached_loop(backing: Path) -> Iterator[str]:
+    """A loop device over `backing` (direct I/O to it when the kernel allows), detached afterwards even when
+    the test fails."""
     need(os.geteuid() == 0, "needs root to create loop devices")
     need(shutil.which("losetup") is not None, "losetup (util-linux) is not installed")
-    backing = direct_dir / "loop-backing.img"
-    with open(backing, "wb") as f:
-        f.truncate(64 << 20)
     dev = subprocess.run(
         ["losetup", "--find", "--show", "--direct-io=on", str(backing)], capture_output=True, text=True
     )
@@ -104,6 +103,16 @@ def loop_device(direct_dir: Path) -> Iterator[str]:
         yield path
     finally:
         subprocess.run(["losetup", "-d", path], check=False)
+
+
+@pytest.fixture
+def loop_device(direct_dir: Path) -> Iterator[str]:
+    """A 64 MiB loop device over a sparse temp file."""
+    backing = direct_dir / "loop-backing.img"
+    with open(backing, "wb") as f:
+        f.truncate(64 << 20)
+    with attached_loop(backing) as dev:
+        yield dev
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import need
+from conftest import attached_loop, need
 from iolab import _core
 from test_core import BS, MS, S, make_config, make_file, opened, run_job
 
@@ -37,18 +37,9 @@ def index_of(word: int) -> int:
 
 @pytest.fixture
 def loop_dev(direct_dir: Path) -> Iterator[str]:
-    """A 64 MiB loop device (direct I/O to its backing file), detached afterwards."""
-    need(os.geteuid() == 0, "needs root to create loop devices")
-    backing = make_file(direct_dir / "loop-backing.img", 64 << 20)
-    proc = subprocess.run(
-        ["losetup", "--find", "--show", "--direct-io=on", str(backing)], capture_output=True, text=True
-    )
-    need(proc.returncode == 0, f"losetup failed: {proc.stderr.strip()}")
-    dev = proc.stdout.strip()
-    try:
+    """A 64 MiB loop device whose backing file holds make_file()'s pattern."""
+    with attached_loop(make_file(direct_dir / "loop-backing.img", 64 << 20)) as dev:
         yield dev
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=False)
 
 
 def fill_device(dev: str, size: int) -> None:
