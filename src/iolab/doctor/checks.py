@@ -446,7 +446,9 @@ def check_align(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     out: list[Finding] = []
     v = job.values
     sizes = block_sizes(v, job.reads, job.writes)
-    offsets = {k: int(v[k]) for k in ("offset", "offset_increment")}
+    # Byte values as written; a percentage form (offset=25%) leaves them unset (None) and is checked
+    # through the offsets the plan resolved for each clone.
+    offsets = {k: int(v.get(k) or 0) for k in ("offset", "offset_increment")}
     for path in _paths(clones):
         t = ctx.target(path)
         lbs = t.logical_block_size
@@ -454,6 +456,11 @@ def check_align(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
             continue
         bad_bs = [s for s in sizes if s % lbs]
         bad_off = {k: n for k, n in offsets.items() if n % lbs}
+        if not bad_off:
+            starts = sorted({f.region_offset for c in clones if c.planned for f in c.files if f.path == path})
+            bad_start = next((n for n in starts if n % lbs), None)
+            if bad_start is not None:
+                bad_off["offset"] = bad_start
         if not bad_bs and not bad_off:
             continue
         good = max(lbs, (min(sizes) // lbs) * lbs or lbs)
