@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := fio fio-examples e2fsprogs util-linux kmod python3-venv qemu-utils libnbd-bin python3-libnbd nbdkit strace
 
-.PHONY: run test test-sanitize lint system-deps build
+.PHONY: run test test-sanitize lint system-deps build difftest
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,12 @@ test-sanitize: system-deps
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  .venv-asan/bin/pytest -q -x -p no:cacheprovider $(PYTEST_ARGS)
+
+# The long differential run against fio (the bounded one is tests/test_difftest.py, in `make test`):
+#   make difftest DIFFTEST_CASES=2000 DIFFTEST_SEED=7 DIFFTEST_ARGS='--jobs 2'
+DIFFTEST_SEED ?= 1
+DIFFTEST_CASES ?= 1000
+DIFFTEST_REPORT ?= difftest-report.json
+difftest: system-deps build
+	$(BIN)/python -m tests.difftest --seed $(DIFFTEST_SEED) --cases $(DIFFTEST_CASES) --examples \
+	  --report $(DIFFTEST_REPORT) $(DIFFTEST_ARGS)
