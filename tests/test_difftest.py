@@ -67,13 +67,14 @@ def test_iolab_agrees_with_fio(tmp_path: Path) -> None:
     cases = gen.generate(SEED, GENERATED) + examples.example_cases()
     results = harness.run_all(cases, tmp_path, default_iolab(), timeout=30.0)
     summary = harness.summarize(results)
-    report = Path(tmp_path / "report.json")
+    report = tmp_path / "report.json"
     report.write_text(json.dumps([r.as_dict() for r in results], indent=1))
     bad = [r for r in results if r.unlisted]
-    text = harness.format_summary(summary, sum(r.seconds for r in results))
-    lines = [f"{r.case.id} {r.verdict}: "
-             + "; ".join(f"{f.field} fio={f.fio!r} iolab={f.iolab!r} {f.detail}" for f in r.unlisted)
-             for r in bad]
-    assert not bad, (f"{len(bad)} case(s) disagree with fio beyond docs/fio-differences.md "
-                     f"(rerun one: python -m tests.difftest --examples --only ID -v --keep --workdir DIR)\n"
-                     + text + "\n" + "\n".join(lines[:40]))
+    if bad:
+        text = harness.format_summary(summary, sum(r.seconds for r in results))
+        lines = [f"{r.case.id} {r.verdict}: "
+                 + "; ".join(f"{f.field} fio={f.fio!r} iolab={f.iolab!r} {f.detail}" for f in r.unlisted)
+                 for r in bad]
+        pytest.fail(f"{len(bad)} case(s) disagree with fio beyond docs/fio-differences.md (all results: "
+                    f"{report}; rerun one: python -m tests.difftest --examples --only ID -v --keep "
+                    f"--workdir DIR)\n" + text + "\n" + "\n".join(lines[:40]), pytrace=False)

@@ -232,19 +232,33 @@ def case_id(text: str) -> str:
     return "gen-" + hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
+def shape(text: str) -> frozenset[str]:
+    """Which options a job sets (values left out): hypothesis mutates its examples, and cases that
+    differ only in a value mostly find the same thing, so the harness prefers new shapes."""
+    return frozenset(line.split("=", 1)[0] for line in text.splitlines())
+
+
 def generate(seed: int, count: int) -> list[Case]:
     """``count`` distinct jobs; the same seed gives the same jobs (no example database, no shrinking)."""
     texts: list[str] = []
+    spare: list[str] = []
     seen: set[str] = set()
+    shapes: set[frozenset[str]] = set()
 
-    @settings(max_examples=count * 3, database=None, derandomize=False, deadline=None,
+    @settings(max_examples=count * 10, database=None, derandomize=False, deadline=None,
               phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @hyp_seed(seed)
     @given(job_files())
     def collect(text: str) -> None:
-        if len(texts) < count and text not in seen:
-            seen.add(text)
+        if len(texts) >= count or text in seen:
+            return
+        seen.add(text)
+        if shape(text) in shapes:
+            spare.append(text)
+        else:
+            shapes.add(shape(text))
             texts.append(text)
 
     collect()
+    texts += spare[: count - len(texts)]
     return [Case(case_id(t), "gen", t) for t in texts]
