@@ -173,12 +173,18 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
         if t.kind == "block" and t.device is not None and t.device.stacked:
             chain = " -> ".join(f"{d.name}({d.driver})" for d in t.chain)
             lowest = [d for d in t.chain if not d.stacked]
+            # a RAM device with nothing below it (zram) has no disk to measure instead: benchmarking it is
+            # the point, so this is said, not warned about
+            own = not lowest and t.device.ram_backed
+            layer = "compressed RAM" if t.device.driver == "zram" else "mapping, caching, backing"
             out.append(
                 finding(
                     "IOL-TARGET-002",
-                    f"{path} is a {t.device.driver} device: the numbers include that layer "
-                    f"({'compressed RAM' if t.device.driver == 'zram' else 'mapping, caching, backing'})"
-                    ", not just a disk",
+                    f"{path} is a {t.device.driver} device ({layer}) with no disk below it: "
+                    "the numbers are its own"
+                    if own
+                    else f"{path} is a {t.device.driver} device: the numbers include that layer "
+                    f"({layer}), not just a disk",
                     {"path": path, "chain": chain, "lowest_devices": [d.path for d in lowest]},
                     job.fix(
                         f"filename={lowest[-1].path}" if lowest else "filename=/dev/<the physical device>",
@@ -186,6 +192,7 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
                     )
                     + " to measure the device itself",
                     job=job.name,
+                    severity="info" if own else None,
                 )
             )
         for lower in t.chain:
