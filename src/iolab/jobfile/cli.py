@@ -28,6 +28,18 @@ from iolab.jobfile.model import CliParse, JobDef
 from iolab.jobfile.reader import read_job_file, read_sections
 from iolab.options import FIO_FLAGS, OPTIONS, FioFlag, Option, suggest
 
+#: flags that print something and end the command, as in fio
+INFO_FLAGS = frozenset({"help", "version", "cmdhelp"})
+_REMOTE_FLAGS = frozenset({"client", "server", "daemonize", "remote-config", "trigger-remote"})
+
+
+def _refusal(flag: FioFlag) -> str:
+    """Why an fio flag iolab lacks is refused (not ignored: a run without it would not be what fio does)."""
+    if flag.name in _REMOTE_FLAGS:
+        return ("fio's client/server mode is not implemented in iolab; it is refused so that the jobs "
+                "never run on this machine instead of the remote one")
+    return f"iolab does not implement this fio flag ({flag.help}); refused rather than ignored"
+
 
 def _all_long_names() -> list[str]:
     names = list(FIO_FLAGS)
@@ -99,9 +111,11 @@ def _flag_value(
         flags[name] = value
 
 
-def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliParse:
+def parse_cli(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, *, fio_only: bool = False
+) -> CliParse:
     """Parse fio's command-line form.  ``argv`` excludes the program name; locations count the
-    arguments from 1."""
+    arguments from 1. ``fio_only``: as fio parses, without refusing options iolab does not implement."""
     envmap: Mapping[str, str] = os.environ if env is None else env
     flags: dict[str, Any] = {}
     files: list[str] = []
@@ -118,7 +132,7 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
         nonlocal td
         if td is not None and not td_is_global:
             name = td.values.get("name") or "fio"
-            jobs.append(finalize(td, str(name), len(jobs), td_loc))
+            jobs.append(finalize(td, str(name), len(jobs), td_loc, check=not fio_only))
         td = None
 
     i = 0
@@ -147,7 +161,12 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
             value = args[i]
             i += 1
         if flag is not None:
+            if not flag.supported:
+                raise JobFileError(_refusal(flag), location=loc, option=f"--{flag.name}")
             _flag_value(flag, value, loc, flags, warnings)
+            if flag.name in INFO_FLAGS:
+                # like fio: print the help or version and stop, the rest of the line is not looked at
+                return CliParse(jobs=[], files=[], flags=flags, warnings=warnings)
             continue
         assert opt is not None
         if needs_value and not value:
@@ -181,7 +200,7 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
         secs = read_sections(text, path, sections)
         start = state if n == 0 else fresh_target()
         result = build_file(secs, path, start=start, first_index=len(jobs), stonewall_first=n > 0,
-                            env=envmap)
+                            env=envmap, check=not fio_only)
         jobs.extend(result.jobs)
     if flags.get("readonly"):
         _check_readonly(jobs)
