@@ -86,6 +86,8 @@ def _rw(draw: st.DrawFn) -> str:
 # Values for options where the table's bounds alone would make jobs long or invalid.
 OVERRIDES: dict[str, st.SearchStrategy[str]] = {
     "description": st.just("difftest job"),
+    "exec_prerun": _pick("true", "echo prerun"),
+    "exec_postrun": _pick("true", "echo postrun"),
     "loops": _ints(1, 2),
     "numjobs": _ints(1, 3),
     "nrfiles": _ints(1, 3),
