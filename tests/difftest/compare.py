@@ -15,12 +15,16 @@ DIRS = ("read", "write", "trim")
 _REFUSAL_WORDS = re.compile(r"not supported|not implemented|unsupported|refus", re.I)
 
 
-def error_line(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+def error_line(*texts: str) -> str:
+    """The tool's error: its first unindented 'iolab:'/'fio:' line that is not a warning."""
+    lines = [ln.rstrip() for t in texts for ln in t.splitlines() if ln.strip()]
     for ln in lines:
-        if "error" in ln.lower() or "not supported" in ln or "refus" in ln:
-            return ln
-    return lines[-1] if lines else ""
+        if ln.startswith(("iolab:", "fio:")) and "warning" not in ln and "laid out" not in ln:
+            return ln.strip()
+    for ln in lines:
+        if "error" in ln.lower() and not ln.startswith(" "):
+            return ln.strip()
+    return lines[-1].strip() if lines else ""
 
 
 def refused_feature(message: str) -> str | None:
@@ -223,7 +227,7 @@ def classify(case: Case, fio: Observation | None, lab: Observation) -> Result:
     if fio.rc != 0:
         res.verdict = DISAGREE
         why = f"fio hung: killed after {fio.seconds:.0f}s" if fio.timed_out else "fio: " + error_line(
-            fio.stderr)
+            fio.stderr, fio.stdout)
         res.findings.append(Finding("exit_code", fio.rc, 0, why))
         return res
     assert lab.json is not None
