@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import need
 from difftest import allow, examples, gen, harness
+from difftest.compare import classify
 from difftest.examples import rewrite
 from difftest.jobtext import jobs
+from difftest.model import AGREE, DISAGREE, INTERNAL, REFUSED, Case, Finding, Observation, Result
 from difftest.run import default_iolab, sector_map
 
 SEED = 1
@@ -59,6 +62,48 @@ def test_job_reader_knows_timed_and_mixed_jobs() -> None:
 def test_known_differences_document_parses() -> None:
     entries = allow.load()
     assert len({e.id for e in entries}) == len(entries), "entry ids must be unique"
+
+
+def _obs(tool: str, rc: int, stderr: str = "", doc: dict[str, Any] | None = None) -> Observation:
+    obs = Observation(tool, rc, json.dumps(doc) if doc else "", stderr, 0.1)
+    obs.json = doc
+    return obs
+
+
+def test_classify_refusals_internal_errors_and_exit_codes() -> None:
+    case = Case("gen-x", "gen", "[j]\nrw=read\nsize=4k\n")
+    doc = {"jobs": [{"jobname": "j", "groupid": 0, "read": {"io_bytes": 4096, "total_ios": 1}}]}
+    fio = _obs("fio", 0, doc=doc)
+    assert classify(case, fio, _obs("iolab", 0, doc=doc)).verdict == AGREE
+    r = classify(case, fio, _obs("iolab", 1, "iolab: j.fio:3: option 'verify': not implemented"))
+    assert (r.verdict, r.refused_by) == (REFUSED, "verify")
+    # a clean error about an option iolab claims to support is a disagreement, not a refusal
+    r = classify(case, fio, _obs("iolab", 1, "iolab: j.fio:3: bs=4k: bad value"))
+    assert r.verdict == DISAGREE and r.findings[0].field == "exit_code"
+    r = classify(case, fio, _obs("iolab", 1, "Traceback (most recent call last):\nKeyError: 'x'"))
+    assert r.verdict == INTERNAL and r.unlisted
+    assert classify(case, fio, _obs("iolab", -11)).verdict == INTERNAL
+    assert classify(case, _obs("fio", 1), _obs("iolab", 1, "iolab: error")).verdict == AGREE
+    r = classify(case, fio, _obs("iolab", 0, doc={"jobs": [{**doc["jobs"][0], "read": {"io_bytes": 8192,
+                                                                                      "total_ios": 2}}]}))
+    assert r.verdict == DISAGREE and {f.field for f in r.findings} >= {"io.read.io_bytes", "io.total_ios"}
+    skipped = Case("ex-y", "example", "[j]\nioengine=sg\n", skip_fio="ioengine=sg")
+    refusal = _obs("iolab", 1, "iolab: ioengine 'sg' is not supported")
+    assert classify(skipped, None, refusal).verdict == REFUSED
+    assert classify(skipped, None, _obs("iolab", 0, doc=doc)).verdict == DISAGREE
+
+
+def test_allow_list_matches_field_option_and_case(tmp_path: Path) -> None:
+    doc = tmp_path / "d.md"
+    doc.write_text("# x\n```\n### in-a-fence\nmatch: field=nothing\n```\n"
+                   "### bare-flags\nmatch: field=json_keys.options option=blocksize\nreason: r\n")
+    entries = allow.load(doc)
+    assert [e.id for e in entries] == ["bare-flags"]
+    case = Case("gen-z", "gen", "[j]\nbs=4k\n")
+    res = Result(case, DISAGREE, [Finding("json_keys.options", [], ["x"]), Finding("io.total_ios", 1, 2)])
+    allow.apply(res, entries)
+    assert res.allowed_by == {"json_keys.options": "bare-flags"}
+    assert [f.field for f in res.unlisted] == ["io.total_ios"]
 
 
 @pytest.mark.slow
