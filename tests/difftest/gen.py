@@ -34,6 +34,20 @@ NOT_DRAWN: dict[str, str] = {
     "wait_for": "needs an earlier job's name: the skeleton adds it",
 }
 
+# Options never drawn, even once iolab supports them: they reach beyond the run directory.
+NEVER: dict[str, str] = {
+    "fill_device": "writes until the file system is full",
+    "ioscheduler": "switches the I/O scheduler of the machine's device",
+    "allow_mounted_write": "only matters for writes to a mounted device",
+    "lockmem": "pins memory the machine's other work needs",
+    "gtod_cpu": "keeps a CPU spinning",
+    "cgroup": "creates cgroups",
+    "cgroup_weight": "creates cgroups",
+    "cgroup_nodelete": "leaves cgroups behind",
+    "uid": "runs the job as another user",
+    "gid": "runs the job as another group",
+}
+
 
 def fmt_size(n: int) -> str:
     return f"{n // 1024}k" if n % 1024 == 0 else str(n)
@@ -170,7 +184,9 @@ def drawable() -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
     for o in OPTIONS.values():
         if not o.supported:
             continue
-        if o.name in NOT_DRAWN:
+        if o.name in NEVER:
+            skipped[o.name] = NEVER[o.name]
+        elif o.name in NOT_DRAWN:
             skipped[o.name] = NOT_DRAWN[o.name]
         elif o.category.endswith("(iolab)"):
             skipped[o.name] = "iolab's own option: fio does not know it"
