@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections import Counter
@@ -63,6 +64,8 @@ def summarize(results: list[Result]) -> dict[str, Any]:
             continue
         for f in r.findings:
             key = f.field if r.verdict == DISAGREE else f"internal: {f.detail.split(':')[0]}"
+            if f.field == "exit_code":
+                key = f"exit_code: {_gist(f.detail)}"
             cat = categories.setdefault(key, {"cases": [], "listed": 0, "example": None})
             if r.case.id not in cat["cases"]:
                 cat["cases"].append(r.case.id)
@@ -89,6 +92,14 @@ def summarize(results: list[Result]) -> dict[str, Any]:
         "refused_by": dict(refused.most_common()),
         "not_drawn": gen.drawable()[2],
     }
+
+
+def _gist(message: str) -> str:
+    """An error message without paths, job names and numbers, to group cases by cause."""
+    m = re.sub(r"\S*job\.fio:\d+:\s*", "", message)
+    m = re.sub(r"job '[^']*' \(\d+\)", "job", m)
+    m = re.sub(r"\d+", "N", m)
+    return m[:90]
 
 
 def format_summary(summary: dict[str, Any], seconds: float) -> str:
