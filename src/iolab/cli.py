@@ -259,7 +259,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         # e.g. a target we may not open, or no space to lay a file out
         _err(f"{exc.filename or 'error'}: {exc.strerror or exc}")
         return 1
-    sink.write(render(run, fmt))
+    sink.write(render(run, fmt, terse_version=int(flags.get("terse-version") or 3)))
     sink.flush()
     if sink is not sys.stdout:
         sink.close()

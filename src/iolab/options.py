@@ -581,7 +581,8 @@ _i("bwavgtime", "Bandwidth sample interval in ms", C_LOG, 500)
 _i("iopsavgtime", "IOPS sample interval in ms", C_LOG, 500)
 
 # Reporting
-_b("stats", "Collect statistics for this job", C_STAT, True)
+_b("stats", "Collect statistics for this job", C_STAT, True, supported=True,
+   note="stats=0: the job runs but is left out of every report and of its group's run status line")
 _b("clat_percentiles", "Report completion latency percentiles", C_STAT, True, supported=True)
 _b("lat_percentiles", "Report total latency percentiles", C_STAT, False, supported=True)
 _b("slat_percentiles", "Report submission latency percentiles", C_STAT, False, supported=True)
@@ -590,13 +591,19 @@ _fl("percentile_list", "Percentiles to report, ':' separated", C_STAT,
      99.99), minfloat=0.0, maxfloat=100.0, max_items=20, supported=True)
 _i("significant_figures", "Digits in terse/json+ latency output", C_STAT, 4, minval=1, maxval=10)
 _b("disk_util", "Report disk utilisation", C_STAT, True)
-_b("gtod_reduce", "Cut down on time calls (turns most latency stats off)", C_STAT)
-_b("disable_lat", "Do not measure total latency", C_STAT)
-_b("disable_clat", "Do not measure completion latency", C_STAT)
-_b("disable_slat", "Do not measure submission latency", C_STAT)
-_b("disable_bw_measurement", "Do not measure bandwidth", C_STAT, aliases=("disable_bw",))
+_b("gtod_reduce", "Cut down on time calls (turns most latency stats off)", C_STAT, supported=True,
+   note="as fio: sets disable_lat, disable_clat, disable_slat and turns latency percentiles off")
+_b("disable_lat", "Do not measure total latency", C_STAT, supported=True,
+   note="lat is reported as zeros; as in fio, max_latency is then not checked")
+_b("disable_clat", "Do not measure completion latency", C_STAT, supported=True,
+   note="clat, sync latencies and the latency distribution are reported as zeros")
+_b("disable_slat", "Do not measure submission latency", C_STAT, supported=True,
+   note="slat is reported as zeros")
+_b("disable_bw_measurement", "Do not measure bandwidth", C_STAT, aliases=("disable_bw",), supported=True,
+   note="fio 3.33 still reports the bandwidth and IOPS samples with it, and so does iolab")
 _e("unified_rw_reporting", "Report reads and writes together", C_STAT,
-   ("none", "mixed", "both", "0", "1", "2"), "none")
+   ("none", "mixed", "both", "0", "1", "2"), "none", supported=True,
+   note="mixed (1): one 'mixed' direction replaces read/write/trim (and JSON's sync); both (2): added")
 _e("continue_on_error", "Keep going after these kinds of errors", C_MISC,
    ("none", "read", "write", "io", "verify", "all", "0", "1"), "none")
 _cb("ignore_error", "Error numbers to ignore, per direction", C_MISC)
@@ -906,7 +913,8 @@ _flags: list[FioFlag] = [
     FioFlag("debug", "required", "fio debug tracing classes"),
     FioFlag("bandwidth-log", "none", "Write aggregate bandwidth logs"),
     FioFlag("append-terse", "none", "Also print terse output (deprecated in fio)"),
-    FioFlag("terse-version", "required", "Terse format version", choices=("2", "3", "4", "5")),
+    FioFlag("terse-version", "required", "Terse format version (2..5; 3 by default)",
+            choices=("2", "3", "4", "5"), supported=True),
     FioFlag("version", "none", "Print the version"),
     FioFlag("help", "none", "Print help"),
     FioFlag("cpuclock-test", "none", "Test the CPU clock"),
