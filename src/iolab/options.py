@@ -260,10 +260,12 @@ _f("stonewall", "Wait for all earlier jobs to finish before starting; starts a n
 _f("new_group", "Start a new reporting group without waiting", C_PROC, supported=True)
 _f("group_reporting", "Report the jobs of a group as one", C_STAT, supported=True)
 _f("thread", "Run jobs as threads instead of processes (iolab always uses threads)", C_PROC, supported=True)
-_f("exitall", "When one job finishes, stop the others", C_PROC)
+_f("exitall", "When one job finishes, stop the others", C_PROC, supported=True,
+   note="as in fio it applies to the whole run once any job sets it; exit_what says which jobs stop")
 _e("exit_what", "Which jobs exitall stops: group, stonewall or all", C_PROC,
-   ("group", "stonewall", "all"), "group")
-_f("exitall_on_error", "When one job fails, stop the others", C_PROC)
+   ("group", "stonewall", "all"), "group", supported=True,
+   note="group: the finished job's group; stonewall: every running job; all: every job, none starts")
+_f("exitall_on_error", "When one job fails, stop the others", C_PROC, supported=True)
 _s("exec_prerun", "Shell command run before the job", C_PROC)
 _s("exec_postrun", "Shell command run after the job", C_PROC)
 _i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19,
