@@ -7,9 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F2451u
-#define IOL_CONFIG_SIZE 1840u
+#define IOL_CONFIG_MAGIC 0x494FC0C2u
+#define IOL_CONFIG_SIZE 2040u
 #define IOL_BSSPLIT_MAX 64
+#define IOL_IGNORE_ERROR_MAX 16
 
 /* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */
 struct iol_config {
@@ -114,6 +115,21 @@ struct iol_config {
     uint32_t thinktime_blocks_type;
     /* thinktime_blocks was given (with iotime: else iotime only) */
     uint32_t thinktime_blocks_set;
+    /* continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify */
+    uint32_t coe_mask;
+    /* errnos listed per direction (read, write); 0: fio's EIO, EILSEQ */
+    uint32_t ignore_error_n[2];
+    /* ignore_error errnos, direction-major: d*16 + i */
+    uint32_t ignore_error[32];
+    uint8_t _pad1[4]; /* explicit padding */
+    /* fail when an I/O's total latency exceeds this; 0 = none */
+    uint64_t max_latency_ns[2];
+    /* fail when bytes/s over a rate_cycle fall below this; 0 = none */
+    uint64_t rate_min_bps[2];
+    /* the same in I/Os per second (used when rate_min_bps is 0) */
+    uint64_t rate_min_iops[2];
+    /* window of the rate_min checks (fio's rate_cycle) */
+    uint64_t rate_cycle_ns;
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -168,8 +184,15 @@ struct iol_config {
     X(thinktime_iotime_ns) \
     X(thinktime_blocks_type) \
     X(thinktime_blocks_set) \
+    X(coe_mask) \
+    X(ignore_error_n) \
+    X(ignore_error) \
+    X(max_latency_ns) \
+    X(rate_min_bps) \
+    X(rate_min_iops) \
+    X(rate_cycle_ns) \
 
-_Static_assert(sizeof(struct iol_config) == 1840, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 2040, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -221,5 +244,13 @@ _Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1816, "offset o
 _Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1824, "offset of thinktime_iotime_ns");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1832, "offset of thinktime_blocks_type");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1836, "offset of thinktime_blocks_set");
+_Static_assert(offsetof(struct iol_config, coe_mask) == 1840, "offset of coe_mask");
+_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1844, "offset of ignore_error_n");
+_Static_assert(offsetof(struct iol_config, ignore_error) == 1852, "offset of ignore_error");
+_Static_assert(offsetof(struct iol_config, _pad1) == 1980, "offset of _pad1");
+_Static_assert(offsetof(struct iol_config, max_latency_ns) == 1984, "offset of max_latency_ns");
+_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2000, "offset of rate_min_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2016, "offset of rate_min_iops");
+_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2032, "offset of rate_cycle_ns");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -78,6 +78,13 @@ DEFAULTS: dict[str, int | list[int]] = {
     "thinktime_iotime_ns": 0,
     "thinktime_blocks_type": 0,
     "thinktime_blocks_set": 0,
+    "coe_mask": 0,
+    "ignore_error_n": [0, 0],
+    "ignore_error": [],
+    "max_latency_ns": [0, 0],
+    "rate_min_bps": [0, 0],
+    "rate_min_iops": [0, 0],
+    "rate_cycle_ns": 1_000_000_000,
 }
 
 
@@ -333,7 +340,8 @@ def test_result_shape(ddir: Path) -> None:
     assert set(res) == {
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
-        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained",
+        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained", "total_err",
+        "first_error",
     }  # fmt: skip
     none = {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}
     assert res["ramp"] == res["drained"] == none  # no ramp; psync has nothing in flight at the end
@@ -351,7 +359,7 @@ def test_result_shape(ddir: Path) -> None:
     assert res["runtime_ns"] > 0
     assert set(res["ddir"]) == {"read", "write", "sync"}
     for name, d in res["ddir"].items():
-        assert set(d) == {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat"}
+        assert set(d) == {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat", "err_ios"}
         assert d["dropped"] == 0 and d["short_ios"] == 0
         check_hist(d["lat"], d["ios"])
         assert d["clat"] == d["lat"]  # psync: clat is lat

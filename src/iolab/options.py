@@ -486,18 +486,23 @@ _add("rate", Kind.BS_PAIR, FioType.ULL, (None, None), "Bandwidth cap in bytes/s,
      note="latencies are measured from each I/O's scheduled time, so a device that falls behind shows it"
      " (no coordinated omission)")
 _add("rate_min", Kind.BS_PAIR, FioType.ULL, (None, None),
-     "Fail if bandwidth falls below this, per direction", C_RATE, aliases=("ratemin",))
+     "Fail if bandwidth falls below this, per direction", C_RATE, aliases=("ratemin",), supported=True,
+     note="as fio: checked from 2 s into the job, every rate_cycle, over the I/O done since the last check;"
+     " the job then fails with EIO")
 _add("rate_iops", Kind.INT_PAIR, FioType.INT, (None, None), "IOPS cap, per direction", C_RATE,
      supported=True, note="counted in bytes of the smallest block size, as fio does; latencies are"
      " measured from each I/O's scheduled time (no coordinated omission)")
 _add("rate_iops_min", Kind.INT_PAIR, FioType.INT, (None, None),
-     "Fail if IOPS fall below this, per direction", C_RATE)
+     "Fail if IOPS fall below this, per direction", C_RATE, supported=True,
+     note="checked like rate_min (which wins if both are set per direction; fio refuses both at once)")
 _e("rate_process", "How rate-limited I/O is spaced: linear or poisson", C_RATE,
    ("linear", "poisson"), "linear", supported=True)
-_i("rate_cycle", "Window in ms for rate_min checks", C_RATE, 1000, aliases=("ratecycle",))
+_i("rate_cycle", "Window in ms for rate_min checks", C_RATE, 1000, aliases=("ratecycle",), supported=True)
 _b("rate_ignore_thinktime", "Rate limiting ignores thinktime", C_RATE)
 _add("max_latency", Kind.TIME, FioType.ULL, None,
-     "Fail the job when a latency exceeds this (bare number: microseconds)", C_RATE, unit=NS_PER_US)
+     "Fail the job when a latency exceeds this (bare number: microseconds)", C_RATE, unit=NS_PER_US,
+     supported=True, note="total latency (lat) of reads and writes; the job fails with ETIMEDOUT (110)."
+     " As in fio, not checked with disable_lat, gtod_reduce or stats=0")
 _t("latency_target", "Latency to aim for (bare number: microseconds)", C_RATE, NS_PER_US, None)
 _t("latency_window", "Window for latency_target (bare number: microseconds)", C_RATE, NS_PER_US,
    None)
@@ -607,8 +612,12 @@ _e("unified_rw_reporting", "Report reads and writes together", C_STAT,
    ("none", "mixed", "both", "0", "1", "2"), "none", supported=True,
    note="mixed (1): one 'mixed' direction replaces read/write/trim (and JSON's sync); both (2): added")
 _e("continue_on_error", "Keep going after these kinds of errors", C_MISC,
-   ("none", "read", "write", "io", "verify", "all", "0", "1"), "none")
-_cb("ignore_error", "Error numbers to ignore, per direction", C_MISC)
+   ("none", "read", "write", "io", "verify", "all", "0", "1"), "none", supported=True,
+   note="as fio: only EIO and EILSEQ let the job go on unless ignore_error lists others; errors are"
+   " counted (total_err, first_error) and shown as the job's error, with exit status 0")
+_cb("ignore_error", "Error numbers to ignore, per direction", C_MISC, supported=True,
+    note="'read,write,verify' lists of ':' separated errnos; names EPERM..ERANGE as fio 3.33 knows them,"
+    " other errors as numbers; a list turns continue_on_error on for its direction")
 _b("error_dump", "Print every error", C_MISC)
 
 # Steady state

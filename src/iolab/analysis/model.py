@@ -649,12 +649,14 @@ def job_result(
     for d in ALL_DIRS:
         rd: Mapping[str, Any] = raw_dirs.get(d, {}) or {}
         ios = int(rd.get("ios", 0))
-        # I/Os that failed with an error continue_on_error let pass (issued, so fio counts them in total_ios)
-        err_ios = int(rd.get("err_ios", 0))
+        # I/Os that failed (the fatal one, and those continue_on_error let pass): fio counts them as issued.
+        # Without the C core's count (older raw results), the I/O of the job's error.
+        err_ios = rd.get("err_ios")
+        if err_ios is None:
+            err_ios = 1 if err_code and err_ddir == d else 0
         ds = DirStats(
             ios=ios,
-            # issued = completed, plus the I/O that failed (fio counts it as issued too)
-            total_ios=ios + err_ios + (1 if err_code and err_ddir == d else 0),
+            total_ios=ios + int(err_ios),
             bytes=int(rd.get("bytes", 0)),
             short_ios=int(rd.get("short_ios", 0)),
             drop_ios=int(rd.get("dropped", 0)),
