@@ -149,7 +149,8 @@ def test_stats_0_job_runs_but_is_not_reported(dirs: tuple[Path, Path]) -> None:
     p = run_both(dirs, *args, "--output-format=json")
     assert p.fio.returncode == p.ours.returncode == 0, p.ours.stderr
     # fio 3.33 also appends an empty entry without a jobname for the stats=0 job (a fio bug; iolab does not)
-    assert [j["jobname"] for j in named_jobs(doc(p.fio))] == [j["jobname"] for j in doc(p.ours)["jobs"]] == ["b"]
+    ours = [j["jobname"] for j in doc(p.ours)["jobs"]]
+    assert [j["jobname"] for j in named_jobs(doc(p.fio))] == ours == ["b"]
     assert (dirs[1] / "fa").stat().st_size == 256 << 10  # the job did run
     p = run_both(dirs, "--name=a", "--filename=fa", "--size=256k", "--rw=randread", "--stats=0")
     for out in (p.fio.stdout, p.ours.stdout):
@@ -293,8 +294,8 @@ def test_exitall_stops_jobs_like_fio(dirs: tuple[Path, Path], what: str) -> None
 @pytest.mark.slow
 def test_exitall_on_error_stops_the_group_like_fio(dirs: tuple[Path, Path]) -> None:
     p = run_both(dirs, "--name=a", "--filename=fa", "--size=1m", "--bs=4k", "--direct=1", "--rw=read:1000",
-                 "--exitall_on_error", "--name=b", "--filename=fb", "--size=1m", "--time_based", "--runtime=3s",
-                 "--output-format=json")
+                 "--exitall_on_error", "--name=b", "--filename=fb", "--size=1m", "--time_based",
+                 "--runtime=3s", "--output-format=json")
     assert p.fio.returncode == p.ours.returncode == 1
     for d in (doc(p.fio), doc(p.ours)):
         jobs = {j["jobname"]: j for j in d["jobs"]}
