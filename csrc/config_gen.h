@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FC0C2u
-#define IOL_CONFIG_SIZE 2040u
+#define IOL_CONFIG_MAGIC 0x494F0989u
+#define IOL_CONFIG_SIZE 2048u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_IGNORE_ERROR_MAX 16
 
@@ -115,6 +115,10 @@ struct iol_config {
     uint32_t thinktime_blocks_type;
     /* thinktime_blocks was given (with iotime: else iotime only) */
     uint32_t thinktime_blocks_set;
+    /* drop the files' cached pages at every new pass (loops, and time_based wraps when buffered), as fio */
+    uint32_t invalidate;
+    /* stamp each 512-byte sector of a write with its offset and a counter */
+    uint32_t scramble_buffers;
     /* continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify */
     uint32_t coe_mask;
     /* errnos listed per direction (read, write); 0: fio's EIO, EILSEQ */
@@ -184,6 +188,8 @@ struct iol_config {
     X(thinktime_iotime_ns) \
     X(thinktime_blocks_type) \
     X(thinktime_blocks_set) \
+    X(invalidate) \
+    X(scramble_buffers) \
     X(coe_mask) \
     X(ignore_error_n) \
     X(ignore_error) \
@@ -192,7 +198,7 @@ struct iol_config {
     X(rate_min_iops) \
     X(rate_cycle_ns) \
 
-_Static_assert(sizeof(struct iol_config) == 2040, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 2048, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -244,13 +250,15 @@ _Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1816, "offset o
 _Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1824, "offset of thinktime_iotime_ns");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1832, "offset of thinktime_blocks_type");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1836, "offset of thinktime_blocks_set");
-_Static_assert(offsetof(struct iol_config, coe_mask) == 1840, "offset of coe_mask");
-_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1844, "offset of ignore_error_n");
-_Static_assert(offsetof(struct iol_config, ignore_error) == 1852, "offset of ignore_error");
-_Static_assert(offsetof(struct iol_config, _pad1) == 1980, "offset of _pad1");
-_Static_assert(offsetof(struct iol_config, max_latency_ns) == 1984, "offset of max_latency_ns");
-_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2000, "offset of rate_min_bps");
-_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2016, "offset of rate_min_iops");
-_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2032, "offset of rate_cycle_ns");
+_Static_assert(offsetof(struct iol_config, invalidate) == 1840, "offset of invalidate");
+_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1844, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, coe_mask) == 1848, "offset of coe_mask");
+_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1852, "offset of ignore_error_n");
+_Static_assert(offsetof(struct iol_config, ignore_error) == 1860, "offset of ignore_error");
+_Static_assert(offsetof(struct iol_config, _pad1) == 1988, "offset of _pad1");
+_Static_assert(offsetof(struct iol_config, max_latency_ns) == 1992, "offset of max_latency_ns");
+_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2008, "offset of rate_min_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2024, "offset of rate_min_iops");
+_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2040, "offset of rate_cycle_ns");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -329,6 +332,8 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     for (size_t i = 0; i < nfiles; i++) {
         struct iol_file *f = &j->files[i];
         f->fd = files[i].fd;
+        struct stat st;
+        f->is_block = fstat(f->fd, &st) == 0 && S_ISBLK(st.st_mode);
         f->base = files[i].offset;
         f->size = files[i].size;
         f->nblocks = f->size / j->unit;
@@ -430,6 +435,30 @@ void iol_job_destroy(struct iol_job *j)
 /* ------------------------------------------------------------------------------------------------ */
 /* offsets */
 
+/* fio drops a file's cached pages whenever it starts over on it (invalidate=1): a new loop reopens the
+ * files, and a time_based run that wraps round a buffered file would otherwise read its own cache.
+ * Errors are ignored, as fio ignores them there. */
+static void drop_cache(struct iol_job *j, struct iol_file *f)
+{
+    if (!j->cfg.invalidate)
+        return;
+    if (f->is_block)
+        (void)ioctl(f->fd, BLKFLSBUF, 0);
+    else
+        (void)posix_fadvise(f->fd, (off_t)f->base, (off_t)f->size, POSIX_FADV_DONTNEED);
+}
+
+/* fio's scramble_buffers: a write buffer reused without refill gets every 512-byte sector stamped with
+ * its offset and a running count, so no two written sectors are alike (dedupe can't fold them). */
+static inline void scramble(struct iol_job *j, struct iol_io *io)
+{
+    uint64_t stamp = ++j->scramble_seq;
+    for (uint64_t s = 0; s + 16 <= io->len; s += 512) {
+        uint64_t words[2] = {io->offset + s, stamp};
+        memcpy((char *)io->buf + s, words, sizeof(words));
+    }
+}
+
 static void start_pass(struct iol_job *j)
 {
     j->pass_bytes = 0;
@@ -458,8 +487,11 @@ static inline uint64_t off_to_unit(const struct iol_job *j, uint64_t off)
 static inline uint64_t seq_offset(struct iol_job *j, struct iol_file *f, int d, uint64_t len)
 {
     uint64_t p = f->pos[d];
-    if (UNLIKELY(p + len > f->size))
+    if (UNLIKELY(p + len > f->size)) {
         p = 0; /* wrap around to the start of the region */
+        if (j->cfg.time_based && !j->cfg.direct && j->nfiles == 1)
+            drop_cache(j, f);
+    }
     f->pos[d] = p + len + j->cfg.rw_hole;
     return p;
 }
@@ -477,8 +509,11 @@ static inline uint64_t rand_offset(struct iol_job *j, struct iol_file *f, int d,
         f->seq_left = j->rw_seq_nr - 1;
     }
     if (f->map) {
-        if (UNLIKELY(f->used >= f->nblocks))
+        if (UNLIKELY(f->used >= f->nblocks)) {
             map_reset(f); /* every unit was used: a new pass over the map */
+            if (j->cfg.time_based && !j->cfg.direct)
+                drop_cache(j, f);
+        }
         b = map_find_free(f, b);
     }
     uint64_t off = unit_to_off(j, b);
@@ -529,6 +564,11 @@ static int next_pass(struct iol_job *j)
     if (atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE && !j->cfg.time_based &&
         ++j->passes_done >= j->cfg.loops)
         return 0;
+    /* fio reopens the files for every loop; a time_based job starting over drops the cache of a
+     * buffered file (random: each file; sequential: only a single file, as fio) */
+    if (!j->cfg.time_based || (!j->cfg.direct && (j->cfg.random || j->nfiles == 1)))
+        for (unsigned i = 0; i < j->nfiles; i++)
+            drop_cache(j, &j->files[i]);
     start_pass(j);
     return 1;
 }
@@ -586,6 +626,8 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
         io->buf = rbuf + j->buflen;
         if (j->cfg.refill_buffers && !j->cfg.zero_buffers)
             fill_random(&j->rng_buf, io->buf, len);
+        else if (j->cfg.scramble_buffers && !j->cfg.zero_buffers)
+            scramble(j, io);
     } else {
         io->buf = rbuf;
     }

@@ -78,6 +78,8 @@ DEFAULTS: dict[str, int | list[int]] = {
     "thinktime_iotime_ns": 0,
     "thinktime_blocks_type": 0,
     "thinktime_blocks_set": 0,
+    "invalidate": 0,
+    "scramble_buffers": 0,
     "coe_mask": 0,
     "ignore_error_n": [0, 0],
     "ignore_error": [],

@@ -176,6 +176,16 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField(
         "thinktime_blocks_set", _U32, 1, "thinktime_blocks was given (with iotime: else iotime only)"
     ),
+    # page cache and buffer contents
+    ConfigField(
+        "invalidate",
+        _U32,
+        1,
+        "drop the files' cached pages at every new pass (loops, and time_based wraps when buffered), as fio",
+    ),
+    ConfigField(
+        "scramble_buffers", _U32, 1, "stamp each 512-byte sector of a write with its offset and a counter"
+    ),
     # errors and failure checks (continue_on_error, ignore_error, max_latency, rate_min)
     ConfigField("coe_mask", _U32, 1, "continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify"),
     ConfigField("ignore_error_n", _U32, 2, "errnos listed per direction (read, write); 0: fio's EIO, EILSEQ"),
