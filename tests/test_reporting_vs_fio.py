@@ -301,3 +301,16 @@ def test_exitall_on_error_stops_the_group_like_fio(dirs: tuple[Path, Path]) -> N
         jobs = {j["jobname"]: j for j in d["jobs"]}
         assert jobs["a"]["error"] == 22 and jobs["b"]["error"] == 0
         assert jobs["b"]["read"]["runtime"] < 1500
+
+
+# ------------------------------------------------------------------------------------ job options
+def test_options_without_value_are_left_out_of_json_like_fio(dirs: tuple[Path, Path]) -> None:
+    p = run_both(dirs, "--time_based", "--name=t", "--filename=f", "--size=64k", "--runtime=100ms",
+                 "--stonewall", "--group_reporting", "--output-format=json")
+    assert p.fio.returncode == p.ours.returncode == 0, p.ours.stderr
+    assert keyset(doc(p.fio)) == keyset(doc(p.ours))
+    for out in (p.fio.stdout, p.ours.stdout):
+        # the object is there (an option was set in [global]) but lists only options with a value
+        assert '"global options" : {\n\n  },' in out
+    expected = {"name": "t", "filename": "f", "size": "64k", "runtime": "100ms"}
+    assert doc(p.fio)["jobs"][0]["job options"] == doc(p.ours)["jobs"][0]["job options"] == expected

@@ -517,7 +517,8 @@ class JobResult:
     groupid: int
     options: dict[str, Any]  # as given to job_result (typed option values)
     opts: ReportOptions  # the subset the reports use
-    job_options: dict[str, str]  # explicitly set options as text, for JSON "job options"
+    # explicitly set options as text, for JSON "job options" (None: written without a value)
+    job_options: dict[str, str | None]
     dirs: dict[str, DirStats]  # always "read", "write", "trim", "sync"
     cpu: CpuStats = field(default_factory=CpuStats)
     iodepth: IoDepths = field(default_factory=IoDepths)
@@ -623,7 +624,7 @@ def job_result(
     groupid: int,
     options: Mapping[str, Any],
     sample_interval_ms: float,
-    job_options: Mapping[str, str] | None = None,
+    job_options: Mapping[str, str | None] | None = None,
     warnings: Iterable[str] = (),
     elapsed_s: int | None = None,
     pid: int | None = None,
@@ -1024,7 +1025,7 @@ class RunResult:
     timestamp: int = 0  # epoch seconds
     timestamp_ms: int = 0
     time: str = ""  # like ctime(): "Wed Nov 25 21:54:43 2026"
-    global_options: dict[str, str] = field(default_factory=dict)
+    global_options: dict[str, str | None] = field(default_factory=dict)
     disk_util: list[DiskUtil] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # run-level (not job) warnings
     #: what iolab adds around fio's report: lines above it and below it in normal output, and the
@@ -1049,7 +1050,7 @@ def run_result(
     jobs: Sequence[JobResult],
     *,
     group_reporting: bool = False,
-    global_options: Mapping[str, str] | None = None,
+    global_options: Mapping[str, str | None] | None = None,
     disk_util: Sequence[DiskUtil] = (),
     warnings: Iterable[str] = (),
     timestamp: float | None = None,

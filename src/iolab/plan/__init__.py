@@ -81,7 +81,7 @@ class JobPlan:
     jobdef_index: int
     warnings: tuple[str, ...] = ()
     #: options the job section itself set, as written (fio's JSON "job options")
-    job_options: Mapping[str, str] = field(default_factory=dict)
+    job_options: Mapping[str, str | None] = field(default_factory=dict)
     #: CPUs the worker may run on (cpus_allowed / cpumask); None: no restriction
     cpus: frozenset[int] | None = None
     ioengine: str = "psync"
@@ -91,7 +91,7 @@ class JobPlan:
 class RunPlan:
     jobs: tuple[JobPlan, ...]
     #: options set in [global] or before the first --name, as written (fio's JSON "global options")
-    global_options: Mapping[str, str] = field(default_factory=dict)
+    global_options: Mapping[str, str | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -261,14 +261,15 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     options=v,
                     jobdef_index=jd.index,
                     warnings=(*jd.warnings, *engine_notes),
-                    job_options={r.name: r.value or "" for r in jd.raw if not r.from_global},
+                    # None: written without a value (time_based); fio's JSON leaves those entries out
+                    job_options={r.name: r.value for r in jd.raw if not r.from_global},
                     cpus=_clone_cpus(cpu_set, jobnum, str(v.get("cpus_allowed_policy") or "shared")),
                     ioengine=engine,
                 )
             )
             worker += 1
     _check_wait_for(jobs)
-    global_options = {r.name: r.value or "" for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
+    global_options = {r.name: r.value for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
     return RunPlan(jobs=tuple(jobs), global_options=global_options)
 
 

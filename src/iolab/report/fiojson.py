@@ -57,7 +57,7 @@ def _write(v: Any, indent: int, out: list[str]) -> None:
     pad = " " * indent
     if isinstance(v, Mapping):
         if not v:
-            out.append("{}")
+            out.append("{\n\n" + pad + "}")  # fio's empty object
             return
         out.append("{\n")
         items = list(v.items())
@@ -245,8 +245,8 @@ def job_obj(
         "eta": INT_MAX,
         "elapsed": job.elapsed_s,
     }
-    if job.job_options:
-        j["job options"] = dict(job.job_options)
+    if job.job_options:  # as fio: present when any option was set, listing those that have a value
+        j["job options"] = {k: v for k, v in job.job_options.items() if v is not None}
     if o.unified == "mixed":
         # as fio: one "mixed" object instead of read, write, trim and sync (sync is left out entirely)
         j["mixed"] = _dir_obj(job, group, "mixed", plus)
@@ -306,7 +306,7 @@ def build(run: RunResult, *, plus: bool = False) -> dict[str, Any]:
         "time": run.time,
     }
     if run.global_options:
-        doc["global options"] = dict(run.global_options)
+        doc["global options"] = {k: v for k, v in run.global_options.items() if v is not None}
     doc["jobs"] = [job_obj(j, g, plus, run.warnings) for j, g in run.reported()]
     doc["disk_util"] = [
         {
