@@ -949,8 +949,12 @@ static int completion_checks(struct iol_job *j, struct iol_io *io, uint64_t t)
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
     j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
-    if (UNLIKELY(io->error))
-        return io_error(j, io, 1);
+    if (UNLIKELY(io->error)) {
+        if (io_error(j, io, 1))
+            return 1;
+        /* an error let pass still moves time on: the ramp's end, samples and the deadline */
+        return UNLIKELY(t >= j->next_event) && handle_event(j, t) == EV_FINISH;
+    }
     int ev = EV_ACCOUNT;
     if (UNLIKELY(t >= j->next_event)) {
         ev = handle_event(j, t);
