@@ -561,8 +561,7 @@ static int next_pass(struct iol_job *j)
 {
     if (j->pass_ios == 0)
         return 0; /* no progress possible */
-    if (atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE && !j->cfg.time_based &&
-        ++j->passes_done >= j->cfg.loops)
+    if (!j->cfg.time_based && ++j->passes_done >= j->cfg.loops) /* ramp passes count, as in fio */
         return 0;
     /* fio reopens the files for every loop; a time_based job starting over drops the cache of a
      * buffered file (random: each file; sequential: only a single file, as fio) */
@@ -724,20 +723,14 @@ static void start_schedule(struct iol_job *j, uint64_t t)
     j->think_since = t;
 }
 
-static void begin_measure(struct iol_job *j, uint64_t t)
+/* The baseline of what is measured: the clock, the samples and the CPU use start at t (the ramp's start,
+ * then the measurement's; a job that ends while still in its ramp reports all of it, as fio does). */
+static void start_clock(struct iol_job *j, uint64_t t)
 {
-    reset_stats(j);
-    j->sync_qn = j->sync_head = 0;
-    j->writes_since_fsync = j->writes_since_fdatasync = 0;
-    j->passes_done = 0;
-    start_pass(j); /* the measured phase starts on fresh passes, as if there had been no ramp */
-    start_schedule(j, t);
     j->t_measure = t;
-    j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
     j->sample_interval = j->cfg.sample_interval_ns;
     j->next_sample = j->sample_interval ? t + j->sample_interval : UINT64_MAX;
     j->last_sample_t = t;
-    update_next_event(j);
     long ru[5];
     rusage_now(ru);
     j->ru_utime_ns = ru[0];
@@ -745,6 +738,19 @@ static void begin_measure(struct iol_job *j, uint64_t t)
     j->ru_ctx = ru[2];
     j->ru_majf = ru[3];
     j->ru_minf = ru[4];
+}
+
+/* The ramp is over: statistics start again, but the I/O carries on where it is. As in fio, what the ramp
+ * read or wrote counts against size and loops: a pass is not started over. */
+static void begin_measure(struct iol_job *j, uint64_t t)
+{
+    reset_stats(j);
+    j->sync_qn = j->sync_head = 0;
+    j->writes_since_fsync = j->writes_since_fdatasync = 0;
+    start_schedule(j, t);
+    start_clock(j, t);
+    j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
+    update_next_event(j);
     j->ramp_done = 1;
     atomic_store_explicit(&j->phase, IOL_PHASE_MEASURE, memory_order_relaxed);
 }
@@ -842,6 +848,9 @@ static int handle_event(struct iol_job *j, uint64_t t)
             begin_measure(j, t);
             return EV_DISCARD; /* this I/O was issued during the ramp */
         }
+        while (t >= j->next_sample) /* kept in case the job ends before its ramp does */
+            emit_sample(j, j->next_sample, 0);
+        update_next_event(j);
         return EV_ACCOUNT;
     }
     while (t >= j->next_sample)
@@ -1351,6 +1360,7 @@ void iol_job_run(struct iol_job *j)
         if (j->cfg.ramp_ns) {
             atomic_store_explicit(&j->phase, IOL_PHASE_RAMP, memory_order_relaxed);
             j->deadline = j->t_start + j->cfg.ramp_ns;
+            start_clock(j, j->t_start);
             update_next_event(j);
             start_pass(j);
             start_schedule(j, j->t_start);
@@ -1360,8 +1370,10 @@ void iol_job_run(struct iol_job *j)
         run_loop(j);
     }
 
-    int measuring = atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE;
     j->stopped = atomic_load_explicit(&j->stop, memory_order_relaxed) != 0;
+    int phase_now = atomic_load_explicit(&j->phase, memory_order_relaxed);
+    /* a job whose I/O ran out before its ramp did is measured whole, as fio reports it */
+    int measuring = phase_now == IOL_PHASE_MEASURE || (phase_now == IOL_PHASE_RAMP && !j->stopped);
     if (measuring && !j->error && !j->stopped) {
         /* syncs still due after the last write, then end_fsync */
         while (j->sync_qn && !j->error) {

@@ -276,12 +276,14 @@ _e("exit_what", "Which jobs exitall stops: group, stonewall or all", C_PROC,
    ("group", "stonewall", "all"), "group", supported=True,
    note="group: the finished job's group; stonewall: every running job; all: every job, none starts")
 _f("exitall_on_error", "When one job fails, stop the others", C_PROC, supported=True)
-_s("exec_prerun", "Shell command run before the job", C_PROC)
-_s("exec_postrun", "Shell command run after the job", C_PROC)
-_i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19,
+_s("exec_prerun", "Shell command run before the job", C_PROC, supported=True,
+   note="its output goes to <job name>.prerun.txt; a command that fails fails the job")
+_s("exec_postrun", "Shell command run after the job", C_PROC, supported=True,
+   note="its output goes to <job name>.postrun.txt")
+_i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19, supported=True,
    quirks="fio parses it with its unsigned integer reader")
-_i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7)
-_i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3)
+_i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7, supported=True)
+_i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3, supported=True)
 _i("cpumask", "CPU affinity as a bit mask", C_PROC, None, supported=True)
 _cb("cpus_allowed", "CPUs the job may run on (list or ranges)", C_PROC, supported=True)
 _e("cpus_allowed_policy", "How cpus_allowed is shared among clones: shared or split", C_PROC,
