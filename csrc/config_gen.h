@@ -7,9 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FFC0Cu
-#define IOL_CONFIG_SIZE 1848u
+#define IOL_CONFIG_MAGIC 0x494F0989u
+#define IOL_CONFIG_SIZE 2048u
 #define IOL_BSSPLIT_MAX 64
+#define IOL_IGNORE_ERROR_MAX 16
 
 /* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */
 struct iol_config {
@@ -118,6 +119,21 @@ struct iol_config {
     uint32_t invalidate;
     /* stamp each 512-byte sector of a write with its offset and a counter */
     uint32_t scramble_buffers;
+    /* continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify */
+    uint32_t coe_mask;
+    /* errnos listed per direction (read, write); 0: fio's EIO, EILSEQ */
+    uint32_t ignore_error_n[2];
+    /* ignore_error errnos, direction-major: d*16 + i */
+    uint32_t ignore_error[32];
+    uint8_t _pad1[4]; /* explicit padding */
+    /* fail when an I/O's total latency exceeds this; 0 = none */
+    uint64_t max_latency_ns[2];
+    /* fail when bytes/s over a rate_cycle fall below this; 0 = none */
+    uint64_t rate_min_bps[2];
+    /* the same in I/Os per second (used when rate_min_bps is 0) */
+    uint64_t rate_min_iops[2];
+    /* window of the rate_min checks (fio's rate_cycle) */
+    uint64_t rate_cycle_ns;
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -174,8 +190,15 @@ struct iol_config {
     X(thinktime_blocks_set) \
     X(invalidate) \
     X(scramble_buffers) \
+    X(coe_mask) \
+    X(ignore_error_n) \
+    X(ignore_error) \
+    X(max_latency_ns) \
+    X(rate_min_bps) \
+    X(rate_min_iops) \
+    X(rate_cycle_ns) \
 
-_Static_assert(sizeof(struct iol_config) == 1848, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 2048, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -229,5 +252,13 @@ _Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1832, "offs
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1836, "offset of thinktime_blocks_set");
 _Static_assert(offsetof(struct iol_config, invalidate) == 1840, "offset of invalidate");
 _Static_assert(offsetof(struct iol_config, scramble_buffers) == 1844, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, coe_mask) == 1848, "offset of coe_mask");
+_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1852, "offset of ignore_error_n");
+_Static_assert(offsetof(struct iol_config, ignore_error) == 1860, "offset of ignore_error");
+_Static_assert(offsetof(struct iol_config, _pad1) == 1988, "offset of _pad1");
+_Static_assert(offsetof(struct iol_config, max_latency_ns) == 1992, "offset of max_latency_ns");
+_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2008, "offset of rate_min_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2024, "offset of rate_min_iops");
+_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2040, "offset of rate_cycle_ns");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -240,6 +240,16 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
     if (c->thinktime_blocks_type > 1)
         return fail(err, errlen, "thinktime_blocks_type is %u, expected 0 (complete) or 1 (issue)",
                     c->thinktime_blocks_type);
+    for (int d = 0; d < 2; d++) {
+        if (c->ignore_error_n[d] > IOL_IGNORE_ERROR_MAX)
+            return fail(err, errlen, "ignore_error_n[%d] is %u, at most %d errnos allowed", d, c->ignore_error_n[d],
+                        IOL_IGNORE_ERROR_MAX);
+        if (c->max_latency_ns[d] || c->rate_min_bps[d] || c->rate_min_iops[d])
+            j->checks = 1;
+    }
+    if (j->checks && (c->rate_min_bps[0] | c->rate_min_bps[1] | c->rate_min_iops[0] | c->rate_min_iops[1]) &&
+        c->rate_cycle_ns < 1000000)
+        return fail(err, errlen, "rate_cycle_ns %llu is below 1 ms", (unsigned long long)c->rate_cycle_ns);
 
     if (nfiles == 0)
         return fail(err, errlen, "no files: the file list must not be empty");
@@ -647,6 +657,7 @@ static void reset_stats(struct iol_job *j)
         j->ramp_ios[d] += s->ios;
         j->ramp_bytes[d] += s->bytes;
         s->ios = s->bytes = s->short_ios = 0;
+        j->err_ios[d] = 0;
         iol_hist_reset(&s->lat);
         iol_hist_reset(&s->clat);
         iol_hist_reset(&s->slat);
@@ -808,7 +819,12 @@ static void record_error(struct iol_job *j, const struct iol_io *io)
     j->error_offset = io->error_offset;
     j->error_ddir = io->ddir;
     const char *what = strerror_r(io->error, ebuf, sizeof(ebuf));
-    if (io->ddir == IOL_DDIR_SYNC)
+    if (j->lat_exceeded)
+        snprintf(j->error_msg, sizeof(j->error_msg),
+                 "latency of %llu ns exceeds max_latency (%llu ns): %s of %llu bytes at offset %llu of file %u",
+                 (unsigned long long)j->lat_exceeded, (unsigned long long)j->cfg.max_latency_ns[io->ddir],
+                 opname[io->op], (unsigned long long)io->len, (unsigned long long)io->offset, io->file);
+    else if (io->ddir == IOL_DDIR_SYNC)
         snprintf(j->error_msg, sizeof(j->error_msg), "%s of file %u (fd %d): %s", opname[io->op], io->file,
                  io->fd, what);
     else if (io->eof)
@@ -843,13 +859,110 @@ static int handle_event(struct iol_job *j, uint64_t t)
     return t >= j->deadline ? EV_FINISH : EV_ACCOUNT;
 }
 
+/* fio's continue_on_error: does this error let the job go on? Errors of a type continue_on_error names
+ * (read; write, which includes syncs; verify for EILSEQ) pass when they are in the ignore_error list of
+ * the direction, or, without a list, when they are EIO or EILSEQ. */
+static int error_passes(const struct iol_job *j, int ddir, int err)
+{
+    int type = err == EILSEQ ? 2 : ddir == IOL_DDIR_READ ? 0 : 1;
+    if (!(j->cfg.coe_mask & (1u << type)))
+        return 0;
+    unsigned n = type < 2 ? j->cfg.ignore_error_n[type] : 0;
+    if (!n)
+        return err == EIO || err == EILSEQ;
+    for (unsigned i = 0; i < n; i++)
+        if ((int)j->cfg.ignore_error[type * IOL_IGNORE_ERROR_MAX + i] == err)
+            return 1;
+    return 0;
+}
+
+/* An I/O ended with io->error. Count it when continue_on_error covers its type (as fio, the fatal one
+ * too); 1 when it ends the job (recorded as the job's error), 0 when the job goes on. `issued_only`: the
+ * I/O failed, it is counted as issued but not as done (a failed transfer; a max_latency violation was
+ * accounted as done already). */
+static int io_error(struct iol_job *j, struct iol_io *io, int issued_only)
+{
+    int type = io->error == EILSEQ ? 2 : io->ddir == IOL_DDIR_READ ? 0 : 1;
+    if (j->cfg.coe_mask & (1u << type)) {
+        if (!j->total_err++)
+            j->first_error = io->error;
+    }
+    if (error_passes(j, io->ddir, io->error)) {
+        j->err_ios[io->ddir] += issued_only;
+        j->lat_exceeded = 0;
+        return 0;
+    }
+    j->err_ios[io->ddir] += issued_only;
+    record_error(j, io);
+    return 1;
+}
+
+/* rate_min / rate_iops_min as fio checks them: not in the first 2 s of the job; then every rate_cycle
+ * the rate since the previous check must reach the minimum. 1 (with the job's error set) if it did not. */
+static int check_min_rate(struct iol_job *j, uint64_t t)
+{
+    const struct iol_config *c = &j->cfg;
+    if (t - j->t_start < 2000000000ull)
+        return 0;
+    for (int d = 0; d < 2; d++) {
+        if (!c->rate_min_bps[d] && !c->rate_min_iops[d])
+            continue;
+        if (!j->ds[d].ios)
+            continue;
+        if (j->rmin_bytes[d] || j->rmin_ios[d]) {
+            uint64_t spent_ms = (t - j->rmin_t[d]) / 1000000ull;
+            if (spent_ms == 0 || spent_ms * 1000000ull < c->rate_cycle_ns)
+                continue;
+            const char *name = d ? "write" : "read";
+            if (c->rate_min_bps[d]) {
+                uint64_t got = (j->ds[d].bytes - j->rmin_bytes[d]) * 1000 / spent_ms;
+                if (got < c->rate_min_bps[d]) {
+                    j->error = EIO;
+                    snprintf(j->error_msg, sizeof(j->error_msg), "%s rate_min=%lluB/s not met, got %lluB/s", name,
+                             (unsigned long long)c->rate_min_bps[d], (unsigned long long)got);
+                    return 1;
+                }
+            } else {
+                uint64_t got = (j->ds[d].ios - j->rmin_ios[d]) * 1000 / spent_ms;
+                if (got < c->rate_min_iops[d]) {
+                    j->error = EIO;
+                    snprintf(j->error_msg, sizeof(j->error_msg), "%s rate_iops_min=%llu not met, got %llu IOPS",
+                             name, (unsigned long long)c->rate_min_iops[d], (unsigned long long)got);
+                    return 1;
+                }
+            }
+        }
+        j->rmin_bytes[d] = j->ds[d].bytes;
+        j->rmin_ios[d] = j->ds[d].ios;
+        j->rmin_t[d] = t;
+    }
+    return 0;
+}
+
+/* max_latency and rate_min, after an I/O was accounted. Nonzero when the job must end. */
+static int completion_checks(struct iol_job *j, struct iol_io *io, uint64_t t)
+{
+    if (io->ddir < 2 && j->cfg.max_latency_ns[io->ddir] && t - io->t_issue > j->cfg.max_latency_ns[io->ddir]) {
+        j->lat_exceeded = t - io->t_issue;
+        io->error = ETIMEDOUT;
+        io->error_offset = io->offset;
+        int end = io_error(j, io, 0);
+        io->error = 0;
+        if (end)
+            return 1;
+    }
+    return check_min_rate(j, t);
+}
+
 /* Returns nonzero when the job must end. */
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
     j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
     if (UNLIKELY(io->error)) {
-        record_error(j, io);
-        return 1;
+        if (io_error(j, io, 1))
+            return 1;
+        /* an error let pass still moves time on: the ramp's end, samples and the deadline */
+        return UNLIKELY(t >= j->next_event) && handle_event(j, t) == EV_FINISH;
     }
     int ev = EV_ACCOUNT;
     if (UNLIKELY(t >= j->next_event)) {
@@ -863,6 +976,8 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
     account(j, io, t);
     if (io->op == IOL_OP_WRITE)
         after_write(j, io);
+    if (UNLIKELY(j->checks) && completion_checks(j, io, t))
+        return 1;
     return ev == EV_FINISH;
 }
 

@@ -197,6 +197,16 @@ struct iol_job {
     atomic_uint_fast64_t prog_ios[2];
     atomic_uint_fast64_t prog_bytes[2];
 
+    /* continue_on_error: I/Os that failed with an error let pass (per direction), all errors counted
+     * (the fatal one too when its type continues) and the first of them */
+    uint64_t err_ios[IOL_DDIR_COUNT];
+    uint64_t total_err;
+    int first_error;
+    int checks;           /* max_latency or rate_min is set: completion_checks() runs after each I/O */
+    uint64_t lat_exceeded; /* max_latency: the latency that failed the job */
+    /* rate_min: counts and time at the last check, per direction (counts 0: no check yet) */
+    uint64_t rmin_t[2], rmin_bytes[2], rmin_ios[2];
+
     /* test hook */
     struct iol_trace_rec *trace;
     size_t trace_cap;

@@ -80,6 +80,13 @@ DEFAULTS: dict[str, int | list[int]] = {
     "thinktime_blocks_set": 0,
     "invalidate": 0,
     "scramble_buffers": 0,
+    "coe_mask": 0,
+    "ignore_error_n": [0, 0],
+    "ignore_error": [],
+    "max_latency_ns": [0, 0],
+    "rate_min_bps": [0, 0],
+    "rate_min_iops": [0, 0],
+    "rate_cycle_ns": 1_000_000_000,
 }
 
 
@@ -335,7 +342,8 @@ def test_result_shape(ddir: Path) -> None:
     assert set(res) == {
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
-        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained",
+        "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained", "total_err",
+        "first_error",
     }  # fmt: skip
     none = {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}
     assert res["ramp"] == res["drained"] == none  # no ramp; psync has nothing in flight at the end
@@ -353,7 +361,7 @@ def test_result_shape(ddir: Path) -> None:
     assert res["runtime_ns"] > 0
     assert set(res["ddir"]) == {"read", "write", "sync"}
     for name, d in res["ddir"].items():
-        assert set(d) == {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat"}
+        assert set(d) == {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat", "err_ios"}
         assert d["dropped"] == 0 and d["short_ios"] == 0
         check_hist(d["lat"], d["ios"])
         assert d["clat"] == d["lat"]  # psync: clat is lat
@@ -837,3 +845,38 @@ def test_error_region_beyond_block_device(loop_device: str) -> None:
         assert res["error"] != 0 and res["error_ddir"] == "write"
         assert res["error_offset"] == size
         assert res["ddir"]["write"]["ios"] == size // BS
+
+
+def test_continue_on_error_counts_errors_and_meets_the_deadline(ddir: Path) -> None:
+    # every read fails (EBADF on a write-only fd); continue_on_error=read with EBADF listed lets each pass
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_WRONLY) as fd:
+        cfg = make_config(io_size=16 * BS, time_based=1, runtime_ns=300 * MS, coe_mask=1,
+                          ignore_error_n=[1, 0], ignore_error=[errno.EBADF])
+        t0 = time.monotonic()
+        res, _ = run_job(cfg, [(fd, 0, 16 * BS)])
+    assert time.monotonic() - t0 < 2.0  # the deadline ends the job although no I/O succeeds
+    assert res["error"] == 0 and res["first_error"] == errno.EBADF
+    assert res["ddir"]["read"]["ios"] == 0 and res["ddir"]["read"]["err_ios"] == res["total_err"] > 16
+
+
+@pytest.mark.parametrize(("mask", "listed", "total"), [(0, [], 0), (1, [], 1), (2, [errno.EBADF], 0)])
+def test_errors_continue_on_error_does_not_let_pass_end_the_job(
+    ddir: Path, mask: int, listed: list[int], total: int
+) -> None:
+    # without the error type in continue_on_error, or with an error not in the list (default EIO, EILSEQ)
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_WRONLY) as fd:
+        cfg = make_config(io_size=16 * BS, coe_mask=mask, ignore_error_n=[len(listed), len(listed)],
+                          ignore_error=[*listed, *([0] * (16 - len(listed))), *listed])
+        res, _ = run_job(cfg, [(fd, 0, 16 * BS)])
+    assert res["error"] == errno.EBADF and res["ddir"]["read"]["err_ios"] == 1
+    assert (res["total_err"], res["first_error"]) == (total, errno.EBADF if total else 0)
+
+
+def test_max_latency_fails_the_job_with_etimedout(ddir: Path) -> None:
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, _ = run_job(make_config(io_size=16 * BS, max_latency_ns=[1, 1]), [(fd, 0, 16 * BS)])
+    assert res["error"] == errno.ETIMEDOUT and "exceeds max_latency (1 ns)" in res["error_msg"]
+    assert res["ddir"]["read"]["ios"] == 1 and res["ddir"]["read"]["err_ios"] == 0  # counted as done

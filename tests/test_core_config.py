@@ -70,6 +70,13 @@ DESIGN_FIELDS = [
     ("thinktime_blocks_set", "uint32_t", 1),
     ("invalidate", "uint32_t", 1),
     ("scramble_buffers", "uint32_t", 1),
+    ("coe_mask", "uint32_t", 1),
+    ("ignore_error_n", "uint32_t", 2),
+    ("ignore_error", "uint32_t", 32),
+    ("max_latency_ns", "uint64_t", 2),
+    ("rate_min_bps", "uint64_t", 2),
+    ("rate_min_iops", "uint64_t", 2),
+    ("rate_cycle_ns", "uint64_t", 1),
 ]
 
 

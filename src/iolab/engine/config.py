@@ -31,6 +31,7 @@ __all__ = [
     "ENGINE_IO_URING",
     "ENGINE_LIBAIO",
     "ENGINE_PSYNC",
+    "IGNORE_ERROR_MAX",
     "IOL_CONFIG_MAGIC",
     "POLL_MODES",
     "ConfigField",
@@ -50,6 +51,9 @@ class ConfigField(NamedTuple):
 
 BSSPLIT_MAX = 64
 """bssplit entries per direction (``bssplit_bs``/``bssplit_perc`` index ``d * BSSPLIT_MAX + i``)."""
+
+IGNORE_ERROR_MAX = 16
+"""errnos per direction in ``ignore_error`` (``ignore_error`` indexes ``d * IGNORE_ERROR_MAX + i``)."""
 
 ENGINE_PSYNC = 0
 ENGINE_LIBAIO = 1
@@ -182,6 +186,14 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField(
         "scramble_buffers", _U32, 1, "stamp each 512-byte sector of a write with its offset and a counter"
     ),
+    # errors and failure checks (continue_on_error, ignore_error, max_latency, rate_min)
+    ConfigField("coe_mask", _U32, 1, "continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify"),
+    ConfigField("ignore_error_n", _U32, 2, "errnos listed per direction (read, write); 0: fio's EIO, EILSEQ"),
+    ConfigField("ignore_error", _U32, 2 * IGNORE_ERROR_MAX, "ignore_error errnos, direction-major: d*16 + i"),
+    ConfigField("max_latency_ns", _U64, 2, "fail when an I/O's total latency exceeds this; 0 = none"),
+    ConfigField("rate_min_bps", _U64, 2, "fail when bytes/s over a rate_cycle fall below this; 0 = none"),
+    ConfigField("rate_min_iops", _U64, 2, "the same in I/Os per second (used when rate_min_bps is 0)"),
+    ConfigField("rate_cycle_ns", _U64, 1, "window of the rate_min checks (fio's rate_cycle)"),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}
@@ -302,6 +314,7 @@ def generate_header() -> str:
         f"#define IOL_CONFIG_MAGIC 0x{IOL_CONFIG_MAGIC:08X}u",
         f"#define IOL_CONFIG_SIZE {CONFIG_SIZE}u",
         f"#define IOL_BSSPLIT_MAX {BSSPLIT_MAX}",
+        f"#define IOL_IGNORE_ERROR_MAX {IGNORE_ERROR_MAX}",
         "",
         "/* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */",
         "struct iol_config {",

@@ -8,11 +8,13 @@ Nothing here does I/O except stat() of existing targets; laying files out is `la
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.analysis.model import error_types
 from iolab.engine.config import (
     EF_FIXEDBUFS,
     EF_HIPRI,
@@ -25,6 +27,7 @@ from iolab.engine.config import (
     ENGINE_IO_URING,
     ENGINE_LIBAIO,
     ENGINE_PSYNC,
+    IGNORE_ERROR_MAX,
     POLL_MODES,
 )
 from iolab.jobfile import JobDef
@@ -78,7 +81,7 @@ class JobPlan:
     jobdef_index: int
     warnings: tuple[str, ...] = ()
     #: options the job section itself set, as written (fio's JSON "job options")
-    job_options: Mapping[str, str] = field(default_factory=dict)
+    job_options: Mapping[str, str | None] = field(default_factory=dict)
     #: CPUs the worker may run on (cpus_allowed / cpumask); None: no restriction
     cpus: frozenset[int] | None = None
     ioengine: str = "psync"
@@ -88,7 +91,7 @@ class JobPlan:
 class RunPlan:
     jobs: tuple[JobPlan, ...]
     #: options set in [global] or before the first --name, as written (fio's JSON "global options")
-    global_options: Mapping[str, str] = field(default_factory=dict)
+    global_options: Mapping[str, str | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -209,6 +212,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         numjobs = int(v.get("numjobs") or 1)
         engine_cfg, engine_notes = _engine_config(jd, engine, reads, writes)
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
+        failure_cfg = _failure_config(jd)
         cpu_set = _cpu_set(jd)
         for jobnum in range(numjobs):
             files = _plan_files(jd, jobnum, min(bs_min[d] for d in (0, 1) if (reads, writes)[d]))
@@ -251,6 +255,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "max_bs": max_bs,
                 **engine_cfg,
                 **rate_cfg,
+                **failure_cfg,
             }
             if engine == "io_uring" and v.get("hipri"):
                 _check_hipri(jd, files)
@@ -275,14 +280,15 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     options=v,
                     jobdef_index=jd.index,
                     warnings=(*jd.warnings, *engine_notes),
-                    job_options={r.name: r.value or "" for r in jd.raw if not r.from_global},
+                    # None: written without a value (time_based); fio's JSON leaves those entries out
+                    job_options={r.name: r.value for r in jd.raw if not r.from_global},
                     cpus=_clone_cpus(cpu_set, jobnum, str(v.get("cpus_allowed_policy") or "shared")),
                     ioengine=engine,
                 )
             )
             worker += 1
     _check_wait_for(jobs)
-    global_options = {r.name: r.value or "" for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
+    global_options = {r.name: r.value for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
     return RunPlan(jobs=tuple(jobs), global_options=global_options)
 
 
@@ -414,6 +420,93 @@ def _rate_config(
         "thinktime_iotime_ns": int(v.get("thinktime_iotime") or 0),
         "thinktime_blocks_type": 1 if str(v.get("thinktime_blocks_type") or "complete") == "issue" else 0,
         "thinktime_blocks_set": int(blocks_set),
+    }
+
+
+#: errno names fio 3.33 knows in ignore_error (its list stops at ERANGE; other names are refused by fio too)
+FIO_ERRNO_NAMES: tuple[str, ...] = (
+    "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD", "EAGAIN",
+    "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV", "ENOTDIR", "EISDIR",
+    "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EMLINK",
+    "EPIPE", "EDOM", "ERANGE",
+)  # fmt: skip
+
+
+def _atoi(text: str) -> int:
+    """C's atoi: leading blanks, an optional sign, then digits up to the first non-digit (0 if none)."""
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def parse_ignore_error(text: str) -> list[list[int]]:
+    """fio's ignore_error: up to three ':' separated errno lists (read, write, verify) split on ','.
+
+    An entry is a name fio knows (errno = its place in fio's list), or a number read like C's atoi (its
+    sign dropped; "0x16" reads as 0 and is refused, as in fio 3.33).  A list ends at an empty entry, as
+    in fio.  Raises ValueError for what fio refuses."""
+    out: list[list[int]] = []
+    parts = text.strip().split(",")
+    if len(parts) > 3:
+        raise ValueError("at most three lists (read, write, verify)")
+    for part in parts:
+        codes: list[int] = []
+        for entry in part.split(":"):
+            if not entry:
+                break
+            if entry.startswith("E"):
+                code = FIO_ERRNO_NAMES.index(entry) + 1 if entry in FIO_ERRNO_NAMES else 0
+            else:
+                code = abs(_atoi(entry))
+            if not code:
+                raise ValueError(f"unknown error {entry} (fio knows the names {FIO_ERRNO_NAMES[0]}.."
+                                 f"{FIO_ERRNO_NAMES[-1]}; give others as numbers)")
+            codes.append(code)
+        out.append(codes)
+    return out
+
+
+def _failure_config(jd: JobDef) -> dict[str, Any]:
+    """continue_on_error / ignore_error, max_latency and rate_min / rate_iops_min / rate_cycle."""
+    v = jd.values
+    lists: list[list[int]] = [[], []]
+    text = v.get("ignore_error")
+    if text:
+        try:
+            parsed = parse_ignore_error(str(text))
+        except ValueError as exc:
+            raise PlanError(f"{_where(jd, 'ignore_error')}: ignore_error={text}: {exc}") from None
+        for d in (0, 1):
+            if d < len(parsed):
+                if len(parsed[d]) > IGNORE_ERROR_MAX:
+                    raise PlanError(f"{_where(jd, 'ignore_error')}: ignore_error: at most {IGNORE_ERROR_MAX}"
+                                    " errors per direction")
+                lists[d] = parsed[d]
+    table = [0] * (2 * IGNORE_ERROR_MAX)
+    for d in (0, 1):
+        table[d * IGNORE_ERROR_MAX : d * IGNORE_ERROR_MAX + len(lists[d])] = lists[d]
+    # fio checks max_latency on the total latency it records: not with disable_lat, gtod_reduce or stats=0
+    measured = v.get("stats", True) and not (v.get("disable_lat") or v.get("gtod_reduce"))
+    max_lat = int(v.get("max_latency") or 0) if measured else 0
+    rmin = v.get("rate_min") or (None, None)
+    imin = v.get("rate_iops_min") or (None, None)
+    rate = v.get("rate") or (None, None)
+    iops = v.get("rate_iops") or (None, None)
+    if any(rmin) and any(imin):
+        raise PlanError(f"{_where(jd, 'rate_iops_min')}: rate_min and rate_iops_min are mutually exclusive"
+                        " (as in fio)")
+    for d in (0, 1):
+        cap, icap = _int_or(rate[d], 0), _int_or(iops[d], 0)
+        if (cap and cap < _int_or(rmin[d], 0)) or (icap and icap < _int_or(imin[d], 0)):
+            raise PlanError(f"{_where(jd, 'rate_min' if any(rmin) else 'rate_iops_min')}: the minimum rate"
+                            f" exceeds the rate ({('read', 'write')[d]}), as fio refuses")
+    return {
+        "coe_mask": error_types(v),
+        "ignore_error_n": [len(lists[0]), len(lists[1])],
+        "ignore_error": table,
+        "max_latency_ns": [max_lat, max_lat],
+        "rate_min_bps": [_int_or(rmin[0], 0), _int_or(rmin[1], 0)],
+        "rate_min_iops": [_int_or(imin[0], 0), _int_or(imin[1], 0)],
+        "rate_cycle_ns": max(int(v.get("rate_cycle") or 1000), 1) * 1_000_000,
     }
 
 
