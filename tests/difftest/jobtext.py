@@ -48,6 +48,8 @@ class JobInfo:
 
     name: str
     opts: dict[str, str]
+    # another job's exitall may stop this one: when depends on the clock
+    stoppable: bool = False
 
     def flag(self, key: str) -> bool:
         v = self.opts.get(key)
@@ -82,7 +84,7 @@ class JobInfo:
     @property
     def timed(self) -> bool:
         """How much I/O the job does depends on the clock (time_based, ramp_time, a short runtime)."""
-        if self.flag("time_based"):
+        if self.flag("time_based") or self.stoppable:
             return True
         ramp = self.seconds("ramp_time")
         if ramp is not None and ramp != 0:
@@ -120,6 +122,9 @@ def jobs(text: str) -> list[JobInfo]:
             continue
         merged = {**glob, **opts}
         out.append(JobInfo(opts.get("name", name), merged))
+    if any(j.flag("exitall") for j in out):
+        for j in out:
+            j.stoppable = True
     return out
 
 
