@@ -137,6 +137,9 @@ def compare_jobs(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result
                 res.findings.append(Finding("io.read.total_ios", fc["read"][1], lc["read"][1],
                                             f"job {name}: reads of a mixed job, beyond {tol:.0f} I/Os"))
             continue
+        fs, ls = _dir_counts(fjob, "sync")[1], _dir_counts(ljob, "sync")[1]
+        if fs != ls:
+            res.findings.append(Finding("io.sync.total_ios", fs, ls, f"job {name}: fsync/fdatasync calls"))
         for d in DIRS:
             if fc[d][0] != lc[d][0]:
                 res.findings.append(Finding(f"io.{d}.io_bytes", fc[d][0], lc[d][0], f"job {name}"))
@@ -175,7 +178,7 @@ def compare_files(case: Case, fio: Observation, lab: Observation, res: Result) -
 def compare_keys(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result) -> None:
     fj, lj = copy.deepcopy(fj), copy.deepcopy(lj)
     for fjob, ljob in zip(fj.get("jobs", []), lj.get("jobs", []), strict=False):
-        for d in DIRS:
+        for d in (*DIRS, "sync"):
             if (_dir_counts(fjob, d)[1] > 0) != (_dir_counts(ljob, d)[1] > 0):
                 # percentiles come with samples; the I/O counts were compared (or are random) above
                 for job in (fjob, ljob):
