@@ -401,8 +401,6 @@ def _pattern_config(jd: JobDef, files: Sequence[FilePlan], random: bool) -> dict
     mode = str(v.get("zonemode") or "none")
     zone_size = int(v.get("zonesize") or 0)
     zone_range = int(v.get("zonerange") or 0)
-    if "zonemode" not in jd.set_at and zone_size:
-        mode = "strided"  # fio: a zonesize without zonemode means strided zones
     if mode == "zbd":
         raise PlanError(f"{_where(jd, 'zonemode')}: zonemode=zbd is not supported by iolab")
     if mode == "none" and zone_size:
