@@ -32,6 +32,8 @@ DESIGN_FIELDS = [
     ("runtime_ns", "uint64_t", 1),
     ("ramp_ns", "uint64_t", 1),
     ("io_size", "uint64_t", 1),
+    ("io_size_set", "uint32_t", 1),
+    ("number_ios", "uint64_t", 1),
     ("loops", "uint32_t", 1),
     ("norandommap", "uint32_t", 1),
     ("seed", "uint64_t", 1),
@@ -68,6 +70,19 @@ DESIGN_FIELDS = [
     ("thinktime_iotime_ns", "uint64_t", 1),
     ("thinktime_blocks_type", "uint32_t", 1),
     ("thinktime_blocks_set", "uint32_t", 1),
+    ("perc_rand", "uint32_t", 2),
+    ("rand_dist", "uint32_t", 1),
+    ("rand_dist_val", "uint64_t", 1),
+    ("rand_center", "uint64_t", 1),
+    ("zone_lo", "uint64_t", 200),
+    ("zone_hi", "uint64_t", 200),
+    ("fst_mode", "uint32_t", 1),
+    ("fst_nr", "uint32_t", 1),
+    ("fst_val", "uint64_t", 1),
+    ("zonemode_strided", "uint32_t", 1),
+    ("zone_size", "uint64_t", 1),
+    ("zone_range", "uint64_t", 1),
+    ("zone_skip", "uint64_t", 1),
 ]
 
 

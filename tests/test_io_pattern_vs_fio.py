@@ -14,6 +14,7 @@ import struct
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -108,6 +109,8 @@ SAME_AS_FIO = [
     # io_size / number_ios: fio issues whole blocks until io_size x loops (or number_ios x loops) is
     # reached, carrying on from where it was; past the end of the region it starts over
     "rw=read;bs=4k;size=64k;io_size=10k",
+    "rw=read;bs=4k;size=64k;io_size=50%",
+    "rw=write;bs=4k;size=64k;io_size=25%;loops=2",
     "rw=read;bs=4k;size=64k;io_size=10k;loops=3",
     "rw=read;bs=4k;size=64k;io_size=100k",
     "rw=read;bs=4k;size=64k;io_size=100k;loops=2",
@@ -232,7 +235,7 @@ def test_zipf_hot_set_repeats_blocks(tmp_path: Path) -> None:
 
 
 def _sequential_share(ops: list[Op]) -> float:
-    seq = sum(1 for prev, cur in zip(ops, ops[1:], strict=False) if cur[2] == prev[2] + prev[3])
+    seq = sum(1 for prev, cur in pairwise(ops) if cur[2] == prev[2] + prev[3])
     return seq / (len(ops) - 1)
 
 
@@ -250,7 +253,7 @@ def test_percentage_random_per_direction(tmp_path: Path) -> None:
     for ops in (fio, ours):
         writes = [o for o in ops if o[0] == "w"]
         # writes never jump: each one starts where the previous write ended (or wraps to 0)
-        follow = sum(1 for p, c in zip(writes, writes[1:], strict=False) if c[2] == p[2] + p[3])
+        follow = sum(1 for p, c in pairwise(writes) if c[2] == p[2] + p[3])
         assert follow >= len(writes) - 3
 
 
@@ -304,7 +307,8 @@ def test_file_service_nonuniform(tmp_path: Path, fst: str, middle: bool) -> None
 
 
 def test_strided_random_zones(tmp_path: Path) -> None:
-    body = "filename=f.dat;rw=randread;bs=4k;size=128k;zonemode=strided;zonesize=8k;zonerange=16k;zoneskip=16k"
+    body = "filename=f.dat;rw=randread;bs=4k;size=128k;zonemode=strided;zonesize=8k;zonerange=16k"
+    body += ";zoneskip=16k"
     fio, ours = both(tmp_path, body)
     assert len(fio) == len(ours) == 32
     assert [o[2] // (32 * KB) for o in fio] == [o[2] // (32 * KB) for o in ours]

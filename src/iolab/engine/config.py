@@ -31,9 +31,9 @@ __all__ = [
     "ENGINE_IO_URING",
     "ENGINE_LIBAIO",
     "ENGINE_PSYNC",
-    "ZONE_TABLE",
     "IOL_CONFIG_MAGIC",
     "POLL_MODES",
+    "ZONE_TABLE",
     "ConfigField",
     "config_layout",
     "generate_header",
@@ -195,7 +195,10 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ),
     ConfigField("zone_hi", _U64, 2 * ZONE_TABLE, "zoned: its end (zoned: percent of the region; abs: bytes)"),
     ConfigField(
-        "fst_mode", _U32, 1, "file_service_type: 0 roundrobin, 1 sequential, 2 random, 3 zipf, 4 pareto, 5 normal"
+        "fst_mode",
+        _U32,
+        1,
+        "file_service_type: 0 roundrobin, 1 sequential, 2 random, 3 zipf, 4 pareto, 5 normal",
     ),
     ConfigField("fst_nr", _U32, 1, "I/Os on a file before switching (1)"),
     ConfigField("fst_val", _U64, 1, "zipf/pareto/normal parameter for file_service_type (double bits)"),

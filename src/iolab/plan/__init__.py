@@ -216,7 +216,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "time_based": int(bool(v.get("time_based"))),
                 "runtime_ns": int(v.get("runtime") or 0),
                 "ramp_ns": int(v.get("ramp_time") or 0),
-                "io_size": int(v.get("io_size") or 0) or sum(f.region_size for f in files),
+                "io_size": _io_size(v, files),
                 "io_size_set": int(bool(v.get("io_size"))),
                 "number_ios": int(v.get("number_ios") or 0),
                 "loops": int(v.get("loops") or 1),
@@ -425,6 +425,16 @@ def _pattern_config(jd: JobDef, files: Sequence[FilePlan], random: bool) -> dict
         "zone_range": (zone_range or zone_size) if strided else 0,
         "zone_skip": int(v.get("zoneskip") or 0) if strided else 0,
     }
+
+
+def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan]) -> int:
+    """Bytes per loop: io_size, io_size=N% of each region (as fio sums it), else the regions' sizes."""
+    if v.get("io_size"):
+        return int(v["io_size"])
+    frac = v.get("io_size_percent")
+    if frac:
+        return max(sum(int(f.region_size * float(frac)) for f in files), 1)
+    return sum(f.region_size for f in files)
 
 
 def _int_or(value: Any, default: int) -> int:
