@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F5BDDu
-#define IOL_CONFIG_SIZE 5136u
+#define IOL_CONFIG_MAGIC 0x494F3856u
+#define IOL_CONFIG_SIZE 5144u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_ZONE_TABLE 100
 
@@ -148,6 +148,9 @@ struct iol_config {
     uint64_t zone_range;
     /* strided: bytes skipped after a zone */
     uint64_t zone_skip;
+    /* randrepeat: every new pass (not time_based) repeats the same random choices */
+    uint32_t rand_repeat;
+    uint8_t _pad4[4]; /* explicit padding */
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -217,8 +220,9 @@ struct iol_config {
     X(zone_size) \
     X(zone_range) \
     X(zone_skip) \
+    X(rand_repeat) \
 
-_Static_assert(sizeof(struct iol_config) == 5136, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5144, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -288,5 +292,7 @@ _Static_assert(offsetof(struct iol_config, _pad3) == 5108, "offset of _pad3");
 _Static_assert(offsetof(struct iol_config, zone_size) == 5112, "offset of zone_size");
 _Static_assert(offsetof(struct iol_config, zone_range) == 5120, "offset of zone_range");
 _Static_assert(offsetof(struct iol_config, zone_skip) == 5128, "offset of zone_skip");
+_Static_assert(offsetof(struct iol_config, rand_repeat) == 5136, "offset of rand_repeat");
+_Static_assert(offsetof(struct iol_config, _pad4) == 5140, "offset of _pad4");
 
 #endif /* IOL_CONFIG_GEN_H */

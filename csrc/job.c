@@ -183,6 +183,18 @@ static inline uint64_t dist_next(const struct iol_dist *ds, int kind, struct iol
     return (v + ds->rand_off) % n;
 }
 
+/* The streams that choose the I/O pattern (offsets, directions, sizes, files). */
+static void seed_pattern(struct iol_job *j)
+{
+    uint64_t seed = j->cfg.seed;
+    iol_rng_seed(&j->rng_off, seed, RNG_STREAM_OFFSET);
+    iol_rng_seed(&j->rng_mix, seed, RNG_STREAM_MIX);
+    iol_rng_seed(&j->rng_bs, seed, RNG_STREAM_BS);
+    iol_rng_seed(&j->rng_seq, seed, RNG_STREAM_SEQ);
+    iol_rng_seed(&j->rng_zone, seed, RNG_STREAM_ZONE);
+    iol_rng_seed(&j->rng_file, seed, RNG_STREAM_FILE);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* creation */
 
@@ -405,14 +417,9 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
         return r;
     }
     const struct iol_config *c = &j->cfg;
-    iol_rng_seed(&j->rng_off, c->seed, RNG_STREAM_OFFSET);
-    iol_rng_seed(&j->rng_mix, c->seed, RNG_STREAM_MIX);
-    iol_rng_seed(&j->rng_bs, c->seed, RNG_STREAM_BS);
+    seed_pattern(j);
     iol_rng_seed(&j->rng_buf, c->seed, RNG_STREAM_BUF);
     iol_rng_seed(&j->rng_rate, c->seed, RNG_STREAM_RATE);
-    iol_rng_seed(&j->rng_seq, c->seed, RNG_STREAM_SEQ);
-    iol_rng_seed(&j->rng_zone, c->seed, RNG_STREAM_ZONE);
-    iol_rng_seed(&j->rng_file, c->seed, RNG_STREAM_FILE);
     iol_poll_init(&j->poll, c->poll_mode, c->poll_max_ns, c->poll_grow, c->poll_shrink);
 
     r = IOL_ENOMEM;
@@ -643,21 +650,15 @@ static inline int rand_pos(struct iol_job *j, struct iol_file *f, int d, uint64_
         b = iol_rng_below(&j->rng_off, lastb);
         break;
     }
-    uint64_t off = b * ba;
     if (f->map) {
+        /* fio looks the block number (in units of this direction's ba) up in the map as it is, even
+         * when the map's unit is another direction's smaller block: kept for the same blocks */
         if (f->used >= f->nblocks)
             return 1;
-        uint64_t u = off_to_unit(j, off);
-        if (u >= f->nblocks)
-            u = 0;
-        uint64_t w = u >> 6;
-        if (f->map[w] & (1ull << (u & 63))) {
-            u = map_find_free(f, u);
-            off = unit_to_off(j, u);
-            off -= off % ba;
-        }
+        if (b < f->nblocks && (f->map[b >> 6] & (1ull << (b & 63))))
+            b = map_find_free(f, b);
     }
-    *pos = off;
+    *pos = b * ba;
     return 0;
 }
 
@@ -693,16 +694,18 @@ static inline uint64_t pick_bs(struct iol_job *j, const struct iol_file *f, int 
 
 /* Mark the units of a random I/O in the map; the block shrinks to the free units that follow its
  * start (fio: a block never covers units already done this pass). */
-static inline uint64_t map_take(struct iol_job *j, struct iol_file *f, uint64_t pos, uint64_t len)
+static inline uint64_t map_take(struct iol_job *j, struct iol_file *f, int d, uint64_t pos, uint64_t len)
 {
-    uint64_t u = off_to_unit(j, pos);
-    uint64_t want = (len + j->unit - 1) / j->unit, got = 0;
+    /* fio marks in units of this direction's smallest block (another quirk kept as is) */
+    uint64_t bs = j->dir[d].bs_min;
+    uint64_t u = j->unit_pow2 && bs == j->unit ? pos >> j->unit_shift : pos / bs;
+    uint64_t want = (len + bs - 1) / bs, got = 0;
     while (got < want && u + got < f->nblocks && !(f->map[(u + got) >> 6] & (1ull << ((u + got) & 63)))) {
         map_mark(f, u + got);
         got++;
     }
-    if (got && unit_to_off(j, got) < len)
-        len = unit_to_off(j, got);
+    if (got && got * bs < len)
+        len = got * bs;
     return len;
 }
 
@@ -756,7 +759,7 @@ static inline int fill_io(struct iol_job *j, struct iol_file *f, int d, uint64_t
     if (!len || off + len > f->real_size)
         return 0;
     if (random && f->map)
-        len = map_take(j, f, off - f->base, len);
+        len = map_take(j, f, d, off - f->base, len);
     j->zone_bytes += len;
     f->last_pos[d] = off + len;
     *offp = off;
@@ -814,6 +817,8 @@ static int next_pass(struct iol_job *j)
         if (c->number_ios && j->total_ios >= c->number_ios * c->loops)
             return 0;
     }
+    if (c->rand_repeat && !c->time_based)
+        seed_pattern(j); /* fio re-seeds for every loop: the same random choices again */
     start_pass(j);
     return 1;
 }

@@ -93,6 +93,7 @@ DEFAULTS: dict[str, int | list[int]] = {
     "zone_size": 0,
     "zone_range": 0,
     "zone_skip": 0,
+    "rand_repeat": 0,
 }
 
 

@@ -83,6 +83,7 @@ DESIGN_FIELDS = [
     ("zone_size", "uint64_t", 1),
     ("zone_range", "uint64_t", 1),
     ("zone_skip", "uint64_t", 1),
+    ("rand_repeat", "uint32_t", 1),
 ]
 
 

@@ -334,3 +334,28 @@ def test_refused(body: str, message: str) -> None:
     """fio refuses each of these too (zoned_abs past the end only once the job runs)."""
     with pytest.raises(PlanError, match=message):
         build_plan(parse_text(_job("filename=f.dat;size=64k;" + body)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# randrepeat: fio starts its random streams over for every loop
+
+
+@pytest.mark.parametrize("repeat", [1, 0])
+def test_loops_repeat_random_offsets(tmp_path: Path, repeat: int) -> None:
+    fio, ours = both(tmp_path, f"filename=f.dat;rw=randread;bs=4k;size=256k;loops=2;randrepeat={repeat}")
+    for ops in (fio, ours):
+        assert len(ops) == 128
+        assert (ops[:64] == ops[64:]) == bool(repeat)
+
+
+# ---------------------------------------------------------------------------------------------------
+# random map with a different block size per direction: fio indexes the map with each direction's own
+# block numbers, so writes never shrink and reads never grow
+
+
+def test_mixed_block_sizes_random_map(tmp_path: Path) -> None:
+    fio, ours = both(tmp_path, "filename=f.dat;rw=randrw;bs=4k,16k;size=1m")
+    for ops in (fio, ours):
+        assert {ln for d, _, _, ln in ops if d == "r"} == {4 * KB}
+        assert {ln for d, _, _, ln in ops if d == "w"} == {16 * KB}
+        assert sum(ln for *_, ln in ops) <= 1024 * KB

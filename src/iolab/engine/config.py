@@ -206,6 +206,9 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField("zone_size", _U64, 1, "strided: bytes of I/O per zone"),
     ConfigField("zone_range", _U64, 1, "strided: zone length"),
     ConfigField("zone_skip", _U64, 1, "strided: bytes skipped after a zone"),
+    ConfigField(
+        "rand_repeat", _U32, 1, "randrepeat: every new pass (not time_based) repeats the same random choices"
+    ),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}

@@ -224,6 +224,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "norandommap": int(bool(v.get("norandommap")) or pattern_cfg["rand_dist"] != 0),
                 # every clone gets its own stream, as fio seeds per thread
                 "seed": (seed + jobnum * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF,
+                # fio re-seeds its generators for every loop when randrepeat is on (clear_io_state)
+                "rand_repeat": int(bool(v.get("randrepeat", True))),
                 "fsync_blocks": int(v.get("fsync") or 0),
                 "fdatasync_blocks": int(v.get("fdatasync") or 0),
                 "end_fsync": int(bool(v.get("end_fsync"))),
