@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F3856u
-#define IOL_CONFIG_SIZE 5144u
+#define IOL_CONFIG_MAGIC 0x494F87F7u
+#define IOL_CONFIG_SIZE 5152u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_ZONE_TABLE 100
 
@@ -120,6 +120,10 @@ struct iol_config {
     uint32_t thinktime_blocks_type;
     /* thinktime_blocks was given (with iotime: else iotime only) */
     uint32_t thinktime_blocks_set;
+    /* drop the files' cached pages at every new pass (loops, and time_based wraps when buffered), as fio */
+    uint32_t invalidate;
+    /* stamp each 512-byte sector of a write with its offset and a counter */
+    uint32_t scramble_buffers;
     /* random jobs: percent of I/Os per direction at a random offset (100) */
     uint32_t perc_rand[2];
     /* random offsets: 0 uniform, 1 zipf, 2 pareto, 3 normal, 4 zoned, 5 zoned_abs */
@@ -207,6 +211,8 @@ struct iol_config {
     X(thinktime_iotime_ns) \
     X(thinktime_blocks_type) \
     X(thinktime_blocks_set) \
+    X(invalidate) \
+    X(scramble_buffers) \
     X(perc_rand) \
     X(rand_dist) \
     X(rand_dist_val) \
@@ -222,7 +228,7 @@ struct iol_config {
     X(zone_skip) \
     X(rand_repeat) \
 
-_Static_assert(sizeof(struct iol_config) == 5144, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5152, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -277,22 +283,24 @@ _Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1832, "offset o
 _Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1840, "offset of thinktime_iotime_ns");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1848, "offset of thinktime_blocks_type");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1852, "offset of thinktime_blocks_set");
-_Static_assert(offsetof(struct iol_config, perc_rand) == 1856, "offset of perc_rand");
-_Static_assert(offsetof(struct iol_config, rand_dist) == 1864, "offset of rand_dist");
-_Static_assert(offsetof(struct iol_config, _pad2) == 1868, "offset of _pad2");
-_Static_assert(offsetof(struct iol_config, rand_dist_val) == 1872, "offset of rand_dist_val");
-_Static_assert(offsetof(struct iol_config, rand_center) == 1880, "offset of rand_center");
-_Static_assert(offsetof(struct iol_config, zone_lo) == 1888, "offset of zone_lo");
-_Static_assert(offsetof(struct iol_config, zone_hi) == 3488, "offset of zone_hi");
-_Static_assert(offsetof(struct iol_config, fst_mode) == 5088, "offset of fst_mode");
-_Static_assert(offsetof(struct iol_config, fst_nr) == 5092, "offset of fst_nr");
-_Static_assert(offsetof(struct iol_config, fst_val) == 5096, "offset of fst_val");
-_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5104, "offset of zonemode_strided");
-_Static_assert(offsetof(struct iol_config, _pad3) == 5108, "offset of _pad3");
-_Static_assert(offsetof(struct iol_config, zone_size) == 5112, "offset of zone_size");
-_Static_assert(offsetof(struct iol_config, zone_range) == 5120, "offset of zone_range");
-_Static_assert(offsetof(struct iol_config, zone_skip) == 5128, "offset of zone_skip");
-_Static_assert(offsetof(struct iol_config, rand_repeat) == 5136, "offset of rand_repeat");
-_Static_assert(offsetof(struct iol_config, _pad4) == 5140, "offset of _pad4");
+_Static_assert(offsetof(struct iol_config, invalidate) == 1856, "offset of invalidate");
+_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1860, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, perc_rand) == 1864, "offset of perc_rand");
+_Static_assert(offsetof(struct iol_config, rand_dist) == 1872, "offset of rand_dist");
+_Static_assert(offsetof(struct iol_config, _pad2) == 1876, "offset of _pad2");
+_Static_assert(offsetof(struct iol_config, rand_dist_val) == 1880, "offset of rand_dist_val");
+_Static_assert(offsetof(struct iol_config, rand_center) == 1888, "offset of rand_center");
+_Static_assert(offsetof(struct iol_config, zone_lo) == 1896, "offset of zone_lo");
+_Static_assert(offsetof(struct iol_config, zone_hi) == 3496, "offset of zone_hi");
+_Static_assert(offsetof(struct iol_config, fst_mode) == 5096, "offset of fst_mode");
+_Static_assert(offsetof(struct iol_config, fst_nr) == 5100, "offset of fst_nr");
+_Static_assert(offsetof(struct iol_config, fst_val) == 5104, "offset of fst_val");
+_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5112, "offset of zonemode_strided");
+_Static_assert(offsetof(struct iol_config, _pad3) == 5116, "offset of _pad3");
+_Static_assert(offsetof(struct iol_config, zone_size) == 5120, "offset of zone_size");
+_Static_assert(offsetof(struct iol_config, zone_range) == 5128, "offset of zone_range");
+_Static_assert(offsetof(struct iol_config, zone_skip) == 5136, "offset of zone_skip");
+_Static_assert(offsetof(struct iol_config, rand_repeat) == 5144, "offset of rand_repeat");
+_Static_assert(offsetof(struct iol_config, _pad4) == 5148, "offset of _pad4");
 
 #endif /* IOL_CONFIG_GEN_H */

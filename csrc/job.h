@@ -79,6 +79,7 @@ struct iol_dist {
 
 struct iol_file {
     int fd;
+    int is_block; /* block device (cache dropped with BLKFLSBUF) or regular file (posix_fadvise) */
     uint64_t start; /* region start as planned (absolute) */
     uint64_t base;  /* region start now (fio's file_offset: strided zones move it) */
     uint64_t size;  /* region length (fio's per-file io_size) */
@@ -88,8 +89,6 @@ struct iol_file {
     struct iol_dist dist;
     /* random modes */
     uint64_t nblocks;    /* map units in the region */
-    uint64_t next_block; /* rw_seq_nr: block after the previous I/O */
-    uint32_t seq_left;   /* rw_seq_nr: sequential I/Os still to issue before the next random pick */
     /* random map: bit set = unit used this pass; summary bit set = map word full */
     uint64_t *map;
     uint64_t *summary;
@@ -170,6 +169,7 @@ struct iol_job {
     uint64_t pass_bytes;
     uint64_t pass_ios;
     uint32_t passes_done;
+    uint64_t scramble_seq; /* scramble_buffers: running stamp of write buffers */
     uint64_t writes_since_fsync, writes_since_fdatasync;
     /* syncs due (FIFO), issued before the next I/O: at most 2 per write completed while they wait */
     uint8_t *sync_q;     /* enum iol_op */

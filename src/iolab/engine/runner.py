@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import signal
 import threading
@@ -30,7 +31,7 @@ from typing import Any
 
 from iolab import _core
 from iolab.engine.config import pack_config
-from iolab.plan import JobPlan, RunPlan
+from iolab.plan import FilePlan, JobPlan, RunPlan
 from iolab.plan.layout import layout_file
 
 
@@ -43,6 +44,8 @@ class WorkerOutcome:
     finished_at: float = 0.0
     #: most io_uring worker threads (iou-wrk) seen for the job's thread while it ran
     iowq_workers: int = 0
+    #: what fio would print as information while setting the job up (a cache drop that failed)
+    notes: list[str] = field(default_factory=list)
 
 
 def iowq_workers(tid: int) -> int:
@@ -119,11 +122,44 @@ def prepare_files(plan: RunPlan) -> list[str]:
     return notes
 
 
+#: fio's sync= values -> open flags
+SYNC_FLAGS = {"none": 0, "0": 0, "sync": os.O_SYNC, "1": os.O_SYNC, "dsync": os.O_DSYNC}
+#: fio's fadvise_hint= values -> the advice given at open ("1": by the pattern, random or sequential)
+_FADVISE = {"random": os.POSIX_FADV_RANDOM, "sequential": os.POSIX_FADV_SEQUENTIAL}
+BLKFLSBUF = 0x1261
+
+
 def _open_flags(job: JobPlan) -> int:
     flags = os.O_RDWR if job.writes else os.O_RDONLY
     if job.direct:
         flags |= os.O_DIRECT
+    flags |= SYNC_FLAGS[str(job.options.get("sync") or "none")]
     return flags | os.O_CLOEXEC
+
+
+def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
+    """What fio does to a file it has just opened: drop its cached pages (invalidate=1, fio's default:
+    posix_fadvise DONTNEED over the job's region of a file, BLKFLSBUF for a block device), then give the
+    fadvise_hint. A failure is a note, not an error, as in fio."""
+    notes: list[str] = []
+    if job.options.get("invalidate", True):
+        try:
+            if fp.is_block:
+                fcntl.ioctl(fd, BLKFLSBUF, 0)
+            else:
+                os.posix_fadvise(fd, fp.region_offset, fp.region_size, os.POSIX_FADV_DONTNEED)
+        except OSError as exc:
+            notes.append(f"cache invalidation of {fp.path} failed: {exc.strerror}")
+    hint = str(job.options.get("fadvise_hint") or "1")
+    if hint != "0":
+        advice = _FADVISE.get(hint) or (
+            os.POSIX_FADV_RANDOM if job.config["random"] else os.POSIX_FADV_SEQUENTIAL
+        )
+        try:
+            os.posix_fadvise(fd, fp.region_offset, fp.region_size, advice)
+        except OSError as exc:
+            notes.append(f"fadvise_hint on {fp.path} failed: {exc.strerror}")
+    return notes
 
 
 class _Worker(threading.Thread):
@@ -173,6 +209,8 @@ class _Worker(threading.Thread):
                     hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
                     self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
                     return
+            for fd, fp in zip(fds, plan.files, strict=True):
+                self.outcome.notes.extend(prepare_open_file(plan, fd, fp))
             files = [(fd, fp.region_offset, fp.region_size) for fd, fp in zip(fds, plan.files, strict=True)]
             job = _core.Job(pack_config(plan.config), files)
             with self._lock:

@@ -34,7 +34,6 @@ from iolab.options import OPTIONS
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
-SAMPLE_INTERVAL_NS = 500_000_000
 SUPPORTED_ENGINES = {"psync": ENGINE_PSYNC, "libaio": ENGINE_LIBAIO, "io_uring": ENGINE_IO_URING}
 ASYNC_ENGINES = ("libaio", "io_uring")
 #: engine options iolab implements -> the engines (of iolab's) they belong to, from the option table
@@ -231,7 +230,9 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "end_fsync": int(bool(v.get("end_fsync"))),
                 "zero_buffers": int(bool(v.get("zero_buffers"))),
                 "refill_buffers": int(bool(v.get("refill_buffers"))),
-                "sample_interval_ns": SAMPLE_INTERVAL_NS,
+                "sample_interval_ns": _sample_interval(jd),
+                "invalidate": int(bool(v.get("invalidate", True))),
+                "scramble_buffers": int(bool(v.get("scramble_buffers", True))),
                 "bs_min": bs_min,
                 "bs_max": bs_max,
                 "blockalign": align,
@@ -437,6 +438,21 @@ def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan]) -> int:
     if frac:
         return max(sum(int(f.region_size * float(frac)) for f in files), 1)
     return sum(f.region_size for f in files)
+
+
+def _sample_interval(jd: JobDef) -> int:
+    """bwavgtime/iopsavgtime (ms): iolab takes one set of samples for both, so they must agree."""
+    v = jd.values
+    bw = int(v.get("bwavgtime") or 500)
+    iops = int(v.get("iopsavgtime") or 500)
+    if bw != iops:
+        raise PlanError(
+            f"{_where(jd, 'iopsavgtime')}: bwavgtime={bw} and iopsavgtime={iops}: iolab samples bandwidth"
+            " and IOPS together, so both must be the same"
+        )
+    if bw <= 0:
+        raise PlanError(f"{_where(jd, 'bwavgtime')}: bwavgtime must be at least 1 ms")
+    return bw * 1_000_000
 
 
 def _int_or(value: Any, default: int) -> int:
