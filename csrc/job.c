@@ -847,9 +847,9 @@ static int next_pass(struct iol_job *j)
     }
     if (c->rand_repeat && !c->time_based)
         seed_pattern(j); /* fio re-seeds for every loop: the same random choices again */
-    /* fio reopens the files for every loop; a time_based job starting over drops the cache of a
-     * buffered file (random: each file; sequential: only a single file, as fio) */
-    if (!c->time_based || (!c->direct && (c->random || j->nfiles == 1)))
+    /* fio reopens the files for every loop (which drops their cache); a time_based job starting over
+     * on a buffered file drops it too (one file: in place; several: they are reopened) */
+    if (!c->time_based || !c->direct)
         for (unsigned i = 0; i < j->nfiles; i++)
             drop_cache(j, &j->files[i]);
     start_pass(j);
