@@ -713,7 +713,12 @@ static inline uint64_t pick_bs(struct iol_job *j, const struct iol_file *f, int 
                 i++;
             len = dr->split_bs[i];
         } else {
-            len = dr->bs_min + iol_rng_below(&j->rng_bs, dr->bs_steps) * dr->bs_gran;
+            /* fio's draw: min + max * u, down to a multiple of min, at most max (so the largest
+             * size comes up about min/max more often than the others) */
+            len = dr->bs_min + (uint64_t)((double)dr->bs_max * rng_unit(&j->rng_bs));
+            len -= len % dr->bs_min;
+            if (len > dr->bs_max)
+                len = dr->bs_max;
         }
         if (off + len <= limit)
             return len;

@@ -359,3 +359,17 @@ def test_mixed_block_sizes_random_map(tmp_path: Path) -> None:
         assert {ln for d, _, _, ln in ops if d == "r"} == {4 * KB}
         assert {ln for d, _, _, ln in ops if d == "w"} == {16 * KB}
         assert sum(ln for *_, ln in ops) <= 1024 * KB
+
+
+# ---------------------------------------------------------------------------------------------------
+# bsrange: fio draws min + max * u and aligns down to min (capped at max), not a uniform step
+
+
+@pytest.mark.parametrize("bsrange", ["4k-32k", "8k-20k", "4k-12k"])
+def test_bsrange_sizes_as_fio(tmp_path: Path, bsrange: str) -> None:
+    fio, ours = both(tmp_path, f"filename=f.dat;rw=randread;norandommap=1;bsrange={bsrange};size=4m")
+    share = [Counter(ln for *_, ln in ops) for ops in (fio, ours)]
+    assert set(share[0]) == set(share[1])
+    for size in share[0]:
+        assert abs(share[0][size] / len(fio) - share[1][size] / len(ours)) <= 0.08, (size, share)
+    assert abs(len(fio) - len(ours)) <= 0.1 * len(fio)
