@@ -274,12 +274,14 @@ _f("exitall", "When one job finishes, stop the others", C_PROC)
 _e("exit_what", "Which jobs exitall stops: group, stonewall or all", C_PROC,
    ("group", "stonewall", "all"), "group")
 _f("exitall_on_error", "When one job fails, stop the others", C_PROC)
-_s("exec_prerun", "Shell command run before the job", C_PROC)
-_s("exec_postrun", "Shell command run after the job", C_PROC)
-_i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19,
+_s("exec_prerun", "Shell command run before the job", C_PROC, supported=True,
+   note="its output goes to <job name>.prerun.txt; a command that fails fails the job")
+_s("exec_postrun", "Shell command run after the job", C_PROC, supported=True,
+   note="its output goes to <job name>.postrun.txt")
+_i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19, supported=True,
    quirks="fio parses it with its unsigned integer reader")
-_i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7)
-_i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3)
+_i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7, supported=True)
+_i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3, supported=True)
 _i("cpumask", "CPU affinity as a bit mask", C_PROC, None, supported=True)
 _cb("cpus_allowed", "CPUs the job may run on (list or ranges)", C_PROC, supported=True)
 _e("cpus_allowed_policy", "How cpus_allowed is shared among clones: shared or split", C_PROC,
@@ -1046,14 +1048,17 @@ _flags: list[FioFlag] = [
     FioFlag("bandwidth-log", "none", "Write aggregate bandwidth logs"),
     FioFlag("append-terse", "none", "Also print terse output (deprecated in fio)"),
     FioFlag("terse-version", "required", "Terse format version", choices=("2", "3", "4", "5")),
-    FioFlag("version", "none", "Print the version"),
-    FioFlag("help", "none", "Print help"),
+    FioFlag("version", "none", "Print the version and exit", supported=True),
+    FioFlag("help", "none", "Print the command-line flags and exit", supported=True),
     FioFlag("cpuclock-test", "none", "Test the CPU clock"),
     FioFlag("crctest", "optional", "Benchmark checksums"),
-    FioFlag("cmdhelp", "optional", "Help on job options"),
+    FioFlag("cmdhelp", "optional", "List the job options, or show one (--cmdhelp=bs) and exit",
+            supported=True),
     FioFlag("enghelp", "optional", "Help on ioengines"),
     FioFlag("warnings-fatal", "none", "Treat parser warnings as errors", supported=True),
-    FioFlag("max-jobs", "required", "Most jobs fio may run"),
+    # fio 3.33 parses --max-jobs and ignores it (its limit is fixed): iolab does the same
+    FioFlag("max-jobs", "required", "Accepted and ignored, as fio does (the limit is 4088 jobs)",
+            supported=True),
     FioFlag("server", "optional", "Run as a fio server"),
     FioFlag("daemonize", "required", "Run the server in the background"),
     FioFlag("client", "required", "Run the jobs on a fio server", multi=True),

@@ -22,7 +22,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import shlex
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -129,6 +131,61 @@ _FADVISE = {"random": os.POSIX_FADV_RANDOM, "sequential": os.POSIX_FADV_SEQUENTI
 BLKFLSBUF = 0x1261
 
 
+#: ioprio_set(2) has no wrapper in Python or glibc: its number per architecture
+_NR_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30, "i686": 289, "ppc64le": 273, "s390x": 282}
+_IOPRIO_WHO_PROCESS = 1  # with a thread id: that thread only
+_IOPRIO_CLASS_SHIFT = 13
+_IOPRIO_CLASS_BE = 2
+
+
+def _ioprio_set(tid: int, ioclass: int, level: int) -> None:
+    """The calling thread's I/O priority, as fio's ioprio_set(IOPRIO_WHO_PROCESS, 0, class, prio)."""
+    import ctypes
+    import platform
+
+    nr = _NR_IOPRIO_SET.get(platform.machine())
+    if nr is None:
+        raise OSError(errno.ENOSYS, f"ioprio_set: system call number unknown on {platform.machine()}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    ioclass = ioclass or _IOPRIO_CLASS_BE  # fio: no class given means best effort
+    if libc.syscall(nr, _IOPRIO_WHO_PROCESS, tid, (ioclass << _IOPRIO_CLASS_SHIFT) | level) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def apply_priorities(job: JobPlan) -> str | None:
+    """nice, prio and prioclass for the calling worker thread, as fio sets them in its job process (nice is
+    an increment, as nice(2)); the error fio would report, or None."""
+    v = job.options
+    tid = threading.get_native_id()
+    if v.get("prio") is not None or v.get("prioclass") is not None:
+        try:
+            _ioprio_set(tid, int(v.get("prioclass") or 0), int(v.get("prio") or 0))
+        except OSError as exc:
+            return f"ioprio_set: {exc.strerror}"
+    nice = int(v.get("nice") or 0)
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+        except OSError as exc:
+            return f"nice: {exc.strerror}"
+    return None
+
+
+def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
+    """exec_prerun / exec_postrun: the command through the shell, its output in '<name>.<which>.txt' as fio
+    does. Returns (error or None, the note fio prints)."""
+    command = job.options.get(f"exec_{which}")
+    if not command:
+        return None, ""
+    out = f"{job.name}.{which}.txt"
+    note = f"{job.name}: saving the output of exec_{which} in {out}"
+    status = subprocess.run(f"{command} > {shlex.quote(out)} 2>&1", shell=True, check=False).returncode
+    if status != 0:
+        return f"exec_{which} command exited with status {status} (see {out})", note
+    return None, note
+
+
 def _open_flags(job: JobPlan) -> int:
     flags = os.O_RDWR if job.writes else os.O_RDONLY
     if job.direct:
@@ -199,6 +256,14 @@ class _Worker(threading.Thread):
                     cpus = ",".join(map(str, sorted(plan.cpus)))
                     self.outcome.setup_error = f"cannot run on CPU(s) {cpus}: {exc.strerror}"
                     return
+            problem = apply_priorities(plan)
+            if problem is None:
+                problem, note = run_hook(plan, "prerun")
+                if note:
+                    self.outcome.notes.append(note)
+            if problem is not None:
+                self.outcome.setup_error = problem
+                return
             if plan.create_on_open:
                 for fp in plan.files:
                     layout_file(fp, fill=plan.reads, zero=bool(plan.config["zero_buffers"]))
@@ -228,6 +293,12 @@ class _Worker(threading.Thread):
         finally:
             for fd in fds:
                 os.close(fd)
+            if self.outcome.raw is not None:  # fio runs it once the job has completed
+                problem, note = run_hook(plan, "postrun")
+                if note:
+                    self.outcome.notes.append(note)
+                if problem is not None:
+                    self.outcome.notes.append(problem)
             if plan.unlink:
                 for fp in plan.files:
                     if not fp.is_block:

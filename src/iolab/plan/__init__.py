@@ -167,7 +167,26 @@ def _where(job: JobDef, option: str) -> str:
     return f"{loc.file}:{loc.line}"
 
 
+#: fio 3.33 keeps its jobs in 511 shared-memory segments of 8 (fio.h REAL_MAX_JOBS/JOBS_PER_SEG, and the
+#: last segment is never used): the 4089th job, numjobs clones included, makes it give up before running
+#: anything.  Its --max-jobs flag no longer changes that limit.
+MAX_JOBS = 4088
+
+
+def check_job_count(jobdefs: Sequence[JobDef]) -> None:
+    """Refuse more jobs than fio runs, before anything expands the clones."""
+    total = 0
+    for jd in jobdefs:
+        total += max(1, int(jd.values.get("numjobs") or 1))
+        if total > MAX_JOBS:
+            raise PlanError(
+                f"{_where(jd, 'numjobs')}: job '{jd.name}' brings the number of jobs (numjobs clones "
+                f"included) past {MAX_JOBS}, the most fio 3.33 runs; it refuses such a run, so iolab does too"
+            )
+
+
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
+    check_job_count(jobdefs)
     jobs: list[JobPlan] = []
     groupid = 0
     worker = 0
