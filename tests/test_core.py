@@ -87,6 +87,22 @@ DEFAULTS: dict[str, int | list[int]] = {
     "rate_min_bps": [0, 0],
     "rate_min_iops": [0, 0],
     "rate_cycle_ns": 1_000_000_000,
+    "io_size_set": 0,
+    "number_ios": 0,
+    "perc_rand": [100, 100],
+    "rand_dist": 0,
+    "rand_dist_val": 0,
+    "rand_center": 0xBFF0000000000000,  # -1.0: no center
+    "zone_lo": [],
+    "zone_hi": [],
+    "fst_mode": 0,
+    "fst_nr": 1,
+    "fst_val": 0,
+    "zonemode_strided": 0,
+    "zone_size": 0,
+    "zone_range": 0,
+    "zone_skip": 0,
+    "rand_repeat": 0,
 }
 
 
@@ -399,7 +415,7 @@ def test_sequential_region_and_wrap(ddir: Path) -> None:
     # region of 8 blocks at offset 4 blocks; 20 I/Os: wraps inside the region
     path = make_file(ddir / "f", 32 * BS)
     with opened(path, os.O_RDONLY) as fd:
-        _, tr = run_job(make_config(io_size=20 * BS), [(fd, 4 * BS, 8 * BS)], trace=100)
+        _, tr = run_job(make_config(io_size=20 * BS, io_size_set=1), [(fd, 4 * BS, 8 * BS)], trace=100)
     offs = [r[0] // BS for r in tr]
     assert offs == [4 + i % 8 for i in range(20)]
 
@@ -476,10 +492,11 @@ def test_rw_seq_nr(ddir: Path) -> None:
     with opened(path, os.O_RDONLY) as fd:
         _, tr = run_job(make_config(random=1, rw_seq_nr=8, io_size=n * BS), [(fd, 0, n * BS)], trace=n)
     offs = [r[0] // BS for r in tr]
-    assert sorted(offs) == list(range(n))
-    # groups of 8: a random start then 7 sequential (the next free block, wrapping)
-    seq = sum(1 for i in range(n) if i % 8 and offs[i] == (offs[i - 1] + 1) % n)
-    assert seq >= 0.8 * (n - n // 8)
+    assert len(offs) == n
+    # groups of 8 (fio's ddir_seq_nr): a random start then 7 that continue from the previous I/O; as in
+    # fio the sequential ones are not marked in the random map, so blocks may repeat
+    seq = sum(1 for i in range(n) if i % 8 and offs[i] == offs[i - 1] + 1)
+    assert seq >= 0.95 * (n - n // 8)
     starts = [offs[i] for i in range(0, n, 8)]
     assert len(set(starts)) == len(starts) and starts != sorted(starts)
 

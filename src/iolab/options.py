@@ -330,7 +330,9 @@ _i("nrfiles", "Number of files per job", C_FILE, 1, aliases=("nr_files",), suppo
 _i("openfiles", "How many files may be open at once", C_FILE, None)
 _e("file_service_type", "How I/O moves between files", C_FILE,
    ("random", "zipf", "pareto", "normal", "gauss", "roundrobin", "sequential"), "roundrobin",
-   suffix_key="file_service_type_arg", note="iolab always goes round robin, one I/O per file")
+   suffix_key="file_service_type_arg", supported=True,
+   quirks="':N' after random, roundrobin or sequential is the I/Os per turn; after zipf, pareto or"
+   " normal it is the distribution's parameter, and a file that runs out starts over (never done)")
 _e("fallocate", "How files are preallocated", C_FILE,
    ("none", "native", "posix", "keep", "truncate", "0", "1"), "native")
 _e("fadvise_hint", "posix_fadvise hint for the access pattern", C_FILE,
@@ -363,9 +365,10 @@ _add("rw", Kind.RW, FioType.STR, "read", "I/O pattern", C_IO, aliases=("readwrit
               "randrw", "trimwrite", "randtrimwrite"),
      suffix_key="rw_modifier", supported=True,
      note="trim, randtrim, trimwrite and randtrimwrite are parsed but not implemented",
-     quirks="':N' after a sequential pattern skips N bytes after every I/O; after a random pattern"
-     " it issues N I/Os sequentially per random offset. fio reads 'randread:' and 'randread:0' as"
-     " never jumping, i.e. sequential.")
+     quirks="':N' after a sequential pattern adds N bytes after every I/O and stops at the end of the"
+     " file; a negative N goes backwards and wraps to the end. After a random pattern every N-th I/O"
+     " takes a random offset and the others continue from the previous one. fio reads 'randread:'"
+     " and 'randread:0' as never jumping, i.e. sequential.")
 _e("rw_sequencer", "How the ':N' modifier of rw is applied", C_IO, ("sequential", "identical"),
    "sequential")
 _p("rwmixread", "Percent of mixed I/O that reads", C_IO, 50, inverse="rwmixwrite",
@@ -377,14 +380,18 @@ _z("size", "Total bytes of I/O region for the job (or 'N%' of the file/device)",
    fio_type=FioType.VAL_ZONE, percent_key="size_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("io_size", "Bytes to transfer, if different from size", C_IO, None, aliases=("io_limit",),
    fio_type=FioType.VAL_ZONE, percent_key="io_size_percent", zone_ok=True, last_part_wins=True,
-   supported=True)
+   supported=True,
+   quirks="I/O stops once io_size x loops bytes were issued, the last block whole (so up to a block"
+   " more); a region used up before that starts over")
 _z("offset", "Start I/O at this offset in each file (or 'N%')", C_IO, 0, aliases=("fileoffset",),
    fio_type=FioType.VAL_ZONE, percent_key="offset_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("offset_increment", "Each clone starts this much further than the previous", C_IO, 0,
    fio_type=FioType.VAL_ZONE, percent_key="offset_increment_percent", zone_ok=True,
    last_part_wins=True, supported=True)
 _z("offset_align", "Align a percentage offset to this many bytes", C_IO, 0, fio_type=FioType.INT)
-_u("number_ios", "Stop after this many I/Os", C_IO, 0, supported=True)
+_u("number_ios", "Stop after this many I/Os", C_IO, 0, supported=True,
+   quirks="counts both directions; the limit is number_ios x loops; size/io_size still end the job"
+   " first if they come first")
 _f("norandommap", "Random I/O may hit the same block twice", C_IO, supported=True)
 _b("softrandommap", "Continue without the random map if it cannot be allocated", C_IO)
 _b("randrepeat", "Use the same random sequence on every run", C_IO, True, supported=True)
@@ -394,9 +401,15 @@ _e("random_generator", "Random number generator", C_IO, ("tausworthe", "lfsr", "
    "tausworthe")
 _e("random_distribution", "Distribution of random offsets", C_IO,
    ("random", "zipf", "pareto", "normal", "zoned", "zoned_abs"), "random",
-   suffix_key="random_distribution_arg")
+   suffix_key="random_distribution_arg", supported=True,
+   note="per-direction zone sets (',' in zoned/zoned_abs) are refused",
+   quirks="every distribution but random turns the random map off (blocks repeat); zipf and pareto"
+   " scatter their hot blocks over the file; 'normal' is fio's: the mean of 12 uniform draws plus a"
+   " uniform deviation of the given percent")
 _add("percentage_random", Kind.INT_PAIR, FioType.INT, (100, 100),
-     "Percent of I/O that is random (rest sequential), per direction", C_IO, maxval=100)
+     "Percent of I/O that is random (rest sequential), per direction", C_IO, maxval=100,
+     supported=True,
+     quirks="a sequential I/O continues from the end of the previous I/O of its direction, random or not")
 _add("percentage_sequential", Kind.STR, FioType.DEPRECATED, None,
      "Removed option; fio refuses it", C_IO)
 _e("io_submit_mode", "Submit I/O inline or from a helper thread", C_IO, ("inline", "offload"),
@@ -567,12 +580,17 @@ _u("trim_backlog", "Trim after this many blocks", C_VERIFY, None)
 _i("trim_backlog_batch", "Blocks to trim per backlog run", C_VERIFY, None)
 
 # Zoned
-_e("zonemode", "Zone handling: none, strided or zbd", C_ZONE, ("none", "strided", "zbd"), "none")
-_z("zonesize", "Zone size", C_ZONE, 0)
+_e("zonemode", "Zone handling: none, strided or zbd", C_ZONE, ("none", "strided", "zbd"), "none",
+   supported=True, note="zbd is refused",
+   quirks="strided zones apply only to a job with one file (fio ignores them otherwise)")
+_z("zonesize", "Zone size", C_ZONE, 0, supported=True,
+   quirks="with zonemode=strided: bytes of I/O done in a zone before moving on; refused (as in fio)"
+   " without zonemode=strided")
 _z("zonecapacity", "Zone capacity", C_ZONE, 0)
-_z("zonerange", "Zone range", C_ZONE, 0)
+_z("zonerange", "Zone range", C_ZONE, 0, supported=True,
+    quirks="length of a strided zone (default zonesize); the next zone starts zonerange+zoneskip later")
 _z("zoneskip", "Bytes to skip after each zone", C_ZONE, 0, fio_type=FioType.VAL_ZONE, zone_ok=True,
-   last_part_wins=True)
+   last_part_wins=True, supported=True)
 _b("read_beyond_wp", "Allow reads past the write pointer", C_ZONE)
 _i("max_open_zones", "Most zones open at once", C_ZONE, 0)
 _i("job_max_open_zones", "Most zones this job keeps open", C_ZONE, 0)

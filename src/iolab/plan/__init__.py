@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from iolab.engine.config import (
     POLL_MODES,
 )
 from iolab.jobfile import JobDef
+from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
@@ -129,7 +131,8 @@ def _block_sizes(values: Mapping[str, Any], bsrange_set: bool) -> tuple[list[int
         bs_min = [int(brange[0][0]), int(brange[1][0])]
         bs_max = [int(brange[0][1]), int(brange[1][1])]
     align_opt = values.get("ba")
-    align = [int(align_opt[d]) if align_opt and align_opt[d] else bs_min[d] for d in (0, 1)]
+    # 0: the C core aligns to the smallest block size of the direction (bssplit included), as fio
+    align = [int(align_opt[d]) if align_opt and align_opt[d] else 0 for d in (0, 1)]
     return bs_min, bs_max, align
 
 
@@ -221,23 +224,30 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             else:
                 seed = int.from_bytes(os.urandom(8), "little")
             modifier = v.get("rw_modifier")
+            pattern_cfg = _pattern_config(jd, files, random)
             config: dict[str, Any] = {
                 "engine": SUPPORTED_ENGINES[engine],
                 "ddir_mask": (1 if reads else 0) | (2 if writes else 0),
                 "random": int(random),
-                "rw_seq_nr": int(modifier) if (random and modifier) else 1,
-                "rw_hole": int(modifier) if (not random and modifier) else 0,
+                # fio keeps the count as an unsigned int: 0 (and a negative one) never jumps again
+                "rw_seq_nr": (int(modifier) & 0xFFFFFFFF) if (random and modifier is not None) else 1,
+                "rw_hole": (int(modifier) & _U64) if (not random and modifier) else 0,
                 "rwmix_read": int(v.get("rwmixread", 50)) if (reads and writes) else (100 if reads else 0),
                 "direct": int(bool(v.get("direct"))),
                 "iodepth": int(v.get("iodepth") or 1),
                 "time_based": int(bool(v.get("time_based"))),
                 "runtime_ns": int(v.get("runtime") or 0),
                 "ramp_ns": int(v.get("ramp_time") or 0),
-                "io_size": sum(f.region_size for f in files),
+                "io_size": _io_size(v, files),
+                "io_size_set": int(bool(v.get("io_size"))),
+                "number_ios": int(v.get("number_ios") or 0),
                 "loops": int(v.get("loops") or 1),
-                "norandommap": int(bool(v.get("norandommap"))),
+                # fio turns the random map off for every distribution but the uniform one
+                "norandommap": int(bool(v.get("norandommap")) or pattern_cfg["rand_dist"] != 0),
                 # every clone gets its own stream, as fio seeds per thread
                 "seed": (seed + jobnum * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF,
+                # fio re-seeds its generators for every loop when randrepeat is on (clear_io_state)
+                "rand_repeat": int(bool(v.get("randrepeat", True))),
                 "fsync_blocks": int(v.get("fsync") or 0),
                 "fdatasync_blocks": int(v.get("fdatasync") or 0),
                 "end_fsync": int(bool(v.get("end_fsync"))),
@@ -256,6 +266,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 **engine_cfg,
                 **rate_cfg,
                 **failure_cfg,
+                **pattern_cfg,
             }
             if engine == "io_uring" and v.get("hipri"):
                 _check_hipri(jd, files)
@@ -290,6 +301,168 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     _check_wait_for(jobs)
     global_options = {r.name: r.value for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
     return RunPlan(jobs=tuple(jobs), global_options=global_options)
+
+
+_U64 = (1 << 64) - 1
+RAND_DISTS = {"random": 0, "zipf": 1, "pareto": 2, "normal": 3, "zoned": 4, "zoned_abs": 5}
+FILE_SERVICE = {
+    "roundrobin": 0,
+    "sequential": 1,
+    "random": 2,
+    "zipf": 3,
+    "pareto": 4,
+    "normal": 5,
+    "gauss": 5,
+}
+#: fio's default zipf theta, pareto power and normal deviation when the option gives none
+DIST_DEFAULTS = {"zipf": 1.1, "pareto": 0.2, "normal": 0.0}
+
+
+def _double_bits(x: float) -> int:
+    return int.from_bytes(struct.pack("<d", x), "little")
+
+
+def _dist_value(jd: JobDef, option: str, kind: str, arg: str | None) -> tuple[float, float]:
+    """(parameter, center or -1) of a zipf/pareto/normal distribution, checked as fio checks them."""
+    val, center = DIST_DEFAULTS[kind], -1.0
+    if arg:
+        try:
+            nums = [float(p) for p in arg.split(":")]
+        except ValueError:
+            raise PlanError(
+                f"{_where(jd, option)}: {option}: '{arg}' is not a number (or number:center)"
+            ) from None
+        val = nums[0]
+        if len(nums) > 1:
+            center = nums[1]
+            if not 0.0 <= center <= 1.0:
+                raise PlanError(f"{_where(jd, option)}: {option}: center {center} is out of range (0..1)")
+    if kind == "zipf" and val == 1.0:
+        raise PlanError(f"{_where(jd, option)}: {option}: zipf theta must not be 1.0 (as in fio)")
+    if kind == "pareto" and not 0.0 < val < 1.0:
+        raise PlanError(
+            f"{_where(jd, option)}: {option}: the pareto power must be between 0 and 1 (as in fio)"
+        )
+    if kind == "normal" and not 0.0 <= val < 100.0:
+        raise PlanError(f"{_where(jd, option)}: {option}: the normal deviation must be in 0..100 (percent)")
+    return val, center
+
+
+def _zone_table(jd: JobDef, kind: str, arg: str | None, region: int) -> tuple[list[int], list[int]]:
+    """The zone hit by each draw 1..100: (start, end) in percent of the region (zoned) or in bytes
+    (zoned_abs); one table serves both directions."""
+    opt = "random_distribution"
+    if not arg:
+        raise PlanError(f"{_where(jd, opt)}: {opt}={kind} needs zones, e.g. {kind}:60/10:40/90")
+    if "," in arg:
+        raise PlanError(f"{_where(jd, opt)}: {opt}: per-direction zone sets (',') are not supported by iolab")
+    kb_base = int(jd.values.get("kb_base") or 1024)
+    zones: list[tuple[int, int]] = []
+    for part in arg.split(":"):
+        access, sep, size = part.partition("/")
+        if not sep:
+            raise PlanError(f"{_where(jd, opt)}: {opt}: '{part}' is not access%/size")
+        try:
+            perc = int(access)
+            amount = int(size) if kind == "zoned" else -1
+        except ValueError:
+            raise PlanError(f"{_where(jd, opt)}: {opt}: '{part}' is not access%/size") from None
+        if kind == "zoned_abs":
+            r = read_size(size, kb_base)
+            if r is None or r.percent:
+                raise PlanError(f"{_where(jd, opt)}: {opt}: '{size}' is not a size")
+            amount = int(r.value)
+        zones.append((perc, amount))
+    total = sum(p for p, _ in zones)
+    if total != 100:
+        raise PlanError(
+            f"{_where(jd, opt)}: {opt}: access percentages add up to {total}, not 100 (fio refuses this)"
+        )
+    lo: list[int] = []
+    hi: list[int] = []
+    start = 0
+    for perc, amount in zones:
+        lo += [start] * perc
+        hi += [start + amount] * perc
+        start += amount
+    if kind == "zoned" and start > 100:
+        raise PlanError(f"{_where(jd, opt)}: {opt}: the zone sizes add up to {start}%, more than 100%")
+    if kind == "zoned_abs" and start > region:
+        raise PlanError(
+            f"{_where(jd, opt)}: {opt}: the zones add up to {start} bytes, more than the {region}-byte "
+            "region (fio stops with 'zoned_abs sizes exceed file size')"
+        )
+    return lo * 2, hi * 2
+
+
+def _pattern_config(jd: JobDef, files: Sequence[FilePlan], random: bool) -> dict[str, Any]:
+    """random_distribution, percentage_random, file_service_type and strided zones."""
+    v = jd.values
+    kind = str(v.get("random_distribution") or "random")
+    arg = v.get("random_distribution_arg")
+    val, center = 0.0, -1.0
+    lo = [0] * 200
+    hi = [0] * 200
+    if kind in DIST_DEFAULTS:
+        val, center = _dist_value(jd, "random_distribution", kind, arg)
+    elif kind in ("zoned", "zoned_abs"):
+        lo, hi = _zone_table(jd, kind, arg, min(f.region_size for f in files))
+    perc = v.get("percentage_random") or (100, 100)
+    fst = str(v.get("file_service_type") or "roundrobin")
+    fst_arg = v.get("file_service_type_arg")
+    fst_nr, fst_val = 1, 0.0
+    if fst in ("roundrobin", "sequential", "random"):
+        if fst_arg:
+            try:
+                fst_nr = max(int(fst_arg), 1)
+            except ValueError:
+                raise PlanError(
+                    f"{_where(jd, 'file_service_type')}: file_service_type={fst}:{fst_arg}: "
+                    "expected a number of I/Os"
+                ) from None
+    else:
+        fst_val, fst_center = _dist_value(
+            jd, "file_service_type", "normal" if fst == "gauss" else fst, fst_arg
+        )
+        if kind not in DIST_DEFAULTS:
+            center = fst_center  # fio keeps one center for both
+    mode = str(v.get("zonemode") or "none")
+    zone_size = int(v.get("zonesize") or 0)
+    zone_range = int(v.get("zonerange") or 0)
+    if mode == "zbd":
+        raise PlanError(f"{_where(jd, 'zonemode')}: zonemode=zbd is not supported by iolab")
+    if mode == "none" and zone_size:
+        raise PlanError(
+            f"{_where(jd, 'zonesize')}: zonemode=none and zonesize are not compatible (as in fio)"
+        )
+    if mode == "strided" and not zone_size:
+        raise PlanError(f"{_where(jd, 'zonemode')}: zonemode=strided needs zonesize (as in fio)")
+    strided = mode == "strided" and len(files) == 1  # fio: strided zones only work with one file
+    return {
+        "perc_rand": [int(perc[0]), int(perc[1])],
+        "rand_dist": RAND_DISTS[kind] if random else 0,
+        "rand_dist_val": _double_bits(val),
+        "rand_center": _double_bits(center),
+        "zone_lo": lo,
+        "zone_hi": hi,
+        "fst_mode": FILE_SERVICE[fst],
+        "fst_nr": fst_nr,
+        "fst_val": _double_bits(fst_val),
+        "zonemode_strided": int(strided),
+        "zone_size": zone_size if strided else 0,
+        "zone_range": (zone_range or zone_size) if strided else 0,
+        "zone_skip": int(v.get("zoneskip") or 0) if strided else 0,
+    }
+
+
+def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan]) -> int:
+    """Bytes per loop: io_size, io_size=N% of each region (as fio sums it), else the regions' sizes."""
+    if v.get("io_size"):
+        return int(v["io_size"])
+    frac = v.get("io_size_percent")
+    if frac:
+        return max(sum(int(f.region_size * float(frac)) for f in files), 1)
+    return sum(f.region_size for f in files)
 
 
 def _sample_interval(jd: JobDef) -> int:
