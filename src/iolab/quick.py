@@ -38,7 +38,7 @@ def _parse_size(text: str) -> int:
 
 
 def _prepare_target(path: str, size: int) -> None:
-    from iolab.plan import FilePlan
+    from iolab.plan import FilePlan, LayoutSpec
 
     if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
         return
@@ -47,7 +47,7 @@ def _prepare_target(path: str, size: int) -> None:
             f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
             file=sys.stderr,
         )
-        layout_file(FilePlan(path, False, size, 0, size), fill=True)
+        layout_file(FilePlan(path, False, size, 0, size, extend=True), LayoutSpec())
 
 
 def _override(jobs: list[JobDef], runtime_s: float, ramp_s: float) -> None:

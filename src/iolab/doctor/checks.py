@@ -270,7 +270,7 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
             {
                 "numjobs": len(clones),
                 "files": paths,
-                "offset_increment": int(job.values["offset_increment"]),
+                "offset_increment": int(job.values["offset_increment"] or 0),
                 "overlapping_bytes": max(n for _, n in overlaps),
                 "region_bytes": region,
                 "per_clone_bytes": per_clone,

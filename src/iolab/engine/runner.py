@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import mmap
 import os
 import signal
 import threading
@@ -29,9 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iolab import _core
-from iolab.engine.config import pack_config
-from iolab.plan import JobPlan, RunPlan
-from iolab.plan.layout import layout_file
+from iolab.engine.config import ENGINE_PSYNC, pack_config
+from iolab.plan import FilePlan, JobPlan, RunPlan
+from iolab.plan.layout import LayoutError, layout_file, make_parent_dirs
 
 
 @dataclass
@@ -39,6 +40,8 @@ class WorkerOutcome:
     plan: JobPlan
     raw: dict[str, Any] | None = None
     setup_error: str | None = None
+    #: fio's error number for a job that did not run (0: fio reports no error number, only a message)
+    setup_errno: int = errno.EIO
     started_at: float = 0.0
     finished_at: float = 0.0
     #: most io_uring worker threads (iou-wrk) seen for the job's thread while it ran
@@ -103,27 +106,63 @@ class RunOutcome:
     phases: list[Phase] = field(default_factory=list)
 
 
-def prepare_files(plan: RunPlan) -> list[str]:
-    """Lay out every file a worker needs before any worker starts (except create_on_open ones)."""
+def setup_job(job: JobPlan) -> list[str]:
+    """fio's file setup for one job: the first file's missing directories, then every file the job needs
+    bigger laid out. Raises LayoutError (the job does not run)."""
     notes: list[str] = []
-    done: set[str] = set()
-    for job in plan.jobs:
-        if job.create_on_open:
-            continue
-        for fp in job.files:
-            if fp.path in done:
-                continue
-            if layout_file(fp, fill=job.reads, zero=bool(job.config["zero_buffers"])):
-                notes.append(f"{job.name}: laid out {fp.path} ({fp.required_size} bytes)")
-            done.add(fp.path)
+    nested = [fp.path for fp in job.files if "/" in fp.path and not (fp.is_block or fp.is_char)]
+    if nested:
+        # fio creates the directories of the first such file only
+        try:
+            make_parent_dirs(nested[0])
+        except OSError as exc:
+            msg = f"failed to create dir ({nested[0]}): {exc.strerror}"
+            raise LayoutError(msg, exc.errno or errno.EIO) from None
+    for fp in job.files:
+        if layout_file(fp, job.layout):
+            notes.append(f"{job.name}: laid out {fp.path} ({fp.required_size} bytes)")
     return notes
 
 
-def _open_flags(job: JobPlan) -> int:
-    flags = os.O_RDWR if job.writes else os.O_RDONLY
+def prepare_files(plan: RunPlan, failed: dict[int, tuple[str, int]] | None = None) -> list[str]:
+    """Set up the files of every create_serialize job (fio's default) before any job starts, in fio's
+    thread order; a job whose setup fails goes into `failed` (JobPlan.index -> (message, errno)) and is
+    not run. The other jobs set their files up when they start."""
+    notes: list[str] = []
+    for job in sorted(plan.jobs, key=lambda j: j.thread_number):
+        if not job.create_serialize:
+            continue
+        try:
+            notes.extend(setup_job(job))
+        except LayoutError as exc:
+            if failed is None:
+                raise OSError(exc.errnum, str(exc)) from None
+            failed[job.index] = (str(exc), exc.errnum)
+    return notes
+
+
+def _open_flags(job: JobPlan, fp: FilePlan) -> int:
+    # fio opens character devices read-write whatever the job does
+    flags = os.O_RDWR if (job.writes or fp.is_char) else os.O_RDONLY
     if job.direct:
         flags |= os.O_DIRECT
+    if job.create_on_open and job.layout.allow_create and not (fp.is_block or fp.is_char):
+        flags |= os.O_CREAT
     return flags | os.O_CLOEXEC
+
+
+def _pre_read(fd: int, fp: FilePlan, bs: int) -> None:
+    """Read the region once so it is in the page cache (fio's pre_read), with the job's own fd."""
+    buf = mmap.mmap(-1, bs)  # page aligned, fine for O_DIRECT
+    try:
+        pos, end = fp.region_offset, fp.region_offset + fp.region_size
+        while pos < end:
+            n = os.preadv(fd, [memoryview(buf)[: min(bs, end - pos)]], pos)
+            if n <= 0:
+                raise OSError(errno.EIO, f"pre_read of {fp.path}: short read at {pos}")
+            pos += n
+    finally:
+        buf.close()
 
 
 class _Worker(threading.Thread):
@@ -163,21 +202,40 @@ class _Worker(threading.Thread):
                     cpus = ",".join(map(str, sorted(plan.cpus)))
                     self.outcome.setup_error = f"cannot run on CPU(s) {cpus}: {exc.strerror}"
                     return
-            if plan.create_on_open:
-                for fp in plan.files:
-                    layout_file(fp, fill=plan.reads, zero=bool(plan.config["zero_buffers"]))
+            if not plan.create_serialize:
+                try:
+                    setup_job(plan)
+                except LayoutError as exc:
+                    self.outcome.setup_error = str(exc)
+                    self.outcome.setup_errno = exc.errnum
+                    return
             for fp in plan.files:
                 try:
-                    fds.append(os.open(fp.path, _open_flags(plan)))
+                    fds.append(os.open(fp.path, _open_flags(plan, fp)))
                 except OSError as exc:
                     hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
                     self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
+                    self.outcome.setup_errno = exc.errno or errno.EIO
                     return
-            files = [(fd, fp.region_offset, fp.region_size) for fd, fp in zip(fds, plan.files, strict=True)]
-            job = _core.Job(pack_config(plan.config), files)
+            if plan.pre_read:
+                for fd, fp in zip(fds, plan.files, strict=True):
+                    _pre_read(fd, fp, int(plan.config["max_bs"]))
+            files = [
+                (fd, fp.region_offset, fp.region_size)
+                for fd, fp in zip(fds, plan.files, strict=True)
+                if fp.region_size > 0  # fio ignores a file with nothing to do
+            ]
+            idle = plan.create_only or not files
+            if not files:
+                # a clone left without files (fio's shared generated names) does no I/O: an idle core job
+                # on /dev/null gives its empty result
+                fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+                files = [(fds[-1], 0, int(plan.config["max_bs"]))]
+            config = dict(plan.config, engine=ENGINE_PSYNC, engine_flags=0) if idle else plan.config
+            job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
-                if self._cancel.is_set():
+                if self._cancel.is_set() or idle:
                     job.stop()  # run() then returns at once with an empty, valid result
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
@@ -192,7 +250,7 @@ class _Worker(threading.Thread):
                 os.close(fd)
             if plan.unlink:
                 for fp in plan.files:
-                    if not fp.is_block:
+                    if not (fp.is_block or fp.is_char):
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(fp.path)
             self.outcome.finished_at = time.monotonic()
@@ -224,7 +282,9 @@ def run_plan(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval_s: float = 0.5,
     phase_snapshot: Callable[[], Any] | None = None,
+    failed: dict[int, tuple[str, int]] | None = None,
 ) -> RunOutcome:
+    """Run the workers; `failed` (from prepare_files) names the jobs whose setup failed: not run, done."""
     cancel = threading.Event()
     interrupted = threading.Event()
 
@@ -237,7 +297,9 @@ def run_plan(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return _schedule(plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot)
+        return _schedule(
+            plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot, failed or {}
+        )
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -250,6 +312,7 @@ def _schedule(
     on_progress: Callable[[Progress], None] | None,
     progress_interval_s: float,
     phase_snapshot: Callable[[], Any] | None = None,
+    failed: dict[int, tuple[str, int]] | None = None,
 ) -> RunOutcome:
     snapshot = phase_snapshot or (lambda: None)
     phases: list[Phase] = []
@@ -262,6 +325,13 @@ def _schedule(
     finished: set[int] = set()
     finished_names: dict[str, int] = {}
     outcomes: dict[int, WorkerOutcome] = {}
+    for job in [j for j in pending if j.index in (failed or {})]:
+        # fio reaps a job whose setup failed at once: it counts as finished for the jobs waiting on it
+        message, errnum = (failed or {})[job.index]
+        outcomes[job.index] = WorkerOutcome(job, setup_error=message, setup_errno=errnum)
+        pending.remove(job)
+        finished.add(job.index)
+        finished_names[job.name] = finished_names.get(job.name, 0) + 1
     stopped = False
     t0 = time.monotonic()
     next_progress = t0 + progress_interval_s
