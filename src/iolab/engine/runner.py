@@ -231,7 +231,10 @@ class _Worker(threading.Thread):
                 # on /dev/null gives its empty result
                 fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
                 files = [(fds[-1], 0, int(plan.config["max_bs"]))]
-            config = dict(plan.config, engine=ENGINE_PSYNC, engine_flags=0) if idle else plan.config
+            config = plan.config
+            if idle:
+                io_size = max(int(config["max_bs"]), int(config["io_size"]))
+                config = dict(config, engine=ENGINE_PSYNC, engine_flags=0, io_size=io_size)
             job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
@@ -240,6 +243,8 @@ class _Worker(threading.Thread):
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
+            if idle and not self._cancel.is_set():
+                raw["stopped"] = False  # doing nothing was the plan, not an interruption
             with self._lock:
                 raw["iowq_workers"] = self.outcome.iowq_workers
             self.outcome.raw = raw

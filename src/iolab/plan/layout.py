@@ -56,9 +56,12 @@ def _linux_fallocate(fd: int, flags: int, size: int) -> None:
 
 def make_parent_dirs(path: str) -> None:
     """Create the missing directories of `path` (mode 0700, as fio)."""
-    parent = os.path.dirname(path)
-    if parent and not os.path.isdir(parent):
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+    parts = os.path.dirname(path).split("/")
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if d and not os.path.isdir(d):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o700)
 
 
 def layout_file(plan: FilePlan, spec: LayoutSpec) -> bool:
