@@ -165,6 +165,9 @@ def _pre_read(fd: int, fp: FilePlan, bs: int) -> None:
         buf.close()
 
 
+_SETUP_LOCK = threading.Lock()
+
+
 class _Worker(threading.Thread):
     def __init__(self, plan: JobPlan, cancel: threading.Event) -> None:
         super().__init__(name=f"iolab-{plan.name}.{plan.jobnum}", daemon=True)
@@ -188,6 +191,24 @@ class _Worker(threading.Thread):
         with self._lock:
             self.outcome.iowq_workers = max(self.outcome.iowq_workers, seen)
 
+    def _open_files(self, plan: JobPlan, fds: list[int]) -> bool:
+        if not plan.create_serialize:
+            try:
+                setup_job(plan)
+            except LayoutError as exc:
+                self.outcome.setup_error = str(exc)
+                self.outcome.setup_errno = exc.errnum
+                return False
+        for fp in plan.files:
+            try:
+                fds.append(os.open(fp.path, _open_flags(plan, fp)))
+            except OSError as exc:
+                hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
+                self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
+                self.outcome.setup_errno = exc.errno or errno.EIO
+                return False
+        return True
+
     def run(self) -> None:
         plan = self.outcome.plan
         self.outcome.started_at = time.monotonic()
@@ -202,20 +223,10 @@ class _Worker(threading.Thread):
                     cpus = ",".join(map(str, sorted(plan.cpus)))
                     self.outcome.setup_error = f"cannot run on CPU(s) {cpus}: {exc.strerror}"
                     return
-            if not plan.create_serialize:
-                try:
-                    setup_job(plan)
-                except LayoutError as exc:
-                    self.outcome.setup_error = str(exc)
-                    self.outcome.setup_errno = exc.errnum
-                    return
-            for fp in plan.files:
-                try:
-                    fds.append(os.open(fp.path, _open_flags(plan, fp)))
-                except OSError as exc:
-                    hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
-                    self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
-                    self.outcome.setup_errno = exc.errno or errno.EIO
+            # create_serialize=0: the job sets its files up as it starts; one job at a time, so a clone's
+            # layout does not remove a file another clone is between laying out and opening
+            with _SETUP_LOCK if not plan.create_serialize else contextlib.nullcontext():
+                if not self._open_files(plan, fds):
                     return
             if plan.pre_read:
                 for fd, fp in zip(fds, plan.files, strict=True):
