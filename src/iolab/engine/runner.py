@@ -165,9 +165,6 @@ def _pre_read(fd: int, fp: FilePlan, bs: int) -> None:
         buf.close()
 
 
-_SETUP_LOCK = threading.Lock()
-
-
 class _Worker(threading.Thread):
     def __init__(self, plan: JobPlan, cancel: threading.Event) -> None:
         super().__init__(name=f"iolab-{plan.name}.{plan.jobnum}", daemon=True)
@@ -192,13 +189,6 @@ class _Worker(threading.Thread):
             self.outcome.iowq_workers = max(self.outcome.iowq_workers, seen)
 
     def _open_files(self, plan: JobPlan, fds: list[int]) -> bool:
-        if not plan.create_serialize:
-            try:
-                setup_job(plan)
-            except LayoutError as exc:
-                self.outcome.setup_error = str(exc)
-                self.outcome.setup_errno = exc.errnum
-                return False
         for fp in plan.files:
             try:
                 fds.append(os.open(fp.path, _open_flags(plan, fp)))
@@ -223,11 +213,8 @@ class _Worker(threading.Thread):
                     cpus = ",".join(map(str, sorted(plan.cpus)))
                     self.outcome.setup_error = f"cannot run on CPU(s) {cpus}: {exc.strerror}"
                     return
-            # create_serialize=0: the job sets its files up as it starts; one job at a time, so a clone's
-            # layout does not remove a file another clone is between laying out and opening
-            with _SETUP_LOCK if not plan.create_serialize else contextlib.nullcontext():
-                if not self._open_files(plan, fds):
-                    return
+            if not self._open_files(plan, fds):
+                return
             if plan.pre_read:
                 for fd, fp in zip(fds, plan.files, strict=True):
                     _pre_read(fd, fp, int(plan.config["max_bs"]))
@@ -359,7 +346,22 @@ def _schedule(
             for worker in running:
                 worker.stop()
         if not cancel.is_set():
-            for job in [j for j in pending if _eligible(j, finished, finished_names, counts)]:
+            batch = [j for j in pending if _eligible(j, finished, finished_names, counts)]
+            # create_serialize=0 jobs set their files up as they start, all of a batch before any does
+            # I/O (fio's threads set up, then wait for the go), so no clone's layout removes a file
+            # another already opened
+            for job in sorted(batch, key=lambda j: j.thread_number):
+                if job.create_serialize:
+                    continue
+                try:
+                    setup_job(job)
+                except LayoutError as exc:
+                    outcomes[job.index] = WorkerOutcome(job, setup_error=str(exc), setup_errno=exc.errnum)
+                    batch.remove(job)
+                    pending.remove(job)
+                    finished.add(job.index)
+                    finished_names[job.name] = finished_names.get(job.name, 0) + 1
+            for job in batch:
                 if phase is None:
                     phase = Phase(before=snapshot())
                 phase.jobs.append(job.index)
