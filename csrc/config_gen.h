@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F2451u
-#define IOL_CONFIG_SIZE 1840u
+#define IOL_CONFIG_MAGIC 0x494FFC0Cu
+#define IOL_CONFIG_SIZE 1848u
 #define IOL_BSSPLIT_MAX 64
 
 /* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */
@@ -114,6 +114,10 @@ struct iol_config {
     uint32_t thinktime_blocks_type;
     /* thinktime_blocks was given (with iotime: else iotime only) */
     uint32_t thinktime_blocks_set;
+    /* drop the files' cached pages at every new pass (loops, and time_based wraps when buffered), as fio */
+    uint32_t invalidate;
+    /* stamp each 512-byte sector of a write with its offset and a counter */
+    uint32_t scramble_buffers;
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -168,8 +172,10 @@ struct iol_config {
     X(thinktime_iotime_ns) \
     X(thinktime_blocks_type) \
     X(thinktime_blocks_set) \
+    X(invalidate) \
+    X(scramble_buffers) \
 
-_Static_assert(sizeof(struct iol_config) == 1840, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 1848, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -221,5 +227,7 @@ _Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1816, "offset o
 _Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1824, "offset of thinktime_iotime_ns");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1832, "offset of thinktime_blocks_type");
 _Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1836, "offset of thinktime_blocks_set");
+_Static_assert(offsetof(struct iol_config, invalidate) == 1840, "offset of invalidate");
+_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1844, "offset of scramble_buffers");
 
 #endif /* IOL_CONFIG_GEN_H */

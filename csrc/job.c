@@ -13,7 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -319,6 +322,8 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     for (size_t i = 0; i < nfiles; i++) {
         struct iol_file *f = &j->files[i];
         f->fd = files[i].fd;
+        struct stat st;
+        f->is_block = fstat(f->fd, &st) == 0 && S_ISBLK(st.st_mode);
         f->base = files[i].offset;
         f->size = files[i].size;
         f->nblocks = f->size / j->unit;
@@ -420,6 +425,30 @@ void iol_job_destroy(struct iol_job *j)
 /* ------------------------------------------------------------------------------------------------ */
 /* offsets */
 
+/* fio drops a file's cached pages whenever it starts over on it (invalidate=1): a new loop reopens the
+ * files, and a time_based run that wraps round a buffered file would otherwise read its own cache.
+ * Errors are ignored, as fio ignores them there. */
+static void drop_cache(struct iol_job *j, struct iol_file *f)
+{
+    if (!j->cfg.invalidate)
+        return;
+    if (f->is_block)
+        (void)ioctl(f->fd, BLKFLSBUF, 0);
+    else
+        (void)posix_fadvise(f->fd, (off_t)f->base, (off_t)f->size, POSIX_FADV_DONTNEED);
+}
+
+/* fio's scramble_buffers: a write buffer reused without refill gets every 512-byte sector stamped with
+ * its offset and a running count, so no two written sectors are alike (dedupe can't fold them). */
+static inline void scramble(struct iol_job *j, struct iol_io *io)
+{
+    uint64_t stamp = ++j->scramble_seq;
+    for (uint64_t s = 0; s + 16 <= io->len; s += 512) {
+        uint64_t words[2] = {io->offset + s, stamp};
+        memcpy((char *)io->buf + s, words, sizeof(words));
+    }
+}
+
 static void start_pass(struct iol_job *j)
 {
     j->pass_bytes = 0;
@@ -448,8 +477,11 @@ static inline uint64_t off_to_unit(const struct iol_job *j, uint64_t off)
 static inline uint64_t seq_offset(struct iol_job *j, struct iol_file *f, int d, uint64_t len)
 {
     uint64_t p = f->pos[d];
-    if (UNLIKELY(p + len > f->size))
+    if (UNLIKELY(p + len > f->size)) {
         p = 0; /* wrap around to the start of the region */
+        if (j->cfg.time_based && !j->cfg.direct && j->nfiles == 1)
+            drop_cache(j, f);
+    }
     f->pos[d] = p + len + j->cfg.rw_hole;
     return p;
 }
@@ -467,8 +499,11 @@ static inline uint64_t rand_offset(struct iol_job *j, struct iol_file *f, int d,
         f->seq_left = j->rw_seq_nr - 1;
     }
     if (f->map) {
-        if (UNLIKELY(f->used >= f->nblocks))
+        if (UNLIKELY(f->used >= f->nblocks)) {
             map_reset(f); /* every unit was used: a new pass over the map */
+            if (j->cfg.time_based && !j->cfg.direct)
+                drop_cache(j, f);
+        }
         b = map_find_free(f, b);
     }
     uint64_t off = unit_to_off(j, b);
@@ -516,9 +551,13 @@ static int next_pass(struct iol_job *j)
 {
     if (j->pass_ios == 0)
         return 0; /* no progress possible */
-    if (atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE && !j->cfg.time_based &&
-        ++j->passes_done >= j->cfg.loops)
+    if (!j->cfg.time_based && ++j->passes_done >= j->cfg.loops) /* ramp passes count, as in fio */
         return 0;
+    /* fio reopens the files for every loop; a time_based job starting over drops the cache of a
+     * buffered file (random: each file; sequential: only a single file, as fio) */
+    if (!j->cfg.time_based || (!j->cfg.direct && (j->cfg.random || j->nfiles == 1)))
+        for (unsigned i = 0; i < j->nfiles; i++)
+            drop_cache(j, &j->files[i]);
     start_pass(j);
     return 1;
 }
@@ -576,6 +615,8 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
         io->buf = rbuf + j->buflen;
         if (j->cfg.refill_buffers && !j->cfg.zero_buffers)
             fill_random(&j->rng_buf, io->buf, len);
+        else if (j->cfg.scramble_buffers && !j->cfg.zero_buffers)
+            scramble(j, io);
     } else {
         io->buf = rbuf;
     }
@@ -671,20 +712,14 @@ static void start_schedule(struct iol_job *j, uint64_t t)
     j->think_since = t;
 }
 
-static void begin_measure(struct iol_job *j, uint64_t t)
+/* The baseline of what is measured: the clock, the samples and the CPU use start at t (the ramp's start,
+ * then the measurement's; a job that ends while still in its ramp reports all of it, as fio does). */
+static void start_clock(struct iol_job *j, uint64_t t)
 {
-    reset_stats(j);
-    j->sync_qn = j->sync_head = 0;
-    j->writes_since_fsync = j->writes_since_fdatasync = 0;
-    j->passes_done = 0;
-    start_pass(j); /* the measured phase starts on fresh passes, as if there had been no ramp */
-    start_schedule(j, t);
     j->t_measure = t;
-    j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
     j->sample_interval = j->cfg.sample_interval_ns;
     j->next_sample = j->sample_interval ? t + j->sample_interval : UINT64_MAX;
     j->last_sample_t = t;
-    update_next_event(j);
     long ru[5];
     rusage_now(ru);
     j->ru_utime_ns = ru[0];
@@ -692,6 +727,19 @@ static void begin_measure(struct iol_job *j, uint64_t t)
     j->ru_ctx = ru[2];
     j->ru_majf = ru[3];
     j->ru_minf = ru[4];
+}
+
+/* The ramp is over: statistics start again, but the I/O carries on where it is. As in fio, what the ramp
+ * read or wrote counts against size and loops: a pass is not started over. */
+static void begin_measure(struct iol_job *j, uint64_t t)
+{
+    reset_stats(j);
+    j->sync_qn = j->sync_head = 0;
+    j->writes_since_fsync = j->writes_since_fdatasync = 0;
+    start_schedule(j, t);
+    start_clock(j, t);
+    j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
+    update_next_event(j);
     j->ramp_done = 1;
     atomic_store_explicit(&j->phase, IOL_PHASE_MEASURE, memory_order_relaxed);
 }
@@ -784,6 +832,9 @@ static int handle_event(struct iol_job *j, uint64_t t)
             begin_measure(j, t);
             return EV_DISCARD; /* this I/O was issued during the ramp */
         }
+        while (t >= j->next_sample) /* kept in case the job ends before its ramp does */
+            emit_sample(j, j->next_sample, 0);
+        update_next_event(j);
         return EV_ACCOUNT;
     }
     while (t >= j->next_sample)
@@ -1194,6 +1245,7 @@ void iol_job_run(struct iol_job *j)
         if (j->cfg.ramp_ns) {
             atomic_store_explicit(&j->phase, IOL_PHASE_RAMP, memory_order_relaxed);
             j->deadline = j->t_start + j->cfg.ramp_ns;
+            start_clock(j, j->t_start);
             update_next_event(j);
             start_pass(j);
             start_schedule(j, j->t_start);
@@ -1203,8 +1255,10 @@ void iol_job_run(struct iol_job *j)
         run_loop(j);
     }
 
-    int measuring = atomic_load_explicit(&j->phase, memory_order_relaxed) == IOL_PHASE_MEASURE;
     j->stopped = atomic_load_explicit(&j->stop, memory_order_relaxed) != 0;
+    int phase_now = atomic_load_explicit(&j->phase, memory_order_relaxed);
+    /* a job whose I/O ran out before its ramp did is measured whole, as fio reports it */
+    int measuring = phase_now == IOL_PHASE_MEASURE || (phase_now == IOL_PHASE_RAMP && !j->stopped);
     if (measuring && !j->error && !j->stopped) {
         /* syncs still due after the last write, then end_fsync */
         while (j->sync_qn && !j->error) {

@@ -70,6 +70,7 @@ struct iol_sample {
 
 struct iol_file {
     int fd;
+    int is_block; /* block device (cache dropped with BLKFLSBUF) or regular file (posix_fadvise) */
     uint64_t base; /* region start (absolute) */
     uint64_t size; /* region length */
     uint64_t pos[2]; /* sequential modes: next offset per direction, relative to base */
@@ -148,6 +149,7 @@ struct iol_job {
     uint64_t pass_bytes;
     uint64_t pass_ios;
     uint32_t passes_done;
+    uint64_t scramble_seq; /* scramble_buffers: running stamp of write buffers */
     uint64_t writes_since_fsync, writes_since_fdatasync;
     /* syncs due (FIFO), issued before the next I/O: at most 2 per write completed while they wait */
     uint8_t *sync_q;     /* enum iol_op */

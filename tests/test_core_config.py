@@ -68,6 +68,8 @@ DESIGN_FIELDS = [
     ("thinktime_iotime_ns", "uint64_t", 1),
     ("thinktime_blocks_type", "uint32_t", 1),
     ("thinktime_blocks_set", "uint32_t", 1),
+    ("invalidate", "uint32_t", 1),
+    ("scramble_buffers", "uint32_t", 1),
 ]
 
 

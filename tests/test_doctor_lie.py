@@ -316,15 +316,16 @@ def test_io_in_flight_at_the_end_is_counted_like_fio(loop_device: str) -> None:
 
 def test_run_stonewalled_phases_get_one_verdict_each(ext4_loop, direct_dir: Path) -> None:  # type: ignore[no-untyped-def]
     """A buffered write phase, then (stonewall) a buffered read phase of the same file, on an ext4 file
-    system of a loop device made here: the read phase is served from the page cache, the write phase is not
-    mixed into it, and each phase's issued counts are its own jobs'."""
+    system of a loop device made here: the read phase is served from the page cache (invalidate=0: by
+    default the cache is dropped at open, as fio does), the write phase is not mixed into it, and each
+    phase's issued counts are its own jobs'."""
     dev, mnt = ext4_loop
     size = 16 * MiB
     job = direct_dir / "two-phases.fio"
     job.write_text(
         f"[global]\nfilename={mnt / 'data.bin'}\nsize={size}\nbs=64k\nioengine=psync\ndirect=0\n"
         "[w]\nrw=write\nend_fsync=1\n"
-        "[r]\nstonewall\nrw=read\n"
+        "[r]\nstonewall\nrw=read\ninvalidate=0\n"
     )
     check = run_check(str(job))
     phases = check["phases"]

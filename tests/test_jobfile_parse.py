@@ -194,7 +194,7 @@ def test_units(line: str, key: str, value: int) -> None:
     ("bs=4k-8k", "not a range"),
     ("rw=randread:0", "sequential"),
     ("bssplit=4k/10:8k/20", "add up to 30"),
-    ("invalidate=0", "not implemented"),
+    ("clocksource=cpu", "not implemented by iolab, and ignored"),
     ("threads=4", "profile"),
 ])
 def test_surprises_warn(line: str, words: str) -> None:

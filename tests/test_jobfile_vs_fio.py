@@ -42,7 +42,7 @@ def fio_outs(proc: subprocess.CompletedProcess[str], option: str) -> list[tuple[
 
 def ours_ok(text: str) -> bool:
     try:
-        parse_text(text, env={"IOLAB_T": "8k"})
+        parse_text(text, env={"IOLAB_T": "8k"}, fio_only=True)
     except JobFileError:
         return False
     return True
@@ -127,7 +127,7 @@ def test_numbers_match_fio(tmp_path: Path, option: str, value: str) -> None:
     outs = fio_outs(proc, option)
     assert outs and outs[0][0] == 0
     fio_value = outs[0][1]
-    job = parse_text(f"[j]\n{option}={value}\n")[0]
+    job = parse_text(f"[j]\n{option}={value}\n", fio_only=True)[0]
     ours = job.values[option]
     if option in ("runtime", "ramp_time", "thinktime"):
         assert ours == fio_value * 1000  # fio reads times in microseconds, iolab keeps ns
@@ -144,7 +144,7 @@ def test_bs_pairs_match_fio(tmp_path: Path, value: str, read: int, write: int) -
     assert proc.returncode == 0
     outs = [o for r, o in fio_outs(proc, "bs") if r == 0]
     assert outs[0] in (read, write)
-    assert parse_text(f"[j]\nbs={value}\n")[0].values["bs"] == (read, write)
+    assert parse_text(f"[j]\nbs={value}\n", fio_only=True)[0].values["bs"] == (read, write)
 
 
 def test_kb_base_applies_first_in_section(tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_kb_base_applies_first_in_section(tmp_path: Path) -> None:
     proc = fio_parse(tmp_path, text)
     assert fio_outs(proc, "size")[0][1] == 4000
     assert fio_outs(proc, "bs")[0][1] == 4096
-    v = parse_text(text)[0].values
+    v = parse_text(text, fio_only=True)[0].values
     assert v["size"] == 4000 and v["bs"] == (4096, 4096)
 
 
@@ -164,7 +164,7 @@ def test_global_prefix_sections(tmp_path: Path) -> None:
 
     ios = {j["jobname"]: j["read"]["total_ios"] for j in json.loads(out)["jobs"]}
     assert ios == {"j1": 16, "j2": 8}
-    jobs = parse_text(text.replace("ioengine=null\n", ""))
+    jobs = parse_text(text.replace("ioengine=null\n", ""), fio_only=True)
     assert [j.name for j in jobs] == ["j1", "j2"]
     assert [j.values["bs"][0] for j in jobs] == [4096, 8192]
 
@@ -228,7 +228,7 @@ def test_cli_globals_reach_first_file_only(tmp_path: Path) -> None:
     assert jobs == {"c": (4, 0), "a": (8, 0), "b": (16, 1)}
     for p in (f1, f2):
         p.write_text(p.read_text().replace("ioengine=null\n", ""))
-    res = parse_cli(["--bs=16k", "--name=c", "--size=64k", str(f1), str(f2)], env={})
+    res = parse_cli(["--bs=16k", "--name=c", "--size=64k", str(f1), str(f2)], env={}, fio_only=True)
     got = {j.name: (j.values["bs"][0], bool(j.values["stonewall"])) for j in res.jobs}
     assert got == {"c": (16384, False), "a": (8192, False), "b": (4096, True)}
     assert [j.index for j in res.jobs] == [0, 1, 2]

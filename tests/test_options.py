@@ -77,8 +77,7 @@ def test_required_coverage() -> None:
         assert lookup(n) is not None, n
     for n in ["bs", "rw", "size", "runtime", "direct", "iodepth", "filename", "bssplit"]:
         assert OPTIONS[n].supported, n
-    assert not OPTIONS["invalidate"].supported
-    assert OPTIONS["invalidate"].note == "" or OPTIONS["invalidate"].note
+    assert OPTIONS["invalidate"].supported and OPTIONS["invalidate"].default is True
 
 
 def test_defaults_are_typed() -> None:

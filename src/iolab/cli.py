@@ -65,7 +65,7 @@ def execute(
     from iolab.analysis.diskstats import disk_util
     from iolab.analysis.model import job_result, run_result
     from iolab.engine.runner import prepare_files, run_plan
-    from iolab.plan import SAMPLE_INTERVAL_NS, build_plan
+    from iolab.plan import build_plan
     from iolab.status import StatusLine
 
     plan = build_plan(jobdefs)
@@ -122,8 +122,8 @@ def execute(
                 jobnum=jp.jobnum,
                 groupid=jp.groupid,
                 options=jp.options,
-                sample_interval_ms=SAMPLE_INTERVAL_NS / 1e6,
-                warnings=list(jp.warnings),
+                sample_interval_ms=jp.config["sample_interval_ns"] / 1e6,
+                warnings=[*jp.warnings, *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
             )

@@ -11,8 +11,9 @@ Help texts are iolab's own words.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "lookup",
     "lookup_flag",
     "suggest",
+    "unimplemented",
 ]
 
 NS_PER_US = 1_000
@@ -128,6 +130,14 @@ class Option:
     last_part_wins: bool = False
     # Choice value -> typed value (kb_base=1024 -> 1024), for choice options stored as numbers.
     choice_values: tuple[tuple[str, Any], ...] = ()
+    # What happens to an option iolab does not implement (supported=False), decided on the job's final
+    # value (see :func:`unimplemented`): a value in ``runs_as`` is what iolab does anyway (default: fio's
+    # default), so it is accepted; otherwise, with ``ignorable`` (why no value changes the I/O issued or the
+    # numbers reported) it is accepted with a warning; otherwise it is refused. ``planned`` names the
+    # issue that brings it.
+    runs_as: tuple[Any, ...] | None = None
+    ignorable: str = ""
+    planned: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -264,12 +274,14 @@ _f("exitall", "When one job finishes, stop the others", C_PROC)
 _e("exit_what", "Which jobs exitall stops: group, stonewall or all", C_PROC,
    ("group", "stonewall", "all"), "group")
 _f("exitall_on_error", "When one job fails, stop the others", C_PROC)
-_s("exec_prerun", "Shell command run before the job", C_PROC)
-_s("exec_postrun", "Shell command run after the job", C_PROC)
-_i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19,
+_s("exec_prerun", "Shell command run before the job", C_PROC, supported=True,
+   note="its output goes to <job name>.prerun.txt; a command that fails fails the job")
+_s("exec_postrun", "Shell command run after the job", C_PROC, supported=True,
+   note="its output goes to <job name>.postrun.txt")
+_i("nice", "Scheduling nice value of the job", C_PROC, 0, minval=-20, maxval=19, supported=True,
    quirks="fio parses it with its unsigned integer reader")
-_i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7)
-_i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3)
+_i("prio", "I/O priority level within the class", C_PROC, None, minval=0, maxval=7, supported=True)
+_i("prioclass", "I/O priority class", C_PROC, None, minval=0, maxval=3, supported=True)
 _i("cpumask", "CPU affinity as a bit mask", C_PROC, None, supported=True)
 _cb("cpus_allowed", "CPUs the job may run on (list or ranges)", C_PROC, supported=True)
 _e("cpus_allowed_policy", "How cpus_allowed is shared among clones: shared or split", C_PROC,
@@ -326,7 +338,8 @@ _e("fallocate", "How files are preallocated", C_FILE,
    quirks="only when a file is laid out; 0 means none and 1 posix; with none or keep a write-only"
    " job's new file starts empty and grows as it is written")
 _e("fadvise_hint", "posix_fadvise hint for the access pattern", C_FILE,
-   ("0", "1", "random", "sequential"), "1")
+   ("0", "1", "random", "sequential"), "1", supported=True,
+   note="1 (the default) advises random or sequential access by the job's pattern, on every file it opens")
 _add("filesize", Kind.SIZE, FioType.VAL, None,
      "Size of each file (a range 'lo-hi' picks sizes in between)", C_FILE, minval=1, supported=True,
      range_key="filesize_max",
@@ -349,7 +362,9 @@ _b("unlink", "Delete the job's files when it finishes", C_FILE, supported=True)
 _b("unlink_each_loop", "Delete the job's files after every loop", C_FILE)
 _b("overwrite", "Lay out files fully before writing so writes overwrite data", C_FILE, supported=True,
    quirks="always on for jobs that read")
-_b("invalidate", "Drop the page cache for the files before starting", C_FILE, True)
+_b("invalidate", "Drop the page cache for the files before starting", C_FILE, True, supported=True,
+   note="as fio: at open, at every new loop, and when a buffered time_based job wraps round its file;"
+   " files with posix_fadvise(DONTNEED) over the job's region, block devices with BLKFLSBUF")
 
 # I/O pattern
 _add("rw", Kind.RW, FioType.STR, "read", "I/O pattern", C_IO, aliases=("readwrite",),
@@ -399,7 +414,8 @@ _add("percentage_sequential", Kind.STR, FioType.DEPRECATED, None,
 _e("io_submit_mode", "Submit I/O inline or from a helper thread", C_IO, ("inline", "offload"),
    "inline")
 _b("serialize_overlap", "Never have two overlapping I/Os in flight", C_IO)
-_e("sync", "Open files with O_SYNC/O_DSYNC", C_SYNC, ("none", "0", "sync", "1", "dsync"), "none")
+_e("sync", "Open files with O_SYNC/O_DSYNC", C_SYNC, ("none", "0", "sync", "1", "dsync"), "none",
+   supported=True)
 _b("atomic", "Use atomic direct I/O", C_IO)
 _b("direct", "Use O_DIRECT (no page cache)", C_IO, False, inverse="buffered", inverse_kind="not",
    supported=True)
@@ -520,7 +536,9 @@ _b("latency_run", "Keep searching for the best depth for latency_target", C_RATE
 # Buffers
 _f("zero_buffers", "Fill write buffers with zeros", C_BUF, supported=True)
 _f("refill_buffers", "Fill write buffers with fresh data before every write", C_BUF, supported=True)
-_b("scramble_buffers", "Lightly scramble buffers to defeat dedupe", C_BUF, True)
+_b("scramble_buffers", "Lightly scramble buffers to defeat dedupe", C_BUF, True, supported=True,
+   note="every 512-byte sector of a write gets its offset and a running count (fio stamps offset and"
+   " time); not with refill_buffers or zero_buffers")
 _cb("buffer_pattern", "Fill buffers with this pattern", C_BUF)
 _p("buffer_compress_percentage", "How compressible write buffers are", C_BUF, None)
 _i("buffer_compress_chunk", "Granularity of buffer_compress_percentage", C_BUF, 512)
@@ -591,8 +609,10 @@ _b("log_unix_epoch", "Log absolute Unix times", C_LOG)
 _b("log_alternate_epoch", "Log times from another clock's epoch", C_LOG)
 _i("log_alternate_epoch_clock_id", "Clock id for log_alternate_epoch", C_LOG, None)
 _b("block_error_percentiles", "Report trim error histogram per block", C_LOG)
-_i("bwavgtime", "Bandwidth sample interval in ms", C_LOG, 500)
-_i("iopsavgtime", "IOPS sample interval in ms", C_LOG, 500)
+_i("bwavgtime", "Bandwidth sample interval in ms", C_LOG, 500, supported=True,
+   note="iolab takes bandwidth and IOPS samples together: bwavgtime and iopsavgtime must be equal")
+_i("iopsavgtime", "IOPS sample interval in ms", C_LOG, 500, supported=True,
+   note="iolab takes bandwidth and IOPS samples together: bwavgtime and iopsavgtime must be equal")
 
 # Reporting
 _b("stats", "Collect statistics for this job", C_STAT, True)
@@ -824,6 +844,83 @@ _i("poll_shrink", "Adaptive: divide the window by this when a wait exceeds poll_
    C_POLL, 0, minval=0, supported=True, note=_POLL_NOTE)
 
 # ---------------------------------------------------------------------------------------------
+# Options iolab does not implement: what each of their values means for a run.
+# No entry: only fio's default is accepted (it is what iolab does), any other value is refused.
+
+_V12 = "the verify issue (12)"
+_SS12 = "the steady-state issue (12)"
+_LOG13 = "the log-files issue (13)"
+_NOT_IMPLEMENTED: dict[str, dict[str, Any]] = {
+    # no value changes the I/O or the numbers
+    "unique_filename": {"ignorable": "it only names files in fio's client/server mode, which iolab has not"},
+    "clocksource": {"ignorable": "iolab always times with clock_gettime(CLOCK_MONOTONIC); the source does "
+                    "not change what is measured"},
+    "hugepage-size": {"ignorable": "only mem=shmhuge/mmaphuge use it, and iolab refuses those"},
+    "gpu_dev_id": {"ignorable": "only mem=cudamalloc uses it, and iolab refuses that"},
+    "create_serialize": {"ignorable": "files are laid out before anything is measured (iolab lays them out "
+                         "one at a time)"},
+    "cgroup_nodelete": {"ignorable": "only cgroup= uses it, and iolab refuses that"},
+    "error_dump": {"ignorable": "it only prints each error; iolab's JSON holds the error details"},
+    "softrandommap": {"ignorable": "iolab's random map is always allocated, so the fallback never happens"},
+    "allrandrepeat": {"runs_as": (False, True),
+                      "note": "iolab derives every random choice from the job's seed, so with randrepeat=1 "
+                      "(the default) all of them repeat"},
+    "allow_mounted_write": {"ignorable": "iolab's safety gate decides: a device that holds data is written "
+                            "only when --allow-destroy names it, whatever this option says"},
+    "buffer_compress_chunk": {"ignorable": "only buffer_compress_percentage uses it, and iolab refuses that"},
+    "dedupe_global": {"ignorable": "only dedupe_percentage uses it, and iolab refuses that"},
+    "dedupe_mode": {"ignorable": "only dedupe_percentage uses it, and iolab refuses that"},
+    "dedupe_working_set_percentage": {"ignorable": "only dedupe_percentage uses it, and iolab refuses that"},
+    "replay_no_stall": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "replay_redirect": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "replay_scale": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "replay_align": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "replay_time_scale": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "replay_skip": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "read_iolog_chunked": {"ignorable": "only read_iolog uses it, and iolab refuses that"},
+    "rate_cycle": {"ignorable": "only rate_min and rate_iops_min use it, and iolab refuses those"},
+    "random_generator": {"runs_as": ("tausworthe", "tausworthe64"),
+                         "note": "iolab has one generator of its own (fio's random streams are not "
+                         "reproduced); lfsr is refused because with norandommap it still covers each block"
+                         " once, which iolab's generator does not promise"},
+    # buffers are 4096-aligned, so every smaller power of two is met too
+    "iomem_align": {"runs_as": tuple([0] + [1 << i for i in range(13)])},
+    # planned
+    "verify_only": {"planned": _V12},
+    "do_verify": {"planned": _V12}, "verify_interval": {"planned": _V12},
+    "verify_offset": {"planned": _V12}, "verify_pattern": {"planned": _V12},
+    "verify_fatal": {"planned": _V12}, "verify_dump": {"planned": _V12}, "verify_async": {"planned": _V12},
+    "verify_backlog": {"planned": _V12}, "verify_backlog_batch": {"planned": _V12},
+    "verify_async_cpus": {"planned": _V12}, "experimental_verify": {"planned": _V12},
+    "verify_state_load": {"planned": _V12}, "verify_state_save": {"planned": _V12},
+    "verify": {"planned": _V12, "runs_as": ("0",)},
+    "trim_percentage": {"planned": _V12}, "trim_verify_zero": {"planned": _V12},
+    "trim_backlog": {"planned": _V12}, "trim_backlog_batch": {"planned": _V12},
+    "steadystate": {"planned": _SS12}, "steadystate_duration": {"planned": _SS12},
+    "steadystate_ramp_time": {"planned": _SS12},
+    "write_bw_log": {"planned": _LOG13}, "write_lat_log": {"planned": _LOG13},
+    "write_iops_log": {"planned": _LOG13}, "write_hist_log": {"planned": _LOG13},
+    "log_avg_msec": {"planned": _LOG13}, "log_hist_msec": {"planned": _LOG13},
+    "log_hist_coarseness": {"planned": _LOG13}, "log_max_value": {"planned": _LOG13},
+    "log_offset": {"planned": _LOG13}, "log_prio": {"planned": _LOG13},
+    "log_compression": {"planned": _LOG13}, "log_store_compressed": {"planned": _LOG13},
+    "log_unix_epoch": {"planned": _LOG13}, "log_alternate_epoch": {"planned": _LOG13},
+    "log_alternate_epoch_clock_id": {"planned": _LOG13},
+    "per_job_logs": {"ignorable": "it only matters with log files, which iolab refuses until " + _LOG13},
+    "log_entries": {"ignorable": "it only sizes fio's in-memory log, and iolab refuses log files until "
+                    + _LOG13},
+    "log_compression_cpus": {"ignorable": "it only matters with log files, which iolab refuses until "
+                             + _LOG13},
+}
+for _i_opt, _o in enumerate(_table):
+    _extra = _NOT_IMPLEMENTED.get(_o.name)
+    if _extra and not _o.supported:
+        _fields = {k: v for k, v in _extra.items() if k != "note"}
+        if "note" in _extra:
+            _fields["note"] = _extra["note"]
+        _table[_i_opt] = dataclasses.replace(_o, **_fields)
+
+# ---------------------------------------------------------------------------------------------
 # The table
 
 OPTIONS: dict[str, Option] = {}
@@ -852,6 +949,32 @@ for _o in OPTIONS.values():
 def lookup(name: str) -> Option | None:
     """Find an option by its name or any alias (exact, case-sensitive as in fio)."""
     return _BY_NAME.get(name)
+
+
+def companions_of(o: Option) -> tuple[str, ...]:
+    """The companion value keys an option fills besides its own (percent form, choice argument, range end)."""
+    return tuple(k for k in (o.percent_key, o.suffix_key, o.range_key) if k)
+
+
+def unimplemented(o: Option, values: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What a job's final value of an option iolab does not implement means for the run.
+
+    None: the value is what iolab does anyway (accepted in silence). ``("warning", why)``: the option
+    changes neither the I/O issued nor the numbers reported. ``("error", why)``: the option is refused,
+    because running the job without it would issue other I/O or report other numbers than fio.
+    """
+    if o.supported or o.profile or o.fio_type is FioType.SOFT_DEPRECATED:
+        return None
+    value = values.get(o.name)
+    companions = [values.get(k) for k in companions_of(o)]
+    accepted = o.runs_as if o.runs_as is not None else (o.default,)
+    if value in accepted and all(c is None for c in companions):
+        return None
+    if o.ignorable:
+        return "warning", f"not implemented by iolab, and ignored: {o.ignorable}"
+    later = f"; planned in {o.planned}" if o.planned else ""
+    shown = "|".join(str(v) for v in accepted if v is not None) or "unset"
+    return "error", f"not implemented by iolab{later}; only {o.name}={shown} (what iolab does) is accepted"
 
 
 def engine_option_owners(name: str) -> tuple[str, ...]:
@@ -1003,7 +1126,14 @@ def _status(o: Option) -> str:
         return "deprecated: accepted, ignored"
     if o.profile:
         return f"{o.profile} profile: accepted, ignored"
-    return "supported" if o.supported else "parsed, not implemented"
+    if o.supported:
+        return "supported"
+    accepted = o.runs_as if o.runs_as is not None else (o.default,)
+    shown = "|".join(str(v) for v in accepted if v is not None and v != ()) or "unset"
+    if o.ignorable:
+        return "not implemented: ignored with a warning (changes neither the I/O nor the numbers)"
+    later = f", planned in {o.planned}" if o.planned else ""
+    return f"not implemented{later}: refused unless {shown}"
 
 
 def _detail(o: Option) -> str:
@@ -1025,6 +1155,8 @@ def _detail(o: Option) -> str:
     if o.category:
         lines.append(f"  category: {o.category}")
     lines.append(f"  status:   {_status(o)}")
+    if o.ignorable and not o.supported:
+        lines.append(f"  why:      {o.ignorable}")
     if o.note:
         lines.append(f"  note:     {o.note}")
     if o.quirks:

@@ -671,7 +671,11 @@ def job_result(
     if stopped:
         notes.append("job was stopped before it finished; results cover the time it ran")
     if not ramp_done and _as_int(options.get("ramp_time"), 0) > 0:
-        notes.append("ramp_time did not complete: nothing was measured")
+        if stopped:
+            notes.append("ramp_time did not complete: nothing was measured")
+        else:
+            notes.append("the job's I/O ended before ramp_time did: all of it is reported, ramp included"
+                         " (as fio does)")
 
     n_all = sum(dirs[d].ios for d in ALL_DIRS)
     engine = EngineStats.from_raw(raw)

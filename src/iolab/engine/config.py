@@ -172,6 +172,16 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField(
         "thinktime_blocks_set", _U32, 1, "thinktime_blocks was given (with iotime: else iotime only)"
     ),
+    # page cache and buffer contents
+    ConfigField(
+        "invalidate",
+        _U32,
+        1,
+        "drop the files' cached pages at every new pass (loops, and time_based wraps when buffered), as fio",
+    ),
+    ConfigField(
+        "scramble_buffers", _U32, 1, "stamp each 512-byte sector of a write with its offset and a counter"
+    ),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}

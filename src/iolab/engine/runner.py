@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import mmap
 import os
+import shlex
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,6 +49,8 @@ class WorkerOutcome:
     finished_at: float = 0.0
     #: most io_uring worker threads (iou-wrk) seen for the job's thread while it ran
     iowq_workers: int = 0
+    #: what fio would print as information while setting the job up (a cache drop that failed)
+    notes: list[str] = field(default_factory=list)
 
 
 def iowq_workers(tid: int) -> int:
@@ -148,6 +153,7 @@ def _open_flags(job: JobPlan, fp: FilePlan) -> int:
         flags |= os.O_DIRECT
     if job.create_on_open and job.layout.allow_create and not (fp.is_block or fp.is_char):
         flags |= os.O_CREAT
+    flags |= SYNC_FLAGS[str(job.options.get("sync") or "none")]
     return flags | os.O_CLOEXEC
 
 
@@ -163,6 +169,93 @@ def _pre_read(fd: int, fp: FilePlan, bs: int) -> None:
             pos += n
     finally:
         buf.close()
+
+
+#: fio's sync= values -> open flags
+SYNC_FLAGS = {"none": 0, "0": 0, "sync": os.O_SYNC, "1": os.O_SYNC, "dsync": os.O_DSYNC}
+#: fio's fadvise_hint= values -> the advice given at open ("1": by the pattern, random or sequential)
+_FADVISE = {"random": os.POSIX_FADV_RANDOM, "sequential": os.POSIX_FADV_SEQUENTIAL}
+BLKFLSBUF = 0x1261
+
+
+#: ioprio_set(2) has no wrapper in Python or glibc: its number per architecture
+_NR_IOPRIO_SET = {"x86_64": 251, "aarch64": 30, "riscv64": 30, "i686": 289, "ppc64le": 273, "s390x": 282}
+_IOPRIO_WHO_PROCESS = 1  # with a thread id: that thread only
+_IOPRIO_CLASS_SHIFT = 13
+_IOPRIO_CLASS_BE = 2
+
+
+def _ioprio_set(tid: int, ioclass: int, level: int) -> None:
+    """The calling thread's I/O priority, as fio's ioprio_set(IOPRIO_WHO_PROCESS, 0, class, prio)."""
+    import ctypes
+    import platform
+
+    nr = _NR_IOPRIO_SET.get(platform.machine())
+    if nr is None:
+        raise OSError(errno.ENOSYS, f"ioprio_set: system call number unknown on {platform.machine()}")
+    libc = ctypes.CDLL(None, use_errno=True)
+    ioclass = ioclass or _IOPRIO_CLASS_BE  # fio: no class given means best effort
+    if libc.syscall(nr, _IOPRIO_WHO_PROCESS, tid, (ioclass << _IOPRIO_CLASS_SHIFT) | level) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def apply_priorities(job: JobPlan) -> str | None:
+    """nice, prio and prioclass for the calling worker thread, as fio sets them in its job process (nice is
+    an increment, as nice(2)); the error fio would report, or None."""
+    v = job.options
+    tid = threading.get_native_id()
+    if v.get("prio") is not None or v.get("prioclass") is not None:
+        try:
+            _ioprio_set(tid, int(v.get("prioclass") or 0), int(v.get("prio") or 0))
+        except OSError as exc:
+            return f"ioprio_set: {exc.strerror}"
+    nice = int(v.get("nice") or 0)
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+        except OSError as exc:
+            return f"nice: {exc.strerror}"
+    return None
+
+
+def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
+    """exec_prerun / exec_postrun: the command through the shell, its output in '<name>.<which>.txt' as fio
+    does. Returns (error or None, the note fio prints)."""
+    command = job.options.get(f"exec_{which}")
+    if not command:
+        return None, ""
+    out = f"{job.name}.{which}.txt"
+    note = f"{job.name}: saving the output of exec_{which} in {out}"
+    status = subprocess.run(f"{command} > {shlex.quote(out)} 2>&1", shell=True, check=False).returncode
+    if status != 0:
+        return f"exec_{which} command exited with status {status} (see {out})", note
+    return None, note
+
+
+def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
+    """What fio does to a file it has just opened: drop its cached pages (invalidate=1, fio's default:
+    posix_fadvise DONTNEED over the job's region of a file, BLKFLSBUF for a block device), then give the
+    fadvise_hint. A failure is a note, not an error, as in fio."""
+    notes: list[str] = []
+    if job.options.get("invalidate", True) and not job.pre_read:  # pre_read turns invalidate off
+        try:
+            if fp.is_block:
+                fcntl.ioctl(fd, BLKFLSBUF, 0)
+            else:
+                os.posix_fadvise(fd, fp.region_offset, fp.region_size, os.POSIX_FADV_DONTNEED)
+        except OSError as exc:
+            notes.append(f"cache invalidation of {fp.path} failed: {exc.strerror}")
+    hint = str(job.options.get("fadvise_hint") or "1")
+    if hint != "0":
+        advice = _FADVISE.get(hint) or (
+            os.POSIX_FADV_RANDOM if job.config["random"] else os.POSIX_FADV_SEQUENTIAL
+        )
+        try:
+            os.posix_fadvise(fd, fp.region_offset, fp.region_size, advice)
+        except OSError as exc:
+            notes.append(f"fadvise_hint on {fp.path} failed: {exc.strerror}")
+    return notes
 
 
 class _Worker(threading.Thread):
@@ -213,8 +306,19 @@ class _Worker(threading.Thread):
                     cpus = ",".join(map(str, sorted(plan.cpus)))
                     self.outcome.setup_error = f"cannot run on CPU(s) {cpus}: {exc.strerror}"
                     return
+            problem = apply_priorities(plan)
+            if problem is None:
+                problem, note = run_hook(plan, "prerun")
+                if note:
+                    self.outcome.notes.append(note)
+            if problem is not None:
+                self.outcome.setup_error = problem
+                return
             if not self._open_files(plan, fds):
                 return
+            for fd, fp in zip(fds, plan.files, strict=True):
+                if not fp.is_char:
+                    self.outcome.notes.extend(prepare_open_file(plan, fd, fp))
             if plan.pre_read:
                 for fd, fp in zip(fds, plan.files, strict=True):
                     _pre_read(fd, fp, int(plan.config["max_bs"]))
@@ -251,6 +355,12 @@ class _Worker(threading.Thread):
         finally:
             for fd in fds:
                 os.close(fd)
+            if self.outcome.raw is not None:  # fio runs it once the job has completed
+                problem, note = run_hook(plan, "postrun")
+                if note:
+                    self.outcome.notes.append(note)
+                if problem is not None:
+                    self.outcome.notes.append(problem)
             if plan.unlink:
                 for fp in plan.files:
                     if not (fp.is_block or fp.is_char):

@@ -45,10 +45,12 @@ def parse_file_results(
     *,
     sections: Sequence[str] | None = None,
     any_engine: bool = False,
+    fio_only: bool = False,
 ) -> list[FileResult]:
     """Parse (filename, text) pairs as fio parses several job files given together.
 
-    ``any_engine`` accepts ioengines iolab cannot run (useful for showcmd only).
+    ``any_engine`` accepts ioengines iolab cannot run (useful for showcmd only). ``fio_only`` parses as
+    fio does without refusing the options iolab does not implement (to compare the parser with fio's).
     """
     envmap = _env(env)
     out: list[FileResult] = []
@@ -56,7 +58,8 @@ def parse_file_results(
     for n, (name, text) in enumerate(sources):
         secs = read_sections(text, name, list(sections) if sections else None)
         res = build_file(secs, name, start=fresh_target(), first_index=index,
-                         stonewall_first=n > 0, env=envmap, any_engine=any_engine)
+                         stonewall_first=n > 0, env=envmap, any_engine=any_engine,
+                         check=not (any_engine or fio_only))
         index += len(res.jobs)
         out.append(res)
     return out
@@ -67,6 +70,7 @@ def parse_files(
     env: Mapping[str, str] | None = None,
     *,
     sections: Sequence[str] | None = None,
+    fio_only: bool = False,
 ) -> list[JobDef]:
     """Parse job files given together (each file after the first starts with a stonewall).
 
@@ -75,7 +79,8 @@ def parse_files(
     if isinstance(paths, str):
         paths = [paths]
     sources = [(p, read_job_file(p)) for p in paths]
-    return [job for r in parse_file_results(sources, env, sections=sections) for job in r.jobs]
+    results = parse_file_results(sources, env, sections=sections, fio_only=fio_only)
+    return [job for r in results for job in r.jobs]
 
 
 def parse_text(
@@ -84,9 +89,10 @@ def parse_text(
     env: Mapping[str, str] | None = None,
     *,
     sections: Sequence[str] | None = None,
+    fio_only: bool = False,
 ) -> list[JobDef]:
     """Parse one job file's text (``filename`` is used for messages and relative includes)."""
-    return parse_file_results([(filename, text)], env, sections=sections)[0].jobs
+    return parse_file_results([(filename, text)], env, sections=sections, fio_only=fio_only)[0].jobs
 
 
 def _showcmd_jobdefs(jobs: Sequence[JobDef]) -> str:

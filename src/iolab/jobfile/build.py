@@ -28,12 +28,12 @@ from iolab.options import (
     FIO_FLAGS,
     OPTIONS,
     SUPPORTED_ENGINES,
-    FioType,
     Kind,
     Option,
     default_values,
     lookup,
     suggest,
+    unimplemented,
 )
 
 _KEYWORDS = ("$pagesize", "$mb_memory", "$ncpus")
@@ -361,10 +361,6 @@ def record(
     target.warnings.extend(w if w.startswith(str(loc)) else f"{loc}: {w}" for w in applied.warnings)
     if opt.profile:
         target.warnings.append(f"{loc}: {opt.name}: {opt.note}")
-    elif not opt.supported and opt.fio_type is not FioType.SOFT_DEPRECATED:
-        note = f" ({opt.note})" if opt.note else ""
-        target.warnings.append(
-            f"{loc}: {opt.name}: parsed but not implemented by iolab; it has no effect{note}")
 
 
 def apply_entries_cmdline(
@@ -384,7 +380,29 @@ def apply_entries_cmdline(
     record(target, opt, value, loc, applied, from_global)
 
 
-def finalize(target: _Target, name: str, index: int, source: Location) -> JobDef:
+def check_unimplemented(target: _Target) -> None:
+    """Refuse the options iolab does not implement whose final value would change the run; warn about
+    those that change neither the I/O nor the numbers.  Decided on final values, so an option set in
+    [global] and set back to what iolab does in the job section is fine."""
+    for name, loc in list(target.set_at.items()):
+        opt = OPTIONS.get(name)
+        if opt is None or opt.engines:
+            continue
+        verdict = unimplemented(opt, target.values)
+        if verdict is None:
+            continue
+        kind, why = verdict
+        if kind == "error":
+            raise JobFileError(why, location=loc, option=name)
+        target.warnings.append(f"{loc}: {name}: {why}")
+
+
+def finalize(
+    target: _Target, name: str, index: int, source: Location, *, check: bool = True
+) -> JobDef:
+    """The JobDef of a finished section. ``check``: refuse unimplemented options (off for showcmd)."""
+    if check:
+        check_unimplemented(target)
     values = target.values
     # A bsrange side fio never set falls back to the block size of that direction.
     br = values.get("bsrange")
@@ -420,6 +438,7 @@ def build_file(
     stonewall_first: bool,
     env: Mapping[str, str],
     any_engine: bool = False,
+    check: bool = True,
 ) -> FileResult:
     keywords = _system_keywords()
     state = start
@@ -448,7 +467,8 @@ def build_file(
                              any_engine=any_engine)
         out.extend(_dump(dump))
         job.raw.extend(own.raw)
-        jobs.append(finalize(job, str(job.values["name"]), first_index + len(jobs), sec.location))
+        jobs.append(finalize(job, str(job.values["name"]), first_index + len(jobs), sec.location,
+                             check=check))
     out.append("\n")
     return FileResult(path, jobs, "".join(out))
 

@@ -99,9 +99,11 @@ def _flag_value(
         flags[name] = value
 
 
-def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliParse:
+def parse_cli(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, *, fio_only: bool = False
+) -> CliParse:
     """Parse fio's command-line form.  ``argv`` excludes the program name; locations count the
-    arguments from 1."""
+    arguments from 1. ``fio_only``: as fio parses, without refusing options iolab does not implement."""
     envmap: Mapping[str, str] = os.environ if env is None else env
     flags: dict[str, Any] = {}
     files: list[str] = []
@@ -118,7 +120,7 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
         nonlocal td
         if td is not None and not td_is_global:
             name = td.values.get("name") or "fio"
-            jobs.append(finalize(td, str(name), len(jobs), td_loc))
+            jobs.append(finalize(td, str(name), len(jobs), td_loc, check=not fio_only))
         td = None
 
     i = 0
@@ -181,7 +183,7 @@ def parse_cli(argv: Sequence[str], env: Mapping[str, str] | None = None) -> CliP
         secs = read_sections(text, path, sections)
         start = state if n == 0 else fresh_target()
         result = build_file(secs, path, start=start, first_index=len(jobs), stonewall_first=n > 0,
-                            env=envmap)
+                            env=envmap, check=not fio_only)
         jobs.extend(result.jobs)
     if flags.get("readonly"):
         _check_readonly(jobs)

@@ -35,7 +35,6 @@ __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_p
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
-SAMPLE_INTERVAL_NS = 500_000_000
 SUPPORTED_ENGINES = {"psync": ENGINE_PSYNC, "libaio": ENGINE_LIBAIO, "io_uring": ENGINE_IO_URING}
 ASYNC_ENGINES = ("libaio", "io_uring")
 #: engine options iolab implements -> the engines (of iolab's) they belong to, from the option table
@@ -263,7 +262,9 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "end_fsync": int(bool(v.get("end_fsync"))),
                 "zero_buffers": int(bool(v.get("zero_buffers"))),
                 "refill_buffers": int(bool(v.get("refill_buffers"))),
-                "sample_interval_ns": SAMPLE_INTERVAL_NS,
+                "sample_interval_ns": _sample_interval(jd),
+                "invalidate": int(bool(v.get("invalidate", True)) and not v.get("pre_read")),
+                "scramble_buffers": int(bool(v.get("scramble_buffers", True))),
                 "bs_min": bs_min,
                 "bs_max": bs_max,
                 "blockalign": align,
@@ -311,6 +312,21 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     _check_wait_for(jobs)
     global_options = {r.name: r.value or "" for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
     return RunPlan(jobs=tuple(jobs), global_options=global_options)
+
+
+def _sample_interval(jd: JobDef) -> int:
+    """bwavgtime/iopsavgtime (ms): iolab takes one set of samples for both, so they must agree."""
+    v = jd.values
+    bw = int(v.get("bwavgtime") or 500)
+    iops = int(v.get("iopsavgtime") or 500)
+    if bw != iops:
+        raise PlanError(
+            f"{_where(jd, 'iopsavgtime')}: bwavgtime={bw} and iopsavgtime={iops}: iolab samples bandwidth"
+            " and IOPS together, so both must be the same"
+        )
+    if bw <= 0:
+        raise PlanError(f"{_where(jd, 'bwavgtime')}: bwavgtime must be at least 1 ms")
+    return bw * 1_000_000
 
 
 def _int_or(value: Any, default: int) -> int:
