@@ -82,13 +82,16 @@ def test_comments_anywhere() -> None:
 
 
 def test_bare_flags_and_bools() -> None:
-    j = one("[a]\ntime_based\ngroup_reporting\nnorandommap\nstonewall\ndirect=1\n")
+    j = one("[a]\ntime_based\nruntime=1\ngroup_reporting\nnorandommap\nstonewall\ndirect=1\n")
     assert j.values["time_based"] and j.values["group_reporting"] and j.values["norandommap"]
     assert j.values["direct"] is True and j.values["buffered"] is False
+    # like fio's option fixup: no runtime, no time_based (with a warning)
+    j = one("[a]\ntime_based\n")
+    assert j.values["time_based"] is False and any("needs a runtime" in w for w in j.warnings)
     for bad in ("direct=true", "direct=yes", "direct=2", "direct", "time_based=yes"):
         e = err(f"[a]\n{bad}\n")
         assert e.option == bad.split("=")[0]
-    j = one("[a]\ntime_based=5\n")
+    j = one("[a]\ntime_based=5\nruntime=1\n")
     assert j.values["time_based"] is True and any("counts as on" in w for w in j.warnings)
     assert one("[a]\nbuffered=0\n").values["direct"] is True
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from iolab.doctor import DeviceCheck
     from iolab.engine.runner import Phase
+    from iolab.options import FioFlag
     from iolab.plan import RunPlan
 
 from iolab import __version__
@@ -45,6 +46,8 @@ class RunOptions:
     eta: str = "auto"
     strict: bool = False
     allow_destroy: tuple[str, ...] = ()
+    # the doctor's findings also go to stderr (the normal report on stdout has them already)
+    findings_to_stderr: bool = False
 
 
 def _err(msg: str) -> None:
@@ -74,6 +77,8 @@ def execute(
         findings = doctor.strict(findings)
     if doctor.has_errors(findings):
         raise RunRefused(doctor.render_findings(findings))
+    if opts.findings_to_stderr and findings:
+        print(doctor.render_findings(findings), file=sys.stderr)
     try:
         hold = doctor.SafetyGate.exclusive(plan, opts.allow_destroy)
     except doctor.SafetyError as exc:
@@ -134,6 +139,10 @@ def execute(
     extra: dict[str, Any] = {"version": __version__, "findings": doctor.findings_json(findings)}
     check = _device_check(plan, outcome.phases, raws)
     extra["device_check"] = check.to_json()
+    if opts.findings_to_stderr:
+        after = [f for phase in check.phases for f in phase.report.findings]
+        if after:
+            print(doctor.render_findings(after), file=sys.stderr)
     appendix = check.render().splitlines()
     run = run_result(
         results,
@@ -191,6 +200,32 @@ def _iolab_flags(argv: Sequence[str]) -> tuple[list[str], bool, list[str]]:
     return rest, strict, allow
 
 
+def run_usage() -> str:
+    """`iolab run --help`: the flags, as fio's --help lists its own."""
+    from iolab.options import FIO_FLAGS
+
+    def arg(flag: FioFlag) -> str:
+        shown = "|".join(flag.choices) if flag.choices and len(flag.choices) <= 4 else "X"
+        return {"none": "", "required": f"={shown}", "optional": f"[={shown}]"}[flag.arg]
+
+    supported = [f for f in FIO_FLAGS.values() if f.supported]
+    rows = [(f"--{f.name}{arg(f)}", f.help) for f in supported]
+    rows += [
+        ("--strict", "iolab: every doctor warning is an error (nothing runs)"),
+        ("--allow-destroy=DEV|FILE", "iolab: allow writing to this device or loop backing file"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    refused = ", ".join(f"--{f.name}" for f in FIO_FLAGS.values() if not f.supported)
+    return (
+        f"iolab-{__version__}\n"
+        "usage: iolab run [flags] [job options] [job files]\n\n"
+        "Job options are fio's, written --option=value; --name=NAME starts a job and the options before\n"
+        "the first --name are global. `iolab options` (or --cmdhelp) lists them.\n\n"
+        + "".join(f"  {left:<{width}}  {right}\n" for left, right in rows)
+        + f"\nfio flags iolab does not implement (refused): {refused}\n"
+    )
+
+
 def cmd_run(argv: Sequence[str]) -> int:
     from iolab.jobfile import JobFileError, parse_cli, showcmd
     from iolab.plan import PlanError
@@ -205,19 +240,32 @@ def cmd_run(argv: Sequence[str]) -> int:
     except JobFileError as exc:
         _err(str(exc))
         return 1
-    for note in cli.warnings:
-        _err(f"warning: {note}")
     flags = cli.flags
+    if flags.get("help"):
+        sys.stdout.write(run_usage())
+        return 0
+    if flags.get("version"):
+        print(f"iolab-{__version__}")
+        return 0
+    if "cmdhelp" in flags:
+        value = flags["cmdhelp"]
+        return cmd_options([] if value is True or value == "all" else [str(value)])
+    # fio's parser warnings, in every output format (stdout stays the report's alone)
+    parser_warnings = list(cli.warnings) + [f"{job.name}: {w}" for job in cli.jobs for w in job.warnings]
+    if flags.get("warnings-fatal") and parser_warnings:
+        for note in parser_warnings:
+            _err(f"error: {note}")
+        _err(f"{len(parser_warnings)} parser warning(s), fatal with --warnings-fatal")
+        return 1
+    for note in dict.fromkeys(parser_warnings):
+        _err(f"warning: {note}")
     if flags.get("showcmd"):
         sys.stdout.write(showcmd(cli.files) if cli.files else showcmd(cli.jobs))
         return 0
     if flags.get("parse-only"):
-        for job in cli.jobs:
-            for w in job.warnings:
-                _err(f"warning: {job.name}: {w}")
         return 0
     if not cli.jobs:
-        _err("no jobs given (a job file or --name=... options)")
+        _err("no jobs given (a job file or --name=... options); `iolab run --help` lists the flags")
         return 1
     fmts = flags.get("output-format") or ["normal"]
     if flags.get("minimal"):
@@ -228,17 +276,15 @@ def cmd_run(argv: Sequence[str]) -> int:
     except ValueError as exc:
         _err(str(exc))
         return 1
+    normal_on_stdout = "normal" in fmt.split(",") and not flags.get("output")
     opts = RunOptions(
         output_format=fmt,
         output=flags.get("output"),
         eta=str(flags.get("eta") or "auto"),
         strict=strict,
         allow_destroy=tuple(allow_destroy),
+        findings_to_stderr=not normal_on_stdout,
     )
-    if "normal" in fmt.split(","):
-        for job in cli.jobs:
-            for w in job.warnings:
-                _err(f"warning: {job.name}: {w}")
     sink = open(opts.output, "w") if opts.output else sys.stdout  # noqa: SIM115 - closed below
 
     def preamble(plan: RunPlan) -> None:
@@ -260,6 +306,11 @@ def cmd_run(argv: Sequence[str]) -> int:
         # e.g. a target we may not open, or no space to lay a file out
         _err(f"{exc.filename or 'error'}: {exc.strerror or exc}")
         return 1
+    if not normal_on_stdout:
+        # the warnings found while planning and running (the normal report lists them at its top)
+        for note in dict.fromkeys(run.all_warnings()):
+            if note not in parser_warnings:
+                _err(f"warning: {note}")
     sink.write(render(run, fmt))
     sink.flush()
     if sink is not sys.stdout:
@@ -272,8 +323,9 @@ def cmd_options(argv: Sequence[str]) -> int:
 
     name = argv[0] if argv else None
     text = format_options_listing(name)
-    if not text.strip():
-        _err(f"no option matches {name!r}")
+    if not text.strip() or (name and text.startswith("no option matches")):
+        # nothing to list: an error (with the listing's "did you mean"), not an empty success
+        _err(text.strip() or f"no option matches {name!r}")
         return 1
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0

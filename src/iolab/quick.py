@@ -18,6 +18,7 @@ from pathlib import Path
 from iolab.analysis.model import merge_jobs
 from iolab.cli import RunOptions, execute
 from iolab.jobfile import JobDef, JobFileError, parse_files
+from iolab.jobfile.numbers import read_size, read_time
 from iolab.plan import PlanError
 from iolab.plan.layout import layout_file
 
@@ -30,11 +31,65 @@ WORKLOADS = (
 
 
 def _parse_size(text: str) -> int:
-    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-    text = text.strip().lower().rstrip("ib").rstrip("b") if text[-1:].lower() == "b" else text.strip().lower()
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
+    """--size as fio reads size= (kb_base=1024: 1g is 1 GiB, 256m, 64k)."""
+    reading = read_size(text, 1024)
+    if reading is None or reading.percent or reading.value <= 0:
+        raise argparse.ArgumentTypeError(f"--size: '{text}' is not a size (e.g. 1g, 256m)")
+    if reading.surprise:
+        print(f"iolab: warning: --size {text}: {reading.surprise}", file=sys.stderr)
+    return reading.value
+
+
+def _parse_seconds(flag: str, text: str) -> int:
+    """A duration as fio reads runtime=/ramp_time= (a bare number is seconds; 500ms, 1m...), in ns."""
+    reading = read_time(text, is_seconds=True)
+    if reading is None or reading.value < 0 or (flag == "--runtime" and reading.value == 0):
+        raise argparse.ArgumentTypeError(f"{flag}: '{text}' is not a duration (e.g. 10, 1s, 500ms, 1m)")
+    if reading.surprise:
+        print(f"iolab: warning: {flag} {text}: {reading.surprise}", file=sys.stderr)
+    return reading.value * 1000
+
+
+def _fmt_duration(ns: int) -> str:
+    if ns % 1_000_000_000 == 0:
+        return f"{ns // 1_000_000_000} s"
+    if ns % 1_000_000 == 0:
+        return f"{ns // 1_000_000} ms"
+    return f"{ns / 1e9:g} s"
+
+
+def _target_size(path: str) -> int:
+    """Bytes of a file or block device (a device's size is where its end is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def _fit_clones(jobs: list[JobDef], target_size: int) -> str | None:
+    """Shrink the slices of jobs whose clones (size= and offset_increment= per clone) would run past the
+    end of a small target: numjobs equal slices of the target instead, aligned to the block size.
+    Returns a note for the user, or None when nothing had to change."""
+    note = None
+    for job in jobs:
+        v = job.values
+        clones, slice_ = int(v["numjobs"]), int(v["size"] or 0)
+        if clones < 2 or not slice_ or int(v["offset_increment"] or 0) != slice_:
+            continue
+        if clones * slice_ <= target_size:
+            continue
+        bs = max(int(b) for b in v["bs"])
+        fitted = target_size // clones // bs * bs
+        if fitted == 0:
+            raise PlanError(
+                f"the target ({target_size} bytes) is too small for {job.name}: {clones} jobs need at least "
+                f"{bs} bytes each"
+            )
+        v["size"] = v["offset_increment"] = fitted
+        each = f"{fitted >> 20} MiB" if fitted % (1 << 20) == 0 else f"{fitted} bytes"
+        note = f"{job.name}: the target is smaller than {clones} x {slice_ >> 20} MiB: each job reads {each}"
+    return note
 
 
 def _prepare_target(path: str, size: int) -> None:
@@ -50,10 +105,10 @@ def _prepare_target(path: str, size: int) -> None:
         layout_file(FilePlan(path, False, size, 0, size, extend=True), LayoutSpec())
 
 
-def _override(jobs: list[JobDef], runtime_s: float, ramp_s: float) -> None:
+def _override(jobs: list[JobDef], runtime_ns: int, ramp_ns: int) -> None:
     for job in jobs:
-        job.values["runtime"] = int(runtime_s * 1e9)
-        job.values["ramp_time"] = int(ramp_s * 1e9)
+        job.values["runtime"] = runtime_ns
+        job.values["ramp_time"] = ramp_ns
         job.values["time_based"] = True
 
 
@@ -72,9 +127,21 @@ def main(argv: Sequence[str]) -> int:
         default="iolab-quick.dat",
         help="file or block device (default: ./iolab-quick.dat, created)",
     )
-    ap.add_argument("--size", default="1g", help="size of the file target to create (default 1g)")
-    ap.add_argument("--runtime", type=float, default=10.0, help="measured seconds per workload (default 10)")
-    ap.add_argument("--ramp-time", type=float, default=2.0, help="warm-up seconds per workload (default 2)")
+    ap.add_argument(
+        "--size", type=_parse_size, default=1 << 30, help="size of the file target to create (default 1g)"
+    )
+    ap.add_argument(
+        "--runtime",
+        type=lambda t: _parse_seconds("--runtime", t),
+        default=10 * 1_000_000_000,
+        help="measured time per workload, as fio's runtime= (10, 10s, 500ms, 1m; default 10 s)",
+    )
+    ap.add_argument(
+        "--ramp-time",
+        type=lambda t: _parse_seconds("--ramp-time", t),
+        default=2 * 1_000_000_000,
+        help="warm-up time per workload, as fio's ramp_time= (default 2 s)",
+    )
     ap.add_argument("--only", choices=[w for w, _ in WORKLOADS], action="append", help="run only these")
     opts = ap.parse_args(list(argv))
 
@@ -86,8 +153,15 @@ def main(argv: Sequence[str]) -> int:
             f"quick: {target} is a block device; the mixed workload writes to it, so it is skipped",
             file=sys.stderr,
         )
-    _prepare_target(target, _parse_size(opts.size))
-    env = dict(os.environ, IOLAB_TARGET=target)
+    try:
+        _prepare_target(target, opts.size)
+        target_size = _target_size(target)
+    except OSError as exc:
+        print(f"iolab: {exc.filename or target}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    # the job files say filename=${IOLAB_TARGET}, and fio's filename= splits on ':' unless it is escaped
+    env = dict(os.environ, IOLAB_TARGET=target.replace(":", "\\:"))
+    ramp, runtime = _fmt_duration(opts.ramp_time), _fmt_duration(opts.runtime)
     rows: list[tuple[str, str, float, float, float, float]] = []
     status = 0
     notes: dict[str, None] = {}  # the doctor's findings, each once, in order
@@ -99,7 +173,10 @@ def main(argv: Sequence[str]) -> int:
         try:
             jobs = parse_files([str(JOBS_DIR / f"{key}.fio")], env)
             _override(jobs, opts.runtime, opts.ramp_time)
-            print(f"quick: {title}: {opts.ramp_time:g} s ramp + {opts.runtime:g} s ...", file=sys.stderr)
+            fitted = _fit_clones(jobs, target_size)
+            if fitted:
+                print(f"quick: {fitted}", file=sys.stderr)
+            print(f"quick: {title}: {ramp} ramp + {runtime} ...", file=sys.stderr)
             run, code = execute(jobs, RunOptions(output_format="normal", eta="auto"))
         except (JobFileError, PlanError) as exc:
             print(f"iolab: {exc}", file=sys.stderr)
@@ -122,7 +199,7 @@ def main(argv: Sequence[str]) -> int:
                 rows.append((title, d, iops, bw, float(pct[50.0]), float(pct[99.0])))
         if code == 130:
             break
-    print(f"\ntarget: {target}  (direct=1, psync; {opts.ramp_time:g} s ramp, {opts.runtime:g} s measured)")
+    print(f"\ntarget: {target}  (direct=1, psync; {ramp} ramp, {runtime} measured)")
     print(f"{'workload':34} {'dir':5} {'IOPS':>10} {'bandwidth':>12} {'clat p50':>10} {'clat p99':>10}")
     for title, d, iops, bw, p50, p99 in rows:
         mib = bw / (1 << 20)

@@ -183,12 +183,18 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
         if t.kind == "block" and t.device is not None and t.device.stacked:
             chain = " -> ".join(f"{d.name}({d.driver})" for d in t.chain)
             lowest = [d for d in t.chain if not d.stacked]
+            # a RAM device with nothing below it (zram) has no disk to measure instead: benchmarking it is
+            # the point, so this is said, not warned about
+            own = not lowest and t.device.ram_backed
+            layer = "compressed RAM" if t.device.driver == "zram" else "mapping, caching, backing"
             out.append(
                 finding(
                     "IOL-TARGET-002",
-                    f"{path} is a {t.device.driver} device: the numbers include that layer "
-                    f"({'compressed RAM' if t.device.driver == 'zram' else 'mapping, caching, backing'})"
-                    ", not just a disk",
+                    f"{path} is a {t.device.driver} device ({layer}) with no disk below it: "
+                    "the numbers are its own"
+                    if own
+                    else f"{path} is a {t.device.driver} device: the numbers include that layer "
+                    f"({layer}), not just a disk",
                     {"path": path, "chain": chain, "lowest_devices": [d.path for d in lowest]},
                     job.fix(
                         f"filename={lowest[-1].path}" if lowest else "filename=/dev/<the physical device>",
@@ -196,6 +202,7 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
                     )
                     + " to measure the device itself",
                     job=job.name,
+                    severity="info" if own else None,
                 )
             )
         for lower in t.chain:
@@ -241,22 +248,43 @@ def check_engine(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     return []
 
 
+def _clone_overlaps(clones: Sequence[JobView]) -> list[tuple[str, int]]:
+    """(path, largest overlap in bytes between two different clones' regions) for every shared path.
+
+    A sweep over the regions sorted by offset (numjobs may be in the thousands, so no pairwise
+    comparison): the largest overlap of a region with any earlier-starting region of another clone is
+    with the one reaching furthest, so the two furthest-reaching regions of different clones are kept."""
+    by_path: dict[str, list[tuple[int, int, int]]] = {}
+    for n, clone in enumerate(clones):
+        for f in clone.files:
+            by_path.setdefault(f.path, []).append((f.region_offset, f.region_offset + f.region_size, n))
+    out: list[tuple[str, int]] = []
+    for path, regions in by_path.items():
+        regions.sort()
+        best: tuple[int, int] | None = None  # (end, clone) reaching furthest
+        second: tuple[int, int] | None = None  # furthest-reaching of a clone other than best's
+        largest = 0
+        for start, end, n in regions:
+            other = best if best is not None and best[1] != n else second
+            if other is not None:
+                largest = max(largest, min(other[0], end) - start)
+            if best is None or end > best[0]:
+                if best is not None and best[1] != n:
+                    second = best
+                best = (end, n)
+            elif best[1] != n and (second is None or end > second[0]):
+                second = (end, n)
+        if largest > 0:
+            out.append((path, largest))
+    return out
+
+
 def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     # offset_increment smaller than the region still overlaps: regions are compared, not the option
     if len(clones) < 2 or not (job.reads or (job.writes and not job.random)):
         return []
-    overlaps: list[tuple[str, int]] = []
-    for i, a in enumerate(clones):
-        for b in clones[i + 1 :]:
-            for fa in a.files:
-                for fb in b.files:
-                    if fa.path != fb.path:
-                        continue
-                    lo = max(fa.region_offset, fb.region_offset)
-                    hi = min(fa.region_offset + fa.region_size, fb.region_offset + fb.region_size)
-                    if hi > lo:
-                        overlaps.append((fa.path, hi - lo))
+    overlaps = _clone_overlaps(clones)
     if not overlaps:
         return []
     paths = sorted({p for p, _ in overlaps})

@@ -415,6 +415,12 @@ def finalize(
         v = values.get(key)
         if isinstance(v, tuple) and OPTIONS[key].kind in (Kind.BS_PAIR, Kind.INT_PAIR):
             values[key] = (v[0], v[1])
+    if values.get("time_based") and not values.get("runtime"):
+        # fio's option fixup turns time_based off when no runtime bounds it (a warning, fatal with
+        # --warnings-fatal): the job then ends when its I/O is done instead of running forever
+        values["time_based"] = False
+        where = target.set_at.get("time_based", source)
+        target.warnings.append(f"{where}: time_based=1 needs a runtime=; like fio, it is turned off")
     warnings = list(dict.fromkeys(target.warnings))
     return JobDef(name=name, index=index, values=values, set_at=target.set_at, source=source,
                   warnings=warnings, raw=target.raw)

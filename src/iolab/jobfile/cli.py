@@ -28,6 +28,18 @@ from iolab.jobfile.model import CliParse, JobDef
 from iolab.jobfile.reader import read_job_file, read_sections
 from iolab.options import FIO_FLAGS, OPTIONS, FioFlag, Option, suggest
 
+#: flags that print something and end the command, as in fio
+INFO_FLAGS = frozenset({"help", "version", "cmdhelp"})
+_REMOTE_FLAGS = frozenset({"client", "server", "daemonize", "remote-config", "trigger-remote"})
+
+
+def _refusal(flag: FioFlag) -> str:
+    """Why an fio flag iolab lacks is refused (not ignored: a run without it would not be what fio does)."""
+    if flag.name in _REMOTE_FLAGS:
+        return ("fio's client/server mode is not implemented in iolab; it is refused so that the jobs "
+                "never run on this machine instead of the remote one")
+    return f"iolab does not implement this fio flag ({flag.help}); refused rather than ignored"
+
 
 def _all_long_names() -> list[str]:
     names = list(FIO_FLAGS)
@@ -149,7 +161,12 @@ def parse_cli(
             value = args[i]
             i += 1
         if flag is not None:
+            if not flag.supported:
+                raise JobFileError(_refusal(flag), location=loc, option=f"--{flag.name}")
             _flag_value(flag, value, loc, flags, warnings)
+            if flag.name in INFO_FLAGS:
+                # like fio: print the help or version and stop, the rest of the line is not looked at
+                return CliParse(jobs=[], files=[], flags=flags, warnings=warnings)
             continue
         assert opt is not None
         if needs_value and not value:

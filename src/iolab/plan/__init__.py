@@ -138,6 +138,24 @@ def _where(job: JobDef, option: str) -> str:
     return f"{loc.file}:{loc.line}"
 
 
+#: fio 3.33 keeps its jobs in 511 shared-memory segments of 8 (fio.h REAL_MAX_JOBS/JOBS_PER_SEG, and the
+#: last segment is never used): the 4089th job, numjobs clones included, makes it give up before running
+#: anything.  Its --max-jobs flag no longer changes that limit.
+MAX_JOBS = 4088
+
+
+def check_job_count(jobdefs: Sequence[JobDef]) -> None:
+    """Refuse more jobs than fio runs, before anything expands the clones."""
+    total = 0
+    for jd in jobdefs:
+        total += max(1, int(jd.values.get("numjobs") or 1))
+        if total > MAX_JOBS:
+            raise PlanError(
+                f"{_where(jd, 'numjobs')}: job '{jd.name}' brings the number of jobs (numjobs clones "
+                f"included) past {MAX_JOBS}, the most fio 3.33 runs; it refuses such a run, so iolab does too"
+            )
+
+
 def _io_min_bs(jd: JobDef) -> tuple[int, int]:
     """(fio's smallest block over all directions, the smallest block the job issues)."""
     bs_min, _, _ = _block_sizes(jd.values, "bsrange" in jd.set_at)
@@ -201,6 +219,7 @@ def _setup_files(jobdefs: Sequence[JobDef]) -> dict[tuple[int, int], tuple[list[
 
 
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
+    check_job_count(jobdefs)
     jobs: list[JobPlan] = []
     groupid = 0
     worker = 0
