@@ -227,6 +227,13 @@ def test_nrfiles_with_a_filesize_range_picks_fio_s_sizes(tmp_path: Path) -> None
     assert len({p.stat().st_size for p in iolab.root.glob("a.0.*")}) > 1, "every file got the same size"
 
 
+def test_clones_are_reported_in_fio_s_thread_order(tmp_path: Path) -> None:
+    # each clone gets its own file size; fio lists clone 0, then 3, 2, 1
+    fio, iolab = run_both(tmp_path, "--name=b", "--filesize=16k-128k", "--rw=write", "--bs=4k", "--numjobs=4")
+    assert_same(fio, iolab)
+    assert len({j[4] for j in iolab.jobs()}) == 4
+
+
 def test_percentage_offsets_round_up_to_the_block_size(tmp_path: Path) -> None:
     # 10% of 1 MiB is 104857: fio starts at 106496 (rounded up), writing 10% (102400 bytes)
     fio, iolab = run_both(

@@ -252,7 +252,9 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
         cpu_set = _cpu_set(jd)
         layout = layout_spec(v, reads, writes)
-        for jobnum in range(numjobs):
+        cpu_policy = str(v.get("cpus_allowed_policy") or "shared")
+        # fio's thread order, which its reports follow: clone 0, then numjobs-1 down to 1
+        for jobnum in [0, *range(numjobs - 1, 0, -1)]:
             files, todo, thread_number = clone_files[(pos, jobnum)]
             if "randseed" in jd.set_at or v.get("randrepeat", True):
                 seed = int(v.get("randseed") or DEFAULT_SEED)
@@ -318,7 +320,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     jobdef_index=jd.index,
                     warnings=(*jd.warnings, *engine_notes),
                     job_options={r.name: r.value or "" for r in jd.raw if not r.from_global},
-                    cpus=_clone_cpus(cpu_set, jobnum, str(v.get("cpus_allowed_policy") or "shared")),
+                    cpus=_clone_cpus(cpu_set, thread_number - 1, cpu_policy),
                     ioengine=engine,
                     thread_number=thread_number,
                     create_serialize=bool(v.get("create_serialize", True)),
@@ -510,12 +512,13 @@ def _cpu_set(jd: JobDef) -> list[int] | None:
     return cpus
 
 
-def _clone_cpus(cpus: list[int] | None, jobnum: int, policy: str) -> frozenset[int] | None:
-    """shared: every clone gets the whole set; split: clone n gets one CPU, round robin (as fio)."""
+def _clone_cpus(cpus: list[int] | None, thread_index: int, policy: str) -> frozenset[int] | None:
+    """shared: every clone gets the whole set; split: one CPU each, round robin over fio's thread numbers
+    (counted over all jobs, from 0), as fio's fio_cpus_split."""
     if cpus is None:
         return None
     if policy == "split":
-        return frozenset([cpus[jobnum % len(cpus)]])
+        return frozenset([cpus[thread_index % len(cpus)]])
     return frozenset(cpus)
 
 
