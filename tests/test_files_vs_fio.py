@@ -234,6 +234,14 @@ def test_clones_are_reported_in_fio_s_thread_order(tmp_path: Path) -> None:
     assert len({j[4] for j in iolab.jobs()}) == 4
 
 
+def test_filesize_with_a_smaller_size_limits_the_job_not_the_files(tmp_path: Path) -> None:
+    fio, iolab = run_both(
+        tmp_path, "--name=j", "--nrfiles=4", "--filesize=64k", "--size=128k", "--rw=write", "--bs=4k"
+    )
+    assert_same(fio, iolab)
+    assert _files(iolab.root)["j.0.0"][2] == "D" * 8 + "Z" * 8
+
+
 def test_percentage_offsets_round_up_to_the_block_size(tmp_path: Path) -> None:
     # 10% of 1 MiB is 104857: fio starts at 106496 (rounded up), writing 10% (102400 bytes)
     fio, iolab = run_both(
@@ -470,6 +478,17 @@ def test_dev_null(tmp_path: Path) -> None:
 def test_a_job_named_after_a_device_uses_it(tmp_path: Path) -> None:
     fio, iolab = run_both(tmp_path, "--name=/dev/null", "--size=64k", "--rw=write")
     assert_same(fio, iolab)
+
+
+def test_dev_zero_reads(tmp_path: Path) -> None:
+    fio, iolab = run_both(tmp_path, "--name=j", "--filename=/dev/zero", "--size=64k", "--rw=read")
+    assert_same(fio, iolab)
+
+
+def test_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    fio, iolab = run_both(tmp_path, "--name=j", "--directory=nodir", "--size=64k", "--rw=write")
+    assert iolab.rc == fio.rc == 1
+    assert "nodir is not a directory" in iolab.stderr
 
 
 def test_dev_null_needs_a_size(tmp_path: Path) -> None:
