@@ -7,9 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FFC0Cu
-#define IOL_CONFIG_SIZE 1848u
+#define IOL_CONFIG_MAGIC 0x494FB742u
+#define IOL_CONFIG_SIZE 5352u
 #define IOL_BSSPLIT_MAX 64
+#define IOL_IGNORE_ERROR_MAX 16
+#define IOL_ZONE_TABLE 100
 
 /* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */
 struct iol_config {
@@ -25,7 +27,7 @@ struct iol_config {
     uint32_t random;
     /* random modes: issue this many I/Os sequentially after each random offset (randread:8); 1 default */
     uint32_t rw_seq_nr;
-    /* sequential modes: bytes skipped after each I/O (read:4k) */
+    /* sequential modes: bytes added after each I/O (read:4k); two's complement, negative = backwards */
     uint64_t rw_hole;
     /* percent of I/Os that are reads when both directions are on */
     uint32_t rwmix_read;
@@ -39,8 +41,13 @@ struct iol_config {
     uint64_t runtime_ns;
     /* ramp phase: I/O issued, nothing counted; then stats reset and runtime starts */
     uint64_t ramp_ns;
-    /* bytes per loop across all files (= sum of region sizes unless io_size/number_ios set) */
+    /* bytes per loop across all files: io_size, else the sum of the region sizes (fio: io_size or size) */
     uint64_t io_size;
+    /* io_size was given: passes go on until io_size bytes were issued */
+    uint32_t io_size_set;
+    uint8_t _pad0[4]; /* explicit padding */
+    /* I/Os per loop (fio number_ios); 0 = no limit */
+    uint64_t number_ios;
     /* passes over io_size (non time_based) */
     uint32_t loops;
     /* 1 = no random map (blocks may repeat) */
@@ -57,7 +64,7 @@ struct iol_config {
     uint32_t zero_buffers;
     /* buffer contents: refilled with fresh random data before every write */
     uint32_t refill_buffers;
-    uint8_t _pad0[4]; /* explicit padding */
+    uint8_t _pad1[4]; /* explicit padding */
     /* IOPS/bw sample interval (500 ms default) */
     uint64_t sample_interval_ns;
     /* block size range per direction: minimum (bs = min = max) */
@@ -118,6 +125,52 @@ struct iol_config {
     uint32_t invalidate;
     /* stamp each 512-byte sector of a write with its offset and a counter */
     uint32_t scramble_buffers;
+    /* continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify */
+    uint32_t coe_mask;
+    /* errnos listed per direction (read, write); 0: fio's EIO, EILSEQ */
+    uint32_t ignore_error_n[2];
+    /* ignore_error errnos, direction-major: d*16 + i */
+    uint32_t ignore_error[32];
+    uint8_t _pad2[4]; /* explicit padding */
+    /* fail when an I/O's total latency exceeds this; 0 = none */
+    uint64_t max_latency_ns[2];
+    /* fail when bytes/s over a rate_cycle fall below this; 0 = none */
+    uint64_t rate_min_bps[2];
+    /* the same in I/Os per second (used when rate_min_bps is 0) */
+    uint64_t rate_min_iops[2];
+    /* window of the rate_min checks (fio's rate_cycle) */
+    uint64_t rate_cycle_ns;
+    /* random jobs: percent of I/Os per direction at a random offset (100) */
+    uint32_t perc_rand[2];
+    /* random offsets: 0 uniform, 1 zipf, 2 pareto, 3 normal, 4 zoned, 5 zoned_abs */
+    uint32_t rand_dist;
+    uint8_t _pad3[4]; /* explicit padding */
+    /* zipf theta / pareto h / normal deviation %: IEEE double bits */
+    uint64_t rand_dist_val;
+    /* zipf/pareto/normal center 0..1 as IEEE double bits; -1.0 = none */
+    uint64_t rand_center;
+    /* zoned: start of the zone hit by draw v (1..100), index d*100+v-1 */
+    uint64_t zone_lo[200];
+    /* zoned: its end (zoned: percent of the region; abs: bytes) */
+    uint64_t zone_hi[200];
+    /* file_service_type: 0 roundrobin, 1 sequential, 2 random, 3 zipf, 4 pareto, 5 normal */
+    uint32_t fst_mode;
+    /* I/Os on a file before switching (1) */
+    uint32_t fst_nr;
+    /* zipf/pareto/normal parameter for file_service_type (double bits) */
+    uint64_t fst_val;
+    /* zonemode=strided */
+    uint32_t zonemode_strided;
+    uint8_t _pad4[4]; /* explicit padding */
+    /* strided: bytes of I/O per zone */
+    uint64_t zone_size;
+    /* strided: zone length */
+    uint64_t zone_range;
+    /* strided: bytes skipped after a zone */
+    uint64_t zone_skip;
+    /* randrepeat: every new pass (not time_based) repeats the same random choices */
+    uint32_t rand_repeat;
+    uint8_t _pad5[4]; /* explicit padding */
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -136,6 +189,8 @@ struct iol_config {
     X(runtime_ns) \
     X(ramp_ns) \
     X(io_size) \
+    X(io_size_set) \
+    X(number_ios) \
     X(loops) \
     X(norandommap) \
     X(seed) \
@@ -174,8 +229,29 @@ struct iol_config {
     X(thinktime_blocks_set) \
     X(invalidate) \
     X(scramble_buffers) \
+    X(coe_mask) \
+    X(ignore_error_n) \
+    X(ignore_error) \
+    X(max_latency_ns) \
+    X(rate_min_bps) \
+    X(rate_min_iops) \
+    X(rate_cycle_ns) \
+    X(perc_rand) \
+    X(rand_dist) \
+    X(rand_dist_val) \
+    X(rand_center) \
+    X(zone_lo) \
+    X(zone_hi) \
+    X(fst_mode) \
+    X(fst_nr) \
+    X(fst_val) \
+    X(zonemode_strided) \
+    X(zone_size) \
+    X(zone_range) \
+    X(zone_skip) \
+    X(rand_repeat) \
 
-_Static_assert(sizeof(struct iol_config) == 1848, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5352, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -190,44 +266,72 @@ _Static_assert(offsetof(struct iol_config, time_based) == 44, "offset of time_ba
 _Static_assert(offsetof(struct iol_config, runtime_ns) == 48, "offset of runtime_ns");
 _Static_assert(offsetof(struct iol_config, ramp_ns) == 56, "offset of ramp_ns");
 _Static_assert(offsetof(struct iol_config, io_size) == 64, "offset of io_size");
-_Static_assert(offsetof(struct iol_config, loops) == 72, "offset of loops");
-_Static_assert(offsetof(struct iol_config, norandommap) == 76, "offset of norandommap");
-_Static_assert(offsetof(struct iol_config, seed) == 80, "offset of seed");
-_Static_assert(offsetof(struct iol_config, fsync_blocks) == 88, "offset of fsync_blocks");
-_Static_assert(offsetof(struct iol_config, fdatasync_blocks) == 92, "offset of fdatasync_blocks");
-_Static_assert(offsetof(struct iol_config, end_fsync) == 96, "offset of end_fsync");
-_Static_assert(offsetof(struct iol_config, zero_buffers) == 100, "offset of zero_buffers");
-_Static_assert(offsetof(struct iol_config, refill_buffers) == 104, "offset of refill_buffers");
-_Static_assert(offsetof(struct iol_config, _pad0) == 108, "offset of _pad0");
-_Static_assert(offsetof(struct iol_config, sample_interval_ns) == 112, "offset of sample_interval_ns");
-_Static_assert(offsetof(struct iol_config, bs_min) == 120, "offset of bs_min");
-_Static_assert(offsetof(struct iol_config, bs_max) == 136, "offset of bs_max");
-_Static_assert(offsetof(struct iol_config, blockalign) == 152, "offset of blockalign");
-_Static_assert(offsetof(struct iol_config, bssplit_n) == 168, "offset of bssplit_n");
-_Static_assert(offsetof(struct iol_config, bssplit_bs) == 176, "offset of bssplit_bs");
-_Static_assert(offsetof(struct iol_config, bssplit_perc) == 1200, "offset of bssplit_perc");
-_Static_assert(offsetof(struct iol_config, max_bs) == 1712, "offset of max_bs");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1720, "offset of iodepth_batch_submit");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1724, "offset of iodepth_batch_complete_min");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1728, "offset of iodepth_batch_complete_max");
-_Static_assert(offsetof(struct iol_config, iodepth_low) == 1732, "offset of iodepth_low");
-_Static_assert(offsetof(struct iol_config, engine_flags) == 1736, "offset of engine_flags");
-_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1740, "offset of sqthread_poll_cpu");
-_Static_assert(offsetof(struct iol_config, force_async) == 1744, "offset of force_async");
-_Static_assert(offsetof(struct iol_config, poll_mode) == 1748, "offset of poll_mode");
-_Static_assert(offsetof(struct iol_config, poll_grow) == 1752, "offset of poll_grow");
-_Static_assert(offsetof(struct iol_config, poll_shrink) == 1756, "offset of poll_shrink");
-_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1760, "offset of poll_max_ns");
-_Static_assert(offsetof(struct iol_config, rate_bps) == 1768, "offset of rate_bps");
-_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1784, "offset of rate_min_bs");
-_Static_assert(offsetof(struct iol_config, rate_process) == 1800, "offset of rate_process");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1804, "offset of thinktime_blocks");
-_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1808, "offset of thinktime_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1816, "offset of thinktime_spin_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1824, "offset of thinktime_iotime_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1832, "offset of thinktime_blocks_type");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1836, "offset of thinktime_blocks_set");
-_Static_assert(offsetof(struct iol_config, invalidate) == 1840, "offset of invalidate");
-_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1844, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, io_size_set) == 72, "offset of io_size_set");
+_Static_assert(offsetof(struct iol_config, _pad0) == 76, "offset of _pad0");
+_Static_assert(offsetof(struct iol_config, number_ios) == 80, "offset of number_ios");
+_Static_assert(offsetof(struct iol_config, loops) == 88, "offset of loops");
+_Static_assert(offsetof(struct iol_config, norandommap) == 92, "offset of norandommap");
+_Static_assert(offsetof(struct iol_config, seed) == 96, "offset of seed");
+_Static_assert(offsetof(struct iol_config, fsync_blocks) == 104, "offset of fsync_blocks");
+_Static_assert(offsetof(struct iol_config, fdatasync_blocks) == 108, "offset of fdatasync_blocks");
+_Static_assert(offsetof(struct iol_config, end_fsync) == 112, "offset of end_fsync");
+_Static_assert(offsetof(struct iol_config, zero_buffers) == 116, "offset of zero_buffers");
+_Static_assert(offsetof(struct iol_config, refill_buffers) == 120, "offset of refill_buffers");
+_Static_assert(offsetof(struct iol_config, _pad1) == 124, "offset of _pad1");
+_Static_assert(offsetof(struct iol_config, sample_interval_ns) == 128, "offset of sample_interval_ns");
+_Static_assert(offsetof(struct iol_config, bs_min) == 136, "offset of bs_min");
+_Static_assert(offsetof(struct iol_config, bs_max) == 152, "offset of bs_max");
+_Static_assert(offsetof(struct iol_config, blockalign) == 168, "offset of blockalign");
+_Static_assert(offsetof(struct iol_config, bssplit_n) == 184, "offset of bssplit_n");
+_Static_assert(offsetof(struct iol_config, bssplit_bs) == 192, "offset of bssplit_bs");
+_Static_assert(offsetof(struct iol_config, bssplit_perc) == 1216, "offset of bssplit_perc");
+_Static_assert(offsetof(struct iol_config, max_bs) == 1728, "offset of max_bs");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1736, "offset of iodepth_batch_submit");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1740, "offset of iodepth_batch_complete_min");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1744, "offset of iodepth_batch_complete_max");
+_Static_assert(offsetof(struct iol_config, iodepth_low) == 1748, "offset of iodepth_low");
+_Static_assert(offsetof(struct iol_config, engine_flags) == 1752, "offset of engine_flags");
+_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1756, "offset of sqthread_poll_cpu");
+_Static_assert(offsetof(struct iol_config, force_async) == 1760, "offset of force_async");
+_Static_assert(offsetof(struct iol_config, poll_mode) == 1764, "offset of poll_mode");
+_Static_assert(offsetof(struct iol_config, poll_grow) == 1768, "offset of poll_grow");
+_Static_assert(offsetof(struct iol_config, poll_shrink) == 1772, "offset of poll_shrink");
+_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1776, "offset of poll_max_ns");
+_Static_assert(offsetof(struct iol_config, rate_bps) == 1784, "offset of rate_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1800, "offset of rate_min_bs");
+_Static_assert(offsetof(struct iol_config, rate_process) == 1816, "offset of rate_process");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1820, "offset of thinktime_blocks");
+_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1824, "offset of thinktime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1832, "offset of thinktime_spin_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1840, "offset of thinktime_iotime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1848, "offset of thinktime_blocks_type");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1852, "offset of thinktime_blocks_set");
+_Static_assert(offsetof(struct iol_config, invalidate) == 1856, "offset of invalidate");
+_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1860, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, coe_mask) == 1864, "offset of coe_mask");
+_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1868, "offset of ignore_error_n");
+_Static_assert(offsetof(struct iol_config, ignore_error) == 1876, "offset of ignore_error");
+_Static_assert(offsetof(struct iol_config, _pad2) == 2004, "offset of _pad2");
+_Static_assert(offsetof(struct iol_config, max_latency_ns) == 2008, "offset of max_latency_ns");
+_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2024, "offset of rate_min_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2040, "offset of rate_min_iops");
+_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2056, "offset of rate_cycle_ns");
+_Static_assert(offsetof(struct iol_config, perc_rand) == 2064, "offset of perc_rand");
+_Static_assert(offsetof(struct iol_config, rand_dist) == 2072, "offset of rand_dist");
+_Static_assert(offsetof(struct iol_config, _pad3) == 2076, "offset of _pad3");
+_Static_assert(offsetof(struct iol_config, rand_dist_val) == 2080, "offset of rand_dist_val");
+_Static_assert(offsetof(struct iol_config, rand_center) == 2088, "offset of rand_center");
+_Static_assert(offsetof(struct iol_config, zone_lo) == 2096, "offset of zone_lo");
+_Static_assert(offsetof(struct iol_config, zone_hi) == 3696, "offset of zone_hi");
+_Static_assert(offsetof(struct iol_config, fst_mode) == 5296, "offset of fst_mode");
+_Static_assert(offsetof(struct iol_config, fst_nr) == 5300, "offset of fst_nr");
+_Static_assert(offsetof(struct iol_config, fst_val) == 5304, "offset of fst_val");
+_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5312, "offset of zonemode_strided");
+_Static_assert(offsetof(struct iol_config, _pad4) == 5316, "offset of _pad4");
+_Static_assert(offsetof(struct iol_config, zone_size) == 5320, "offset of zone_size");
+_Static_assert(offsetof(struct iol_config, zone_range) == 5328, "offset of zone_range");
+_Static_assert(offsetof(struct iol_config, zone_skip) == 5336, "offset of zone_skip");
+_Static_assert(offsetof(struct iol_config, rand_repeat) == 5344, "offset of rand_repeat");
+_Static_assert(offsetof(struct iol_config, _pad5) == 5348, "offset of _pad5");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -28,7 +28,8 @@
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4, RNG_STREAM_RATE = 5 };
+enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4, RNG_STREAM_RATE = 5, RNG_STREAM_SEQ = 6,
+       RNG_STREAM_ZONE = 7, RNG_STREAM_FILE = 8 };
 
 #define now_ns iol_now_ns
 
@@ -98,6 +99,106 @@ static inline uint64_t map_find_free(const struct iol_file *f, uint64_t u)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
+/* zipf, pareto and normal generators (fio's lib/zipf.c and lib/gauss.c shapes) */
+
+#define FSERVICE_SHIFT 10                /* non-uniform file choice: 1024 ranges per file */
+#define ZIPF_MAX_TERMS 10000000ull       /* zeta(n) summed over at most this many terms */
+#define FIB_HASH 0x61C8864680B583EBull   /* golden-ratio multiplier: scatters hot ranges */
+
+enum { DIST_UNIFORM = 0, DIST_ZIPF = 1, DIST_PARETO = 2, DIST_NORMAL = 3, DIST_ZONED = 4, DIST_ZONED_ABS = 5 };
+enum { FST_RR = 0, FST_SEQ = 1, FST_RANDOM = 2, FST_ZIPF = 3, FST_PARETO = 4, FST_NORMAL = 5 };
+
+static double bits_to_double(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof(d));
+    return d;
+}
+
+static inline double rng_unit(struct iol_rng *r)
+{
+    return (double)(iol_rng_next(r) >> 11) * 0x1.0p-53; /* [0, 1) */
+}
+
+/* kind: DIST_ZIPF, DIST_PARETO or DIST_NORMAL; center < 0: none */
+static void dist_init(struct iol_dist *ds, int kind, uint64_t nranges, double val, double center, int hash,
+                      struct iol_rng *r)
+{
+    memset(ds, 0, sizeof(*ds));
+    ds->nranges = nranges ? nranges : 1;
+    ds->hash = hash;
+    uint64_t n = ds->nranges;
+    if (kind == DIST_ZIPF) {
+        ds->theta = val;
+        ds->zeta2 = 1.0 + pow(0.5, val);
+        uint64_t terms = n < ZIPF_MAX_TERMS ? n : ZIPF_MAX_TERMS;
+        for (uint64_t i = 1; i <= terms; i++)
+            ds->zetan += pow(1.0 / (double)i, val);
+    } else if (kind == DIST_PARETO) {
+        ds->pareto_pow = log(val) / log(1.0 - val);
+    } else if (val != 0.0) {
+        ds->stddev = (uint64_t)ceil((double)n * val / 100.0);
+        if (ds->stddev > n / 2)
+            ds->stddev = n / 2;
+    }
+    if (kind == DIST_NORMAL) {
+        /* the bell sits in the middle; a center moves it by (center - 0.5) of the range */
+        int64_t shift = center < 0 ? 0 : (int64_t)((double)n * (center - 0.5));
+        ds->rand_off = (uint64_t)(((shift % (int64_t)n) + (int64_t)n) % (int64_t)n);
+    } else {
+        ds->rand_off = center < 0 ? iol_rng_next(r) % n : (uint64_t)((double)n * center);
+    }
+}
+
+static inline uint64_t dist_next(const struct iol_dist *ds, int kind, struct iol_rng *r)
+{
+    uint64_t n = ds->nranges, v;
+    if (kind == DIST_ZIPF) {
+        double u = rng_unit(r);
+        double rz = u * ds->zetan;
+        if (rz < 1.0) {
+            v = 0;
+        } else if (rz < 1.0 + pow(0.5, ds->theta)) {
+            v = 1;
+        } else {
+            double alpha = 1.0 / (1.0 - ds->theta);
+            double eta = (1.0 - pow(2.0 / (double)n, 1.0 - ds->theta)) / (1.0 - ds->zeta2 / ds->zetan);
+            v = (uint64_t)((double)n * pow(eta * u - eta + 1.0, alpha));
+        }
+    } else if (kind == DIST_PARETO) {
+        v = (uint64_t)((double)(n - 1) * pow(rng_unit(r), ds->pareto_pow));
+    } else {
+        /* fio's "normal": the mean of 12 uniform draws over [0, n], plus a uniform deviation */
+        uint64_t sum = 0;
+        for (int i = 0; i < 12; i++)
+            sum += iol_rng_below(r, n + 1);
+        sum = (sum + 11) / 12;
+        if (ds->stddev) {
+            int64_t dev = (int64_t)((double)ds->stddev * rng_unit(r)) - (int64_t)(ds->stddev / 2);
+            while (dev + (int64_t)sum >= (int64_t)n)
+                dev /= 2;
+            sum = (uint64_t)((int64_t)sum + dev);
+        }
+        v = sum;
+    }
+    if (ds->hash)
+        v *= FIB_HASH;
+    return (v + ds->rand_off) % n;
+}
+
+/* The streams that choose the I/O pattern (offsets, directions, sizes, files). */
+static void seed_pattern(struct iol_job *j)
+{
+    uint64_t seed = j->cfg.seed;
+    iol_rng_seed(&j->rng_off, seed, RNG_STREAM_OFFSET);
+    iol_rng_seed(&j->rng_mix, seed, RNG_STREAM_MIX);
+    iol_rng_seed(&j->rng_bs, seed, RNG_STREAM_BS);
+    iol_rng_seed(&j->rng_seq, seed, RNG_STREAM_SEQ);
+    iol_rng_seed(&j->rng_zone, seed, RNG_STREAM_ZONE);
+    iol_rng_seed(&j->rng_file, seed, RNG_STREAM_FILE);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
 /* creation */
 
 static int setup_dir(struct iol_job *j, int d, char *err, size_t errlen)
@@ -144,6 +245,7 @@ static int setup_dir(struct iol_job *j, int d, char *err, size_t errlen)
         dr->bs_gran = c->blockalign[d] ? c->blockalign[d] : dr->bs_min;
         dr->bs_steps = (dr->bs_max - dr->bs_min) / dr->bs_gran + 1;
     }
+    dr->ba = c->blockalign[d] ? c->blockalign[d] : dr->bs_min;
     return IOL_OK;
 }
 
@@ -164,8 +266,20 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
         return fail(err, errlen, "ddir_mask is %u, expected 1 (read), 2 (write) or 3 (both)", c->ddir_mask);
     if (c->rwmix_read > 100)
         return fail(err, errlen, "rwmix_read is %u, expected a percentage 0..100", c->rwmix_read);
-    if (c->rw_hole > (1ull << 60))
-        return fail(err, errlen, "rw_hole %llu is too large", (unsigned long long)c->rw_hole);
+    if ((int64_t)c->rw_hole > (1ll << 60) || (int64_t)c->rw_hole < -(1ll << 60))
+        return fail(err, errlen, "rw_hole %lld is too large", (long long)c->rw_hole);
+    if (c->perc_rand[0] > 100 || c->perc_rand[1] > 100)
+        return fail(err, errlen, "perc_rand %u/%u: expected percentages 0..100", c->perc_rand[0], c->perc_rand[1]);
+    if (c->rand_dist > 5)
+        return fail(err, errlen, "rand_dist is %u, expected 0..5", c->rand_dist);
+    if (c->fst_mode > 5)
+        return fail(err, errlen, "fst_mode is %u, expected 0..5", c->fst_mode);
+    for (int i = 0; i < 2 * IOL_ZONE_TABLE; i++)
+        if (c->zone_lo[i] > c->zone_hi[i] || (c->rand_dist == 4 && c->zone_hi[i] > 100))
+            return fail(err, errlen, "zone table entry %d: %llu..%llu is not a range", i,
+                        (unsigned long long)c->zone_lo[i], (unsigned long long)c->zone_hi[i]);
+    if (c->zonemode_strided && (c->zone_size == 0 || c->zone_range == 0))
+        return fail(err, errlen, "zonemode strided needs zone_size and zone_range");
     for (int d = 0; d < 2; d++) {
         if (c->ddir_mask & (1u << d)) {
             int r = setup_dir(j, d, err, errlen);
@@ -197,12 +311,12 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
     if (c->max_bs > IOL_MAX_BS)
         return fail(err, errlen, "max_bs %llu is too large (at most %llu)", (unsigned long long)c->max_bs,
                     (unsigned long long)IOL_MAX_BS);
-    if (c->io_size < unit)
-        return fail(err, errlen, "io_size %llu is smaller than the smallest block size %llu",
-                    (unsigned long long)c->io_size, (unsigned long long)unit);
+    if (c->io_size == 0)
+        return fail(err, errlen, "io_size is 0 (need the bytes per loop)");
     if (!c->time_based && c->loops == 0)
         return fail(err, errlen, "loops is 0 (need at least 1 unless time_based)");
-    j->rw_seq_nr = c->rw_seq_nr ? c->rw_seq_nr : 1;
+    j->rw_seq_nr = c->rw_seq_nr; /* 0: never a new random offset (fio) */
+    j->seq_nr_left = 1;         /* the first I/O takes a random offset */
     j->depth = j->eng_sync ? 1 : (c->iodepth ? c->iodepth : 1);
     if (j->depth > 65535)
         return fail(err, errlen, "iodepth %u is too large (at most 65535)", c->iodepth);
@@ -240,6 +354,16 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
     if (c->thinktime_blocks_type > 1)
         return fail(err, errlen, "thinktime_blocks_type is %u, expected 0 (complete) or 1 (issue)",
                     c->thinktime_blocks_type);
+    for (int d = 0; d < 2; d++) {
+        if (c->ignore_error_n[d] > IOL_IGNORE_ERROR_MAX)
+            return fail(err, errlen, "ignore_error_n[%d] is %u, at most %d errnos allowed", d, c->ignore_error_n[d],
+                        IOL_IGNORE_ERROR_MAX);
+        if (c->max_latency_ns[d] || c->rate_min_bps[d] || c->rate_min_iops[d])
+            j->checks = 1;
+    }
+    if (j->checks && (c->rate_min_bps[0] | c->rate_min_bps[1] | c->rate_min_iops[0] | c->rate_min_iops[1]) &&
+        c->rate_cycle_ns < 1000000)
+        return fail(err, errlen, "rate_cycle_ns %llu is below 1 ms", (unsigned long long)c->rate_cycle_ns);
 
     if (nfiles == 0)
         return fail(err, errlen, "no files: the file list must not be empty");
@@ -306,9 +430,7 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
         return r;
     }
     const struct iol_config *c = &j->cfg;
-    iol_rng_seed(&j->rng_off, c->seed, RNG_STREAM_OFFSET);
-    iol_rng_seed(&j->rng_mix, c->seed, RNG_STREAM_MIX);
-    iol_rng_seed(&j->rng_bs, c->seed, RNG_STREAM_BS);
+    seed_pattern(j);
     iol_rng_seed(&j->rng_buf, c->seed, RNG_STREAM_BUF);
     iol_rng_seed(&j->rng_rate, c->seed, RNG_STREAM_RATE);
     iol_poll_init(&j->poll, c->poll_mode, c->poll_max_ns, c->poll_grow, c->poll_shrink);
@@ -318,14 +440,21 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     j->files = calloc(nfiles, sizeof(*j->files));
     if (!j->files)
         goto fail;
-    int use_map = c->random && !c->norandommap;
+    int use_map = c->random && !c->norandommap && c->rand_dist == 0; /* fio: no map but for uniform */
+    double dist_val = bits_to_double(c->rand_dist_val), center = bits_to_double(c->rand_center);
     for (size_t i = 0; i < nfiles; i++) {
         struct iol_file *f = &j->files[i];
         f->fd = files[i].fd;
         struct stat st;
         f->is_block = fstat(f->fd, &st) == 0 && S_ISBLK(st.st_mode);
-        f->base = files[i].offset;
+        f->start = f->base = files[i].offset;
         f->size = files[i].size;
+        off_t end = lseek(f->fd, 0, SEEK_END); /* fio's real_file_size */
+        f->real_size = end > 0 && (uint64_t)end > f->start + f->size ? (uint64_t)end : f->start + f->size;
+        if (c->rand_dist >= 1 && c->rand_dist <= 3) {
+            uint64_t span = f->size < f->real_size ? f->size : f->real_size;
+            dist_init(&f->dist, (int)c->rand_dist, (span + j->unit - 1) / j->unit, dist_val, center, 1, &j->rng_off);
+        }
         f->nblocks = f->size / j->unit;
         if (use_map) {
             f->map_words = (f->nblocks + 63) / 64;
@@ -337,6 +466,10 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
             map_reset(f);
         }
     }
+
+    if (c->fst_mode >= 3)
+        dist_init(&j->fst_dist, (int)c->fst_mode - 3 + 1, (uint64_t)nfiles << FSERVICE_SHIFT,
+                  bits_to_double(c->fst_val), center, 0, &j->rng_file);
 
     j->ios = calloc(j->depth, sizeof(*j->ios));
     j->free_ios = calloc(j->depth, sizeof(*j->free_ios));
@@ -423,7 +556,15 @@ void iol_job_destroy(struct iol_job *j)
 }
 
 /* ------------------------------------------------------------------------------------------------ */
-/* offsets */
+/* offsets: fio's rules (io_u.c get_next_offset / get_next_buflen, backend.c limits), own code */
+
+static void file_reset(struct iol_job *j, struct iol_file *f)
+{
+    (void)j;
+    f->last_pos[0] = f->last_pos[1] = f->base;
+    if (f->map)
+        map_reset(f);
+}
 
 /* fio drops a file's cached pages whenever it starts over on it (invalidate=1): a new loop reopens the
  * files, and a time_based run that wraps round a buffered file would otherwise read its own cache.
@@ -454,13 +595,14 @@ static void start_pass(struct iol_job *j)
     j->pass_bytes = 0;
     j->pass_ios = 0;
     j->cur_file = 0;
+    j->files_done = 0;
+    j->fst_have = 0;
+    j->zone_bytes = 0;
     for (unsigned i = 0; i < j->nfiles; i++) {
         struct iol_file *f = &j->files[i];
-        f->pos[0] = f->pos[1] = 0;
-        f->seq_left = 0;
-        f->next_block = 0;
-        if (f->map)
-            map_reset(f);
+        f->base = f->start;
+        f->done = 0;
+        file_reset(j, f);
     }
 }
 
@@ -474,88 +616,255 @@ static inline uint64_t off_to_unit(const struct iol_job *j, uint64_t off)
     return j->unit_pow2 ? off >> j->unit_shift : off / j->unit;
 }
 
-static inline uint64_t seq_offset(struct iol_job *j, struct iol_file *f, int d, uint64_t len)
+/* fio's get_next_seq_offset: the next sequential position (relative to base), holes applied. */
+static inline int seq_pos(struct iol_job *j, struct iol_file *f, int d, uint64_t *pos)
 {
-    uint64_t p = f->pos[d];
-    if (UNLIKELY(p + len > f->size)) {
-        p = 0; /* wrap around to the start of the region */
-        if (j->cfg.time_based && !j->cfg.direct && j->nfiles == 1)
-            drop_cache(j, f);
+    const uint64_t hole = j->cfg.rw_hole; /* two's complement */
+    const int back = (int64_t)hole < 0;
+    if (f->last_pos[d] >= f->real_size)
+        return 1;
+    uint64_t end = f->size < f->real_size ? f->size : f->real_size;
+    /* backwards from a region that does not start at 0: fio starts from the region LENGTH taken as
+     * an absolute offset (a quirk kept for the same offsets) */
+    if (back && f->base && f->last_pos[d] == f->base)
+        f->last_pos[d] = end;
+    uint64_t p = f->last_pos[d] - f->base; /* unsigned wrap-around as in fio */
+    if (p && hole) {
+        p += hole;
+        if (p >= f->real_size)
+            p = back ? end + hole : f->base; /* past either end: wrap (fio's values) */
     }
-    f->pos[d] = p + len + j->cfg.rw_hole;
-    return p;
+    *pos = p;
+    return 0;
 }
 
-static inline uint64_t rand_offset(struct iol_job *j, struct iol_file *f, int d, uint64_t len)
+/* fio's last_block: how many blocks of ba a random offset of direction d is drawn from. */
+static inline uint64_t last_block(const struct iol_job *j, const struct iol_file *f, int d)
 {
-    uint64_t b;
-    if (f->seq_left) {
-        f->seq_left--;
-        b = f->next_block;
-        if (b >= f->nblocks)
-            b = 0;
-    } else {
-        b = iol_rng_below(&j->rng_off, f->nblocks);
-        f->seq_left = j->rw_seq_nr - 1;
+    uint64_t max = f->size < f->real_size ? f->size : f->real_size;
+    if (j->cfg.zonemode_strided && j->cfg.zone_range)
+        max = j->cfg.zone_range;
+    const struct iol_dir *dr = &j->dir[d];
+    if (dr->bs_min > dr->ba) {
+        if (max < dr->bs_min - dr->ba)
+            return 0;
+        max -= dr->bs_min - dr->ba;
     }
-    if (f->map) {
-        if (UNLIKELY(f->used >= f->nblocks)) {
-            map_reset(f); /* every unit was used: a new pass over the map */
-            if (j->cfg.time_based && !j->cfg.direct)
-                drop_cache(j, f);
-        }
-        b = map_find_free(f, b);
-    }
-    uint64_t off = unit_to_off(j, b);
-    if (UNLIKELY(j->dir[d].align))
-        off -= off % j->dir[d].align;
-    if (UNLIKELY(off + len > f->size)) {
-        /* a block larger than the unit near the end: move it back so it fits */
-        uint64_t end = unit_to_off(j, f->nblocks);
-        off = len <= end ? end - len : 0;
-        if (j->unit_pow2)
-            off &= ~(j->unit - 1);
-        if (j->dir[d].align)
-            off -= off % j->dir[d].align;
-    }
-    if (f->map) {
-        uint64_t u = off_to_unit(j, off);
-        map_mark(f, u);
-        if (UNLIKELY(len > j->unit)) {
-            uint64_t last = off_to_unit(j, off + len - 1);
-            for (uint64_t x = u + 1; x <= last && x < f->nblocks; x++)
-                map_mark(f, x);
-        }
-    }
-    f->next_block = off_to_unit(j, off + len);
-    return off;
+    return max / dr->ba;
 }
 
-static inline uint64_t pick_bs(struct iol_job *j, int d)
+/* A random position (relative to base) for direction d; 1 when there is none (map full). Uniform
+ * offsets keep to free blocks of the random map; the others have no map (fio turns it off). */
+static inline int rand_pos(struct iol_job *j, struct iol_file *f, int d, uint64_t *pos)
+{
+    const struct iol_config *c = &j->cfg;
+    uint64_t lastb = last_block(j, f, d);
+    if (!lastb)
+        return 1;
+    uint64_t ba = j->dir[d].ba, b;
+    switch (c->rand_dist) {
+    case DIST_ZONED:
+    case DIST_ZONED_ABS: {
+        unsigned v = (unsigned)iol_rng_below(&j->rng_zone, 100);
+        uint64_t lo = c->zone_lo[d * IOL_ZONE_TABLE + v], hi = c->zone_hi[d * IOL_ZONE_TABLE + v];
+        uint64_t first, n;
+        if (c->rand_dist == DIST_ZONED) {
+            first = lo * lastb / 100;
+            n = lastb * (hi - lo) / 100;
+        } else {
+            first = lo / ba;
+            if (hi / ba > lastb)
+                return 1; /* zones past the end (the planner refuses those) */
+            n = hi / ba - first;
+        }
+        b = first + (n ? iol_rng_below(&j->rng_off, n) : 0);
+        break;
+    }
+    case DIST_ZIPF:
+    case DIST_PARETO:
+    case DIST_NORMAL:
+        b = dist_next(&f->dist, (int)c->rand_dist, &j->rng_off);
+        break;
+    default:
+        b = iol_rng_below(&j->rng_off, lastb);
+        break;
+    }
+    if (f->map) {
+        /* fio looks the block number (in units of this direction's ba) up in the map as it is, even
+         * when the map's unit is another direction's smaller block: kept for the same blocks */
+        if (f->used >= f->nblocks)
+            return 1;
+        if (b < f->nblocks && (f->map[b >> 6] & (1ull << (b & 63))))
+            b = map_find_free(f, b);
+    }
+    *pos = b * ba;
+    return 0;
+}
+
+/* A block size for direction d at absolute offset off: fio draws again until the block fits before
+ * the end of the region (0 if not even the smallest fits). */
+static inline uint64_t pick_bs(struct iol_job *j, const struct iol_file *f, int d, uint64_t off)
 {
     const struct iol_dir *dr = &j->dir[d];
-    if (dr->nsplit) {
-        uint32_t r = (uint32_t)iol_rng_below(&j->rng_bs, 100);
-        for (unsigned i = 0; i < dr->nsplit; i++)
-            if (r < dr->split_cum[i])
-                return dr->split_bs[i];
-        return dr->split_bs[dr->nsplit - 1];
-    }
-    if (LIKELY(dr->bs_steps <= 1))
+    if (dr->bs_min == dr->bs_max)
         return dr->bs_min;
-    return dr->bs_min + iol_rng_below(&j->rng_bs, dr->bs_steps) * dr->bs_gran;
+    const uint64_t limit = f->start + f->size;
+    if (off + dr->bs_min > limit)
+        return 0;
+    for (int tries = 0; tries < 1000; tries++) {
+        uint64_t len;
+        if (dr->nsplit) {
+            uint32_t r = (uint32_t)iol_rng_below(&j->rng_bs, 100);
+            unsigned i = 0;
+            while (i + 1 < dr->nsplit && r >= dr->split_cum[i])
+                i++;
+            /* the drawn entry, or a later one that fits (fio's scan) */
+            while (i + 1 < dr->nsplit && off + dr->split_bs[i] > limit)
+                i++;
+            len = dr->split_bs[i];
+        } else {
+            /* fio's draw: min + max * u, down to a multiple of min, at most max (so the largest
+             * size comes up about min/max more often than the others) */
+            len = dr->bs_min + (uint64_t)((double)dr->bs_max * rng_unit(&j->rng_bs));
+            len -= len % dr->bs_min;
+            if (len > dr->bs_max)
+                len = dr->bs_max;
+        }
+        if (off + len <= limit)
+            return len;
+    }
+    return dr->bs_min;
 }
 
-/* Next pass, or 0 when the job has done all its loops. */
+/* Mark the units of a random I/O in the map; the block shrinks to the free units that follow its
+ * start (fio: a block never covers units already done this pass). */
+static inline uint64_t map_take(struct iol_job *j, struct iol_file *f, int d, uint64_t pos, uint64_t len)
+{
+    /* fio marks in units of this direction's smallest block (another quirk kept as is) */
+    uint64_t bs = j->dir[d].bs_min;
+    uint64_t u = j->unit_pow2 && bs == j->unit ? pos >> j->unit_shift : pos / bs;
+    uint64_t want = (len + bs - 1) / bs, got = 0;
+    while (got < want && u + got < f->nblocks && !(f->map[(u + got) >> 6] & (1ull << ((u + got) & 63)))) {
+        map_mark(f, u + got);
+        got++;
+    }
+    if (got && got * bs < len)
+        len = got * bs;
+    return len;
+}
+
+/* fio's setup_strided_zone_mode: after zone_size bytes, move to the next zone. */
+static inline void strided_zone(struct iol_job *j, struct iol_file *f, int d)
+{
+    const struct iol_config *c = &j->cfg;
+    if (j->zone_bytes >= c->zone_size) {
+        j->zone_bytes = 0;
+        f->base += c->zone_range + c->zone_skip;
+        if (f->base >= f->real_size)
+            f->base = f->start;
+        f->last_pos[d] = f->base;
+    }
+    if (f->last_pos[d] >= f->base + c->zone_range)
+        f->last_pos[d] = f->base;
+    if (j->zone_bytes % c->zone_range == 0)
+        file_reset(j, f);
+}
+
+/* Offset (absolute) and length of the next I/O of direction d on f; 0 when f has none left. */
+static inline int fill_io(struct iol_job *j, struct iol_file *f, int d, uint64_t *offp, uint64_t *lenp)
+{
+    const struct iol_config *c = &j->cfg;
+    if (UNLIKELY(c->zonemode_strided))
+        strided_zone(j, f, d);
+    int hit = 0;
+    if (j->rw_seq_nr && !--j->seq_nr_left) {
+        hit = 1;
+        j->seq_nr_left = j->rw_seq_nr;
+    }
+    uint64_t pos;
+    int random = 0;
+    if (hit && c->random) {
+        if (c->perc_rand[d] >= 100 || iol_rng_below(&j->rng_seq, 100) < c->perc_rand[d]) {
+            if (rand_pos(j, f, d, &pos))
+                return 0;
+            random = 1;
+        } else if (seq_pos(j, f, d, &pos) && rand_pos(j, f, d, &pos)) {
+            return 0;
+        }
+    } else if (seq_pos(j, f, d, &pos) && (!c->random || rand_pos(j, f, d, &pos))) {
+        return 0;
+    }
+    if (pos >= f->size)
+        return 0;
+    uint64_t off = f->base + pos;
+    if (off >= f->real_size)
+        return 0;
+    uint64_t len = pick_bs(j, f, d, off);
+    if (!len || off + len > f->real_size)
+        return 0;
+    if (random && f->map)
+        len = map_take(j, f, d, off - f->base, len);
+    j->zone_bytes += len;
+    f->last_pos[d] = off + len;
+    *offp = off;
+    *lenp = len;
+    return 1;
+}
+
+/* fio's __get_next_file: the file for the next I/O, NULL when every file is done. */
+static inline unsigned next_file(struct iol_job *j)
+{
+    const struct iol_config *c = &j->cfg;
+    if (j->files_done >= j->nfiles)
+        return UINT32_MAX;
+    if (j->fst_have && !j->files[j->fst_cur].done) {
+        if (c->fst_mode == FST_SEQ)
+            return j->fst_cur;
+        if (j->fst_left) {
+            j->fst_left--;
+            return j->fst_cur;
+        }
+    }
+    unsigned fi;
+    if (c->fst_mode == FST_RR || c->fst_mode == FST_SEQ) {
+        do {
+            fi = j->cur_file;
+            if (++j->cur_file == j->nfiles)
+                j->cur_file = 0;
+        } while (j->files[fi].done);
+    } else {
+        do {
+            if (c->fst_mode == FST_RANDOM)
+                fi = (unsigned)iol_rng_below(&j->rng_file, j->nfiles);
+            else
+                fi = (unsigned)(dist_next(&j->fst_dist, (int)c->fst_mode - FST_ZIPF + DIST_ZIPF, &j->rng_file) >>
+                                FSERVICE_SHIFT);
+        } while (fi >= j->nfiles || j->files[fi].done);
+    }
+    j->fst_have = 1;
+    j->fst_cur = fi;
+    j->fst_left = c->fst_nr ? c->fst_nr - 1 : 0;
+    return fi;
+}
+
+/* fio's keep_running: another pass, or 0 when the job is done. */
 static int next_pass(struct iol_job *j)
 {
+    const struct iol_config *c = &j->cfg;
     if (j->pass_ios == 0)
         return 0; /* no progress possible */
-    if (!j->cfg.time_based && ++j->passes_done >= j->cfg.loops) /* ramp passes count, as in fio */
-        return 0;
-    /* fio reopens the files for every loop; a time_based job starting over drops the cache of a
-     * buffered file (random: each file; sequential: only a single file, as fio) */
-    if (!j->cfg.time_based || (!j->cfg.direct && (j->cfg.random || j->nfiles == 1)))
+    if (!c->time_based && ++j->passes_done >= c->loops) { /* ramp passes count, as in fio */
+        /* after the loops, only io_size keeps a job going (while a whole block is still missing) */
+        if (!c->io_size_set || j->total_bytes >= c->io_size || c->io_size - j->total_bytes < c->max_bs)
+            return 0;
+        if (c->number_ios && j->total_ios >= c->number_ios * c->loops)
+            return 0;
+    }
+    if (c->rand_repeat && !c->time_based)
+        seed_pattern(j); /* fio re-seeds for every loop: the same random choices again */
+    /* fio reopens the files for every loop (which drops their cache); a time_based job starting over
+     * on a buffered file drops it too (one file: in place; several: they are reopened) */
+    if (!c->time_based || !c->direct)
         for (unsigned i = 0; i < j->nfiles; i++)
             drop_cache(j, &j->files[i]);
     start_pass(j);
@@ -565,6 +874,7 @@ static int next_pass(struct iol_job *j)
 /* Fill io with the next I/O to issue; 0 when there is none left. */
 static inline int prep_next(struct iol_job *j, struct iol_io *io)
 {
+    const struct iol_config *c = &j->cfg;
     if (UNLIKELY(j->sync_qn)) {
         unsigned k = j->sync_head;
         j->sync_head = k + 1 == j->sync_cap ? 0 : k + 1;
@@ -578,42 +888,64 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
         io->len = 0;
         return 1;
     }
-    uint64_t len;
+    uint64_t off = 0, len = 0;
     int d;
+    unsigned fi;
+    unsigned failures = 0;
     for (;;) {
-        if (UNLIKELY(j->pass_bytes >= j->cfg.io_size) && !next_pass(j))
+        /* fio's issue limits: (io_size or size) x loops bytes, number_ios x loops I/Os (the ramp's
+         * I/O included, as in fio) */
+        if (!c->time_based &&
+            (j->total_bytes >= c->io_size * c->loops || (c->number_ios && j->total_ios >= c->number_ios * c->loops)))
             return 0;
-        if (j->cfg.ddir_mask == 3)
-            d = iol_rng_below(&j->rng_mix, 100) < j->cfg.rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+        fi = next_file(j);
+        if (fi == UINT32_MAX) {
+            if (!next_pass(j))
+                return 0;
+            continue;
+        }
+        if (c->ddir_mask == 3)
+            d = iol_rng_below(&j->rng_mix, 100) < c->rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
         else
-            d = j->cfg.ddir_mask == 1 ? IOL_DDIR_READ : IOL_DDIR_WRITE;
-        len = pick_bs(j, d);
-        uint64_t left = j->cfg.io_size - j->pass_bytes;
-        if (LIKELY(len <= left))
+            d = c->ddir_mask == 1 ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+        struct iol_file *f = &j->files[fi];
+        if (LIKELY(fill_io(j, f, d, &off, &len)))
             break;
-        len = left - left % j->unit; /* the end of the pass: a smaller last I/O */
-        if (len)
-            break;
-        j->pass_bytes = j->cfg.io_size;
+        if (c->time_based && c->random) {
+            /* fio starts a used-up file of a time_based random job over at once (and drops the cache
+             * of a buffered one) */
+            file_reset(j, f);
+            if (!c->direct)
+                drop_cache(j, f);
+            if (fill_io(j, f, d, &off, &len))
+                break;
+        }
+        if (c->fst_mode >= FST_ZIPF) {
+            /* non-uniform file choice: a file that ran out starts over (fio), it is never done */
+            file_reset(j, f);
+            if (++failures > 2 * j->nfiles + 16)
+                return 0;
+        } else {
+            f->done = 1;
+            j->files_done++;
+        }
     }
-    unsigned fi = j->cur_file;
     struct iol_file *f = &j->files[fi];
-    if (++j->cur_file == j->nfiles)
-        j->cur_file = 0;
-    uint64_t off = j->cfg.random ? rand_offset(j, f, d, len) : seq_offset(j, f, d, len);
     j->pass_bytes += len;
     j->pass_ios++;
+    j->total_bytes += len;
+    j->total_ios++;
 
     char *rbuf = (char *)j->bufmem + (size_t)io->index * 2 * j->buflen;
     io->op = (uint8_t)d;
     io->ddir = (uint8_t)d;
     io->file = fi;
     io->fd = f->fd;
-    io->offset = f->base + off;
+    io->offset = off;
     io->len = len;
     if (d == IOL_DDIR_WRITE) {
         io->buf = rbuf + j->buflen;
-        if (j->cfg.refill_buffers && !j->cfg.zero_buffers)
+        if (c->refill_buffers && !c->zero_buffers)
             fill_random(&j->rng_buf, io->buf, len);
         else if (j->cfg.scramble_buffers && !j->cfg.zero_buffers)
             scramble(j, io);
@@ -647,6 +979,7 @@ static void reset_stats(struct iol_job *j)
         j->ramp_ios[d] += s->ios;
         j->ramp_bytes[d] += s->bytes;
         s->ios = s->bytes = s->short_ios = 0;
+        j->err_ios[d] = 0;
         iol_hist_reset(&s->lat);
         iol_hist_reset(&s->clat);
         iol_hist_reset(&s->slat);
@@ -808,7 +1141,12 @@ static void record_error(struct iol_job *j, const struct iol_io *io)
     j->error_offset = io->error_offset;
     j->error_ddir = io->ddir;
     const char *what = strerror_r(io->error, ebuf, sizeof(ebuf));
-    if (io->ddir == IOL_DDIR_SYNC)
+    if (j->lat_exceeded)
+        snprintf(j->error_msg, sizeof(j->error_msg),
+                 "latency of %llu ns exceeds max_latency (%llu ns): %s of %llu bytes at offset %llu of file %u",
+                 (unsigned long long)j->lat_exceeded, (unsigned long long)j->cfg.max_latency_ns[io->ddir],
+                 opname[io->op], (unsigned long long)io->len, (unsigned long long)io->offset, io->file);
+    else if (io->ddir == IOL_DDIR_SYNC)
         snprintf(j->error_msg, sizeof(j->error_msg), "%s of file %u (fd %d): %s", opname[io->op], io->file,
                  io->fd, what);
     else if (io->eof)
@@ -843,13 +1181,110 @@ static int handle_event(struct iol_job *j, uint64_t t)
     return t >= j->deadline ? EV_FINISH : EV_ACCOUNT;
 }
 
+/* fio's continue_on_error: does this error let the job go on? Errors of a type continue_on_error names
+ * (read; write, which includes syncs; verify for EILSEQ) pass when they are in the ignore_error list of
+ * the direction, or, without a list, when they are EIO or EILSEQ. */
+static int error_passes(const struct iol_job *j, int ddir, int err)
+{
+    int type = err == EILSEQ ? 2 : ddir == IOL_DDIR_READ ? 0 : 1;
+    if (!(j->cfg.coe_mask & (1u << type)))
+        return 0;
+    unsigned n = type < 2 ? j->cfg.ignore_error_n[type] : 0;
+    if (!n)
+        return err == EIO || err == EILSEQ;
+    for (unsigned i = 0; i < n; i++)
+        if ((int)j->cfg.ignore_error[type * IOL_IGNORE_ERROR_MAX + i] == err)
+            return 1;
+    return 0;
+}
+
+/* An I/O ended with io->error. Count it when continue_on_error covers its type (as fio, the fatal one
+ * too); 1 when it ends the job (recorded as the job's error), 0 when the job goes on. `issued_only`: the
+ * I/O failed, it is counted as issued but not as done (a failed transfer; a max_latency violation was
+ * accounted as done already). */
+static int io_error(struct iol_job *j, struct iol_io *io, int issued_only)
+{
+    int type = io->error == EILSEQ ? 2 : io->ddir == IOL_DDIR_READ ? 0 : 1;
+    if (j->cfg.coe_mask & (1u << type)) {
+        if (!j->total_err++)
+            j->first_error = io->error;
+    }
+    if (error_passes(j, io->ddir, io->error)) {
+        j->err_ios[io->ddir] += issued_only;
+        j->lat_exceeded = 0;
+        return 0;
+    }
+    j->err_ios[io->ddir] += issued_only;
+    record_error(j, io);
+    return 1;
+}
+
+/* rate_min / rate_iops_min as fio checks them: not in the first 2 s of the job; then every rate_cycle
+ * the rate since the previous check must reach the minimum. 1 (with the job's error set) if it did not. */
+static int check_min_rate(struct iol_job *j, uint64_t t)
+{
+    const struct iol_config *c = &j->cfg;
+    if (t - j->t_start < 2000000000ull)
+        return 0;
+    for (int d = 0; d < 2; d++) {
+        if (!c->rate_min_bps[d] && !c->rate_min_iops[d])
+            continue;
+        if (!j->ds[d].ios)
+            continue;
+        if (j->rmin_bytes[d] || j->rmin_ios[d]) {
+            uint64_t spent_ms = (t - j->rmin_t[d]) / 1000000ull;
+            if (spent_ms == 0 || spent_ms * 1000000ull < c->rate_cycle_ns)
+                continue;
+            const char *name = d ? "write" : "read";
+            if (c->rate_min_bps[d]) {
+                uint64_t got = (j->ds[d].bytes - j->rmin_bytes[d]) * 1000 / spent_ms;
+                if (got < c->rate_min_bps[d]) {
+                    j->error = EIO;
+                    snprintf(j->error_msg, sizeof(j->error_msg), "%s rate_min=%lluB/s not met, got %lluB/s", name,
+                             (unsigned long long)c->rate_min_bps[d], (unsigned long long)got);
+                    return 1;
+                }
+            } else {
+                uint64_t got = (j->ds[d].ios - j->rmin_ios[d]) * 1000 / spent_ms;
+                if (got < c->rate_min_iops[d]) {
+                    j->error = EIO;
+                    snprintf(j->error_msg, sizeof(j->error_msg), "%s rate_iops_min=%llu not met, got %llu IOPS",
+                             name, (unsigned long long)c->rate_min_iops[d], (unsigned long long)got);
+                    return 1;
+                }
+            }
+        }
+        j->rmin_bytes[d] = j->ds[d].bytes;
+        j->rmin_ios[d] = j->ds[d].ios;
+        j->rmin_t[d] = t;
+    }
+    return 0;
+}
+
+/* max_latency and rate_min, after an I/O was accounted. Nonzero when the job must end. */
+static int completion_checks(struct iol_job *j, struct iol_io *io, uint64_t t)
+{
+    if (io->ddir < 2 && j->cfg.max_latency_ns[io->ddir] && t - io->t_issue > j->cfg.max_latency_ns[io->ddir]) {
+        j->lat_exceeded = t - io->t_issue;
+        io->error = ETIMEDOUT;
+        io->error_offset = io->offset;
+        int end = io_error(j, io, 0);
+        io->error = 0;
+        if (end)
+            return 1;
+    }
+    return check_min_rate(j, t);
+}
+
 /* Returns nonzero when the job must end. */
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
     j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
     if (UNLIKELY(io->error)) {
-        record_error(j, io);
-        return 1;
+        if (io_error(j, io, 1))
+            return 1;
+        /* an error let pass still moves time on: the ramp's end, samples and the deadline */
+        return UNLIKELY(t >= j->next_event) && handle_event(j, t) == EV_FINISH;
     }
     int ev = EV_ACCOUNT;
     if (UNLIKELY(t >= j->next_event)) {
@@ -863,6 +1298,8 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
     account(j, io, t);
     if (io->op == IOL_OP_WRITE)
         after_write(j, io);
+    if (UNLIKELY(j->checks) && completion_checks(j, io, t))
+        return 1;
     return ev == EV_FINISH;
 }
 
@@ -1250,6 +1687,7 @@ void iol_job_run(struct iol_job *j)
             start_pass(j);
             start_schedule(j, j->t_start);
         } else {
+            start_pass(j);
             begin_measure(j, j->t_start);
         }
         run_loop(j);

@@ -68,16 +68,27 @@ struct iol_sample {
     uint64_t bytes[2];
 };
 
+/* Per-file state of a zipf/pareto/normal offset (or file) generator. */
+struct iol_dist {
+    uint64_t nranges;
+    uint64_t rand_off; /* added to every value (a random or a centered shift) */
+    double zetan, zeta2, theta, pareto_pow;
+    uint64_t stddev; /* normal: width of the added uniform deviation, in ranges */
+    int hash;        /* scatter values over the range (offsets) or not (files) */
+};
+
 struct iol_file {
     int fd;
     int is_block; /* block device (cache dropped with BLKFLSBUF) or regular file (posix_fadvise) */
-    uint64_t base; /* region start (absolute) */
-    uint64_t size; /* region length */
-    uint64_t pos[2]; /* sequential modes: next offset per direction, relative to base */
+    uint64_t start; /* region start as planned (absolute) */
+    uint64_t base;  /* region start now (fio's file_offset: strided zones move it) */
+    uint64_t size;  /* region length (fio's per-file io_size) */
+    uint64_t real_size; /* file length (fio's real_file_size) */
+    uint64_t last_pos[2]; /* absolute end of the previous I/O per direction (fio's last_pos) */
+    int done;             /* no more I/O this pass */
+    struct iol_dist dist;
     /* random modes */
     uint64_t nblocks;    /* map units in the region */
-    uint64_t next_block; /* rw_seq_nr: block after the previous I/O */
-    uint32_t seq_left;   /* rw_seq_nr: sequential I/Os still to issue before the next random pick */
     /* random map: bit set = unit used this pass; summary bit set = map word full */
     uint64_t *map;
     uint64_t *summary;
@@ -92,6 +103,7 @@ struct iol_dir {
     uint64_t bs_gran;   /* bs range: sizes are bs_min + k * bs_gran */
     uint64_t bs_steps;  /* number of possible sizes in the range */
     uint64_t align;     /* random offsets: alignment (0 or a divisor of the map unit: none needed) */
+    uint64_t ba;        /* random offsets are multiples of this (blockalign, default the smallest bs) */
     unsigned nsplit;
     uint64_t split_bs[IOL_BSSPLIT_MAX];
     uint32_t split_cum[IOL_BSSPLIT_MAX]; /* cumulative percentages */
@@ -112,8 +124,16 @@ struct iol_job {
     unsigned unit_shift; /* log2(unit) if a power of two, else 0 with unit_pow2 = 0 */
     int unit_pow2;
     uint32_t rw_seq_nr;
+    uint32_t seq_nr_left; /* fio's ddir_seq_nr countdown: a random offset when it reaches 0 */
+    unsigned files_done;
+    unsigned fst_left;  /* I/Os left on the current file (file_service_type ':N') */
+    int fst_have;       /* a current file was chosen */
+    unsigned fst_cur;
+    struct iol_dist fst_dist;
+    uint64_t zone_bytes; /* strided zones: bytes issued in the current zone */
+    uint64_t total_bytes, total_ios; /* issued in the measured phase (all passes) */
 
-    struct iol_rng rng_off, rng_mix, rng_bs, rng_buf;
+    struct iol_rng rng_off, rng_mix, rng_bs, rng_buf, rng_seq, rng_zone, rng_file;
 
     /* I/O pool and buffers */
     struct iol_io *ios;
@@ -196,6 +216,16 @@ struct iol_job {
     atomic_int phase;
     atomic_uint_fast64_t prog_ios[2];
     atomic_uint_fast64_t prog_bytes[2];
+
+    /* continue_on_error: I/Os that failed with an error let pass (per direction), all errors counted
+     * (the fatal one too when its type continues) and the first of them */
+    uint64_t err_ios[IOL_DDIR_COUNT];
+    uint64_t total_err;
+    int first_error;
+    int checks;           /* max_latency or rate_min is set: completion_checks() runs after each I/O */
+    uint64_t lat_exceeded; /* max_latency: the latency that failed the job */
+    /* rate_min: counts and time at the last check, per direction (counts 0: no check yet) */
+    uint64_t rmin_t[2], rmin_bytes[2], rmin_ios[2];
 
     /* test hook */
     struct iol_trace_rec *trace;

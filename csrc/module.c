@@ -206,9 +206,9 @@ static PyObject *ddir_dict(const struct iol_job *j, int d)
         Py_XDECREF(slat);
         return NULL;
     }
-    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:N,s:N,s:N}", "ios", (unsigned long long)s->ios, "bytes",
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:N,s:N,s:N,s:K}", "ios", (unsigned long long)s->ios, "bytes",
                          (unsigned long long)s->bytes, "short_ios", (unsigned long long)s->short_ios, "dropped", 0,
-                         "clat", clat, "lat", lat, "slat", slat);
+                         "clat", clat, "lat", lat, "slat", slat, "err_ios", (unsigned long long)j->err_ios[d]);
 }
 
 static PyObject *counts7(const uint64_t v[7])
@@ -325,7 +325,7 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     const char *edir = j->error_ddir >= 0 ? ddir_names[j->error_ddir] : "";
-    return Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N,s:N,s:N,s:N}",
+    PyObject *res = Py_BuildValue("{s:K,s:O,s:O,s:i,s:s,s:K,s:s,s:K,s:K,s:K,s:K,s:K,s:i,s:i,s:N,s:N,s:s,s:s,s:l,s:N,s:N,s:N,s:N,s:N,s:N}",
                          "runtime_ns", (unsigned long long)j->runtime_ns, "ramp_done",
                          j->ramp_done ? Py_True : Py_False, "stopped", j->stopped ? Py_True : Py_False, "error",
                          j->error, "error_msg", j->error_msg, "error_offset", (unsigned long long)j->error_offset,
@@ -336,6 +336,21 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
                          samples, "engine", j->eng ? j->eng->name : "", "engine_info",
                          iol_job_engine_info(self->job), "tid", j->tid, "depth", depth, "poll", poll, "rate",
                          rate, "cpus", cpus, "ramp", ramp, "drained", drained);
+    if (!res)
+        return NULL;
+    /* continue_on_error: every error counted, and the first one */
+    PyObject *total_err = PyLong_FromUnsignedLongLong(j->total_err);
+    PyObject *first_error = PyLong_FromLong(j->first_error);
+    if (!total_err || !first_error || PyDict_SetItemString(res, "total_err", total_err) < 0 ||
+        PyDict_SetItemString(res, "first_error", first_error) < 0) {
+        Py_XDECREF(total_err);
+        Py_XDECREF(first_error);
+        Py_DECREF(res);
+        return NULL;
+    }
+    Py_DECREF(total_err);
+    Py_DECREF(first_error);
+    return res;
 }
 
 static PyObject *Job_thread_id(JobObject *self, PyObject *Py_UNUSED(ignored))

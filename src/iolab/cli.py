@@ -113,10 +113,9 @@ def execute(
             status_code = 1
             raw = {"error": worker.setup_errno, "error_msg": worker.setup_error or "did not run", "ddir": {}}
         elif raw.get("error"):
-            _err(
-                f"job '{jp.name}' ({jp.jobnum}): {raw.get('error_msg')} "
-                f"(errno {raw['error']}, {raw.get('error_ddir')} at offset {raw.get('error_offset')})"
-            )
+            ddir = raw.get("error_ddir")
+            where = f", {ddir} at offset {raw.get('error_offset')}" if ddir else ""
+            _err(f"job '{jp.name}' ({jp.jobnum}): {raw.get('error_msg')} (errno {raw['error']}{where})")
             status_code = 1
         raws[jp.index] = raw
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
@@ -311,7 +310,7 @@ def cmd_run(argv: Sequence[str]) -> int:
         for note in dict.fromkeys(run.all_warnings()):
             if note not in parser_warnings:
                 _err(f"warning: {note}")
-    sink.write(render(run, fmt))
+    sink.write(render(run, fmt, terse_version=int(flags.get("terse-version") or 3)))
     sink.flush()
     if sink is not sys.stdout:
         sink.close()

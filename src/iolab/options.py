@@ -270,10 +270,12 @@ _f("stonewall", "Wait for all earlier jobs to finish before starting; starts a n
 _f("new_group", "Start a new reporting group without waiting", C_PROC, supported=True)
 _f("group_reporting", "Report the jobs of a group as one", C_STAT, supported=True)
 _f("thread", "Run jobs as threads instead of processes (iolab always uses threads)", C_PROC, supported=True)
-_f("exitall", "When one job finishes, stop the others", C_PROC)
+_f("exitall", "When one job finishes, stop the others", C_PROC, supported=True,
+   note="as in fio it applies to the whole run once any job sets it; exit_what says which jobs stop")
 _e("exit_what", "Which jobs exitall stops: group, stonewall or all", C_PROC,
-   ("group", "stonewall", "all"), "group")
-_f("exitall_on_error", "When one job fails, stop the others", C_PROC)
+   ("group", "stonewall", "all"), "group", supported=True,
+   note="group: the finished job's group; stonewall: every running job; all: every job, none starts")
+_f("exitall_on_error", "When one job fails, stop the others", C_PROC, supported=True)
 _s("exec_prerun", "Shell command run before the job", C_PROC, supported=True,
    note="its output goes to <job name>.prerun.txt; a command that fails fails the job")
 _s("exec_postrun", "Shell command run after the job", C_PROC, supported=True,
@@ -332,7 +334,9 @@ _i("nrfiles", "Number of files per job", C_FILE, 1, aliases=("nr_files",), suppo
 _i("openfiles", "How many files may be open at once", C_FILE, None)
 _e("file_service_type", "How I/O moves between files", C_FILE,
    ("random", "zipf", "pareto", "normal", "gauss", "roundrobin", "sequential"), "roundrobin",
-   suffix_key="file_service_type_arg", note="iolab always goes round robin, one I/O per file")
+   suffix_key="file_service_type_arg", supported=True,
+   quirks="':N' after random, roundrobin or sequential is the I/Os per turn; after zipf, pareto or"
+   " normal it is the distribution's parameter, and a file that runs out starts over (never done)")
 _e("fallocate", "How files are preallocated", C_FILE,
    ("none", "native", "posix", "keep", "truncate", "0", "1"), "native", supported=True,
    quirks="only when a file is laid out; 0 means none and 1 posix; with none or keep a write-only"
@@ -372,9 +376,10 @@ _add("rw", Kind.RW, FioType.STR, "read", "I/O pattern", C_IO, aliases=("readwrit
               "randrw", "trimwrite", "randtrimwrite"),
      suffix_key="rw_modifier", supported=True,
      note="trim, randtrim, trimwrite and randtrimwrite are parsed but not implemented",
-     quirks="':N' after a sequential pattern skips N bytes after every I/O; after a random pattern"
-     " it issues N I/Os sequentially per random offset. fio reads 'randread:' and 'randread:0' as"
-     " never jumping, i.e. sequential.")
+     quirks="':N' after a sequential pattern adds N bytes after every I/O and stops at the end of the"
+     " file; a negative N goes backwards and wraps to the end. After a random pattern every N-th I/O"
+     " takes a random offset and the others continue from the previous one. fio reads 'randread:'"
+     " and 'randread:0' as never jumping, i.e. sequential.")
 _e("rw_sequencer", "How the ':N' modifier of rw is applied", C_IO, ("sequential", "identical"),
    "sequential")
 _p("rwmixread", "Percent of mixed I/O that reads", C_IO, 50, inverse="rwmixwrite",
@@ -386,7 +391,9 @@ _z("size", "Total bytes of I/O region for the job (or 'N%' of the file/device)",
    fio_type=FioType.VAL_ZONE, percent_key="size_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("io_size", "Bytes to transfer, if different from size", C_IO, None, aliases=("io_limit",),
    fio_type=FioType.VAL_ZONE, percent_key="io_size_percent", zone_ok=True, last_part_wins=True,
-   supported=True)
+   supported=True,
+   quirks="I/O stops once io_size x loops bytes were issued, the last block whole (so up to a block"
+   " more); a region used up before that starts over")
 _z("offset", "Start I/O at this offset in each file (or 'N%')", C_IO, 0, aliases=("fileoffset",),
    fio_type=FioType.VAL_ZONE, percent_key="offset_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("offset_increment", "Each clone starts this much further than the previous", C_IO, 0,
@@ -396,7 +403,9 @@ _z("offset_increment", "Each clone starts this much further than the previous", 
    " so a percentage is of the file as the clones before left it")
 _z("offset_align", "Align a percentage offset to this many bytes", C_IO, 0, fio_type=FioType.INT,
    supported=True, quirks="percentage offsets are rounded up, to the smallest block size by default")
-_u("number_ios", "Stop after this many I/Os", C_IO, 0, supported=True)
+_u("number_ios", "Stop after this many I/Os", C_IO, 0, supported=True,
+   quirks="counts both directions; the limit is number_ios x loops; size/io_size still end the job"
+   " first if they come first")
 _f("norandommap", "Random I/O may hit the same block twice", C_IO, supported=True)
 _b("softrandommap", "Continue without the random map if it cannot be allocated", C_IO)
 _b("randrepeat", "Use the same random sequence on every run", C_IO, True, supported=True)
@@ -406,9 +415,15 @@ _e("random_generator", "Random number generator", C_IO, ("tausworthe", "lfsr", "
    "tausworthe")
 _e("random_distribution", "Distribution of random offsets", C_IO,
    ("random", "zipf", "pareto", "normal", "zoned", "zoned_abs"), "random",
-   suffix_key="random_distribution_arg")
+   suffix_key="random_distribution_arg", supported=True,
+   note="per-direction zone sets (',' in zoned/zoned_abs) are refused",
+   quirks="every distribution but random turns the random map off (blocks repeat); zipf and pareto"
+   " scatter their hot blocks over the file; 'normal' is fio's: the mean of 12 uniform draws plus a"
+   " uniform deviation of the given percent")
 _add("percentage_random", Kind.INT_PAIR, FioType.INT, (100, 100),
-     "Percent of I/O that is random (rest sequential), per direction", C_IO, maxval=100)
+     "Percent of I/O that is random (rest sequential), per direction", C_IO, maxval=100,
+     supported=True,
+     quirks="a sequential I/O continues from the end of the previous I/O of its direction, random or not")
 _add("percentage_sequential", Kind.STR, FioType.DEPRECATED, None,
      "Removed option; fio refuses it", C_IO)
 _e("io_submit_mode", "Submit I/O inline or from a helper thread", C_IO, ("inline", "offload"),
@@ -514,18 +529,23 @@ _add("rate", Kind.BS_PAIR, FioType.ULL, (None, None), "Bandwidth cap in bytes/s,
      note="latencies are measured from each I/O's scheduled time, so a device that falls behind shows it"
      " (no coordinated omission)")
 _add("rate_min", Kind.BS_PAIR, FioType.ULL, (None, None),
-     "Fail if bandwidth falls below this, per direction", C_RATE, aliases=("ratemin",))
+     "Fail if bandwidth falls below this, per direction", C_RATE, aliases=("ratemin",), supported=True,
+     note="as fio: checked from 2 s into the job, every rate_cycle, over the I/O done since the last check;"
+     " the job then fails with EIO")
 _add("rate_iops", Kind.INT_PAIR, FioType.INT, (None, None), "IOPS cap, per direction", C_RATE,
      supported=True, note="counted in bytes of the smallest block size, as fio does; latencies are"
      " measured from each I/O's scheduled time (no coordinated omission)")
 _add("rate_iops_min", Kind.INT_PAIR, FioType.INT, (None, None),
-     "Fail if IOPS fall below this, per direction", C_RATE)
+     "Fail if IOPS fall below this, per direction", C_RATE, supported=True,
+     note="checked like rate_min (which wins if both are set per direction; fio refuses both at once)")
 _e("rate_process", "How rate-limited I/O is spaced: linear or poisson", C_RATE,
    ("linear", "poisson"), "linear", supported=True)
-_i("rate_cycle", "Window in ms for rate_min checks", C_RATE, 1000, aliases=("ratecycle",))
+_i("rate_cycle", "Window in ms for rate_min checks", C_RATE, 1000, aliases=("ratecycle",), supported=True)
 _b("rate_ignore_thinktime", "Rate limiting ignores thinktime", C_RATE)
 _add("max_latency", Kind.TIME, FioType.ULL, None,
-     "Fail the job when a latency exceeds this (bare number: microseconds)", C_RATE, unit=NS_PER_US)
+     "Fail the job when a latency exceeds this (bare number: microseconds)", C_RATE, unit=NS_PER_US,
+     supported=True, note="total latency (lat) of reads and writes; the job fails with ETIMEDOUT (110)."
+     " As in fio, not checked with disable_lat, gtod_reduce or stats=0")
 _t("latency_target", "Latency to aim for (bare number: microseconds)", C_RATE, NS_PER_US, None)
 _t("latency_window", "Window for latency_target (bare number: microseconds)", C_RATE, NS_PER_US,
    None)
@@ -574,12 +594,17 @@ _u("trim_backlog", "Trim after this many blocks", C_VERIFY, None)
 _i("trim_backlog_batch", "Blocks to trim per backlog run", C_VERIFY, None)
 
 # Zoned
-_e("zonemode", "Zone handling: none, strided or zbd", C_ZONE, ("none", "strided", "zbd"), "none")
-_z("zonesize", "Zone size", C_ZONE, 0)
+_e("zonemode", "Zone handling: none, strided or zbd", C_ZONE, ("none", "strided", "zbd"), "none",
+   supported=True, note="zbd is refused",
+   quirks="strided zones apply only to a job with one file (fio ignores them otherwise)")
+_z("zonesize", "Zone size", C_ZONE, 0, supported=True,
+   quirks="with zonemode=strided: bytes of I/O done in a zone before moving on; refused (as in fio)"
+   " without zonemode=strided")
 _z("zonecapacity", "Zone capacity", C_ZONE, 0)
-_z("zonerange", "Zone range", C_ZONE, 0)
+_z("zonerange", "Zone range", C_ZONE, 0, supported=True,
+    quirks="length of a strided zone (default zonesize); the next zone starts zonerange+zoneskip later")
 _z("zoneskip", "Bytes to skip after each zone", C_ZONE, 0, fio_type=FioType.VAL_ZONE, zone_ok=True,
-   last_part_wins=True)
+   last_part_wins=True, supported=True)
 _b("read_beyond_wp", "Allow reads past the write pointer", C_ZONE)
 _i("max_open_zones", "Most zones open at once", C_ZONE, 0)
 _i("job_max_open_zones", "Most zones this job keeps open", C_ZONE, 0)
@@ -615,7 +640,8 @@ _i("iopsavgtime", "IOPS sample interval in ms", C_LOG, 500, supported=True,
    note="iolab takes bandwidth and IOPS samples together: bwavgtime and iopsavgtime must be equal")
 
 # Reporting
-_b("stats", "Collect statistics for this job", C_STAT, True)
+_b("stats", "Collect statistics for this job", C_STAT, True, supported=True,
+   note="stats=0: the job runs but is left out of every report and of its group's run status line")
 _b("clat_percentiles", "Report completion latency percentiles", C_STAT, True, supported=True)
 _b("lat_percentiles", "Report total latency percentiles", C_STAT, False, supported=True)
 _b("slat_percentiles", "Report submission latency percentiles", C_STAT, False, supported=True)
@@ -624,16 +650,26 @@ _fl("percentile_list", "Percentiles to report, ':' separated", C_STAT,
      99.99), minfloat=0.0, maxfloat=100.0, max_items=20, supported=True)
 _i("significant_figures", "Digits in terse/json+ latency output", C_STAT, 4, minval=1, maxval=10)
 _b("disk_util", "Report disk utilisation", C_STAT, True)
-_b("gtod_reduce", "Cut down on time calls (turns most latency stats off)", C_STAT)
-_b("disable_lat", "Do not measure total latency", C_STAT)
-_b("disable_clat", "Do not measure completion latency", C_STAT)
-_b("disable_slat", "Do not measure submission latency", C_STAT)
-_b("disable_bw_measurement", "Do not measure bandwidth", C_STAT, aliases=("disable_bw",))
+_b("gtod_reduce", "Cut down on time calls (turns most latency stats off)", C_STAT, supported=True,
+   note="as fio: sets disable_lat, disable_clat, disable_slat and turns latency percentiles off")
+_b("disable_lat", "Do not measure total latency", C_STAT, supported=True,
+   note="lat is reported as zeros; as in fio, max_latency is then not checked")
+_b("disable_clat", "Do not measure completion latency", C_STAT, supported=True,
+   note="clat, sync latencies and the latency distribution are reported as zeros")
+_b("disable_slat", "Do not measure submission latency", C_STAT, supported=True,
+   note="slat is reported as zeros")
+_b("disable_bw_measurement", "Do not measure bandwidth", C_STAT, aliases=("disable_bw",), supported=True,
+   note="fio 3.33 still reports the bandwidth and IOPS samples with it, and so does iolab")
 _e("unified_rw_reporting", "Report reads and writes together", C_STAT,
-   ("none", "mixed", "both", "0", "1", "2"), "none")
+   ("none", "mixed", "both", "0", "1", "2"), "none", supported=True,
+   note="mixed (1): one 'mixed' direction replaces read/write/trim (and JSON's sync); both (2): added")
 _e("continue_on_error", "Keep going after these kinds of errors", C_MISC,
-   ("none", "read", "write", "io", "verify", "all", "0", "1"), "none")
-_cb("ignore_error", "Error numbers to ignore, per direction", C_MISC)
+   ("none", "read", "write", "io", "verify", "all", "0", "1"), "none", supported=True,
+   note="as fio: only EIO and EILSEQ let the job go on unless ignore_error lists others; errors are"
+   " counted (total_err, first_error) and shown as the job's error, with exit status 0")
+_cb("ignore_error", "Error numbers to ignore, per direction", C_MISC, supported=True,
+    note="'read,write,verify' lists of ':' separated errnos; names EPERM..ERANGE as fio 3.33 knows them,"
+    " other errors as numbers; a list turns continue_on_error on for its direction")
 _b("error_dump", "Print every error", C_MISC)
 
 # Steady state
@@ -1043,7 +1079,8 @@ _flags: list[FioFlag] = [
     FioFlag("debug", "required", "fio debug tracing classes"),
     FioFlag("bandwidth-log", "none", "Write aggregate bandwidth logs"),
     FioFlag("append-terse", "none", "Also print terse output (deprecated in fio)"),
-    FioFlag("terse-version", "required", "Terse format version", choices=("2", "3", "4", "5")),
+    FioFlag("terse-version", "required", "Terse format version (2..5; 3 by default)",
+            choices=("2", "3", "4", "5"), supported=True),
     FioFlag("version", "none", "Print the version and exit", supported=True),
     FioFlag("help", "none", "Print the command-line flags and exit", supported=True),
     FioFlag("cpuclock-test", "none", "Test the CPU clock"),

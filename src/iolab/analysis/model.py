@@ -400,6 +400,22 @@ def _bs_ranges(options: Mapping[str, Any]) -> tuple[tuple[int, int], tuple[int, 
     return r, w, w
 
 
+#: unified_rw_reporting values (fio's numeric spellings too) -> iolab's name
+UNIFIED_MODES = {"none": "none", "0": "none", "mixed": "mixed", "1": "mixed", "both": "both", "2": "both"}
+#: continue_on_error values -> fio's error type bits (1 read, 2 write, 4 verify; "all" is every bit)
+ERROR_TYPE_BITS = {"none": 0, "0": 0, "read": 1, "write": 2, "io": 3, "verify": 4, "all": 0xFFFF, "1": 0xFFFF}
+
+
+def error_types(options: Mapping[str, Any]) -> int:
+    """fio's continue_on_error bit mask: the option, plus the bit of every ignore_error list given (as fio
+    does, a non-empty ignore_error list turns continue_on_error on for its error type)."""
+    bits = ERROR_TYPE_BITS.get(str(options.get("continue_on_error") or "none"), 0)
+    for i, part in enumerate(str(options.get("ignore_error") or "").strip().split(",")[:3]):
+        if part.split(":")[0]:
+            bits |= 1 << i
+    return bits
+
+
 @dataclass(frozen=True)
 class ReportOptions:
     """The job options the reports need, typed, with fio's defaults."""
@@ -421,11 +437,22 @@ class ReportOptions:
     latency_target: int = 0  # us
     latency_window: int = 0  # us
     latency_percentile: float = 100.0
+    #: unified_rw_reporting: "none", "mixed" (one "mixed" direction instead of read/write/trim) or "both"
+    unified: str = "none"
+    #: stats=0: the job runs but is left out of every report (and of its group's run status)
+    stats: bool = True
+    # disable_lat/disable_clat/disable_slat (gtod_reduce sets all three): those latencies are not kept
+    disable_lat: bool = False
+    disable_clat: bool = False
+    disable_slat: bool = False
+    #: continue_on_error is not none (ignore_error also turns it on): reports show the error counts
+    continue_on_error: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ReportOptions:
         kb = _as_int(options.get("kb_base"), 1024)
         sig = _as_int(options.get("significant_figures"), 4)
+        gtod = _as_bool(options.get("gtod_reduce"), False)
         return cls(
             rw=str(options.get("rw") or "read"),
             bs=_bs_ranges(options),
@@ -433,9 +460,9 @@ class ReportOptions:
             iodepth=max(_as_int(options.get("iodepth"), 1), 1),
             percentile_list=_percentile_list(options.get("percentile_list")),
             percentile_precision=_percentile_precision(options.get("percentile_list")),
-            clat_percentiles=_as_bool(options.get("clat_percentiles"), True),
-            lat_percentiles=_as_bool(options.get("lat_percentiles"), False),
-            slat_percentiles=_as_bool(options.get("slat_percentiles"), False),
+            clat_percentiles=not gtod and _as_bool(options.get("clat_percentiles"), True),
+            lat_percentiles=not gtod and _as_bool(options.get("lat_percentiles"), False),
+            slat_percentiles=not gtod and _as_bool(options.get("slat_percentiles"), False),
             kb_base=kb if kb in (1000, 1024) else 1024,
             unit_base=_as_int(options.get("unit_base"), 0),
             significant_figures=min(max(sig, 1), 10),
@@ -445,6 +472,12 @@ class ReportOptions:
             latency_target=_as_int(options.get("latency_target"), 0) // 1000,
             latency_window=_as_int(options.get("latency_window"), 0) // 1000,
             latency_percentile=_as_float(options.get("latency_percentile"), 100.0),
+            unified=UNIFIED_MODES.get(str(options.get("unified_rw_reporting") or "none"), "none"),
+            stats=_as_bool(options.get("stats"), True),
+            disable_lat=gtod or _as_bool(options.get("disable_lat"), False),
+            disable_clat=gtod or _as_bool(options.get("disable_clat"), False),
+            disable_slat=gtod or _as_bool(options.get("disable_slat"), False),
+            continue_on_error=error_types(options) != 0,
         )
 
 
@@ -484,7 +517,8 @@ class JobResult:
     groupid: int
     options: dict[str, Any]  # as given to job_result (typed option values)
     opts: ReportOptions  # the subset the reports use
-    job_options: dict[str, str]  # explicitly set options as text, for JSON "job options"
+    # explicitly set options as text, for JSON "job options" (None: written without a value)
+    job_options: dict[str, str | None]
     dirs: dict[str, DirStats]  # always "read", "write", "trim", "sync"
     cpu: CpuStats = field(default_factory=CpuStats)
     iodepth: IoDepths = field(default_factory=IoDepths)
@@ -501,6 +535,9 @@ class JobResult:
     num_jobs: int = 1
     pid: int = 0
     finished_at: float = 0.0  # epoch seconds
+    #: continue_on_error: errors counted (the fatal one too) and the first of them (an errno)
+    total_err: int = 0
+    first_error: int = 0
 
     @property
     def job_runtime_ms(self) -> int:
@@ -587,7 +624,7 @@ def job_result(
     groupid: int,
     options: Mapping[str, Any],
     sample_interval_ms: float,
-    job_options: Mapping[str, str] | None = None,
+    job_options: Mapping[str, str | None] | None = None,
     warnings: Iterable[str] = (),
     elapsed_s: int | None = None,
     pid: int | None = None,
@@ -613,18 +650,25 @@ def job_result(
     for d in ALL_DIRS:
         rd: Mapping[str, Any] = raw_dirs.get(d, {}) or {}
         ios = int(rd.get("ios", 0))
+        # I/Os that failed (the fatal one, and those continue_on_error let pass): fio counts them as issued.
+        # Without the C core's count (older raw results), the I/O of the job's error.
+        err_ios = rd.get("err_ios")
+        if err_ios is None:
+            err_ios = 1 if err_code and err_ddir == d else 0
         ds = DirStats(
             ios=ios,
-            # issued = completed, plus the I/O that failed (fio counts it as issued too)
-            total_ios=ios + (1 if err_code and err_ddir == d else 0),
+            total_ios=ios + int(err_ios),
             bytes=int(rd.get("bytes", 0)),
             short_ios=int(rd.get("short_ios", 0)),
             drop_ios=int(rd.get("dropped", 0)),
             runtime_ms=(max(runtime_ms, 1) if ios else 0) if d != "sync" else 0,
-            clat=_hist(rd, "clat", sub_bits, nbuckets),
-            lat=_hist(rd, "lat", sub_bits, nbuckets),
-            slat=_hist(rd, "slat", sub_bits, nbuckets),
+            # disable_clat/lat/slat (or gtod_reduce): fio keeps no such latencies, its report shows zeros
+            clat=Histogram() if opts.disable_clat else _hist(rd, "clat", sub_bits, nbuckets),
+            lat=Histogram() if opts.disable_lat and d != "sync" else _hist(rd, "lat", sub_bits, nbuckets),
+            slat=Histogram() if opts.disable_slat else _hist(rd, "slat", sub_bits, nbuckets),
         )
+        if d == "sync" and opts.disable_clat:
+            ds.lat = Histogram()  # fio records sync latencies as completion latencies
         dirs[d] = ds
         if ds.short_ios:
             notes.append(f"{ds.short_ios} short {d} I/O(s): fewer bytes transferred than requested")
@@ -695,6 +739,10 @@ def job_result(
         offset=int(raw.get("error_offset", 0)),
         ddir=err_ddir,
     )
+    first_error = int(raw.get("first_error", 0))
+    if not err_code and first_error and opts.continue_on_error:
+        # as fio: errors continue_on_error let pass still show as the job's error (the exit status stays 0)
+        err = ErrorInfo(code=first_error, msg=os.strerror(first_error))
     return JobResult(
         name=name,
         jobnum=jobnum,
@@ -724,6 +772,8 @@ def job_result(
         sample_times_ns=_interval_ends_ns(raw_samples, runtime_ns),
         pid=pid if pid is not None else os.getpid(),
         finished_at=finished_at if finished_at is not None else time.time(),
+        total_err=int(raw.get("total_err", 0)),
+        first_error=int(raw.get("first_error", 0)),
     )
 
 
@@ -740,14 +790,78 @@ class GroupDirStats:
     max_run: int = 0
 
 
+def _mixed_group(dirs: Mapping[str, GroupDirStats]) -> GroupDirStats:
+    """unified_rw_reporting=both: fio's MIXED run status line from the per-direction ones (bytes and
+    aggregate bandwidths added, the smallest minimum and the largest maximum)."""
+    used = [g for g in dirs.values() if g.max_run]
+    if not used:
+        return GroupDirStats()
+    return GroupDirStats(
+        io_bytes=sum(g.io_bytes for g in used),
+        agg_bw=sum(g.agg_bw for g in used),
+        min_bw=min(g.min_bw for g in used),
+        max_bw=max(g.max_bw for g in used),
+        min_run=min(g.min_run for g in used),
+        max_run=max(g.max_run for g in used),
+    )
+
+
+def _summed_samples(parts: Sequence[SampleStats]) -> SampleStats:
+    """fio's sum of bw/iops statistics over directions for unified_rw_reporting: minima, maxima and means
+    are added up as if the directions ran side by side; the deviation comes from the pooled squares."""
+    used = [p for p in parts if p.samples]
+    if not used:
+        return SampleStats()
+    n = sum(p.samples for p in used)
+    sq = math.fsum(p.stdev**2 * (p.samples - 1) for p in used)
+    return SampleStats(
+        sum(p.min for p in used),
+        sum(p.max for p in used),
+        math.fsum(p.mean for p in used),
+        math.sqrt(sq / (n - 1)) if n > 1 else 0.0,
+        n,
+    )
+
+
+def mixed_dir(job: JobResult) -> DirStats:
+    """Reads, writes and trims of a job as one direction (fio's unified_rw_reporting "mixed")."""
+    parts = [job.dirs[d] for d in RW_DIRS]
+    return DirStats(
+        ios=sum(p.ios for p in parts),
+        total_ios=sum(p.total_ios for p in parts),
+        bytes=sum(p.bytes for p in parts),
+        short_ios=sum(p.short_ios for p in parts),
+        drop_ios=sum(p.drop_ios for p in parts),
+        runtime_ms=max(p.runtime_ms for p in parts),
+        clat=Histogram.merged(p.clat for p in parts),
+        lat=Histogram.merged(p.lat for p in parts),
+        slat=Histogram.merged(p.slat for p in parts),
+        bw_stats=_summed_samples([p.bw_stats for p in parts]),
+        iops_stats=_summed_samples([p.iops_stats for p in parts]),
+    )
+
+
 @dataclass
 class GroupResult:
     groupid: int
-    jobs: list[JobResult]  # members, in job order
+    jobs: list[JobResult]  # members that report (stats=1), in job order
     dirs: dict[str, GroupDirStats]  # "read", "write", "trim"
     merged: JobResult | None = None  # the group as one job, when group_reporting
     kb_base: int = 1024
     unit_base: int = 0
+    #: unified_rw_reporting of the group: "none", "mixed" or "both"
+    unified: str = "none"
+    #: the MIXED run status line (unified_rw_reporting mixed or both)
+    mixed: GroupDirStats | None = None
+
+    def agg_bw(self, d: str) -> int:
+        """The aggregate bandwidth a direction's share (bw_agg) is taken of.  As in fio, a "mixed" direction
+        uses the group's mixed aggregate with unified_rw_reporting=mixed, but the read aggregate with both."""
+        if d == "mixed":
+            if self.unified == "mixed" and self.mixed is not None:
+                return self.mixed.agg_bw
+            d = "read"
+        return self.dirs[d].agg_bw if d in self.dirs else 0
 
     @property
     def reported(self) -> list[JobResult]:
@@ -756,8 +870,12 @@ class GroupResult:
 
 
 def _group_dir(jobs: Sequence[JobResult], d: str) -> GroupDirStats:
-    active = [j.dirs[d] for j in jobs if j.dirs[d].runtime_ms > 0]
-    io_bytes = sum(j.dirs[d].bytes for j in jobs)
+    return _group_of([mixed_dir(j) if d == "mixed" else j.dirs[d] for j in jobs])
+
+
+def _group_of(parts: Sequence[DirStats]) -> GroupDirStats:
+    active = [p for p in parts if p.runtime_ms > 0]
+    io_bytes = sum(p.bytes for p in parts)
     if not active:
         return GroupDirStats(io_bytes=io_bytes)
     max_run = max(s.runtime_ms for s in active)
@@ -858,6 +976,8 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         sample_times_ns=list(longest.sample_times_ns),
         num_jobs=sum(j.num_jobs for j in jobs),
         finished_at=max(j.finished_at for j in jobs),
+        total_err=sum(j.total_err for j in jobs),
+        first_error=next((j.first_error for j in jobs if j.first_error), 0),
     )
 
 
@@ -871,19 +991,30 @@ def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[Grou
         by_group.setdefault(j.groupid, []).append(j)
     out: list[GroupResult] = []
     for gid in sorted(by_group):
-        members = by_group[gid]
+        everyone = by_group[gid]
+        # stats=0: the job ran, but fio leaves it out of the reports and of the run status line
+        members = [j for j in everyone if j.opts.stats]
         merge = group_reporting or any(j.opts.group_reporting for j in members)
-        merged = merge_jobs(members) if merge else None
+        merged = merge_jobs(members) if merge and members else None
         # like fio, the run status line is computed from what is reported: the merged job if merged
         basis = [merged] if merged is not None else members
+        dirs = {d: _group_dir(basis, d) for d in RW_DIRS}
+        unified = everyone[0].opts.unified
+        mixed = None
+        if unified == "mixed":
+            mixed = _group_dir(basis, "mixed")
+        elif unified == "both":
+            mixed = _mixed_group(dirs)
         out.append(
             GroupResult(
                 groupid=gid,
                 jobs=members,
-                dirs={d: _group_dir(basis, d) for d in RW_DIRS},
+                dirs=dirs,
                 merged=merged,
-                kb_base=members[0].opts.kb_base,
-                unit_base=members[0].opts.unit_base,
+                kb_base=everyone[0].opts.kb_base,
+                unit_base=everyone[0].opts.unit_base,
+                unified=unified,
+                mixed=mixed,
             )
         )
     return out
@@ -898,7 +1029,7 @@ class RunResult:
     timestamp: int = 0  # epoch seconds
     timestamp_ms: int = 0
     time: str = ""  # like ctime(): "Wed Nov 25 21:54:43 2026"
-    global_options: dict[str, str] = field(default_factory=dict)
+    global_options: dict[str, str | None] = field(default_factory=dict)
     disk_util: list[DiskUtil] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # run-level (not job) warnings
     #: what iolab adds around fio's report: lines above it and below it in normal output, and the
@@ -923,7 +1054,7 @@ def run_result(
     jobs: Sequence[JobResult],
     *,
     group_reporting: bool = False,
-    global_options: Mapping[str, str] | None = None,
+    global_options: Mapping[str, str | None] | None = None,
     disk_util: Sequence[DiskUtil] = (),
     warnings: Iterable[str] = (),
     timestamp: float | None = None,

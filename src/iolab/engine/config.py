@@ -31,8 +31,10 @@ __all__ = [
     "ENGINE_IO_URING",
     "ENGINE_LIBAIO",
     "ENGINE_PSYNC",
+    "IGNORE_ERROR_MAX",
     "IOL_CONFIG_MAGIC",
     "POLL_MODES",
+    "ZONE_TABLE",
     "ConfigField",
     "config_layout",
     "generate_header",
@@ -50,6 +52,11 @@ class ConfigField(NamedTuple):
 
 BSSPLIT_MAX = 64
 """bssplit entries per direction (``bssplit_bs``/``bssplit_perc`` index ``d * BSSPLIT_MAX + i``)."""
+
+IGNORE_ERROR_MAX = 16
+"""errnos per direction in ``ignore_error`` (``ignore_error`` indexes ``d * IGNORE_ERROR_MAX + i``)."""
+ZONE_TABLE = 100
+"""zoned random_distribution: one (start, end) pair per draw 1..100, per direction."""
 
 ENGINE_PSYNC = 0
 ENGINE_LIBAIO = 1
@@ -83,7 +90,12 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
         1,
         "random modes: issue this many I/Os sequentially after each random offset (randread:8); 1 default",
     ),
-    ConfigField("rw_hole", _U64, 1, "sequential modes: bytes skipped after each I/O (read:4k)"),
+    ConfigField(
+        "rw_hole",
+        _U64,
+        1,
+        "sequential modes: bytes added after each I/O (read:4k); two's complement, negative = backwards",
+    ),
     ConfigField("rwmix_read", _U32, 1, "percent of I/Os that are reads when both directions are on"),
     ConfigField(
         "direct",
@@ -101,8 +113,10 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
         "io_size",
         _U64,
         1,
-        "bytes per loop across all files (= sum of region sizes unless io_size/number_ios set)",
+        "bytes per loop across all files: io_size, else the sum of the region sizes (fio: io_size or size)",
     ),
+    ConfigField("io_size_set", _U32, 1, "io_size was given: passes go on until io_size bytes were issued"),
+    ConfigField("number_ios", _U64, 1, "I/Os per loop (fio number_ios); 0 = no limit"),
     ConfigField("loops", _U32, 1, "passes over io_size (non time_based)"),
     ConfigField("norandommap", _U32, 1, "1 = no random map (blocks may repeat)"),
     ConfigField(
@@ -181,6 +195,40 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ),
     ConfigField(
         "scramble_buffers", _U32, 1, "stamp each 512-byte sector of a write with its offset and a counter"
+    ),
+    # errors and failure checks (continue_on_error, ignore_error, max_latency, rate_min)
+    ConfigField("coe_mask", _U32, 1, "continue_on_error types: bit0 read, bit1 write (+sync), bit2 verify"),
+    ConfigField("ignore_error_n", _U32, 2, "errnos listed per direction (read, write); 0: fio's EIO, EILSEQ"),
+    ConfigField("ignore_error", _U32, 2 * IGNORE_ERROR_MAX, "ignore_error errnos, direction-major: d*16 + i"),
+    ConfigField("max_latency_ns", _U64, 2, "fail when an I/O's total latency exceeds this; 0 = none"),
+    ConfigField("rate_min_bps", _U64, 2, "fail when bytes/s over a rate_cycle fall below this; 0 = none"),
+    ConfigField("rate_min_iops", _U64, 2, "the same in I/Os per second (used when rate_min_bps is 0)"),
+    ConfigField("rate_cycle_ns", _U64, 1, "window of the rate_min checks (fio's rate_cycle)"),
+    # offset patterns
+    ConfigField("perc_rand", _U32, 2, "random jobs: percent of I/Os per direction at a random offset (100)"),
+    ConfigField(
+        "rand_dist", _U32, 1, "random offsets: 0 uniform, 1 zipf, 2 pareto, 3 normal, 4 zoned, 5 zoned_abs"
+    ),
+    ConfigField("rand_dist_val", _U64, 1, "zipf theta / pareto h / normal deviation %: IEEE double bits"),
+    ConfigField("rand_center", _U64, 1, "zipf/pareto/normal center 0..1 as IEEE double bits; -1.0 = none"),
+    ConfigField(
+        "zone_lo", _U64, 2 * ZONE_TABLE, "zoned: start of the zone hit by draw v (1..100), index d*100+v-1"
+    ),
+    ConfigField("zone_hi", _U64, 2 * ZONE_TABLE, "zoned: its end (zoned: percent of the region; abs: bytes)"),
+    ConfigField(
+        "fst_mode",
+        _U32,
+        1,
+        "file_service_type: 0 roundrobin, 1 sequential, 2 random, 3 zipf, 4 pareto, 5 normal",
+    ),
+    ConfigField("fst_nr", _U32, 1, "I/Os on a file before switching (1)"),
+    ConfigField("fst_val", _U64, 1, "zipf/pareto/normal parameter for file_service_type (double bits)"),
+    ConfigField("zonemode_strided", _U32, 1, "zonemode=strided"),
+    ConfigField("zone_size", _U64, 1, "strided: bytes of I/O per zone"),
+    ConfigField("zone_range", _U64, 1, "strided: zone length"),
+    ConfigField("zone_skip", _U64, 1, "strided: bytes skipped after a zone"),
+    ConfigField(
+        "rand_repeat", _U32, 1, "randrepeat: every new pass (not time_based) repeats the same random choices"
     ),
 )
 
@@ -302,6 +350,8 @@ def generate_header() -> str:
         f"#define IOL_CONFIG_MAGIC 0x{IOL_CONFIG_MAGIC:08X}u",
         f"#define IOL_CONFIG_SIZE {CONFIG_SIZE}u",
         f"#define IOL_BSSPLIT_MAX {BSSPLIT_MAX}",
+        f"#define IOL_IGNORE_ERROR_MAX {IGNORE_ERROR_MAX}",
+        f"#define IOL_ZONE_TABLE {ZONE_TABLE}",
         "",
         "/* All sizes in bytes, times in ns, directions indexed 0 = read, 1 = write. */",
         "struct iol_config {",

@@ -265,11 +265,28 @@ class _Worker(threading.Thread):
         self.job: _core.Job | None = None
         self._cancel = cancel
         self._lock = threading.Lock()
+        # exitall: this worker alone is told to stop (it may still be waiting out its startdelay)
+        self._stopped = threading.Event()
 
     def stop(self) -> None:
         with self._lock:
+            self._stopped.set()
             if self.job is not None:
                 self.job.stop()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+    def _delay(self, seconds: float) -> bool:
+        """Wait out the startdelay; True if the run was cancelled or the worker stopped meanwhile."""
+        end = time.monotonic() + seconds
+        while not (self._cancel.is_set() or self._stopped.is_set()):
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self._stopped.wait(min(left, 0.05))
+        return True
 
     def check_iowq(self) -> None:
         """Count the io-wq workers of this worker's job thread (from any thread)."""
@@ -297,8 +314,8 @@ class _Worker(threading.Thread):
         self.outcome.started_at = time.monotonic()
         fds: list[int] = []
         try:
-            if plan.startdelay_ns and self._cancel.wait(plan.startdelay_ns / 1e9):
-                return
+            if plan.startdelay_ns and self._delay(plan.startdelay_ns / 1e9):
+                return  # stopped before it started (no postrun: fio kills such a job)
             if plan.cpus is not None:
                 try:
                     os.sched_setaffinity(0, plan.cpus)  # this thread only (Linux)
@@ -340,7 +357,7 @@ class _Worker(threading.Thread):
             job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
-                if self._cancel.is_set() or idle:
+                if self._cancel.is_set() or self._stopped.is_set() or idle:
                     job.stop()  # run() then returns at once with an empty, valid result
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
@@ -367,6 +384,41 @@ class _Worker(threading.Thread):
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(fp.path)
             self.outcome.finished_at = time.monotonic()
+
+
+def empty_result() -> dict[str, Any]:
+    """The raw result of a worker that never ran its job (exitall stopped it first): no I/O, no error."""
+    return {"error": 0, "ddir": {}, "runtime_ns": 0, "stopped": True}
+
+
+#: exit_what values
+EXIT_GROUP, EXIT_STONEWALL, EXIT_ALL = "group", "stonewall", "all"
+
+
+def _exitall(
+    plan: RunPlan, ended: WorkerOutcome, running: Sequence[_Worker], pending: list[JobPlan]
+) -> list[JobPlan]:
+    """fio's exitall / exitall_on_error when `ended` finished: stop the jobs its exit_what names.
+
+    As in fio, exitall set in any job applies to every job's end; exitall_on_error only to the end of a
+    job that failed.  group: the running and not yet started jobs of its reporting group; stonewall: every
+    running job (later groups still start); all: every running job, and no job starts any more.
+    Returns the pending jobs that will now never start (they are reported as jobs that did nothing)."""
+    opts = ended.plan.options
+    failed = bool(ended.setup_error) or bool(ended.raw and ended.raw.get("error"))
+    if not (any(j.options.get("exitall") for j in plan.jobs) or (opts.get("exitall_on_error") and failed)):
+        return []
+    what = str(opts.get("exit_what") or EXIT_GROUP)
+    gid = ended.plan.groupid
+    for worker in running:
+        if what != EXIT_GROUP or worker.outcome.plan.groupid == gid:
+            worker.stop()
+    if what == EXIT_STONEWALL:
+        return []
+    dropped = [j for j in pending if what == EXIT_ALL or j.groupid == gid]
+    for j in dropped:
+        pending.remove(j)
+    return dropped
 
 
 def _eligible(
@@ -483,10 +535,16 @@ def _schedule(
             running[0].join(timeout=0.05)
         for worker in [w for w in running if not w.is_alive()]:
             running.remove(worker)
-            finished.add(worker.outcome.plan.index)
-            name = worker.outcome.plan.name
-            finished_names[name] = finished_names.get(name, 0) + 1
-            outcomes[worker.outcome.plan.index] = worker.outcome
+            if worker.outcome.raw is None and worker.outcome.setup_error is None and worker.stopped:
+                worker.outcome.raw = empty_result()  # exitall stopped it in its startdelay: it did nothing
+            done = [worker.outcome]
+            for job in _exitall(plan, worker.outcome, running, pending):
+                done.append(WorkerOutcome(job, raw=empty_result()))
+            for out in done:
+                finished.add(out.plan.index)
+                name = out.plan.name
+                finished_names[name] = finished_names.get(name, 0) + 1
+                outcomes[out.plan.index] = out
         if phase is not None and not running:
             phase.after = snapshot()
             phases.append(phase)

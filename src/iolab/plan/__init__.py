@@ -8,11 +8,14 @@ Nothing here does I/O except stat() of existing targets; laying files out is `la
 from __future__ import annotations
 
 import os
+import re
 import stat
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.analysis.model import error_types
 from iolab.engine.config import (
     EF_FIXEDBUFS,
     EF_HIPRI,
@@ -25,9 +28,11 @@ from iolab.engine.config import (
     ENGINE_IO_URING,
     ENGINE_LIBAIO,
     ENGINE_PSYNC,
+    IGNORE_ERROR_MAX,
     POLL_MODES,
 )
 from iolab.jobfile import JobDef
+from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS
 from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
 
@@ -67,7 +72,7 @@ class JobPlan:
     jobdef_index: int
     warnings: tuple[str, ...] = ()
     #: options the job section itself set, as written (fio's JSON "job options")
-    job_options: Mapping[str, str] = field(default_factory=dict)
+    job_options: Mapping[str, str | None] = field(default_factory=dict)
     #: CPUs the worker may run on (cpus_allowed / cpumask); None: no restriction
     cpus: frozenset[int] | None = None
     ioengine: str = "psync"
@@ -86,7 +91,7 @@ class JobPlan:
 class RunPlan:
     jobs: tuple[JobPlan, ...]
     #: options set in [global] or before the first --name, as written (fio's JSON "global options")
-    global_options: Mapping[str, str] = field(default_factory=dict)
+    global_options: Mapping[str, str | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -100,7 +105,8 @@ def _block_sizes(values: Mapping[str, Any], bsrange_set: bool) -> tuple[list[int
         bs_min = [int(brange[0][0]), int(brange[1][0])]
         bs_max = [int(brange[0][1]), int(brange[1][1])]
     align_opt = values.get("ba")
-    align = [int(align_opt[d]) if align_opt and align_opt[d] else bs_min[d] for d in (0, 1)]
+    # 0: the C core aligns to the smallest block size of the direction (bssplit included), as fio
+    align = [int(align_opt[d]) if align_opt and align_opt[d] else 0 for d in (0, 1)]
     return bs_min, bs_max, align
 
 
@@ -250,6 +256,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         numjobs = int(v.get("numjobs") or 1)
         engine_cfg, engine_notes = _engine_config(jd, engine, reads, writes)
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
+        failure_cfg = _failure_config(jd)
         cpu_set = _cpu_set(jd)
         layout = layout_spec(v, reads, writes)
         cpu_policy = str(v.get("cpus_allowed_policy") or "shared")
@@ -261,23 +268,30 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             else:
                 seed = int.from_bytes(os.urandom(8), "little")
             modifier = v.get("rw_modifier")
+            pattern_cfg = _pattern_config(jd, files, random)
             config: dict[str, Any] = {
                 "engine": SUPPORTED_ENGINES[engine],
                 "ddir_mask": (1 if reads else 0) | (2 if writes else 0),
                 "random": int(random),
-                "rw_seq_nr": int(modifier) if (random and modifier) else 1,
-                "rw_hole": int(modifier) if (not random and modifier) else 0,
+                # fio keeps the count as an unsigned int: 0 (and a negative one) never jumps again
+                "rw_seq_nr": (int(modifier) & 0xFFFFFFFF) if (random and modifier is not None) else 1,
+                "rw_hole": (int(modifier) & _U64) if (not random and modifier) else 0,
                 "rwmix_read": int(v.get("rwmixread", 50)) if (reads and writes) else (100 if reads else 0),
                 "direct": int(bool(v.get("direct"))),
                 "iodepth": int(v.get("iodepth") or 1),
                 "time_based": int(bool(v.get("time_based"))),
                 "runtime_ns": int(v.get("runtime") or 0),
                 "ramp_ns": int(v.get("ramp_time") or 0),
-                "io_size": min(todo, sum(f.region_size for f in files)),
+                "io_size": _io_size(v, files, todo),
+                "io_size_set": int(bool(v.get("io_size"))),
+                "number_ios": int(v.get("number_ios") or 0),
                 "loops": int(v.get("loops") or 1),
-                "norandommap": int(bool(v.get("norandommap"))),
+                # fio turns the random map off for every distribution but the uniform one
+                "norandommap": int(bool(v.get("norandommap")) or pattern_cfg["rand_dist"] != 0),
                 # every clone gets its own stream, as fio seeds per thread
                 "seed": (seed + jobnum * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF,
+                # fio re-seeds its generators for every loop when randrepeat is on (clear_io_state)
+                "rand_repeat": int(bool(v.get("randrepeat", True))),
                 "fsync_blocks": int(v.get("fsync") or 0),
                 "fdatasync_blocks": int(v.get("fdatasync") or 0),
                 "end_fsync": int(bool(v.get("end_fsync"))),
@@ -295,6 +309,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "max_bs": max_bs,
                 **engine_cfg,
                 **rate_cfg,
+                **failure_cfg,
+                **pattern_cfg,
             }
             if engine == "io_uring" and v.get("hipri"):
                 _check_hipri(jd, files)
@@ -319,7 +335,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     options=v,
                     jobdef_index=jd.index,
                     warnings=(*jd.warnings, *engine_notes),
-                    job_options={r.name: r.value or "" for r in jd.raw if not r.from_global},
+                    # None: written without a value (time_based); fio's JSON leaves those entries out
+                    job_options={r.name: r.value for r in jd.raw if not r.from_global},
                     cpus=_clone_cpus(cpu_set, thread_number - 1, cpu_policy),
                     ioengine=engine,
                     thread_number=thread_number,
@@ -331,8 +348,171 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             )
             worker += 1
     _check_wait_for(jobs)
-    global_options = {r.name: r.value or "" for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
+    global_options = {r.name: r.value for r in jobdefs[0].raw if r.from_global} if jobdefs else {}
     return RunPlan(jobs=tuple(jobs), global_options=global_options)
+
+
+_U64 = (1 << 64) - 1
+RAND_DISTS = {"random": 0, "zipf": 1, "pareto": 2, "normal": 3, "zoned": 4, "zoned_abs": 5}
+FILE_SERVICE = {
+    "roundrobin": 0,
+    "sequential": 1,
+    "random": 2,
+    "zipf": 3,
+    "pareto": 4,
+    "normal": 5,
+    "gauss": 5,
+}
+#: fio's default zipf theta, pareto power and normal deviation when the option gives none
+DIST_DEFAULTS = {"zipf": 1.1, "pareto": 0.2, "normal": 0.0}
+
+
+def _double_bits(x: float) -> int:
+    return int.from_bytes(struct.pack("<d", x), "little")
+
+
+def _dist_value(jd: JobDef, option: str, kind: str, arg: str | None) -> tuple[float, float]:
+    """(parameter, center or -1) of a zipf/pareto/normal distribution, checked as fio checks them."""
+    val, center = DIST_DEFAULTS[kind], -1.0
+    if arg:
+        try:
+            nums = [float(p) for p in arg.split(":")]
+        except ValueError:
+            raise PlanError(
+                f"{_where(jd, option)}: {option}: '{arg}' is not a number (or number:center)"
+            ) from None
+        val = nums[0]
+        if len(nums) > 1:
+            center = nums[1]
+            if not 0.0 <= center <= 1.0:
+                raise PlanError(f"{_where(jd, option)}: {option}: center {center} is out of range (0..1)")
+    if kind == "zipf" and val == 1.0:
+        raise PlanError(f"{_where(jd, option)}: {option}: zipf theta must not be 1.0 (as in fio)")
+    if kind == "pareto" and not 0.0 < val < 1.0:
+        raise PlanError(
+            f"{_where(jd, option)}: {option}: the pareto power must be between 0 and 1 (as in fio)"
+        )
+    if kind == "normal" and not 0.0 <= val < 100.0:
+        raise PlanError(f"{_where(jd, option)}: {option}: the normal deviation must be in 0..100 (percent)")
+    return val, center
+
+
+def _zone_table(jd: JobDef, kind: str, arg: str | None, region: int) -> tuple[list[int], list[int]]:
+    """The zone hit by each draw 1..100: (start, end) in percent of the region (zoned) or in bytes
+    (zoned_abs); one table serves both directions."""
+    opt = "random_distribution"
+    if not arg:
+        raise PlanError(f"{_where(jd, opt)}: {opt}={kind} needs zones, e.g. {kind}:60/10:40/90")
+    if "," in arg:
+        raise PlanError(f"{_where(jd, opt)}: {opt}: per-direction zone sets (',') are not supported by iolab")
+    kb_base = int(jd.values.get("kb_base") or 1024)
+    zones: list[tuple[int, int]] = []
+    for part in arg.split(":"):
+        access, sep, size = part.partition("/")
+        if not sep:
+            raise PlanError(f"{_where(jd, opt)}: {opt}: '{part}' is not access%/size")
+        try:
+            perc = int(access)
+            amount = int(size) if kind == "zoned" else -1
+        except ValueError:
+            raise PlanError(f"{_where(jd, opt)}: {opt}: '{part}' is not access%/size") from None
+        if kind == "zoned_abs":
+            r = read_size(size, kb_base)
+            if r is None or r.percent:
+                raise PlanError(f"{_where(jd, opt)}: {opt}: '{size}' is not a size")
+            amount = int(r.value)
+        zones.append((perc, amount))
+    total = sum(p for p, _ in zones)
+    if total != 100:
+        raise PlanError(
+            f"{_where(jd, opt)}: {opt}: access percentages add up to {total}, not 100 (fio refuses this)"
+        )
+    lo: list[int] = []
+    hi: list[int] = []
+    start = 0
+    for perc, amount in zones:
+        lo += [start] * perc
+        hi += [start + amount] * perc
+        start += amount
+    if kind == "zoned" and start > 100:
+        raise PlanError(f"{_where(jd, opt)}: {opt}: the zone sizes add up to {start}%, more than 100%")
+    if kind == "zoned_abs" and start > region:
+        raise PlanError(
+            f"{_where(jd, opt)}: {opt}: the zones add up to {start} bytes, more than the {region}-byte "
+            "region (fio stops with 'zoned_abs sizes exceed file size')"
+        )
+    return lo * 2, hi * 2
+
+
+def _pattern_config(jd: JobDef, files: Sequence[FilePlan], random: bool) -> dict[str, Any]:
+    """random_distribution, percentage_random, file_service_type and strided zones."""
+    v = jd.values
+    kind = str(v.get("random_distribution") or "random")
+    arg = v.get("random_distribution_arg")
+    val, center = 0.0, -1.0
+    lo = [0] * 200
+    hi = [0] * 200
+    if kind in DIST_DEFAULTS:
+        val, center = _dist_value(jd, "random_distribution", kind, arg)
+    elif kind in ("zoned", "zoned_abs"):
+        lo, hi = _zone_table(jd, kind, arg, min(f.region_size for f in files))
+    perc = v.get("percentage_random") or (100, 100)
+    fst = str(v.get("file_service_type") or "roundrobin")
+    fst_arg = v.get("file_service_type_arg")
+    fst_nr, fst_val = 1, 0.0
+    if fst in ("roundrobin", "sequential", "random"):
+        if fst_arg:
+            try:
+                fst_nr = max(int(fst_arg), 1)
+            except ValueError:
+                raise PlanError(
+                    f"{_where(jd, 'file_service_type')}: file_service_type={fst}:{fst_arg}: "
+                    "expected a number of I/Os"
+                ) from None
+    else:
+        fst_val, fst_center = _dist_value(
+            jd, "file_service_type", "normal" if fst == "gauss" else fst, fst_arg
+        )
+        if kind not in DIST_DEFAULTS:
+            center = fst_center  # fio keeps one center for both
+    mode = str(v.get("zonemode") or "none")
+    zone_size = int(v.get("zonesize") or 0)
+    zone_range = int(v.get("zonerange") or 0)
+    if mode == "zbd":
+        raise PlanError(f"{_where(jd, 'zonemode')}: zonemode=zbd is not supported by iolab")
+    if mode == "none" and zone_size:
+        raise PlanError(
+            f"{_where(jd, 'zonesize')}: zonemode=none and zonesize are not compatible (as in fio)"
+        )
+    if mode == "strided" and not zone_size:
+        raise PlanError(f"{_where(jd, 'zonemode')}: zonemode=strided needs zonesize (as in fio)")
+    strided = mode == "strided" and len(files) == 1  # fio: strided zones only work with one file
+    return {
+        "perc_rand": [int(perc[0]), int(perc[1])],
+        "rand_dist": RAND_DISTS[kind] if random else 0,
+        "rand_dist_val": _double_bits(val),
+        "rand_center": _double_bits(center),
+        "zone_lo": lo,
+        "zone_hi": hi,
+        "fst_mode": FILE_SERVICE[fst],
+        "fst_nr": fst_nr,
+        "fst_val": _double_bits(fst_val),
+        "zonemode_strided": int(strided),
+        "zone_size": zone_size if strided else 0,
+        "zone_range": (zone_range or zone_size) if strided else 0,
+        "zone_skip": int(v.get("zoneskip") or 0) if strided else 0,
+    }
+
+
+def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan], todo: int) -> int:
+    """Bytes per loop: io_size, io_size=N% of each region (as fio sums it), else the regions' sizes up to
+    what fio's setup left as the job's size (`todo`: size= when smaller than the files)."""
+    if v.get("io_size"):
+        return int(v["io_size"])
+    frac = v.get("io_size_percent")
+    if frac:
+        return max(sum(int(f.region_size * float(frac)) for f in files), 1)
+    return min(todo, sum(f.region_size for f in files))
 
 
 def _sample_interval(jd: JobDef) -> int:
@@ -463,6 +643,93 @@ def _rate_config(
         "thinktime_iotime_ns": int(v.get("thinktime_iotime") or 0),
         "thinktime_blocks_type": 1 if str(v.get("thinktime_blocks_type") or "complete") == "issue" else 0,
         "thinktime_blocks_set": int(blocks_set),
+    }
+
+
+#: errno names fio 3.33 knows in ignore_error (its list stops at ERANGE; other names are refused by fio too)
+FIO_ERRNO_NAMES: tuple[str, ...] = (
+    "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG", "ENOEXEC", "EBADF", "ECHILD", "EAGAIN",
+    "ENOMEM", "EACCES", "EFAULT", "ENOTBLK", "EBUSY", "EEXIST", "EXDEV", "ENODEV", "ENOTDIR", "EISDIR",
+    "EINVAL", "ENFILE", "EMFILE", "ENOTTY", "ETXTBSY", "EFBIG", "ENOSPC", "ESPIPE", "EROFS", "EMLINK",
+    "EPIPE", "EDOM", "ERANGE",
+)  # fmt: skip
+
+
+def _atoi(text: str) -> int:
+    """C's atoi: leading blanks, an optional sign, then digits up to the first non-digit (0 if none)."""
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def parse_ignore_error(text: str) -> list[list[int]]:
+    """fio's ignore_error: up to three ':' separated errno lists (read, write, verify) split on ','.
+
+    An entry is a name fio knows (errno = its place in fio's list), or a number read like C's atoi (its
+    sign dropped; "0x16" reads as 0 and is refused, as in fio 3.33).  A list ends at an empty entry, as
+    in fio.  Raises ValueError for what fio refuses."""
+    out: list[list[int]] = []
+    parts = text.strip().split(",")
+    if len(parts) > 3:
+        raise ValueError("at most three lists (read, write, verify)")
+    for part in parts:
+        codes: list[int] = []
+        for entry in part.split(":"):
+            if not entry:
+                break
+            if entry.startswith("E"):
+                code = FIO_ERRNO_NAMES.index(entry) + 1 if entry in FIO_ERRNO_NAMES else 0
+            else:
+                code = abs(_atoi(entry))
+            if not code:
+                raise ValueError(f"unknown error {entry} (fio knows the names {FIO_ERRNO_NAMES[0]}.."
+                                 f"{FIO_ERRNO_NAMES[-1]}; give others as numbers)")
+            codes.append(code)
+        out.append(codes)
+    return out
+
+
+def _failure_config(jd: JobDef) -> dict[str, Any]:
+    """continue_on_error / ignore_error, max_latency and rate_min / rate_iops_min / rate_cycle."""
+    v = jd.values
+    lists: list[list[int]] = [[], []]
+    text = v.get("ignore_error")
+    if text:
+        try:
+            parsed = parse_ignore_error(str(text))
+        except ValueError as exc:
+            raise PlanError(f"{_where(jd, 'ignore_error')}: ignore_error={text}: {exc}") from None
+        for d in (0, 1):
+            if d < len(parsed):
+                if len(parsed[d]) > IGNORE_ERROR_MAX:
+                    raise PlanError(f"{_where(jd, 'ignore_error')}: ignore_error: at most {IGNORE_ERROR_MAX}"
+                                    " errors per direction")
+                lists[d] = parsed[d]
+    table = [0] * (2 * IGNORE_ERROR_MAX)
+    for d in (0, 1):
+        table[d * IGNORE_ERROR_MAX : d * IGNORE_ERROR_MAX + len(lists[d])] = lists[d]
+    # fio checks max_latency on the total latency it records: not with disable_lat, gtod_reduce or stats=0
+    measured = v.get("stats", True) and not (v.get("disable_lat") or v.get("gtod_reduce"))
+    max_lat = int(v.get("max_latency") or 0) if measured else 0
+    rmin = v.get("rate_min") or (None, None)
+    imin = v.get("rate_iops_min") or (None, None)
+    rate = v.get("rate") or (None, None)
+    iops = v.get("rate_iops") or (None, None)
+    if any(rmin) and any(imin):
+        raise PlanError(f"{_where(jd, 'rate_iops_min')}: rate_min and rate_iops_min are mutually exclusive"
+                        " (as in fio)")
+    for d in (0, 1):
+        cap, icap = _int_or(rate[d], 0), _int_or(iops[d], 0)
+        if (cap and cap < _int_or(rmin[d], 0)) or (icap and icap < _int_or(imin[d], 0)):
+            raise PlanError(f"{_where(jd, 'rate_min' if any(rmin) else 'rate_iops_min')}: the minimum rate"
+                            f" exceeds the rate ({('read', 'write')[d]}), as fio refuses")
+    return {
+        "coe_mask": error_types(v),
+        "ignore_error_n": [len(lists[0]), len(lists[1])],
+        "ignore_error": table,
+        "max_latency_ns": [max_lat, max_lat],
+        "rate_min_bps": [_int_or(rmin[0], 0), _int_or(rmin[1], 0)],
+        "rate_min_iops": [_int_or(imin[0], 0), _int_or(imin[1], 0)],
+        "rate_cycle_ns": max(int(v.get("rate_cycle") or 1000), 1) * 1_000_000,
     }
 
 

@@ -34,12 +34,12 @@ def parse_formats(fmt: str) -> list[str]:
     return out
 
 
-def render(run: RunResult, fmt: str) -> str:
+def render(run: RunResult, fmt: str, *, terse_version: int = 3) -> str:
     """Render ``run`` in one or more (comma separated) output formats."""
     names = parse_formats(fmt)
     parts: list[str] = []
     if "terse" in names:
-        parts.append(render_terse(run))
+        parts.append(render_terse(run, terse_version))
     if "json+" in names:
         parts.append(render_json(run, plus=True))
     elif "json" in names:

@@ -30,7 +30,7 @@ from typing import Any
 
 from iolab import __version__
 from iolab.analysis.histogram import Histogram
-from iolab.analysis.model import ALL_DIRS, RW_DIRS, DirStats, GroupResult, JobResult, RunResult
+from iolab.analysis.model import ALL_DIRS, RW_DIRS, DirStats, GroupResult, JobResult, RunResult, mixed_dir
 
 INT_MAX = 2147483647  # fio's "eta" once a job is done
 
@@ -57,7 +57,7 @@ def _write(v: Any, indent: int, out: list[str]) -> None:
     pad = " " * indent
     if isinstance(v, Mapping):
         if not v:
-            out.append("{}")
+            out.append("{\n\n" + pad + "}")  # fio's empty object
             return
         out.append("{\n")
         items = list(v.items())
@@ -116,7 +116,7 @@ def bw_agg_pct(ds: DirStats, group: GroupResult, d: str, *, terse: bool = False)
     terse output the exact mean by the integer agg // 1024."""
     if ds.bw_stats.samples == 0:
         return 0.0
-    agg = group.dirs[d].agg_bw if d in group.dirs else 0
+    agg = group.agg_bw(d)
     mean = ds.bw_stats.mean
     if terse:
         if agg // 1024 == 0:
@@ -128,7 +128,7 @@ def bw_agg_pct(ds: DirStats, group: GroupResult, d: str, *, terse: bool = False)
 
 
 def _dir_obj(job: JobResult, group: GroupResult, d: str, plus: bool) -> dict[str, Any]:
-    ds = job.dirs[d]
+    ds = mixed_dir(job) if d == "mixed" else job.dirs[d]
     o = job.opts
     pl = o.percentile_list
     bs, ios = ds.bw_stats, ds.iops_stats
@@ -245,17 +245,24 @@ def job_obj(
         "eta": INT_MAX,
         "elapsed": job.elapsed_s,
     }
-    if job.job_options:
-        j["job options"] = dict(job.job_options)
-    for d in RW_DIRS:
-        j[d] = _dir_obj(job, group, d, plus)
-    sync = job.dirs["sync"]
-    j["sync"] = {
-        "total_ios": sync.total_ios,
-        "lat_ns": lat_obj(
-            sync.lat, percentiles=o.clat_percentiles or o.lat_percentiles, plist=o.percentile_list, plus=plus
-        ),
-    }
+    if job.job_options:  # as fio: present when any option was set, listing those that have a value
+        j["job options"] = {k: v for k, v in job.job_options.items() if v is not None}
+    if o.unified == "mixed":
+        # as fio: one "mixed" object instead of read, write, trim and sync (sync is left out entirely)
+        j["mixed"] = _dir_obj(job, group, "mixed", plus)
+    else:
+        for d in RW_DIRS:
+            j[d] = _dir_obj(job, group, d, plus)
+        sync = job.dirs["sync"]
+        j["sync"] = {
+            "total_ios": sync.total_ios,
+            "lat_ns": lat_obj(
+                sync.lat, percentiles=o.clat_percentiles or o.lat_percentiles, plist=o.percentile_list,
+                plus=plus,
+            ),
+        }
+        if o.unified == "both":
+            j["mixed"] = _dir_obj(job, group, "mixed", plus)
     lb = job.latency_buckets()
     j.update(
         {
@@ -271,6 +278,13 @@ def job_obj(
             "latency_ns": lb.ns,
             "latency_us": lb.us,
             "latency_ms": lb.ms,
+        }
+    )
+    if o.continue_on_error:
+        j["total_err"] = job.total_err
+        j["first_error"] = job.first_error
+    j.update(
+        {
             "latency_depth": o.iodepth,
             "latency_target": o.latency_target,
             "latency_percentile": float(o.latency_percentile),
@@ -292,7 +306,7 @@ def build(run: RunResult, *, plus: bool = False) -> dict[str, Any]:
         "time": run.time,
     }
     if run.global_options:
-        doc["global options"] = dict(run.global_options)
+        doc["global options"] = {k: v for k, v in run.global_options.items() if v is not None}
     doc["jobs"] = [job_obj(j, g, plus, run.warnings) for j, g in run.reported()]
     doc["disk_util"] = [
         {

@@ -17,6 +17,7 @@ Differences from fio, on purpose:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +29,13 @@ from iolab.analysis.model import (
     IODEPTH_LEVEL_KEYS,
     IODEPTH_SUBMIT_KEYS,
     RW_DIRS,
+    DirStats,
+    GroupDirStats,
     GroupResult,
     JobResult,
     ReportOptions,
     RunResult,
+    mixed_dir,
 )
 from iolab.report.fiojson import bw_agg_pct
 from iolab.report.units import (
@@ -75,7 +79,7 @@ def _percentile_lines(
 
 
 def _dir_block(job: JobResult, group: GroupResult, d: str) -> list[str]:
-    ds = job.dirs[d]
+    ds = mixed_dir(job) if d == "mixed" else job.dirs[d]
     o = job.opts
     runt = ds.runtime_ms
     iops = ds.ios * 1000 // runt if runt else 0
@@ -156,10 +160,15 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
     ]
     if o.description:
         lines.append(f"  Description  : [{o.description}]")
-    for d in RW_DIRS:
-        ds = job.dirs[d]
-        if ds.bytes and ds.runtime_ms:
-            lines.extend(_dir_block(job, group, d))
+    if o.unified != "mixed":
+        for d in RW_DIRS:
+            ds = job.dirs[d]
+            if ds.bytes and ds.runtime_ms:
+                lines.extend(_dir_block(job, group, d))
+    if o.unified != "none":
+        mixed = mixed_dir(job)
+        if mixed.runtime_ms and (mixed.bytes or o.unified == "both"):
+            lines.extend(_dir_block(job, group, "mixed"))
     lines.extend(_lat_dist_lines(job))
     sync = job.dirs["sync"]
     if sync.lat.count:
@@ -186,6 +195,8 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
     lines.append(f"     submit    : {dist(IODEPTH_SUBMIT_KEYS, job.iodepth.submit_pct())}")
     lines.append(f"     complete  : {dist(IODEPTH_SUBMIT_KEYS, job.iodepth.complete_pct())}")
     dd = [job.dirs[d] for d in ("read", "write", "trim", "sync")]
+    if o.unified == "mixed":  # fio counts everything in the first slot
+        dd = [mixed_dir(job), DirStats(), DirStats(), dd[3]]
     lines.append(
         "     issued rwts: total="
         + ",".join(str(x.total_ios) for x in dd)
@@ -194,6 +205,9 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
         + " dropped="
         + ",".join(str(x.drop_ios) for x in dd)
     )
+    if o.continue_on_error:
+        first = job.first_error
+        lines.append(f"     errors    : total={job.total_err}, first_error={first}/<{_strerror(first)}>")
     lines.append(
         f"     latency   : target={o.latency_target}, window={o.latency_window}, "
         f"percentile={o.latency_percentile:.2f}%, depth={o.iodepth}"
@@ -208,21 +222,26 @@ def group_lines(group: GroupResult) -> list[str]:
         unit_base=group.unit_base,
         significant_figures=(group.jobs[0].opts.significant_figures if group.jobs else 4),
     )
-    for d in RW_DIRS:
-        g = group.dirs[d]
-        if not g.io_bytes:
-            continue
+    def bw(v: int, alt: bool) -> str:
+        return _bw_str(v, opts, alt=alt)
 
-        def bw(v: int, alt: bool) -> str:
-            return _bw_str(v, opts, alt=alt)
-
-        lines.append(
-            f"  {d.upper():>5}: bw={bw(g.agg_bw, False)} ({bw(g.agg_bw, True)}), "
+    def line(label: str, g: GroupDirStats) -> str:
+        return (
+            f"  {label:>5}: bw={bw(g.agg_bw, False)} ({bw(g.agg_bw, True)}), "
             f"{bw(g.min_bw, False)}-{bw(g.max_bw, False)} ({bw(g.min_bw, True)}-{bw(g.max_bw, True)}), "
             f"io={_size_str(g.io_bytes, opts, alt=False)} ({_size_str(g.io_bytes, opts, alt=True)}), "
             f"run={g.min_run}-{g.max_run}msec"
         )
+
+    if group.unified != "mixed":
+        lines.extend(line(d.upper(), group.dirs[d]) for d in RW_DIRS if group.dirs[d].io_bytes)
+    if group.mixed is not None and group.mixed.max_run:
+        lines.append(line("MIXED", group.mixed))
     return lines
+
+
+def _strerror(code: int) -> str:
+    return os.strerror(code) if code else "Success"
 
 
 def render_normal(run: RunResult) -> str:
