@@ -146,12 +146,13 @@ def prepare_files(plan: RunPlan, failed: dict[int, tuple[str, int]] | None = Non
     return notes
 
 
-def _open_flags(job: JobPlan, fp: FilePlan) -> int:
+def _open_flags(job: JobPlan, fp: FilePlan | None = None) -> int:
     # fio opens character devices read-write whatever the job does
-    flags = os.O_RDWR if (job.writes or fp.is_char) else os.O_RDONLY
+    char = fp is not None and fp.is_char
+    flags = os.O_RDWR if (job.writes or char) else os.O_RDONLY
     if job.direct:
         flags |= os.O_DIRECT
-    if job.create_on_open and job.layout.allow_create and not (fp.is_block or fp.is_char):
+    if job.create_on_open and job.layout.allow_create and not (fp is None or fp.is_block or char):
         flags |= os.O_CREAT
     flags |= SYNC_FLAGS[str(job.options.get("sync") or "none")]
     return flags | os.O_CLOEXEC
