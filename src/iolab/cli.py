@@ -86,7 +86,8 @@ def execute(
     with hold:
         if on_start is not None:
             on_start(plan)
-        for note in prepare_files(plan):
+        failed: dict[int, tuple[str, int]] = {}
+        for note in prepare_files(plan, failed):
             if opts.eta != "never":
                 print(f"iolab: {note}", file=sys.stderr)
         watched = doctor.devices_for(plan)
@@ -97,7 +98,7 @@ def execute(
         counters_before = snapshot()
         with StatusLine(opts.eta) as status:
             # the device counters are also read at both ends of every phase (stonewall, wait_for)
-            outcome = run_plan(plan, on_progress=status.update, phase_snapshot=snapshot)
+            outcome = run_plan(plan, on_progress=status.update, phase_snapshot=snapshot, failed=failed)
         counters_after = snapshot()
     device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []
@@ -110,7 +111,7 @@ def execute(
         if raw is None:
             _err(f"job '{jp.name}' ({jp.jobnum}): {worker.setup_error or 'did not run'}")
             status_code = 1
-            raw = {"error": 5, "error_msg": worker.setup_error or "did not run", "ddir": {}}
+            raw = {"error": worker.setup_errno, "error_msg": worker.setup_error or "did not run", "ddir": {}}
         elif raw.get("error"):
             ddir = raw.get("error_ddir")
             where = f", {ddir} at offset {raw.get('error_offset')}" if ddir else ""

@@ -321,7 +321,11 @@ _add("filename", Kind.FILENAMES, FioType.STR_STORE, [], "File(s) or device(s) to
      quirks="a ':' separates names; write '\\:' for a colon inside a name")
 _s("directory", "Directory for the job's files", C_FILE, supported=True,
    quirks="a ':' separates several directories, which fio uses in turn")
-_s("filename_format", "Pattern for generated file names", C_FILE, "$jobname.$jobnum.$filenum", prio=-1)
+_s("filename_format", "Pattern for generated file names", C_FILE, "$jobname.$jobnum.$filenum", prio=-1,
+   supported=True,
+   quirks="$jobname, $jobnum, $filenum and $clientuid, in any case; without $jobnum the clones find"
+   " their names taken and get no file (they do no I/O); missing directories of the first file are"
+   " created (mode 0700)")
 _b("unique_filename", "Prefix file names with the client address in client/server mode", C_FILE, True)
 _e("lockfile", "Lock files during I/O: none, exclusive or readwrite", C_FILE,
    ("none", "exclusive", "readwrite"), "none", prio=1, suffix_key="lockfile_arg")
@@ -334,7 +338,9 @@ _e("file_service_type", "How I/O moves between files", C_FILE,
    quirks="':N' after random, roundrobin or sequential is the I/Os per turn; after zipf, pareto or"
    " normal it is the distribution's parameter, and a file that runs out starts over (never done)")
 _e("fallocate", "How files are preallocated", C_FILE,
-   ("none", "native", "posix", "keep", "truncate", "0", "1"), "native")
+   ("none", "native", "posix", "keep", "truncate", "0", "1"), "native", supported=True,
+   quirks="only when a file is laid out; 0 means none and 1 posix; with none or keep a write-only"
+   " job's new file starts empty and grows as it is written")
 _e("fadvise_hint", "posix_fadvise hint for the access pattern", C_FILE,
    ("0", "1", "random", "sequential"), "1", supported=True,
    note="1 (the default) advises random or sequential access by the job's pattern, on every file it opens")
@@ -343,18 +349,23 @@ _add("filesize", Kind.SIZE, FioType.VAL, None,
      range_key="filesize_max",
      quirks="'lo-hi' gives a range (upper end in filesize_max); fio keeps the values in the order"
      " written")
-_b("file_append", "Start I/O at the end of existing files", C_FILE)
+_b("file_append", "Start I/O at the end of existing files", C_FILE, supported=True,
+   quirks="the offset becomes the file's size; a job that reads rewrites the whole file first")
 _b("fill_device", "Write until the device or file system is full", C_FILE, aliases=("fill_fs",))
-_b("create_serialize", "Lay out files one at a time", C_FILE, True)
-_b("create_fsync", "fsync files after laying them out", C_FILE, True)
+_b("create_serialize", "Lay out files one at a time", C_FILE, True, supported=True,
+   quirks="0: each job sets its files up when it starts (after stonewalls), not all before the run")
+_b("create_fsync", "fsync files after laying them out", C_FILE, True, supported=True)
 _b("create_on_open", "Create files when the job opens them, not at setup", C_FILE, supported=True)
-_b("create_only", "Only create the files, do no I/O", C_FILE)
-_b("allow_file_create", "Allow fio to create files that do not exist", C_FILE, True)
+_b("create_only", "Only create the files, do no I/O", C_FILE, supported=True)
+_b("allow_file_create", "Allow fio to create files that do not exist", C_FILE, True, supported=True,
+   quirks="0 with a file that must grow: fio removes the old file, then fails to create it")
 _b("allow_mounted_write", "Allow writes to a mounted block device", C_FILE)
-_b("pre_read", "Read files into the page cache before starting", C_FILE)
+_b("pre_read", "Read files into the page cache before starting", C_FILE, supported=True,
+   quirks="turns invalidate off")
 _b("unlink", "Delete the job's files when it finishes", C_FILE, supported=True)
 _b("unlink_each_loop", "Delete the job's files after every loop", C_FILE)
-_b("overwrite", "Lay out files fully before writing so writes overwrite data", C_FILE)
+_b("overwrite", "Lay out files fully before writing so writes overwrite data", C_FILE, supported=True,
+   quirks="always on for jobs that read")
 _b("invalidate", "Drop the page cache for the files before starting", C_FILE, True, supported=True,
    note="as fio: at open, at every new loop, and when a buffered time_based job wraps round its file;"
    " files with posix_fadvise(DONTNEED) over the job's region, block devices with BLKFLSBUF")
@@ -387,8 +398,11 @@ _z("offset", "Start I/O at this offset in each file (or 'N%')", C_IO, 0, aliases
    fio_type=FioType.VAL_ZONE, percent_key="offset_percent", zone_ok=True, last_part_wins=True, supported=True)
 _z("offset_increment", "Each clone starts this much further than the previous", C_IO, 0,
    fio_type=FioType.VAL_ZONE, percent_key="offset_increment_percent", zone_ok=True,
-   last_part_wins=True, supported=True)
-_z("offset_align", "Align a percentage offset to this many bytes", C_IO, 0, fio_type=FioType.INT)
+   last_part_wins=True, supported=True,
+   quirks="a clone past the end extends the file; fio sets clones up as 0, then numjobs-1 down to 1,"
+   " so a percentage is of the file as the clones before left it")
+_z("offset_align", "Align a percentage offset to this many bytes", C_IO, 0, fio_type=FioType.INT,
+   supported=True, quirks="percentage offsets are rounded up, to the smallest block size by default")
 _u("number_ios", "Stop after this many I/Os", C_IO, 0, supported=True,
    quirks="counts both directions; the limit is number_ios x loops; size/io_size still end the job"
    " first if they come first")

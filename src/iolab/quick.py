@@ -93,7 +93,7 @@ def _fit_clones(jobs: list[JobDef], target_size: int) -> str | None:
 
 
 def _prepare_target(path: str, size: int) -> None:
-    from iolab.plan import FilePlan
+    from iolab.plan import FilePlan, LayoutSpec
 
     if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
         return
@@ -102,7 +102,7 @@ def _prepare_target(path: str, size: int) -> None:
             f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
             file=sys.stderr,
         )
-        layout_file(FilePlan(path, False, size, 0, size), fill=True)
+        layout_file(FilePlan(path, False, size, 0, size, extend=True), LayoutSpec())
 
 
 def _override(jobs: list[JobDef], runtime_ns: int, ramp_ns: int) -> None:

@@ -7,6 +7,7 @@ Each check looks at one JobDef (all its numjobs clones) and the targets under it
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,12 +138,21 @@ def check_cache(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     return out
 
 
+def _is_char_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     out: list[Finding] = []
     for path in _paths(clones):
         t = ctx.target(path)
         real = t.realpath
+        if _is_char_device(real):
+            continue  # /dev/null, /dev/zero: fio's way to measure itself, not a mistaken file
         if t.kind != "block" and (path.startswith("/dev/") or real.startswith("/dev/")):
             where = f"{t.fstype or 'a file system'} at {t.mount.mountpoint}" if t.mount else "a file system"
             state = "does not exist" if t.kind == "missing" else f"is a {t.kind}"
@@ -298,7 +308,7 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
             {
                 "numjobs": len(clones),
                 "files": paths,
-                "offset_increment": int(job.values["offset_increment"]),
+                "offset_increment": int(job.values["offset_increment"] or 0),
                 "overlapping_bytes": max(n for _, n in overlaps),
                 "region_bytes": region,
                 "per_clone_bytes": per_clone,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import mmap
 import os
 import shlex
 import signal
@@ -32,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iolab import _core
-from iolab.engine.config import pack_config
+from iolab.engine.config import ENGINE_PSYNC, pack_config
 from iolab.plan import FilePlan, JobPlan, RunPlan
-from iolab.plan.layout import layout_file
+from iolab.plan.layout import LayoutError, layout_file, make_parent_dirs
 
 
 @dataclass
@@ -42,6 +43,8 @@ class WorkerOutcome:
     plan: JobPlan
     raw: dict[str, Any] | None = None
     setup_error: str | None = None
+    #: fio's error number for a job that did not run (0: fio reports no error number, only a message)
+    setup_errno: int = errno.EIO
     started_at: float = 0.0
     finished_at: float = 0.0
     #: most io_uring worker threads (iou-wrk) seen for the job's thread while it ran
@@ -108,20 +111,65 @@ class RunOutcome:
     phases: list[Phase] = field(default_factory=list)
 
 
-def prepare_files(plan: RunPlan) -> list[str]:
-    """Lay out every file a worker needs before any worker starts (except create_on_open ones)."""
+def setup_job(job: JobPlan) -> list[str]:
+    """fio's file setup for one job: the first file's missing directories, then every file the job needs
+    bigger laid out. Raises LayoutError (the job does not run)."""
     notes: list[str] = []
-    done: set[str] = set()
-    for job in plan.jobs:
-        if job.create_on_open:
-            continue
-        for fp in job.files:
-            if fp.path in done:
-                continue
-            if layout_file(fp, fill=job.reads, zero=bool(job.config["zero_buffers"])):
-                notes.append(f"{job.name}: laid out {fp.path} ({fp.required_size} bytes)")
-            done.add(fp.path)
+    nested = [fp.path for fp in job.files if "/" in fp.path and not (fp.is_block or fp.is_char)]
+    if nested:
+        # fio creates the directories of the first such file only
+        try:
+            make_parent_dirs(nested[0])
+        except OSError as exc:
+            msg = f"failed to create dir ({nested[0]}): {exc.strerror}"
+            raise LayoutError(msg, exc.errno or errno.EIO) from None
+    for fp in job.files:
+        if layout_file(fp, job.layout):
+            notes.append(f"{job.name}: laid out {fp.path} ({fp.required_size} bytes)")
     return notes
+
+
+def prepare_files(plan: RunPlan, failed: dict[int, tuple[str, int]] | None = None) -> list[str]:
+    """Set up the files of every create_serialize job (fio's default) before any job starts, in fio's
+    thread order; a job whose setup fails goes into `failed` (JobPlan.index -> (message, errno)) and is
+    not run. The other jobs set their files up when they start."""
+    notes: list[str] = []
+    for job in sorted(plan.jobs, key=lambda j: j.thread_number):
+        if not job.create_serialize:
+            continue
+        try:
+            notes.extend(setup_job(job))
+        except LayoutError as exc:
+            if failed is None:
+                raise OSError(exc.errnum, str(exc)) from None
+            failed[job.index] = (str(exc), exc.errnum)
+    return notes
+
+
+def _open_flags(job: JobPlan, fp: FilePlan | None = None) -> int:
+    # fio opens character devices read-write whatever the job does
+    char = fp is not None and fp.is_char
+    flags = os.O_RDWR if (job.writes or char) else os.O_RDONLY
+    if job.direct:
+        flags |= os.O_DIRECT
+    if job.create_on_open and job.layout.allow_create and not (fp is None or fp.is_block or char):
+        flags |= os.O_CREAT
+    flags |= SYNC_FLAGS[str(job.options.get("sync") or "none")]
+    return flags | os.O_CLOEXEC
+
+
+def _pre_read(fd: int, fp: FilePlan, bs: int) -> None:
+    """Read the region once so it is in the page cache (fio's pre_read), with the job's own fd."""
+    buf = mmap.mmap(-1, bs)  # page aligned, fine for O_DIRECT
+    try:
+        pos, end = fp.region_offset, fp.region_offset + fp.region_size
+        while pos < end:
+            n = os.preadv(fd, [memoryview(buf)[: min(bs, end - pos)]], pos)
+            if n <= 0:
+                raise OSError(errno.EIO, f"pre_read of {fp.path}: short read at {pos}")
+            pos += n
+    finally:
+        buf.close()
 
 
 #: fio's sync= values -> open flags
@@ -186,20 +234,12 @@ def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
     return None, note
 
 
-def _open_flags(job: JobPlan) -> int:
-    flags = os.O_RDWR if job.writes else os.O_RDONLY
-    if job.direct:
-        flags |= os.O_DIRECT
-    flags |= SYNC_FLAGS[str(job.options.get("sync") or "none")]
-    return flags | os.O_CLOEXEC
-
-
 def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
     """What fio does to a file it has just opened: drop its cached pages (invalidate=1, fio's default:
     posix_fadvise DONTNEED over the job's region of a file, BLKFLSBUF for a block device), then give the
     fadvise_hint. A failure is a note, not an error, as in fio."""
     notes: list[str] = []
-    if job.options.get("invalidate", True):
+    if job.options.get("invalidate", True) and not job.pre_read:  # pre_read turns invalidate off
         try:
             if fp.is_block:
                 fcntl.ioctl(fd, BLKFLSBUF, 0)
@@ -259,6 +299,17 @@ class _Worker(threading.Thread):
         with self._lock:
             self.outcome.iowq_workers = max(self.outcome.iowq_workers, seen)
 
+    def _open_files(self, plan: JobPlan, fds: list[int]) -> bool:
+        for fp in plan.files:
+            try:
+                fds.append(os.open(fp.path, _open_flags(plan, fp)))
+            except OSError as exc:
+                hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
+                self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
+                self.outcome.setup_errno = exc.errno or errno.EIO
+                return False
+        return True
+
     def run(self) -> None:
         plan = self.outcome.plan
         self.outcome.started_at = time.monotonic()
@@ -281,27 +332,39 @@ class _Worker(threading.Thread):
             if problem is not None:
                 self.outcome.setup_error = problem
                 return
-            if plan.create_on_open:
-                for fp in plan.files:
-                    layout_file(fp, fill=plan.reads, zero=bool(plan.config["zero_buffers"]))
-            for fp in plan.files:
-                try:
-                    fds.append(os.open(fp.path, _open_flags(plan)))
-                except OSError as exc:
-                    hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
-                    self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
-                    return
+            if not self._open_files(plan, fds):
+                return
             for fd, fp in zip(fds, plan.files, strict=True):
-                self.outcome.notes.extend(prepare_open_file(plan, fd, fp))
-            files = [(fd, fp.region_offset, fp.region_size) for fd, fp in zip(fds, plan.files, strict=True)]
-            job = _core.Job(pack_config(plan.config), files)
+                if not fp.is_char:
+                    self.outcome.notes.extend(prepare_open_file(plan, fd, fp))
+            if plan.pre_read:
+                for fd, fp in zip(fds, plan.files, strict=True):
+                    _pre_read(fd, fp, int(plan.config["max_bs"]))
+            files = [
+                (fd, fp.region_offset, fp.region_size)
+                for fd, fp in zip(fds, plan.files, strict=True)
+                if fp.region_size > 0  # fio ignores a file with nothing to do
+            ]
+            idle = plan.create_only or not files
+            if not files:
+                # a clone left without files (fio's shared generated names) does no I/O: an idle core job
+                # on /dev/null gives its empty result
+                fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+                files = [(fds[-1], 0, int(plan.config["max_bs"]))]
+            config = plan.config
+            if idle:
+                io_size = max(int(config["max_bs"]), int(config["io_size"]))
+                config = dict(config, engine=ENGINE_PSYNC, engine_flags=0, io_size=io_size)
+            job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
-                if self._cancel.is_set() or self._stopped.is_set():
+                if self._cancel.is_set() or self._stopped.is_set() or idle:
                     job.stop()  # run() then returns at once with an empty, valid result
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
+            if idle and not self._cancel.is_set():
+                raw["stopped"] = False  # doing nothing was the plan, not an interruption
             with self._lock:
                 raw["iowq_workers"] = self.outcome.iowq_workers
             self.outcome.raw = raw
@@ -318,7 +381,7 @@ class _Worker(threading.Thread):
                     self.outcome.notes.append(problem)
             if plan.unlink:
                 for fp in plan.files:
-                    if not fp.is_block:
+                    if not (fp.is_block or fp.is_char):
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(fp.path)
             self.outcome.finished_at = time.monotonic()
@@ -385,7 +448,9 @@ def run_plan(
     on_progress: Callable[[Progress], None] | None = None,
     progress_interval_s: float = 0.5,
     phase_snapshot: Callable[[], Any] | None = None,
+    failed: dict[int, tuple[str, int]] | None = None,
 ) -> RunOutcome:
+    """Run the workers; `failed` (from prepare_files) names the jobs whose setup failed: not run, done."""
     cancel = threading.Event()
     interrupted = threading.Event()
 
@@ -398,7 +463,9 @@ def run_plan(
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return _schedule(plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot)
+        return _schedule(
+            plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot, failed or {}
+        )
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -411,6 +478,7 @@ def _schedule(
     on_progress: Callable[[Progress], None] | None,
     progress_interval_s: float,
     phase_snapshot: Callable[[], Any] | None = None,
+    failed: dict[int, tuple[str, int]] | None = None,
 ) -> RunOutcome:
     snapshot = phase_snapshot or (lambda: None)
     phases: list[Phase] = []
@@ -423,6 +491,13 @@ def _schedule(
     finished: set[int] = set()
     finished_names: dict[str, int] = {}
     outcomes: dict[int, WorkerOutcome] = {}
+    for job in [j for j in pending if j.index in (failed or {})]:
+        # fio reaps a job whose setup failed at once: it counts as finished for the jobs waiting on it
+        message, errnum = (failed or {})[job.index]
+        outcomes[job.index] = WorkerOutcome(job, setup_error=message, setup_errno=errnum)
+        pending.remove(job)
+        finished.add(job.index)
+        finished_names[job.name] = finished_names.get(job.name, 0) + 1
     stopped = False
     t0 = time.monotonic()
     next_progress = t0 + progress_interval_s
@@ -434,7 +509,22 @@ def _schedule(
             for worker in running:
                 worker.stop()
         if not cancel.is_set():
-            for job in [j for j in pending if _eligible(j, finished, finished_names, counts)]:
+            batch = [j for j in pending if _eligible(j, finished, finished_names, counts)]
+            # create_serialize=0 jobs set their files up as they start, all of a batch before any does
+            # I/O (fio's threads set up, then wait for the go), so no clone's layout removes a file
+            # another already opened
+            for job in sorted(batch, key=lambda j: j.thread_number):
+                if job.create_serialize:
+                    continue
+                try:
+                    setup_job(job)
+                except LayoutError as exc:
+                    outcomes[job.index] = WorkerOutcome(job, setup_error=str(exc), setup_errno=exc.errnum)
+                    batch.remove(job)
+                    pending.remove(job)
+                    finished.add(job.index)
+                    finished_names[job.name] = finished_names.get(job.name, 0) + 1
+            for job in batch:
                 if phase is None:
                     phase = Phase(before=snapshot())
                 phase.jobs.append(job.index)

@@ -34,6 +34,9 @@ from iolab.engine.config import (
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS
+from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
+
+__all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
@@ -45,20 +48,6 @@ ENGINE_OPTION_OWNERS = {
     for o in OPTIONS.values()
     if o.engines and o.supported
 }
-
-
-class PlanError(Exception):
-    """A job that parses but cannot be run as written (bad geometry, missing size, read-only...)."""
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    path: str
-    is_block: bool
-    #: bytes the file must have before the job starts (regular files only; 0 for block devices)
-    required_size: int
-    region_offset: int
-    region_size: int
 
 
 @dataclass(frozen=True)
@@ -87,6 +76,15 @@ class JobPlan:
     #: CPUs the worker may run on (cpus_allowed / cpumask); None: no restriction
     cpus: frozenset[int] | None = None
     ioengine: str = "psync"
+    #: fio's thread number (1-based): clone 0 of each job, then its clones numjobs-1 down to 1
+    thread_number: int = 0
+    #: files are set up before any job starts (fio's create_serialize), else when the job starts
+    create_serialize: bool = True
+    layout: LayoutSpec = field(default_factory=LayoutSpec)
+    #: lay the files out and do no I/O
+    create_only: bool = False
+    #: read the job's regions once before it starts (fio's pre_read; it turns invalidate off)
+    pre_read: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,30 +93,6 @@ class RunPlan:
     #: options set in [global] or before the first --name, as written (fio's JSON "global options")
     global_options: Mapping[str, str | None] = field(default_factory=dict)
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _target_size(path: str) -> tuple[bool, int | None]:
-    """(is_block, current size or None if it does not exist)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False, None
-    if stat.S_ISBLK(st.st_mode):
-        with open(path, "rb") as dev:
-            return True, dev.seek(0, os.SEEK_END)
-    if stat.S_ISREG(st.st_mode):
-        return False, st.st_size
-    raise PlanError(f"{path}: not a regular file or block device")
-
-
-def _file_names(job: JobDef, jobnum: int) -> list[str]:
-    values = job.values
-    names: list[str] = list(values.get("filename") or [])
-    directory = values.get("directory") or ""
-    if not names:
-        nrfiles = int(values.get("nrfiles") or 1)
-        names = [f"{job.name}.{jobnum}.{i}" for i in range(nrfiles)]
-    return [n if os.path.isabs(n) or not directory else os.path.join(directory, n) for n in names]
 
 
 def _block_sizes(values: Mapping[str, Any], bsrange_set: bool) -> tuple[list[int], list[int], list[int]]:
@@ -188,12 +162,79 @@ def check_job_count(jobdefs: Sequence[JobDef]) -> None:
             )
 
 
+def _io_min_bs(jd: JobDef) -> tuple[int, int]:
+    """(fio's smallest block over all directions, the smallest block the job issues)."""
+    bs_min, _, _ = _block_sizes(jd.values, "bsrange" in jd.set_at)
+    mode = str(jd.values["rw"])
+    reads, writes, _ = MODES.get(mode, (True, True, False))
+    return min(bs_min), min(bs_min[d] for d in (0, 1) if (reads, writes)[d])
+
+
+def _setup_files(jobdefs: Sequence[JobDef]) -> dict[tuple[int, int], tuple[list[FilePlan], int, int]]:
+    """Every clone's files and bytes per loop, (jobdef index, clone) -> (files, bytes, fio thread number).
+
+    fio names all jobs' files first, then sets the files up job after job in its thread order, the
+    create_serialize=0 jobs last (they do it when they start), each seeing the sizes left before it."""
+    order: list[tuple[int, int, int]] = []  # (position in jobdefs, clone, thread number)
+    thread = 1
+    for pos, jd in enumerate(jobdefs):
+        numjobs = int(jd.values.get("numjobs") or 1)
+        # fio adds clone 0, then clones numjobs-1 .. 1
+        for n, clone in enumerate([0, *range(numjobs - 1, 0, -1)]):
+            order.append((pos, clone, thread + n))
+        thread += numjobs
+    setup = FileSetup()
+    names: dict[tuple[int, int], tuple[list[str], int]] = {}
+    for pos, clone, _ in order:
+        jd = jobdefs[pos]
+        try:
+            names[(pos, clone)] = clone_file_names(jd.name, jd.values, clone, setup.allocated)
+        except PlanError as exc:
+            raise PlanError(f"{_where(jd, 'directory')}: {exc}") from None
+    serial = [o for o in order if jobdefs[o[0]].values.get("create_serialize", True)]
+    later = [o for o in order if not jobdefs[o[0]].values.get("create_serialize", True)]
+    out: dict[tuple[int, int], tuple[list[FilePlan], int, int]] = {}
+    for pos, clone, tn in serial + later:
+        jd = jobdefs[pos]
+        v = jd.values
+        if str(v["rw"]) not in MODES:
+            continue  # refused by build_plan
+        reads, writes, _ = MODES[str(v["rw"])]
+        fio_min, io_min = _io_min_bs(jd)
+        files, nr = names[(pos, clone)]
+        if not files:
+            out[(pos, clone)] = ([], 0, tn)
+            continue
+        try:
+            plans, todo = setup.setup(
+                job=jd.name,
+                values=v,
+                names=files,
+                nr_files=nr,
+                subjob=clone,
+                thread_number=tn,
+                set_at=jd.set_at,
+                min_bs=fio_min,
+                io_min_bs=io_min,
+                layout=layout_spec(v, reads, writes),
+            )
+        except PlanError as exc:
+            raise PlanError(f"{_where(jd, 'size')}: {exc}") from None
+        out[(pos, clone)] = (plans, todo, tn)
+    return out
+
+
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     check_job_count(jobdefs)
     jobs: list[JobPlan] = []
     groupid = 0
     worker = 0
     for jd in jobdefs:
+        mode = str(jd.values["rw"])
+        if mode not in MODES:
+            raise PlanError(f"{_where(jd, 'rw')}: rw={mode} is not supported yet")
+    clone_files = _setup_files(jobdefs)
+    for pos, jd in enumerate(jobdefs):
         v = jd.values
         if jobs and (v.get("stonewall") or v.get("new_group")):
             groupid += 1
@@ -217,8 +258,11 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
         failure_cfg = _failure_config(jd)
         cpu_set = _cpu_set(jd)
-        for jobnum in range(numjobs):
-            files = _plan_files(jd, jobnum, min(bs_min[d] for d in (0, 1) if (reads, writes)[d]))
+        layout = layout_spec(v, reads, writes)
+        cpu_policy = str(v.get("cpus_allowed_policy") or "shared")
+        # fio's thread order, which its reports follow: clone 0, then numjobs-1 down to 1
+        for jobnum in [0, *range(numjobs - 1, 0, -1)]:
+            files, todo, thread_number = clone_files[(pos, jobnum)]
             if "randseed" in jd.set_at or v.get("randrepeat", True):
                 seed = int(v.get("randseed") or DEFAULT_SEED)
             else:
@@ -238,7 +282,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "time_based": int(bool(v.get("time_based"))),
                 "runtime_ns": int(v.get("runtime") or 0),
                 "ramp_ns": int(v.get("ramp_time") or 0),
-                "io_size": _io_size(v, files),
+                "io_size": _io_size(v, files, todo),
                 "io_size_set": int(bool(v.get("io_size"))),
                 "number_ios": int(v.get("number_ios") or 0),
                 "loops": int(v.get("loops") or 1),
@@ -254,7 +298,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "zero_buffers": int(bool(v.get("zero_buffers"))),
                 "refill_buffers": int(bool(v.get("refill_buffers"))),
                 "sample_interval_ns": _sample_interval(jd),
-                "invalidate": int(bool(v.get("invalidate", True))),
+                "invalidate": int(bool(v.get("invalidate", True)) and not v.get("pre_read")),
                 "scramble_buffers": int(bool(v.get("scramble_buffers", True))),
                 "bs_min": bs_min,
                 "bs_max": bs_max,
@@ -293,8 +337,13 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     warnings=(*jd.warnings, *engine_notes),
                     # None: written without a value (time_based); fio's JSON leaves those entries out
                     job_options={r.name: r.value for r in jd.raw if not r.from_global},
-                    cpus=_clone_cpus(cpu_set, jobnum, str(v.get("cpus_allowed_policy") or "shared")),
+                    cpus=_clone_cpus(cpu_set, thread_number - 1, cpu_policy),
                     ioengine=engine,
+                    thread_number=thread_number,
+                    create_serialize=bool(v.get("create_serialize", True)),
+                    layout=layout,
+                    create_only=bool(v.get("create_only")),
+                    pre_read=bool(v.get("pre_read")),
                 )
             )
             worker += 1
@@ -455,14 +504,15 @@ def _pattern_config(jd: JobDef, files: Sequence[FilePlan], random: bool) -> dict
     }
 
 
-def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan]) -> int:
-    """Bytes per loop: io_size, io_size=N% of each region (as fio sums it), else the regions' sizes."""
+def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan], todo: int) -> int:
+    """Bytes per loop: io_size, io_size=N% of each region (as fio sums it), else the regions' sizes up to
+    what fio's setup left as the job's size (`todo`: size= when smaller than the files)."""
     if v.get("io_size"):
         return int(v["io_size"])
     frac = v.get("io_size_percent")
     if frac:
         return max(sum(int(f.region_size * float(frac)) for f in files), 1)
-    return sum(f.region_size for f in files)
+    return min(todo, sum(f.region_size for f in files))
 
 
 def _sample_interval(jd: JobDef) -> int:
@@ -729,12 +779,13 @@ def _cpu_set(jd: JobDef) -> list[int] | None:
     return cpus
 
 
-def _clone_cpus(cpus: list[int] | None, jobnum: int, policy: str) -> frozenset[int] | None:
-    """shared: every clone gets the whole set; split: clone n gets one CPU, round robin (as fio)."""
+def _clone_cpus(cpus: list[int] | None, thread_index: int, policy: str) -> frozenset[int] | None:
+    """shared: every clone gets the whole set; split: one CPU each, round robin over fio's thread numbers
+    (counted over all jobs, from 0), as fio's fio_cpus_split."""
     if cpus is None:
         return None
     if policy == "split":
-        return frozenset([cpus[jobnum % len(cpus)]])
+        return frozenset([cpus[thread_index % len(cpus)]])
     return frozenset(cpus)
 
 
@@ -787,62 +838,3 @@ def _check_wait_for(jobs: Sequence[JobPlan]) -> None:
             if name not in seen:
                 raise PlanError(f"job '{job.name}': wait_for={name} names no earlier job")
         seen.add(job.name)
-
-
-def _percent_of(base: int, fraction: float | None, align: int) -> int:
-    """fio's N% forms: a fraction of the file or device size, aligned down to the minimum block size."""
-    return int(base * float(fraction)) // align * align if fraction else 0
-
-
-def _plan_files(jd: JobDef, jobnum: int, min_bs: int) -> list[FilePlan]:
-    """Resolve each file's region for clone `jobnum`: fio's size/filesize/offset/offset_increment rules,
-    percentages being of the file's (or device's) size, percentage offsets aligned to the minimum bs."""
-    v = jd.values
-    names = _file_names(jd, jobnum)
-    size_opt = int(v.get("size") or 0)
-    filesize = int(v.get("filesize") or 0)
-    plans: list[FilePlan] = []
-    for path in names:
-        is_block, current = _target_size(path)
-        base = current if current else filesize or size_opt
-        if not base and (
-            v.get("size_percent") or v.get("offset_percent") or v.get("offset_increment_percent")
-        ):
-            raise PlanError(f"{_where(jd, 'size')}: job '{jd.name}': percentages need an existing {path}")
-
-        offset = int(v.get("offset") or 0) or _percent_of(base, v.get("offset_percent"), min_bs)
-        increment = int(v.get("offset_increment") or 0)
-        offset += jobnum * (increment or _percent_of(base, v.get("offset_increment_percent"), min_bs))
-        per_file = (size_opt or _percent_of(base, v.get("size_percent"), min_bs)) // len(names)
-        if is_block:
-            assert current is not None
-            region = per_file or (current - offset)
-            if offset >= current or offset + region > current:
-                raise PlanError(
-                    f"{_where(jd, 'offset')}: job '{jd.name}' clone {jobnum}: region "
-                    f"[{offset}, {offset + max(region, 0)}) lies outside {path} ({current} bytes)"
-                )
-            plans.append(FilePlan(path, True, 0, offset, region))
-            continue
-        if per_file:
-            region = per_file
-        elif filesize:
-            region = filesize - offset
-        elif current:
-            region = current - offset
-        else:
-            raise PlanError(
-                f"{_where(jd, 'size')}: job '{jd.name}': {path} does not exist and no size= is given "
-                "(fio needs a size to create it)"
-            )
-        if region <= 0:
-            raise PlanError(
-                f"{_where(jd, 'offset')}: job '{jd.name}' clone {jobnum}: offset {offset} is at or "
-                f"beyond the end of {path} ({current} bytes); use a larger size or a smaller "
-                "offset/offset_increment"
-            )
-        if region >= min_bs:
-            region -= region % min_bs
-        required = max(offset + region, filesize)
-        plans.append(FilePlan(path, False, required, offset, region))
-    return plans

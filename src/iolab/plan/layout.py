@@ -1,45 +1,109 @@
-"""Lay files out before a job runs, as fio does.
+"""Lay files out before a job runs, as fio's setup does (filesetup.c extend_file).
 
-A job that reads needs data to read: its files are written in full beforehand ("Laying out IO file"),
-otherwise reads would hit holes that the file system answers without touching the device. A write-only
-job only needs the space: it is allocated with fallocate(), like fio's default fallocate=native.
+A file a job needs bigger than it is gets laid out again: removed and recreated (except for a
+file_append writer, which keeps its data), preallocated as `fallocate=` says, and, for a job that
+reads (or overwrite=1), written in full so reads hit data rather than holes the file system answers
+without touching the device. A write-only job only gets the space (fallocate=native by default).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 
-from iolab.plan import FilePlan
+from iolab.plan.files import FilePlan, LayoutSpec
 
 CHUNK = 1 << 20
+#: fallocate(2) mode flag FALLOC_FL_KEEP_SIZE (linux/falloc.h)
+FALLOC_FL_KEEP_SIZE = 0x01
+
+
+class LayoutError(Exception):
+    """The file could not be laid out; the job does not run (fio reaps it)."""
+
+    def __init__(self, message: str, errnum: int) -> None:
+        super().__init__(message)
+        self.errnum = errnum
 
 
 def _chunk_source(zero: bool) -> bytearray:
     return bytearray(CHUNK) if zero else bytearray(os.urandom(CHUNK))
 
 
-def layout_file(plan: FilePlan, *, fill: bool, zero: bool = False) -> bool:
-    """Make `plan.path` at least `plan.required_size` bytes; return True if anything was done."""
-    if plan.is_block:
+def _fallocate(fd: int, mode: str, size: int) -> None:
+    if mode == "native":
+        with contextlib.suppress(OSError):  # fio falls back to no preallocation
+            _linux_fallocate(fd, 0, size)
+    elif mode == "posix":
+        with contextlib.suppress(OSError):  # fio only logs it
+            os.posix_fallocate(fd, 0, size)
+    elif mode == "keep":
+        _linux_fallocate(fd, FALLOC_FL_KEEP_SIZE, size)
+    elif mode == "truncate":
+        os.ftruncate(fd, size)
+
+
+def _linux_fallocate(fd: int, flags: int, size: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if libc.fallocate(fd, flags, 0, size) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def make_parent_dirs(path: str) -> None:
+    """Create the missing directories of `path` (mode 0700, as fio)."""
+    parts = os.path.dirname(path).split("/")
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if d and not os.path.isdir(d):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(d, 0o700)
+
+
+def layout_file(plan: FilePlan, spec: LayoutSpec) -> bool:
+    """Lay `plan.path` out to `plan.required_size` bytes if `plan.extend`; return True if done."""
+    if plan.is_block or plan.is_char or not plan.extend:
         return False
-    fd = os.open(plan.path, os.O_RDWR | os.O_CREAT, 0o644)
+    if spec.unlink:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(plan.path)
+    flags = os.O_WRONLY | os.O_CLOEXEC
+    if spec.allow_create:
+        flags |= os.O_CREAT
+    if spec.write_data:
+        flags |= os.O_TRUNC
     try:
-        current = os.fstat(fd).st_size
-        if current >= plan.required_size:
-            return False
-        if not fill:
-            os.posix_fallocate(fd, current, plan.required_size - current)
+        fd = os.open(plan.path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and not spec.allow_create:
+            raise LayoutError("file creation disallowed by allow_file_create=0", 0) from None
+        raise LayoutError(f"{plan.path}: open: {exc.strerror}", exc.errno or errno.EIO) from None
+    try:
+        try:
+            _fallocate(fd, spec.fallocate, plan.required_size)
+        except OSError as exc:
+            raise LayoutError(f"{plan.path}: fallocate: {exc.strerror}", exc.errno or errno.EIO) from None
+        if not spec.write_data:
             return True
-        data = _chunk_source(zero)
-        pos = current
-        while pos < plan.required_size:
-            n = min(CHUNK, plan.required_size - pos)
-            if not zero:
-                # stamp the position so no two chunks are identical (dedup/compression would see through it)
-                data[:8] = pos.to_bytes(8, "little")
-            os.pwrite(fd, memoryview(data)[:n], pos)
-            pos += n
-        os.fsync(fd)
+        os.ftruncate(fd, plan.required_size)
+        data = _chunk_source(spec.zero)
+        pos = 0
+        try:
+            while pos < plan.required_size:
+                n = min(CHUNK, plan.required_size - pos)
+                if not spec.zero:
+                    # stamp the position: no two chunks alike (dedup/compression would see through it)
+                    data[:8] = pos.to_bytes(8, "little")
+                os.pwrite(fd, memoryview(data)[:n], pos)
+                pos += n
+            if spec.create_fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            raise LayoutError(f"{plan.path}: laying out: {exc.strerror}", exc.errno or errno.EIO) from None
         return True
     finally:
         os.close(fd)
