@@ -107,8 +107,9 @@ def compare_jobs(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result
             # another job's exitall may stop this one before its first I/O
             res.skipped_compares.append(f"io counts of {name}: exitall in the file, not compared")
             continue
-        if info.timed:
-            res.skipped_compares.append(f"io counts of {name}: timed job, only active directions compared")
+        if info.timed or info.random_runs:
+            why = "timed job" if info.timed else "random job with sequential runs (rw=rand...:N)"
+            res.skipped_compares.append(f"io counts of {name}: {why}, only active directions compared")
             fa = [d for d in DIRS if fc[d][0] > 0]
             la = [d for d in DIRS if lc[d][0] > 0]
             if info.mixed:

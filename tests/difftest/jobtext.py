@@ -93,6 +93,18 @@ class JobInfo:
         return runtime is not None and runtime != 0 and runtime < 2.0
 
     @property
+    def random_runs(self) -> bool:
+        """A random job with sequential runs (rw=randread:N, N > 1): a run that reaches the end of the region
+        ends the job's pass early, and where the random picks fall decides when that happens."""
+        if not self.random:
+            return False
+        mod = self.opts.get("rw", "").partition(":")[2].strip()
+        try:
+            return int(mod) > 1
+        except ValueError:
+            return bool(mod)
+
+    @property
     def varied_bs(self) -> bool:
         """Block sizes drawn at random, so the I/O count depends on the random sequence."""
         if "bsrange" in self.opts or "bssplit" in self.opts:

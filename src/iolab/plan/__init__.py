@@ -407,21 +407,35 @@ def _zone_table(jd: JobDef, kind: str, arg: str | None, region: int) -> tuple[li
         raise PlanError(f"{_where(jd, opt)}: {opt}: per-direction zone sets (',') are not supported by iolab")
     kb_base = int(jd.values.get("kb_base") or 1024)
     zones: list[tuple[int, int]] = []
+    missing = -1  # fio: a zoned size left out ('20/' or '20') shares what the others leave of 100%
     for part in arg.split(":"):
+        if not part:
+            break  # fio stops at an empty part
         access, sep, size = part.partition("/")
-        if not sep:
-            raise PlanError(f"{_where(jd, opt)}: {opt}: '{part}' is not access%/size")
         try:
             perc = int(access)
-            amount = int(size) if kind == "zoned" else -1
         except ValueError:
             raise PlanError(f"{_where(jd, opt)}: {opt}: '{part}' is not access%/size") from None
-        if kind == "zoned_abs":
+        if kind == "zoned":
+            digits = re.match(r"\d*", size).group(0)  # type: ignore[union-attr]  # fio reads it with atoi
+            amount = min(int(digits), 100) if sep and digits else 0
+            amount = amount or missing
+        elif not sep:
+            amount = 0
+        else:
             r = read_size(size, kb_base)
             if r is None or r.percent:
                 raise PlanError(f"{_where(jd, opt)}: {opt}: '{size}' is not a size")
             amount = int(r.value)
         zones.append((perc, amount))
+    if kind == "zoned":
+        given = sum(a for _, a in zones if a != missing)
+        gaps = sum(1 for _, a in zones if a == missing)
+        if given > 100:
+            raise PlanError(f"{_where(jd, opt)}: {opt}: the zone sizes add up to {given}%, more than 100%")
+        if gaps:
+            share = 100 if gaps == 1 and len(zones) == 1 else (100 - given) // gaps
+            zones = [(p, share if a == missing else a) for p, a in zones]
     total = sum(p for p, _ in zones)
     if total != 100:
         raise PlanError(
@@ -512,7 +526,10 @@ def _io_size(v: Mapping[str, Any], files: Sequence[FilePlan], todo: int) -> int:
     frac = v.get("io_size_percent")
     if frac:
         return max(sum(int(f.region_size * float(frac)) for f in files), 1)
-    return min(todo, sum(f.region_size for f in files))
+    # fio's byte budget is the size before regions are cut to whole blocks: a random job without a random
+    # map issues until it is reached (a last block past it included); sequential and mapped jobs run out of
+    # blocks first
+    return todo
 
 
 def _sample_interval(jd: JobDef) -> int:
