@@ -474,10 +474,7 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     j->ios = calloc(j->depth, sizeof(*j->ios));
     j->free_ios = calloc(j->depth, sizeof(*j->free_ios));
     j->reaped = calloc(j->depth, sizeof(*j->reaped));
-    j->sync_cap = 2 * j->depth + 2;
-    j->sync_q = calloc(j->sync_cap, sizeof(*j->sync_q));
-    j->sync_file = calloc(j->sync_cap, sizeof(*j->sync_file));
-    if (!j->ios || !j->free_ios || !j->reaped || !j->sync_q || !j->sync_file)
+    if (!j->ios || !j->free_ios || !j->reaped)
         goto fail;
     j->buflen = (size_t)((c->max_bs + 4095) & ~4095ull);
     if (posix_memalign(&j->bufmem, 4096, j->buflen * 2 * j->depth)) {
@@ -548,8 +545,6 @@ void iol_job_destroy(struct iol_job *j)
     free(j->ios);
     free(j->free_ios);
     free(j->reaped);
-    free(j->sync_q);
-    free(j->sync_file);
     free(j->bufmem);
     free(j->samples);
     free(j);
@@ -598,6 +593,7 @@ static void start_pass(struct iol_job *j)
     j->files_done = 0;
     j->fst_have = 0;
     j->zone_bytes = 0;
+    j->last_was_sync = 0; /* fio forgets it per loop: a loop may start with the sync the last one issued */
     for (unsigned i = 0; i < j->nfiles; i++) {
         struct iol_file *f = &j->files[i];
         f->base = f->start;
@@ -871,23 +867,38 @@ static int next_pass(struct iol_job *j)
     return 1;
 }
 
+/* fio's rule for fsync=N / fdatasync=N: before each I/O of a job that writes, a sync is due when the
+ * writes issued so far (all loops) are a non-zero multiple of N and the last I/O completed was not a
+ * sync. So no sync follows the job's last write, a loop that ends on one starts the next with a second
+ * one, reads of a mixed job are each followed by one while the count stays a multiple, and with writes
+ * in flight (iodepth > 1) some are skipped. Returns the op, or 0. */
+static inline uint8_t sync_due(const struct iol_job *j)
+{
+    const struct iol_config *c = &j->cfg;
+    if (LIKELY(!c->fsync_blocks && !c->fdatasync_blocks) || j->last_was_sync || !(c->ddir_mask & 2) ||
+        !j->writes_issued)
+        return 0;
+    if (c->fsync_blocks && j->writes_issued % c->fsync_blocks == 0)
+        return IOL_OP_FSYNC;
+    if (c->fdatasync_blocks && j->writes_issued % c->fdatasync_blocks == 0)
+        return IOL_OP_FDATASYNC;
+    return 0;
+}
+
+static inline void prep_sync(struct iol_job *j, struct iol_io *io, uint8_t op, uint32_t file)
+{
+    io->op = op;
+    io->ddir = IOL_DDIR_SYNC;
+    io->file = file;
+    io->fd = j->files[file].fd;
+    io->offset = 0;
+    io->len = 0;
+}
+
 /* Fill io with the next I/O to issue; 0 when there is none left. */
 static inline int prep_next(struct iol_job *j, struct iol_io *io)
 {
     const struct iol_config *c = &j->cfg;
-    if (UNLIKELY(j->sync_qn)) {
-        unsigned k = j->sync_head;
-        j->sync_head = k + 1 == j->sync_cap ? 0 : k + 1;
-        j->sync_qn--;
-        struct iol_file *f = &j->files[j->sync_file[k]];
-        io->op = j->sync_q[k];
-        io->ddir = IOL_DDIR_SYNC;
-        io->file = j->sync_file[k];
-        io->fd = f->fd;
-        io->offset = 0;
-        io->len = 0;
-        return 1;
-    }
     uint64_t off = 0, len = 0;
     int d;
     unsigned fi;
@@ -898,6 +909,11 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
         if (!c->time_based &&
             (j->total_bytes >= c->io_size * c->loops || (c->number_ios && j->total_ios >= c->number_ios * c->loops)))
             return 0;
+        uint8_t sop = sync_due(j);
+        if (UNLIKELY(sop)) {
+            prep_sync(j, io, sop, j->sync_wfile);
+            return 1;
+        }
         fi = next_file(j);
         if (fi == UINT32_MAX) {
             if (!next_pass(j))
@@ -944,6 +960,8 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
     io->offset = off;
     io->len = len;
     if (d == IOL_DDIR_WRITE) {
+        j->writes_issued++;
+        j->sync_wfile = fi;
         io->buf = rbuf + j->buflen;
         if (c->refill_buffers && !c->zero_buffers)
             fill_random(&j->rng_buf, io->buf, len);
@@ -980,6 +998,7 @@ static void reset_stats(struct iol_job *j)
         j->ramp_bytes[d] += s->bytes;
         s->ios = s->bytes = s->short_ios = 0;
         j->err_ios[d] = 0;
+        j->datasyncs = 0;
         iol_hist_reset(&s->lat);
         iol_hist_reset(&s->clat);
         iol_hist_reset(&s->slat);
@@ -1067,8 +1086,8 @@ static void start_clock(struct iol_job *j, uint64_t t)
 static void begin_measure(struct iol_job *j, uint64_t t)
 {
     reset_stats(j);
-    j->sync_qn = j->sync_head = 0;
-    j->writes_since_fsync = j->writes_since_fdatasync = 0;
+    j->writes_issued = 0; /* fio's reset_all_stats: the count of writes starts again */
+    j->last_was_sync = 0;
     start_schedule(j, t);
     start_clock(j, t);
     j->deadline = j->cfg.runtime_ns ? t + j->cfg.runtime_ns : UINT64_MAX;
@@ -1104,32 +1123,6 @@ static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t 
             memcpy(&r->head, io->buf, 8);
             memcpy(&r->tail, (const char *)io->buf + io->len - 8, 8);
         }
-    }
-}
-
-/* Queue the syncs due after this write; prep_next() issues them before the next I/O. The loop first
- * waits for the writes in flight, so a sync covers every write before it (see run_loop). */
-static inline void push_sync(struct iol_job *j, uint8_t op, uint32_t file)
-{
-    if (UNLIKELY(j->sync_qn == j->sync_cap))
-        return; /* cannot happen: the queue holds two per I/O slot */
-    unsigned k = j->sync_head + j->sync_qn;
-    if (k >= j->sync_cap)
-        k -= j->sync_cap;
-    j->sync_q[k] = op;
-    j->sync_file[k] = file;
-    j->sync_qn++;
-}
-
-static inline void after_write(struct iol_job *j, const struct iol_io *io)
-{
-    if (j->cfg.fsync_blocks && ++j->writes_since_fsync >= j->cfg.fsync_blocks) {
-        j->writes_since_fsync = 0;
-        push_sync(j, IOL_OP_FSYNC, io->file);
-    }
-    if (j->cfg.fdatasync_blocks && ++j->writes_since_fdatasync >= j->cfg.fdatasync_blocks) {
-        j->writes_since_fdatasync = 0;
-        push_sync(j, IOL_OP_FDATASYNC, io->file);
     }
 }
 
@@ -1279,6 +1272,9 @@ static int completion_checks(struct iol_job *j, struct iol_io *io, uint64_t t)
 /* Returns nonzero when the job must end. */
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
+    j->last_was_sync = io->ddir == IOL_DDIR_SYNC;
+    if (UNLIKELY(j->fsyncing))
+        return 0; /* end_fsync: fio neither counts it nor times it */
     j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
     if (UNLIKELY(io->error)) {
         if (io_error(j, io, 1))
@@ -1296,8 +1292,7 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
         }
     }
     account(j, io, t);
-    if (io->op == IOL_OP_WRITE)
-        after_write(j, io);
+    j->datasyncs += io->op == IOL_OP_FDATASYNC;
     if (UNLIKELY(j->checks) && completion_checks(j, io, t))
         return 1;
     return ev == EV_FINISH;
@@ -1601,7 +1596,7 @@ static void run_loop(struct iol_job *j)
             continue;
         }
         if (more && j->nfree) {
-            if (UNLIKELY(j->sync_qn) && j->inflight) {
+            if (UNLIKELY(j->inflight && sync_due(j))) {
                 if (quiesce(j, REAP_COUNT)) /* the sync must cover the writes in flight */
                     more = 0;
                 continue;
@@ -1643,7 +1638,7 @@ static void run_loop(struct iol_job *j)
     }
 }
 
-/* Issue one sync after the loop (syncs still due, end_fsync) and wait for it. */
+/* Issue one end_fsync after the loop and wait for it. */
 static void final_sync(struct iol_job *j, struct iol_io *io)
 {
     if (issue(j, io) == 0 && j->inflight)
@@ -1698,21 +1693,12 @@ void iol_job_run(struct iol_job *j)
     /* a job whose I/O ran out before its ramp did is measured whole, as fio reports it */
     int measuring = phase_now == IOL_PHASE_MEASURE || (phase_now == IOL_PHASE_RAMP && !j->stopped);
     if (measuring && !j->error && !j->stopped) {
-        /* syncs still due after the last write, then end_fsync */
-        while (j->sync_qn && !j->error) {
-            struct iol_io *io = j->free_ios[--j->nfree];
-            prep_next(j, io);
-            final_sync(j, io);
-        }
-        if (j->cfg.end_fsync) {
+        /* fio issues no sync due after the last write; end_fsync, unless the last I/O was a sync */
+        if (j->cfg.end_fsync && !j->last_was_sync && (j->cfg.ddir_mask & 2)) {
+            j->fsyncing = 1;
             for (unsigned i = 0; i < j->nfiles && !j->error; i++) {
                 struct iol_io *io = j->free_ios[--j->nfree];
-                io->op = IOL_OP_FSYNC;
-                io->ddir = IOL_DDIR_SYNC;
-                io->file = i;
-                io->fd = j->files[i].fd;
-                io->offset = 0;
-                io->len = 0;
+                prep_sync(j, io, IOL_OP_FSYNC, i);
                 final_sync(j, io);
             }
         }

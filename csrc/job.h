@@ -170,11 +170,12 @@ struct iol_job {
     uint64_t pass_ios;
     uint32_t passes_done;
     uint64_t scramble_seq; /* scramble_buffers: running stamp of write buffers */
-    uint64_t writes_since_fsync, writes_since_fdatasync;
-    /* syncs due (FIFO), issued before the next I/O: at most 2 per write completed while they wait */
-    uint8_t *sync_q;     /* enum iol_op */
-    uint32_t *sync_file; /* file of the write that made it due */
-    unsigned sync_cap, sync_head, sync_qn;
+    /* fsync=N / fdatasync=N as fio decides them (see sync_due in job.c) */
+    uint64_t writes_issued; /* writes issued since the job (or the measured phase) started, all loops */
+    uint32_t sync_wfile;    /* file of the last write issued: the file a sync flushes */
+    int last_was_sync;      /* the last I/O completed was a sync; cleared by any other, and per loop */
+    int fsyncing;           /* end_fsync running: fio keeps it out of the statistics */
+    uint64_t datasyncs;     /* fdatasyncs accounted: fio's sync total_ios counts fsyncs only */
 
     /* time */
     uint64_t t_start;   /* run() start */

@@ -206,9 +206,11 @@ static PyObject *ddir_dict(const struct iol_job *j, int d)
         Py_XDECREF(slat);
         return NULL;
     }
-    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:N,s:N,s:N,s:K}", "ios", (unsigned long long)s->ios, "bytes",
+    /* fdatasyncs: part of the sync latencies, but not of fio's sync total_ios */
+    return Py_BuildValue("{s:K,s:K,s:K,s:i,s:N,s:N,s:N,s:K,s:K}", "ios", (unsigned long long)s->ios, "bytes",
                          (unsigned long long)s->bytes, "short_ios", (unsigned long long)s->short_ios, "dropped", 0,
-                         "clat", clat, "lat", lat, "slat", slat, "err_ios", (unsigned long long)j->err_ios[d]);
+                         "clat", clat, "lat", lat, "slat", slat, "err_ios", (unsigned long long)j->err_ios[d],
+                         "datasync_ios", (unsigned long long)(d == IOL_DDIR_SYNC ? j->datasyncs : 0));
 }
 
 static PyObject *counts7(const uint64_t v[7])

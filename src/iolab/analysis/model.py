@@ -657,7 +657,8 @@ def job_result(
             err_ios = 1 if err_code and err_ddir == d else 0
         ds = DirStats(
             ios=ios,
-            total_ios=ios + int(err_ios),
+            # fio's sync total_ios counts fsyncs only (fdatasyncs are in its sync latencies)
+            total_ios=ios + int(err_ios) - int(rd.get("datasync_ios", 0)),
             bytes=int(rd.get("bytes", 0)),
             short_ios=int(rd.get("short_ios", 0)),
             drop_ios=int(rd.get("dropped", 0)),
