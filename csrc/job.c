@@ -593,7 +593,6 @@ static void start_pass(struct iol_job *j)
     j->files_done = 0;
     j->fst_have = 0;
     j->zone_bytes = 0;
-    j->last_was_sync = 0; /* fio forgets it per loop: a loop may start with the sync the last one issued */
     for (unsigned i = 0; i < j->nfiles; i++) {
         struct iol_file *f = &j->files[i];
         f->base = f->start;
@@ -863,6 +862,10 @@ static int next_pass(struct iol_job *j)
     if (!c->time_based || !c->direct)
         for (unsigned i = 0; i < j->nfiles; i++)
             drop_cache(j, &j->files[i]);
+    /* fio forgets the last sync per loop, so a loop may start with a second one; a time_based job on one
+     * file wraps around inside its loop instead */
+    if (!(c->time_based && j->nfiles == 1))
+        j->last_was_sync = 0;
     start_pass(j);
     return 1;
 }

@@ -349,11 +349,27 @@ def check_hist(h: dict[str, Any], count: int) -> None:
         assert (h["min"], h["max"], h["sum"], h["sumsq"]) == (0, 0, 0, 0.0)
 
 
+def _fio_sync_points(ddirs: list[int], n: int) -> list[int]:
+    """Where fio's fsync=n puts its syncs among these reads (0) and writes (1), as trace positions: before
+    each I/O but the first, when the writes so far are a non-zero multiple of n and no sync came just before
+    (so reads of a mixed job are each followed by one while the count stays a multiple)."""
+    out: list[int] = []
+    writes = 0
+    pos = 0
+    for i, d in enumerate(ddirs):
+        if i and writes and writes % n == 0 and (not out or out[-1] != pos - 1):
+            out.append(pos)
+            pos += 1
+        writes += d == 1
+        pos += 1
+    return out
+
+
 def test_result_shape(ddir: Path) -> None:
     path = make_file(ddir / "f", 32 * BS)
     with opened(path, os.O_RDWR) as fd:
-        res, _ = run_job(
-            make_config(io_size=32 * BS, ddir_mask=3, random=1, fsync_blocks=4), [(fd, 0, 32 * BS)]
+        res, tr = run_job(
+            make_config(io_size=32 * BS, ddir_mask=3, random=1, fsync_blocks=4), [(fd, 0, 32 * BS)], 100
         )
     assert set(res) == {
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
@@ -377,7 +393,8 @@ def test_result_shape(ddir: Path) -> None:
     assert res["runtime_ns"] > 0
     assert set(res["ddir"]) == {"read", "write", "sync"}
     for name, d in res["ddir"].items():
-        assert set(d) == {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat", "err_ios"}
+        keys = {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat", "err_ios", "datasync_ios"}
+        assert set(d) == keys
         assert d["dropped"] == 0 and d["short_ios"] == 0
         check_hist(d["lat"], d["ios"])
         assert d["clat"] == d["lat"]  # psync: clat is lat
@@ -386,7 +403,9 @@ def test_result_shape(ddir: Path) -> None:
             assert d["bytes"] == d["ios"] * BS
     rd, wr, sy = (res["ddir"][k] for k in ("read", "write", "sync"))
     assert rd["ios"] + wr["ios"] == 32
-    assert sy["ios"] == wr["ios"] // 4 and sy["bytes"] == 0
+    assert sy["bytes"] == 0
+    points = _fio_sync_points([t[3] for t in tr if t[3] != 2], 4)
+    assert sy["ios"] == len(points) and [i for i, t in enumerate(tr) if t[3] == 2] == points
     for key in ("usr_ns", "sys_ns", "ctx", "majf", "minf"):
         assert isinstance(res[key], int) and res[key] >= 0
     last = res["samples"][-1]
@@ -579,19 +598,22 @@ def test_fsync_counts(ddir: Path) -> None:
     path = make_file(ddir / "f", 64 * BS)
     with opened(path, os.O_WRONLY, direct=False) as fd:
         res, tr = run_job(make_config(ddir_mask=2, io_size=64 * BS, fsync_blocks=4), [(fd, 0, 64 * BS)], 200)
-        assert res["ddir"]["sync"]["ios"] == 16
-        # a sync follows every 4th write
-        assert [t[3] for t in tr] == [1, 1, 1, 1, 2] * 16
+        assert res["ddir"]["sync"]["ios"] == 15
+        # a sync follows every 4th write but the last (fio decides it before the next I/O)
+        assert [t[3] for t in tr] == [1, 1, 1, 1, 2] * 15 + [1, 1, 1, 1]
+        # fio: a write count that is a multiple of both issues the fsync only; end_fsync is not counted
         res, _ = run_job(
             make_config(ddir_mask=2, io_size=64 * BS, fsync_blocks=4, fdatasync_blocks=8, end_fsync=1),
             [(fd, 0, 64 * BS)],
         )
         sy = res["ddir"]["sync"]
-        assert sy["ios"] == 16 + 8 + 1
-        check_hist(sy["lat"], 25)
+        assert sy["ios"] == 15 and sy["datasync_ios"] == 0
+        check_hist(sy["lat"], 15)
         assert sy["clat"] == sy["lat"]
+        res, _ = run_job(make_config(ddir_mask=2, io_size=64 * BS, fdatasync_blocks=8), [(fd, 0, 64 * BS)])
+        assert res["ddir"]["sync"]["ios"] == 7 and res["ddir"]["sync"]["datasync_ios"] == 7
         res, _ = run_job(make_config(ddir_mask=2, io_size=64 * BS, end_fsync=1), [(fd, 0, 64 * BS)])
-        assert res["ddir"]["sync"]["ios"] == 1
+        assert res["ddir"]["sync"]["ios"] == 0
         # reads never sync
         res, _ = run_job(make_config(ddir_mask=1, io_size=64 * BS, fsync_blocks=1), [(fd, 0, 64 * BS)])
         assert res["ddir"]["sync"]["ios"] == 0

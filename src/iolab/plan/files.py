@@ -347,7 +347,9 @@ class FileSetup:
         v: Mapping[str, Any],
         layout: LayoutSpec,
     ) -> FilePlan:
-        region = io - io % io_min_bs if io >= io_min_bs else io
+        # not cut to whole blocks: fio's per-file io_size bounds where an I/O may START, the file's real
+        # size where it may end, so a sequential job on a larger file issues a last block past it
+        region = io
         if kind == "block":
             if offset >= real or offset + region > real:
                 raise PlanError(
