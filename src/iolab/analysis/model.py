@@ -538,6 +538,9 @@ class JobResult:
     #: continue_on_error: errors counted (the fatal one too) and the first of them (an errno)
     total_err: int = 0
     first_error: int = 0
+    #: fio's latency_depth: the queue depth the job ran its I/O loop with; 0 when it never got there
+    #: (create_only), and then fio's JSON has no latency_* keys
+    latency_depth: int = 1
 
     @property
     def job_runtime_ms(self) -> int:
@@ -679,6 +682,10 @@ def job_result(
                 f"{overflow} {d} latencies of 2^40 ns (~18 min) or more share the top histogram bucket"
             )
 
+    # fio sets the depth when the job enters its I/O loop; a job stopped before it (create_only marks the
+    # job done during setup, exitall, a setup error) has none
+    io_loop = _as_bool(raw.get("io_loop"), True) and not _as_bool(options.get("create_only"), False)
+
     # ---- time series
     raw_samples: Sequence[Sequence[int]] = raw.get("samples", []) or []
     intervals = _intervals(raw_samples, runtime_ns)
@@ -775,6 +782,7 @@ def job_result(
         finished_at=finished_at if finished_at is not None else time.time(),
         total_err=int(raw.get("total_err", 0)),
         first_error=int(raw.get("first_error", 0)),
+        latency_depth=opts.iodepth if io_loop else 0,
     )
 
 
@@ -847,7 +855,10 @@ class GroupResult:
     groupid: int
     jobs: list[JobResult]  # members that report (stats=1), in job order
     dirs: dict[str, GroupDirStats]  # "read", "write", "trim"
-    merged: JobResult | None = None  # the group as one job, when group_reporting
+    merged: JobResult | None = None  # the group as one job, when group_reporting merged all of it
+    #: what the per-job sections show, in order (fio's entries: jobs, or runs of jobs merged by
+    #: group_reporting); None: every member
+    entries: list[JobResult] | None = None
     kb_base: int = 1024
     unit_base: int = 0
     #: unified_rw_reporting of the group: "none", "mixed" or "both"
@@ -866,7 +877,9 @@ class GroupResult:
 
     @property
     def reported(self) -> list[JobResult]:
-        """What the per-job sections show for this group: the merged job, or every member."""
+        """What the per-job sections show for this group: its entries, the merged job, or every member."""
+        if self.entries is not None:
+            return list(self.entries)
         return [self.merged] if self.merged is not None else list(self.jobs)
 
 
@@ -961,8 +974,26 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     notes: list[str] = []
     for j in jobs:
         notes.extend(f"{j.name}.{j.jobnum}: {w}" if len(jobs) > 1 else w for w in j.warnings)
+    last = jobs[-1]
+    # as fio: the name, group, units and unified reporting are the first member's; the job options,
+    # percentile settings, error policy and latency-target values are those of the last one merged
+    opts = replace(
+        first.opts,
+        percentile_list=last.opts.percentile_list,
+        percentile_precision=last.opts.percentile_precision,
+        clat_percentiles=last.opts.clat_percentiles,
+        lat_percentiles=last.opts.lat_percentiles,
+        slat_percentiles=last.opts.slat_percentiles,
+        continue_on_error=last.opts.continue_on_error,
+        latency_target=last.opts.latency_target,
+        latency_window=last.opts.latency_window,
+        latency_percentile=last.opts.latency_percentile,
+    )
     return replace(
         first,
+        opts=opts,
+        job_options=dict(last.job_options),
+        latency_depth=last.latency_depth,
         dirs=dirs,
         cpu=cpu,
         iodepth=depths,
@@ -982,10 +1013,26 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     )
 
 
-def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[GroupResult]:
-    """Groups in groupid order.  With ``group_reporting`` each group also gets its merged job.
+def report_entries(members: Sequence[JobResult], group_reporting: bool = False) -> list[list[JobResult]]:
+    """Split a group's reporting members (job order) into fio's report entries.
 
-    A job whose own options set ``group_reporting`` also gets its group merged (fio takes the option per job).
+    fio takes group_reporting per job: a member that sets it joins the entry before it (when that entry is
+    of the same group, whether or not the entry's first job sets the option); any other member starts an
+    entry of its own.  ``group_reporting`` applies the option to every member.
+    """
+    entries: list[list[JobResult]] = []
+    for j in members:
+        if entries and (group_reporting or j.opts.group_reporting):
+            entries[-1].append(j)
+        else:
+            entries.append([j])
+    return entries
+
+
+def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[GroupResult]:
+    """Groups in groupid order, each with its report entries (see :func:`report_entries`).
+
+    ``group_reporting`` applies the option to every job; otherwise each job's own option decides.
     """
     by_group: dict[int, list[JobResult]] = {}
     for j in jobs:
@@ -995,15 +1042,18 @@ def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[Grou
         everyone = by_group[gid]
         # stats=0: the job ran, but fio leaves it out of the reports and of the run status line
         members = [j for j in everyone if j.opts.stats]
-        merge = group_reporting or any(j.opts.group_reporting for j in members)
-        merged = merge_jobs(members) if merge and members else None
-        # like fio, the run status line is computed from what is reported: the merged job if merged
-        basis = [merged] if merged is not None else members
-        dirs = {d: _group_dir(basis, d) for d in RW_DIRS}
+        entries = [
+            merge_jobs(e) if len(e) > 1 or group_reporting or e[0].opts.group_reporting else e[0]
+            for e in report_entries(members, group_reporting)
+        ]
+        # the whole group reported as one job
+        merged = entries[0] if len(entries) == 1 and entries[0] is not members[0] else None
+        # like fio, the run status line is computed from what is reported
+        dirs = {d: _group_dir(entries, d) for d in RW_DIRS}
         unified = everyone[0].opts.unified
         mixed = None
         if unified == "mixed":
-            mixed = _group_dir(basis, "mixed")
+            mixed = _group_dir(entries, "mixed")
         elif unified == "both":
             mixed = _mixed_group(dirs)
         out.append(
@@ -1012,6 +1062,7 @@ def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[Grou
                 jobs=members,
                 dirs=dirs,
                 merged=merged,
+                entries=entries,
                 kb_base=everyone[0].opts.kb_base,
                 unit_base=everyone[0].opts.unit_base,
                 unified=unified,

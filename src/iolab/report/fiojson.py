@@ -283,14 +283,15 @@ def job_obj(
     if o.continue_on_error:
         j["total_err"] = job.total_err
         j["first_error"] = job.first_error
-    j.update(
-        {
-            "latency_depth": o.iodepth,
-            "latency_target": o.latency_target,
-            "latency_percentile": float(o.latency_percentile),
-            "latency_window": o.latency_window,
-        }
-    )
+    if job.latency_depth:  # fio leaves these out for a job that never reached its I/O loop
+        j.update(
+            {
+                "latency_depth": job.latency_depth,
+                "latency_target": o.latency_target,
+                "latency_percentile": float(o.latency_percentile),
+                "latency_window": o.latency_window,
+            }
+        )
     if o.description:
         j["desc"] = o.description
     j["iolab"] = _iolab_job_block(job, run_warnings or [])
