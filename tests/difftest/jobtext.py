@@ -118,11 +118,15 @@ class JobInfo:
             return False
         if self.timed:
             return True
+        # which I/Os are writes (a mixed job draws the direction) or where a block ends (drawn sizes)
+        if self.mixed or self.varied_bs:
+            return True
         if not self.random:
             return False
-        return any(k in self.opts for k in ("norandommap", "io_size", "number_ios", "percentage_random",
-                                             "random_distribution", "zonemode")) or ":" in self.opts.get(
-            "rw", "")
+        # filesize: the budget (size) can be less than the region, so the blocks picked are a random subset
+        keys = ("norandommap", "io_size", "number_ios", "percentage_random", "random_distribution",
+                "zonemode", "filesize")
+        return any(k in self.opts for k in keys) or ":" in self.opts.get("rw", "")
 
 
 def jobs(text: str) -> list[JobInfo]:
