@@ -68,6 +68,16 @@ struct iol_sample {
     uint64_t bytes[2];
 };
 
+/* One series of interval samples, in a preallocated buffer. */
+struct iol_sampler {
+    struct iol_sample *buf; /* IOL_SAMPLES_CAP entries */
+    uint32_t n;
+    uint64_t interval; /* ns; doubles whenever the buffer fills (pairs merge) */
+    uint64_t next;     /* absolute time of the next boundary */
+    uint64_t last_t;   /* absolute time of the last boundary */
+    uint64_t last_ios[2], last_bytes[2];
+};
+
 /* Per-file state of a zipf/pareto/normal offset (or file) generator. */
 struct iol_dist {
     uint64_t nranges;
@@ -183,13 +193,11 @@ struct iol_job {
     uint64_t deadline;  /* end of ramp or of the measured phase, UINT64_MAX if none */
     uint64_t next_event; /* min(deadline, next sample boundary) */
 
-    /* samples */
-    struct iol_sample *samples;
-    uint32_t nsamples;
-    uint64_t sample_interval;
-    uint64_t next_sample;     /* absolute */
-    uint64_t last_sample_t;   /* absolute time of the last boundary */
-    uint64_t last_ios[2], last_bytes[2];
+    /* samples: series 0 at the bandwidth interval (bwavgtime), series 1 at the IOPS interval
+     * (iopsavgtime) when that differs; nsmp series are in use */
+    struct iol_sampler smp[2];
+    unsigned nsmp;
+    uint64_t next_sample; /* absolute: the earliest next boundary of the series */
 
     /* statistics (reset at the end of the ramp) */
     struct iol_dstat ds[IOL_DDIR_COUNT];

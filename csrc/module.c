@@ -250,6 +250,26 @@ static PyObject *poll_dict(const struct iol_poll *p)
                          (unsigned long long)p->shrinks, "grow", p->grow, "shrink", p->shrink);
 }
 
+/* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes). */
+static PyObject *samples_list(const struct iol_sampler *sp)
+{
+    PyObject *samples = PyList_New(sp->n);
+    if (!samples)
+        return NULL;
+    for (uint32_t i = 0; i < sp->n; i++) {
+        const struct iol_sample *s = &sp->buf[i];
+        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
+                                    (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
+                                    (unsigned long long)s->bytes[1]);
+        if (!t) {
+            Py_DECREF(samples);
+            return NULL;
+        }
+        PyList_SET_ITEM(samples, i, t);
+    }
+    return samples;
+}
+
 static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
@@ -275,22 +295,10 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(v);
     }
-    PyObject *samples = PyList_New(j->nsamples);
+    PyObject *samples = samples_list(&j->smp[0]);
     if (!samples) {
         Py_DECREF(ddirs);
         return NULL;
-    }
-    for (uint32_t i = 0; i < j->nsamples; i++) {
-        const struct iol_sample *s = &j->samples[i];
-        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
-                                    (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
-                                    (unsigned long long)s->bytes[1]);
-        if (!t) {
-            Py_DECREF(samples);
-            Py_DECREF(ddirs);
-            return NULL;
-        }
-        PyList_SET_ITEM(samples, i, t);
     }
     PyObject *depth = depth_dict(j);
     PyObject *poll = poll_dict(&j->poll);
@@ -350,6 +358,16 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
     }
     Py_DECREF(total_err);
     Py_DECREF(first_error);
+    if (j->nsmp > 1) {
+        /* iopsavgtime differs from bwavgtime: the IOPS series at its own interval */
+        PyObject *iops = samples_list(&j->smp[1]);
+        if (!iops || PyDict_SetItemString(res, "iops_samples", iops) < 0) {
+            Py_XDECREF(iops);
+            Py_DECREF(res);
+            return NULL;
+        }
+        Py_DECREF(iops);
+    }
     return res;
 }
 
