@@ -67,7 +67,7 @@ struct iol_config {
     uint8_t _pad1[4]; /* explicit padding */
     /* bandwidth (and IOPS) sample interval (500 ms default) */
     uint64_t sample_interval_ns;
-    /* IOPS sample interval when it differs from the bandwidth one; 0 = the same */
+    /* IOPS sample interval if not the bandwidth one; 0 = the same */
     uint64_t iops_interval_ns;
     /* block size range per direction: minimum (bs = min = max) */
     uint64_t bs_min[2];

@@ -994,9 +994,12 @@ static void reset_stats(struct iol_job *j)
         atomic_store_explicit(&j->prog_bytes[d], 0, memory_order_relaxed);
     }
     for (unsigned k = 0; k < j->nsmp; k++) {
-        j->smp[k].n = 0;
+        struct iol_sampler *sp = &j->smp[k];
+        sp->n = 0;
+        memset(sp->bw, 0, sizeof(sp->bw));
+        memset(sp->iops, 0, sizeof(sp->iops));
         for (int d = 0; d < 2; d++)
-            j->smp[k].last_ios[d] = j->smp[k].last_bytes[d] = 0;
+            sp->last_ios[d] = sp->last_bytes[d] = sp->open_ios[d] = sp->open_bytes[d] = 0;
     }
     j->trace_n = 0;
     iol_poll_reset_stats(&j->poll); /* the window itself carries on */
@@ -1004,11 +1007,27 @@ static void reset_stats(struct iol_job *j)
     j->sleeps = j->sleep_ns = j->think_pauses = j->lag_max = j->lag_sum = j->lag_n = 0;
 }
 
-/* Close the interval of series sp ending at t_abs (a boundary, or the end of the run when partial). */
-static void emit_sample(struct iol_job *j, struct iol_sampler *sp, uint64_t t_abs, int partial)
+static void rstat_add(struct iol_rstat *r, double v)
 {
+    if (!r->n || v < r->min)
+        r->min = v;
+    if (!r->n || v > r->max)
+        r->max = v;
+    r->n++;
+    double d = v - r->mean;
+    r->mean += d / (double)r->n;
+    r->m2 += d * (v - r->mean);
+}
+
+/* Close the buffer entry of series sp at t_abs (a multiple of its interval, or the end of the run): when
+ * the buffer is full, adjacent pairs merge and the interval doubles first, and a boundary that is no
+ * longer one leaves the entry open. */
+static void close_entry(struct iol_job *j, struct iol_sampler *sp, uint64_t t_abs, int partial)
+{
+    uint64_t rel = t_abs - j->t_measure;
+    if (!partial && rel % sp->interval)
+        return;
     if (sp->n == IOL_SAMPLES_CAP) {
-        /* full: merge adjacent pairs, double the interval */
         for (uint32_t i = 0; i < IOL_SAMPLES_CAP / 2; i++) {
             struct iol_sample *a = &sp->buf[2 * i], *b = &sp->buf[2 * i + 1];
             struct iol_sample m = *b;
@@ -1020,22 +1039,42 @@ static void emit_sample(struct iol_job *j, struct iol_sampler *sp, uint64_t t_ab
         }
         sp->n = IOL_SAMPLES_CAP / 2;
         sp->interval *= 2;
-        /* samples already ended on a multiple of the new interval: the next boundary is one new
-         * interval after the last one, and may lie before t_abs; the caller's loop catches up */
-        sp->next = j->t_measure + sp->buf[sp->n - 1].t_ns + sp->interval;
-        if (!partial && t_abs < sp->next)
-            return; /* this boundary is no longer one */
+        if (!partial && rel % sp->interval)
+            return;
     }
     struct iol_sample *s = &sp->buf[sp->n++];
-    s->t_ns = t_abs - j->t_measure;
+    s->t_ns = rel;
     for (int d = 0; d < 2; d++) {
-        s->ios[d] = j->ds[d].ios - sp->last_ios[d];
-        s->bytes[d] = j->ds[d].bytes - sp->last_bytes[d];
+        s->ios[d] = sp->open_ios[d];
+        s->bytes[d] = sp->open_bytes[d];
+        sp->open_ios[d] = sp->open_bytes[d] = 0;
+    }
+    sp->entry_t = t_abs;
+}
+
+/* The interval of series sp from its last boundary to t_abs (a boundary, or the end of the run when
+ * partial): its rates join the statistics (as in fio, a direction without I/O in it adds no sample; a
+ * partial interval only if it lasted most of one), its counts the open buffer entry. */
+static void tick_sample(struct iol_job *j, struct iol_sampler *sp, uint64_t t_abs, int partial)
+{
+    uint64_t len = t_abs - sp->last_t;
+    int counted = len > 0 && (!partial || (double)len >= IOL_FULL_INTERVAL * (double)sp->base);
+    for (int d = 0; d < 2; d++) {
+        uint64_t ios = j->ds[d].ios - sp->last_ios[d];
+        uint64_t bytes = j->ds[d].bytes - sp->last_bytes[d];
+        if (counted && bytes) {
+            double sec = (double)len / 1e9;
+            rstat_add(&sp->bw[d], (double)bytes / 1024.0 / sec);
+            rstat_add(&sp->iops[d], (double)ios / sec);
+        }
+        sp->open_ios[d] += ios;
+        sp->open_bytes[d] += bytes;
         sp->last_ios[d] = j->ds[d].ios;
         sp->last_bytes[d] = j->ds[d].bytes;
     }
     sp->last_t = t_abs;
-    sp->next = t_abs + sp->interval;
+    sp->next = t_abs + sp->base;
+    close_entry(j, sp, t_abs, partial);
 }
 
 /* Close every interval of every series that ended by t; next_sample becomes the earliest boundary left. */
@@ -1045,7 +1084,7 @@ static void take_samples(struct iol_job *j, uint64_t t)
     for (unsigned k = 0; k < j->nsmp; k++) {
         struct iol_sampler *sp = &j->smp[k];
         while (t >= sp->next)
-            emit_sample(j, sp, sp->next, 0);
+            tick_sample(j, sp, sp->next, 0);
         if (sp->next < next)
             next = sp->next;
     }
@@ -1075,9 +1114,9 @@ static void start_clock(struct iol_job *j, uint64_t t)
     j->next_sample = UINT64_MAX;
     for (unsigned k = 0; k < j->nsmp; k++) {
         struct iol_sampler *sp = &j->smp[k];
-        sp->interval = k ? j->cfg.iops_interval_ns : j->cfg.sample_interval_ns;
-        sp->next = sp->interval ? t + sp->interval : UINT64_MAX;
-        sp->last_t = t;
+        sp->base = sp->interval = k ? j->cfg.iops_interval_ns : j->cfg.sample_interval_ns;
+        sp->next = sp->base ? t + sp->base : UINT64_MAX;
+        sp->last_t = sp->entry_t = t;
         if (sp->next < j->next_sample)
             j->next_sample = sp->next;
     }
@@ -1750,12 +1789,12 @@ void iol_job_run(struct iol_job *j)
         j->runtime_ns = j->t_end - j->t_measure;
         for (unsigned k = 0; k < j->nsmp; k++) {
             struct iol_sampler *sp = &j->smp[k];
-            if (!sp->interval || j->t_end <= sp->last_t)
+            if (!sp->base || j->t_end <= sp->entry_t)
                 continue;
             while (j->t_end >= sp->next)
-                emit_sample(j, sp, sp->next, 0);
-            if (j->t_end > sp->last_t)
-                emit_sample(j, sp, j->t_end, 1); /* the last, partial interval */
+                tick_sample(j, sp, sp->next, 0);
+            if (j->t_end > sp->entry_t)
+                tick_sample(j, sp, j->t_end, 1); /* the last, partial interval */
         }
         long ru[5];
         rusage_now(ru);

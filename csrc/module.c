@@ -250,6 +250,23 @@ static PyObject *poll_dict(const struct iol_poll *p)
                          (unsigned long long)p->shrinks, "grow", p->grow, "shrink", p->shrink);
 }
 
+/* The statistics of a series: {"read": {"bw": (n, min, max, mean, m2), "iops": (...)}, "write": ...}. */
+static PyObject *sample_stats(const struct iol_sampler *sp)
+{
+    static const char *const names[2] = {"read", "write"};
+    PyObject *out = PyDict_New();
+    for (int d = 0; out && d < 2; d++) {
+        const struct iol_rstat *b = &sp->bw[d], *o = &sp->iops[d];
+        PyObject *v = Py_BuildValue("{s:(Kdddd),s:(Kdddd)}", "bw", (unsigned long long)b->n, b->min, b->max,
+                                    b->mean, b->m2, "iops", (unsigned long long)o->n, o->min, o->max, o->mean,
+                                    o->m2);
+        if (!v || PyDict_SetItemString(out, names[d], v) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
 /* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes). */
 static PyObject *samples_list(const struct iol_sampler *sp)
 {
@@ -358,15 +375,20 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
     }
     Py_DECREF(total_err);
     Py_DECREF(first_error);
-    if (j->nsmp > 1) {
-        /* iopsavgtime differs from bwavgtime: the IOPS series at its own interval */
-        PyObject *iops = samples_list(&j->smp[1]);
-        if (!iops || PyDict_SetItemString(res, "iops_samples", iops) < 0) {
-            Py_XDECREF(iops);
+    /* iopsavgtime differs from bwavgtime: the IOPS series at its own interval */
+    static const char *const keys[2][2] = {{"samples", "sample_stats"}, {"iops_samples", "iops_sample_stats"}};
+    for (unsigned k = 0; k < j->nsmp; k++) {
+        PyObject *series = k ? samples_list(&j->smp[k]) : NULL;
+        PyObject *st = sample_stats(&j->smp[k]);
+        if ((k && (!series || PyDict_SetItemString(res, keys[k][0], series) < 0)) || !st ||
+            PyDict_SetItemString(res, keys[k][1], st) < 0) {
+            Py_XDECREF(series);
+            Py_XDECREF(st);
             Py_DECREF(res);
             return NULL;
         }
-        Py_DECREF(iops);
+        Py_XDECREF(series);
+        Py_DECREF(st);
     }
     return res;
 }

@@ -627,8 +627,21 @@ class _Series:
         return [int(s[col]) / scale / (dur / 1000.0) if dur > 0 else 0.0
                 for s, dur in zip(self.raw, self.durations_ms, strict=True)]
 
-    def stats(self, values: Sequence[float]) -> SampleStats:
-        return SampleStats.of([v for v, f in zip(values, self.full, strict=True) if f])
+    def stats(self, values: Sequence[float], col: int) -> SampleStats:
+        """Statistics of the full intervals; as in fio, one without I/O (column ``col``) is no sample."""
+        used = zip(values, self.full, self.raw, strict=True)
+        return SampleStats.of([v for v, full, s in used if full and s[col]])
+
+
+def _core_stats(raw: Any, d: str, which: str) -> SampleStats | None:
+    """The C core's statistics of a series, kept at the requested interval for the whole run (its time
+    series may have been widened): ``(n, min, max, mean, m2)``; None when the core sent none."""
+    if not raw or d not in raw:
+        return None
+    n, lo, hi, mean, m2 = raw[d][which]
+    if not n:
+        return SampleStats()
+    return SampleStats(float(lo), float(hi), float(mean), math.sqrt(m2 / (n - 1)) if n > 1 else 0.0, int(n))
 
 
 def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
@@ -738,8 +751,10 @@ def job_result(
         ds.sample_ios = [int(s[io_col]) for s in bw_series.raw]
         ds.sample_bytes = [int(s[byte_col]) for s in bw_series.raw]
         ds.iops_ios = [int(s[io_col]) for s in iops_series.raw]
-        ds.bw_stats = bw_series.stats(ds.bw_samples)
-        ds.iops_stats = iops_series.stats(ds.iops_samples)
+        core_bw = raw.get("sample_stats")
+        core_iops = raw.get("iops_sample_stats") if raw_iops is not None else core_bw
+        ds.bw_stats = _core_stats(core_bw, d, "bw") or bw_series.stats(ds.bw_samples, byte_col)
+        ds.iops_stats = _core_stats(core_iops, d, "iops") or iops_series.stats(ds.iops_samples, io_col)
     if any(dirs[d].ios for d in RW_DIRS):
         kinds = [("bandwidth", bw_series, float(sample_interval_ms)), ("IOPS", iops_series, want_iops)]
         if iops_series is bw_series:
@@ -997,6 +1012,9 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
                 [v for v, f in zip(iops, ifull, strict=True) if f],
                 samples=sum(p.iops_stats.samples for p in parts),
             )
+            if len(parts) == 1:
+                # one job: its own statistics (taken at the requested interval however long it ran)
+                ds.bw_stats, ds.iops_stats = parts[0].bw_stats, parts[0].iops_stats
         dirs[d] = ds
     cpu = CpuStats()
     depths = IoDepths()

@@ -15,8 +15,8 @@ Differences from fio, on purpose:
   ``t_ns`` = end of each interval since the start of the measured phase, and per direction the exact ``ios``
   and ``bytes`` of each interval at the bandwidth interval; when iopsavgtime differs, ``iops`` holds the
   IOPS intervals' ``t_ns`` and ``ios`` the same way; rates are count / interval length), the raw runtime,
-  stop/ramp flags, error details, the job's ``warnings`` and the run's ``run_warnings`` (repeated in every job).  Warnings
-  never appear outside the JSON document.
+  stop/ramp flags, error details, the job's ``warnings`` and the run's ``run_warnings`` (repeated in every
+  job).  Warnings never appear outside the JSON document.
 * ``"disk_util"`` is always present (an empty list when no disk statistics were gathered; fio omits it).
 * json+ ``"bins"`` keys are *our* bucket representative values in ns (bucket midpoints clamped to the observed
   min/max, see :mod:`iolab.analysis.histogram`), not fio's bucket values; the counts are per bucket.
