@@ -29,8 +29,11 @@ both).  ``t_ns`` is taken as the interval's *end*, measured from the
 start of the measured phase, so an interval lasts from the previous ``t_ns`` (or 0) to this one; if the first
 ``t_ns`` is 0 the times are taken as interval *starts* instead (the last one then ends at ``runtime_ns``).
 Intervals shorter than 90% of the sample interval (a partial tail) are kept in the time series but left out
-of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`).  If the C core had to widen
-its interval (it merges pairs of samples when its buffer fills), the first sample's length is the interval.
+of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`); as in fio, an interval
+without I/O in a direction is no sample of it.  If the C core had to widen its interval (it merges pairs of
+samples when its buffer fills), the first sample's length is the interval; its ``sample_stats`` (and
+``iops_sample_stats``) are kept at the requested interval however long the run, and a job's bw/iops
+statistics come from them (group merges sum the series, widened or not).
 """
 
 from __future__ import annotations
