@@ -132,6 +132,7 @@ def execute(
                 groupid=jp.groupid,
                 options=jp.options,
                 sample_interval_ms=jp.config["sample_interval_ns"] / 1e6,
+                iops_interval_ms=(jp.config["iops_interval_ns"] or jp.config["sample_interval_ns"]) / 1e6,
                 warnings=[*jp.warnings, *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),

@@ -22,12 +22,18 @@ Semantics chosen to match fio 3.33 (checked against its output):
   variance terms), which only approximates the aggregate; ours is the aggregate series' own statistics.
 
 Time series: the C core reports ``samples`` as ``(t_ns, read_ios, read_bytes, write_ios, write_bytes)`` per
-interval, counts being deltas over the interval.  ``t_ns`` is taken as the interval's *end*, measured from the
+interval, counts being deltas over the interval.  As in fio, bandwidth samples are taken every
+``bwavgtime`` and IOPS samples every ``iopsavgtime``: when the two differ the C core also reports
+``iops_samples``, a second series of the same form at the IOPS interval (otherwise one series serves
+both).  ``t_ns`` is taken as the interval's *end*, measured from the
 start of the measured phase, so an interval lasts from the previous ``t_ns`` (or 0) to this one; if the first
 ``t_ns`` is 0 the times are taken as interval *starts* instead (the last one then ends at ``runtime_ns``).
 Intervals shorter than 90% of the sample interval (a partial tail) are kept in the time series but left out
-of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`).  If the C core had to widen
-its interval (it merges pairs of samples when its buffer fills), the first sample's length is the interval.
+of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`); as in fio, an interval
+without I/O in a direction is no sample of it.  If the C core had to widen its interval (it merges pairs of
+samples when its buffer fills), the first sample's length is the interval; its ``sample_stats`` (and
+``iops_sample_stats``) are kept at the requested interval however long the run, and a job's bw/iops
+statistics come from them (group merges sum the series, widened or not).
 """
 
 from __future__ import annotations
@@ -89,9 +95,10 @@ class DirStats:
     lat: Histogram = field(default_factory=Histogram)
     slat: Histogram = field(default_factory=Histogram)
     bw_samples: list[float] = field(default_factory=list)  # KiB/s per interval (aligned with sample_times_ms)
-    iops_samples: list[float] = field(default_factory=list)  # IOPS per interval
-    sample_ios: list[int] = field(default_factory=list)  # exact I/O count per interval
-    sample_bytes: list[int] = field(default_factory=list)  # exact bytes per interval
+    iops_samples: list[float] = field(default_factory=list)  # IOPS per interval (aligned with iops_times_ms)
+    sample_ios: list[int] = field(default_factory=list)  # exact I/O count per bandwidth interval
+    sample_bytes: list[int] = field(default_factory=list)  # exact bytes per bandwidth interval
+    iops_ios: list[int] = field(default_factory=list)  # exact I/O count per IOPS interval
     bw_stats: SampleStats = field(default_factory=SampleStats)  # over full intervals
     iops_stats: SampleStats = field(default_factory=SampleStats)
 
@@ -529,9 +536,12 @@ class JobResult:
     elapsed_s: int = 0  # wall time of the job, seconds (fio "elapsed")
     ramp_done: bool = True
     stopped: bool = False
-    sample_interval_ms: float = 500.0  # effective (the C core may have widened the requested one)
-    sample_times_ms: list[float] = field(default_factory=list)  # end of each sample interval
+    sample_interval_ms: float = 500.0  # bandwidth, effective (the C core may have widened the requested one)
+    sample_times_ms: list[float] = field(default_factory=list)  # end of each bandwidth sample interval
     sample_times_ns: list[int] = field(default_factory=list)  # the same, exact
+    iops_interval_ms: float = 500.0  # IOPS (iopsavgtime), effective
+    iops_times_ms: list[float] = field(default_factory=list)  # end of each IOPS sample interval
+    iops_times_ns: list[int] = field(default_factory=list)  # the same, exact
     num_jobs: int = 1
     pid: int = 0
     finished_at: float = 0.0  # epoch seconds
@@ -591,6 +601,55 @@ def _intervals(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[tuple[
     return out
 
 
+@dataclass(frozen=True)
+class _Series:
+    """One sample series of the C core, read: where its intervals end, how long they lasted, which count."""
+
+    raw: Sequence[Sequence[int]]
+    interval_ms: float  # effective
+    times_ms: list[float]
+    times_ns: list[int]
+    durations_ms: list[float]
+    full: list[bool]
+
+    @classmethod
+    def read(cls, raw: Sequence[Sequence[int]], runtime_ns: int, interval_ms: float) -> _Series:
+        intervals = _intervals(raw, runtime_ns)
+        # the C core doubles its interval (merging pairs of samples) when its sample buffer fills up: the
+        # effective interval is then the first sample's length
+        if len(intervals) >= 2 and intervals[0][1] > interval_ms:
+            interval_ms = intervals[0][1]
+        return cls(
+            raw=raw,
+            interval_ms=float(interval_ms),
+            times_ms=[end for end, _ in intervals],
+            times_ns=_interval_ends_ns(raw, runtime_ns),
+            durations_ms=[dur for _, dur in intervals],
+            full=[dur >= interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals],
+        )
+
+    def rates(self, col: int, scale: float) -> list[float]:
+        """Column ``col`` of every sample per second of its interval, divided by ``scale``."""
+        return [int(s[col]) / scale / (dur / 1000.0) if dur > 0 else 0.0
+                for s, dur in zip(self.raw, self.durations_ms, strict=True)]
+
+    def stats(self, values: Sequence[float], col: int) -> SampleStats:
+        """Statistics of the full intervals; as in fio, one without I/O (column ``col``) is no sample."""
+        used = zip(values, self.full, self.raw, strict=True)
+        return SampleStats.of([v for v, full, s in used if full and s[col]])
+
+
+def _core_stats(raw: Any, d: str, which: str) -> SampleStats | None:
+    """The C core's statistics of a series, kept at the requested interval for the whole run (its time
+    series may have been widened): ``(n, min, max, mean, m2)``; None when the core sent none."""
+    if not raw or d not in raw:
+        return None
+    n, lo, hi, mean, m2 = raw[d][which]
+    if not n:
+        return SampleStats()
+    return SampleStats(float(lo), float(hi), float(mean), math.sqrt(m2 / (n - 1)) if n > 1 else 0.0, int(n))
+
+
 def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
     notes: list[str] = []
     forced = _as_int(options.get("force_async"), 0)
@@ -627,6 +686,7 @@ def job_result(
     groupid: int,
     options: Mapping[str, Any],
     sample_interval_ms: float,
+    iops_interval_ms: float | None = None,
     job_options: Mapping[str, str | None] | None = None,
     warnings: Iterable[str] = (),
     elapsed_s: int | None = None,
@@ -635,7 +695,9 @@ def job_result(
 ) -> JobResult:
     """Turn the C core's raw result dict (docs/DESIGN.md section 3) into a :class:`JobResult`.
 
-    ``options`` are the job's typed option values (JobDef.values); ``job_options`` the explicitly set options
+    ``sample_interval_ms`` is the bandwidth sample interval (bwavgtime), ``iops_interval_ms`` the IOPS one
+    (iopsavgtime; default: the same).  ``options`` are the job's typed option values (JobDef.values);
+    ``job_options`` the explicitly set options
     as text for JSON's "job options" (default: none).  ``elapsed_s`` defaults to the measured runtime rounded
     up to whole seconds, ``pid`` to this process, ``finished_at`` to now.
     """
@@ -686,37 +748,35 @@ def job_result(
     # job done during setup, exitall, a setup error) has none
     io_loop = _as_bool(raw.get("io_loop"), True) and not _as_bool(options.get("create_only"), False)
 
-    # ---- time series
-    raw_samples: Sequence[Sequence[int]] = raw.get("samples", []) or []
-    intervals = _intervals(raw_samples, runtime_ns)
-    times = [end for end, _ in intervals]
-    # the C core doubles its interval (merging pairs of samples) when its sample buffer fills up: the
-    # effective interval is then the first sample's length
-    interval_ms = float(sample_interval_ms)
-    if len(intervals) >= 2 and intervals[0][1] > interval_ms:
-        interval_ms = intervals[0][1]
-    full = [dur >= interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals]
+    # ---- time series: bandwidth, and IOPS from their own series when the intervals differ
+    bw_series = _Series.read(raw.get("samples", []) or [], runtime_ns, float(sample_interval_ms))
+    want_iops = float(sample_interval_ms if iops_interval_ms is None else iops_interval_ms)
+    raw_iops = raw.get("iops_samples")
+    iops_series = bw_series if raw_iops is None else _Series.read(raw_iops, runtime_ns, want_iops)
     for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
         ds = dirs[d]
         if ds.ios == 0:
             continue
-        bw: list[float] = []
-        iops: list[float] = []
-        for s, (_, dur) in zip(raw_samples, intervals, strict=True):
-            sec = dur / 1000.0
-            bw.append(int(s[byte_col]) / 1024.0 / sec if sec > 0 else 0.0)
-            iops.append(int(s[io_col]) / sec if sec > 0 else 0.0)
-        ds.bw_samples = bw
-        ds.iops_samples = iops
-        ds.sample_ios = [int(s[io_col]) for s in raw_samples]
-        ds.sample_bytes = [int(s[byte_col]) for s in raw_samples]
-        ds.bw_stats = SampleStats.of([v for v, f in zip(bw, full, strict=True) if f])
-        ds.iops_stats = SampleStats.of([v for v, f in zip(iops, full, strict=True) if f])
-    if any(dirs[d].ios for d in RW_DIRS) and not any(full):
-        notes.append(
-            f"measured runtime ({runtime_ms} ms) is shorter than the sample interval "
-            f"({sample_interval_ms:g} ms): no bandwidth/IOPS samples"
-        )
+        ds.bw_samples = bw_series.rates(byte_col, 1024.0)
+        ds.iops_samples = iops_series.rates(io_col, 1.0)
+        ds.sample_ios = [int(s[io_col]) for s in bw_series.raw]
+        ds.sample_bytes = [int(s[byte_col]) for s in bw_series.raw]
+        ds.iops_ios = [int(s[io_col]) for s in iops_series.raw]
+        core_bw = raw.get("sample_stats")
+        core_iops = raw.get("iops_sample_stats") if raw_iops is not None else core_bw
+        ds.bw_stats = _core_stats(core_bw, d, "bw") or bw_series.stats(ds.bw_samples, byte_col)
+        ds.iops_stats = _core_stats(core_iops, d, "iops") or iops_series.stats(ds.iops_samples, io_col)
+    if any(dirs[d].ios for d in RW_DIRS):
+        kinds = [("bandwidth", bw_series, float(sample_interval_ms)), ("IOPS", iops_series, want_iops)]
+        if iops_series is bw_series:
+            kinds = [("bandwidth/IOPS", bw_series, float(sample_interval_ms))]
+        for what, series, asked in kinds:
+            if not any(series.full):
+                which = "" if series is iops_series is bw_series else f" {what}"
+                notes.append(
+                    f"measured runtime ({runtime_ms} ms) is shorter than the{which} sample interval "
+                    f"({asked:g} ms): no {what} samples"
+                )
 
     stopped = bool(raw.get("stopped", False))
     ramp_done = bool(raw.get("ramp_done", True))
@@ -775,9 +835,12 @@ def job_result(
         elapsed_s=elapsed_s if elapsed_s is not None else max(1, math.ceil(runtime_ns / 1e9)),
         ramp_done=ramp_done,
         stopped=stopped,
-        sample_interval_ms=interval_ms,
-        sample_times_ms=times,
-        sample_times_ns=_interval_ends_ns(raw_samples, runtime_ns),
+        sample_interval_ms=bw_series.interval_ms,
+        sample_times_ms=bw_series.times_ms,
+        sample_times_ns=bw_series.times_ns,
+        iops_interval_ms=iops_series.interval_ms,
+        iops_times_ms=iops_series.times_ms,
+        iops_times_ns=iops_series.times_ns,
         pid=pid if pid is not None else os.getpid(),
         finished_at=finished_at if finished_at is not None else time.time(),
         total_err=int(raw.get("total_err", 0)),
@@ -905,15 +968,18 @@ def _group_of(parts: Sequence[DirStats]) -> GroupDirStats:
 
 
 def _sum_series(jobs: Sequence[JobResult], d: str, which: str) -> tuple[list[float], list[bool]]:
-    n = max((len(j.sample_times_ms) for j in jobs), default=0)
+    """The jobs' bw_samples or iops_samples summed interval by interval (each at its own interval)."""
+    iops = which == "iops_samples"
+    n = max((len(j.iops_times_ms if iops else j.sample_times_ms) for j in jobs), default=0)
     vals = [0.0] * n
     full = [False] * n
     for j in jobs:
         series: list[float] = getattr(j.dirs[d], which)
-        ends = j.sample_times_ms
+        ends = j.iops_times_ms if iops else j.sample_times_ms
+        interval = j.iops_interval_ms if iops else j.sample_interval_ms
         for i, v in enumerate(series):
             dur = ends[i] - (ends[i - 1] if i else 0.0)
-            if dur >= j.sample_interval_ms * FULL_INTERVAL and dur > 0:
+            if dur >= interval * FULL_INTERVAL and dur > 0:
                 vals[i] += v
                 full[i] = True
     return vals, full
@@ -934,6 +1000,7 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     first = jobs[0]
     dirs: dict[str, DirStats] = {}
     longest = max(jobs, key=lambda j: len(j.sample_times_ms))
+    longest_iops = max(jobs, key=lambda j: len(j.iops_times_ms))
     for d in ALL_DIRS:
         parts = [j.dirs[d] for j in jobs]
         ds = DirStats(
@@ -949,18 +1016,22 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         )
         if d in ("read", "write") and ds.ios:
             bw, full = _sum_series(jobs, d, "bw_samples")
-            iops, _ = _sum_series(jobs, d, "iops_samples")
+            iops, ifull = _sum_series(jobs, d, "iops_samples")
             ds.bw_samples, ds.iops_samples = bw, iops
             ds.sample_ios = _sum_counts([p.sample_ios for p in parts])
             ds.sample_bytes = _sum_counts([p.sample_bytes for p in parts])
+            ds.iops_ios = _sum_counts([p.iops_ios for p in parts])
             ds.bw_stats = SampleStats.of(
                 [v for v, f in zip(bw, full, strict=True) if f],
                 samples=sum(p.bw_stats.samples for p in parts),
             )
             ds.iops_stats = SampleStats.of(
-                [v for v, f in zip(iops, full, strict=True) if f],
+                [v for v, f in zip(iops, ifull, strict=True) if f],
                 samples=sum(p.iops_stats.samples for p in parts),
             )
+            if len(parts) == 1:
+                # one job: its own statistics (taken at the requested interval however long it ran)
+                ds.bw_stats, ds.iops_stats = parts[0].bw_stats, parts[0].iops_stats
         dirs[d] = ds
     cpu = CpuStats()
     depths = IoDepths()
@@ -1006,6 +1077,8 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         stopped=any(j.stopped for j in jobs),
         sample_times_ms=list(longest.sample_times_ms),
         sample_times_ns=list(longest.sample_times_ns),
+        iops_times_ms=list(longest_iops.iops_times_ms),
+        iops_times_ns=list(longest_iops.iops_times_ns),
         num_jobs=sum(j.num_jobs for j in jobs),
         finished_at=max(j.finished_at for j in jobs),
         total_err=sum(j.total_err for j in jobs),
