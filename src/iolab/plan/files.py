@@ -347,7 +347,9 @@ class FileSetup:
         v: Mapping[str, Any],
         layout: LayoutSpec,
     ) -> FilePlan:
-        region = io - io % io_min_bs if io >= io_min_bs else io
+        # not cut to whole blocks: fio issues a block that starts inside the region as long as it ends
+        # inside the file (sequential), and draws random ones from the region as it is
+        region = io
         if kind == "block":
             if offset >= real or offset + region > real:
                 raise PlanError(
