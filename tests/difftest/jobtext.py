@@ -118,6 +118,9 @@ class JobInfo:
             return False
         if self.timed:
             return True
+        # how many writes a mixed job does, and how long a drawn block is, come from the random sequence
+        if self.mixed or self.varied_bs:
+            return True
         if not self.random:
             return False
         return any(k in self.opts for k in ("norandommap", "io_size", "number_ios", "percentage_random",
