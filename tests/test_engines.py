@@ -326,9 +326,10 @@ def test_end_of_block_device(engine: int, loop_dev: str) -> None:
         res, _ = run_job(
             make_config(engine=engine, iodepth=4, io_size=2 * size), [(fd, size - 64 * BS, 2 * size)]
         )
-    assert res["error"] != 0 and res["error_ddir"] == "read"
-    assert res["error_offset"] >= size and res["error_offset"] % BS == 0
-    assert 60 <= res["ddir"]["read"]["ios"] <= 64
+    # reads past the end complete with 0 bytes, no error (fio's asynchronous engines)
+    assert res["error"] == 0, res["error_msg"]
+    assert res["ddir"]["read"]["bytes"] == 64 * BS
+    assert res["ddir"]["read"]["ios"] > 64
 
 
 @ASYNC
