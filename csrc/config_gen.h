@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FB742u
-#define IOL_CONFIG_SIZE 5352u
+#define IOL_CONFIG_MAGIC 0x494FDF40u
+#define IOL_CONFIG_SIZE 5360u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_IGNORE_ERROR_MAX 16
 #define IOL_ZONE_TABLE 100
@@ -65,8 +65,10 @@ struct iol_config {
     /* buffer contents: refilled with fresh random data before every write */
     uint32_t refill_buffers;
     uint8_t _pad1[4]; /* explicit padding */
-    /* IOPS/bw sample interval (500 ms default) */
+    /* bandwidth (and IOPS) sample interval (500 ms default) */
     uint64_t sample_interval_ns;
+    /* IOPS sample interval if not the bandwidth one; 0 = the same */
+    uint64_t iops_interval_ns;
     /* block size range per direction: minimum (bs = min = max) */
     uint64_t bs_min[2];
     /* block size range per direction: maximum */
@@ -200,6 +202,7 @@ struct iol_config {
     X(zero_buffers) \
     X(refill_buffers) \
     X(sample_interval_ns) \
+    X(iops_interval_ns) \
     X(bs_min) \
     X(bs_max) \
     X(blockalign) \
@@ -251,7 +254,7 @@ struct iol_config {
     X(zone_skip) \
     X(rand_repeat) \
 
-_Static_assert(sizeof(struct iol_config) == 5352, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5360, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -279,59 +282,60 @@ _Static_assert(offsetof(struct iol_config, zero_buffers) == 116, "offset of zero
 _Static_assert(offsetof(struct iol_config, refill_buffers) == 120, "offset of refill_buffers");
 _Static_assert(offsetof(struct iol_config, _pad1) == 124, "offset of _pad1");
 _Static_assert(offsetof(struct iol_config, sample_interval_ns) == 128, "offset of sample_interval_ns");
-_Static_assert(offsetof(struct iol_config, bs_min) == 136, "offset of bs_min");
-_Static_assert(offsetof(struct iol_config, bs_max) == 152, "offset of bs_max");
-_Static_assert(offsetof(struct iol_config, blockalign) == 168, "offset of blockalign");
-_Static_assert(offsetof(struct iol_config, bssplit_n) == 184, "offset of bssplit_n");
-_Static_assert(offsetof(struct iol_config, bssplit_bs) == 192, "offset of bssplit_bs");
-_Static_assert(offsetof(struct iol_config, bssplit_perc) == 1216, "offset of bssplit_perc");
-_Static_assert(offsetof(struct iol_config, max_bs) == 1728, "offset of max_bs");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1736, "offset of iodepth_batch_submit");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1740, "offset of iodepth_batch_complete_min");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1744, "offset of iodepth_batch_complete_max");
-_Static_assert(offsetof(struct iol_config, iodepth_low) == 1748, "offset of iodepth_low");
-_Static_assert(offsetof(struct iol_config, engine_flags) == 1752, "offset of engine_flags");
-_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1756, "offset of sqthread_poll_cpu");
-_Static_assert(offsetof(struct iol_config, force_async) == 1760, "offset of force_async");
-_Static_assert(offsetof(struct iol_config, poll_mode) == 1764, "offset of poll_mode");
-_Static_assert(offsetof(struct iol_config, poll_grow) == 1768, "offset of poll_grow");
-_Static_assert(offsetof(struct iol_config, poll_shrink) == 1772, "offset of poll_shrink");
-_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1776, "offset of poll_max_ns");
-_Static_assert(offsetof(struct iol_config, rate_bps) == 1784, "offset of rate_bps");
-_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1800, "offset of rate_min_bs");
-_Static_assert(offsetof(struct iol_config, rate_process) == 1816, "offset of rate_process");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1820, "offset of thinktime_blocks");
-_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1824, "offset of thinktime_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1832, "offset of thinktime_spin_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1840, "offset of thinktime_iotime_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1848, "offset of thinktime_blocks_type");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1852, "offset of thinktime_blocks_set");
-_Static_assert(offsetof(struct iol_config, invalidate) == 1856, "offset of invalidate");
-_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1860, "offset of scramble_buffers");
-_Static_assert(offsetof(struct iol_config, coe_mask) == 1864, "offset of coe_mask");
-_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1868, "offset of ignore_error_n");
-_Static_assert(offsetof(struct iol_config, ignore_error) == 1876, "offset of ignore_error");
-_Static_assert(offsetof(struct iol_config, _pad2) == 2004, "offset of _pad2");
-_Static_assert(offsetof(struct iol_config, max_latency_ns) == 2008, "offset of max_latency_ns");
-_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2024, "offset of rate_min_bps");
-_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2040, "offset of rate_min_iops");
-_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2056, "offset of rate_cycle_ns");
-_Static_assert(offsetof(struct iol_config, perc_rand) == 2064, "offset of perc_rand");
-_Static_assert(offsetof(struct iol_config, rand_dist) == 2072, "offset of rand_dist");
-_Static_assert(offsetof(struct iol_config, _pad3) == 2076, "offset of _pad3");
-_Static_assert(offsetof(struct iol_config, rand_dist_val) == 2080, "offset of rand_dist_val");
-_Static_assert(offsetof(struct iol_config, rand_center) == 2088, "offset of rand_center");
-_Static_assert(offsetof(struct iol_config, zone_lo) == 2096, "offset of zone_lo");
-_Static_assert(offsetof(struct iol_config, zone_hi) == 3696, "offset of zone_hi");
-_Static_assert(offsetof(struct iol_config, fst_mode) == 5296, "offset of fst_mode");
-_Static_assert(offsetof(struct iol_config, fst_nr) == 5300, "offset of fst_nr");
-_Static_assert(offsetof(struct iol_config, fst_val) == 5304, "offset of fst_val");
-_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5312, "offset of zonemode_strided");
-_Static_assert(offsetof(struct iol_config, _pad4) == 5316, "offset of _pad4");
-_Static_assert(offsetof(struct iol_config, zone_size) == 5320, "offset of zone_size");
-_Static_assert(offsetof(struct iol_config, zone_range) == 5328, "offset of zone_range");
-_Static_assert(offsetof(struct iol_config, zone_skip) == 5336, "offset of zone_skip");
-_Static_assert(offsetof(struct iol_config, rand_repeat) == 5344, "offset of rand_repeat");
-_Static_assert(offsetof(struct iol_config, _pad5) == 5348, "offset of _pad5");
+_Static_assert(offsetof(struct iol_config, iops_interval_ns) == 136, "offset of iops_interval_ns");
+_Static_assert(offsetof(struct iol_config, bs_min) == 144, "offset of bs_min");
+_Static_assert(offsetof(struct iol_config, bs_max) == 160, "offset of bs_max");
+_Static_assert(offsetof(struct iol_config, blockalign) == 176, "offset of blockalign");
+_Static_assert(offsetof(struct iol_config, bssplit_n) == 192, "offset of bssplit_n");
+_Static_assert(offsetof(struct iol_config, bssplit_bs) == 200, "offset of bssplit_bs");
+_Static_assert(offsetof(struct iol_config, bssplit_perc) == 1224, "offset of bssplit_perc");
+_Static_assert(offsetof(struct iol_config, max_bs) == 1736, "offset of max_bs");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1744, "offset of iodepth_batch_submit");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1748, "offset of iodepth_batch_complete_min");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1752, "offset of iodepth_batch_complete_max");
+_Static_assert(offsetof(struct iol_config, iodepth_low) == 1756, "offset of iodepth_low");
+_Static_assert(offsetof(struct iol_config, engine_flags) == 1760, "offset of engine_flags");
+_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1764, "offset of sqthread_poll_cpu");
+_Static_assert(offsetof(struct iol_config, force_async) == 1768, "offset of force_async");
+_Static_assert(offsetof(struct iol_config, poll_mode) == 1772, "offset of poll_mode");
+_Static_assert(offsetof(struct iol_config, poll_grow) == 1776, "offset of poll_grow");
+_Static_assert(offsetof(struct iol_config, poll_shrink) == 1780, "offset of poll_shrink");
+_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1784, "offset of poll_max_ns");
+_Static_assert(offsetof(struct iol_config, rate_bps) == 1792, "offset of rate_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1808, "offset of rate_min_bs");
+_Static_assert(offsetof(struct iol_config, rate_process) == 1824, "offset of rate_process");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1828, "offset of thinktime_blocks");
+_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1832, "offset of thinktime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1840, "offset of thinktime_spin_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1848, "offset of thinktime_iotime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1856, "offset of thinktime_blocks_type");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1860, "offset of thinktime_blocks_set");
+_Static_assert(offsetof(struct iol_config, invalidate) == 1864, "offset of invalidate");
+_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1868, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, coe_mask) == 1872, "offset of coe_mask");
+_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1876, "offset of ignore_error_n");
+_Static_assert(offsetof(struct iol_config, ignore_error) == 1884, "offset of ignore_error");
+_Static_assert(offsetof(struct iol_config, _pad2) == 2012, "offset of _pad2");
+_Static_assert(offsetof(struct iol_config, max_latency_ns) == 2016, "offset of max_latency_ns");
+_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2032, "offset of rate_min_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2048, "offset of rate_min_iops");
+_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2064, "offset of rate_cycle_ns");
+_Static_assert(offsetof(struct iol_config, perc_rand) == 2072, "offset of perc_rand");
+_Static_assert(offsetof(struct iol_config, rand_dist) == 2080, "offset of rand_dist");
+_Static_assert(offsetof(struct iol_config, _pad3) == 2084, "offset of _pad3");
+_Static_assert(offsetof(struct iol_config, rand_dist_val) == 2088, "offset of rand_dist_val");
+_Static_assert(offsetof(struct iol_config, rand_center) == 2096, "offset of rand_center");
+_Static_assert(offsetof(struct iol_config, zone_lo) == 2104, "offset of zone_lo");
+_Static_assert(offsetof(struct iol_config, zone_hi) == 3704, "offset of zone_hi");
+_Static_assert(offsetof(struct iol_config, fst_mode) == 5304, "offset of fst_mode");
+_Static_assert(offsetof(struct iol_config, fst_nr) == 5308, "offset of fst_nr");
+_Static_assert(offsetof(struct iol_config, fst_val) == 5312, "offset of fst_val");
+_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5320, "offset of zonemode_strided");
+_Static_assert(offsetof(struct iol_config, _pad4) == 5324, "offset of _pad4");
+_Static_assert(offsetof(struct iol_config, zone_size) == 5328, "offset of zone_size");
+_Static_assert(offsetof(struct iol_config, zone_range) == 5336, "offset of zone_range");
+_Static_assert(offsetof(struct iol_config, zone_skip) == 5344, "offset of zone_skip");
+_Static_assert(offsetof(struct iol_config, rand_repeat) == 5352, "offset of rand_repeat");
+_Static_assert(offsetof(struct iol_config, _pad5) == 5356, "offset of _pad5");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -496,9 +496,13 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
     }
     j->nfree = j->depth;
 
-    j->samples = calloc(IOL_SAMPLES_CAP, sizeof(*j->samples));
-    if (!j->samples)
-        goto fail;
+    /* bandwidth samples, and IOPS samples of their own when iopsavgtime differs from bwavgtime */
+    j->nsmp = c->iops_interval_ns && c->iops_interval_ns != c->sample_interval_ns ? 2 : 1;
+    for (unsigned k = 0; k < j->nsmp; k++) {
+        j->smp[k].buf = calloc(IOL_SAMPLES_CAP, sizeof(*j->smp[k].buf));
+        if (!j->smp[k].buf)
+            goto fail;
+    }
 
     struct iol_engine_file *ef = calloc(nfiles, sizeof(*ef));
     if (!ef)
@@ -549,7 +553,8 @@ void iol_job_destroy(struct iol_job *j)
     free(j->sync_q);
     free(j->sync_file);
     free(j->bufmem);
-    free(j->samples);
+    free(j->smp[0].buf);
+    free(j->smp[1].buf);
     free(j);
 }
 
@@ -985,47 +990,103 @@ static void reset_stats(struct iol_job *j)
     for (int d = 0; d < 2; d++) {
         atomic_store_explicit(&j->prog_ios[d], 0, memory_order_relaxed);
         atomic_store_explicit(&j->prog_bytes[d], 0, memory_order_relaxed);
-        j->last_ios[d] = j->last_bytes[d] = 0;
     }
-    j->nsamples = 0;
+    for (unsigned k = 0; k < j->nsmp; k++) {
+        struct iol_sampler *sp = &j->smp[k];
+        sp->n = 0;
+        memset(sp->bw, 0, sizeof(sp->bw));
+        memset(sp->iops, 0, sizeof(sp->iops));
+        for (int d = 0; d < 2; d++)
+            sp->last_ios[d] = sp->last_bytes[d] = sp->open_ios[d] = sp->open_bytes[d] = 0;
+    }
     j->trace_n = 0;
     iol_poll_reset_stats(&j->poll); /* the window itself carries on */
     memset(&j->depths, 0, sizeof(j->depths));
     j->sleeps = j->sleep_ns = j->think_pauses = j->lag_max = j->lag_sum = j->lag_n = 0;
 }
 
-/* Close the interval ending at t_abs (a boundary, or the end of the run when partial). */
-static void emit_sample(struct iol_job *j, uint64_t t_abs, int partial)
+static void rstat_add(struct iol_rstat *r, double v)
 {
-    if (j->nsamples == IOL_SAMPLES_CAP) {
-        /* full: merge adjacent pairs, double the interval */
+    if (!r->n || v < r->min)
+        r->min = v;
+    if (!r->n || v > r->max)
+        r->max = v;
+    r->n++;
+    double d = v - r->mean;
+    r->mean += d / (double)r->n;
+    r->m2 += d * (v - r->mean);
+}
+
+/* Close the buffer entry of series sp at t_abs (a multiple of its interval, or the end of the run): when
+ * the buffer is full, adjacent pairs merge and the interval doubles first, and a boundary that is no
+ * longer one leaves the entry open. */
+static void close_entry(struct iol_job *j, struct iol_sampler *sp, uint64_t t_abs, int partial)
+{
+    uint64_t rel = t_abs - j->t_measure;
+    if (!partial && rel % sp->interval)
+        return;
+    if (sp->n == IOL_SAMPLES_CAP) {
         for (uint32_t i = 0; i < IOL_SAMPLES_CAP / 2; i++) {
-            struct iol_sample *a = &j->samples[2 * i], *b = &j->samples[2 * i + 1];
+            struct iol_sample *a = &sp->buf[2 * i], *b = &sp->buf[2 * i + 1];
             struct iol_sample m = *b;
             for (int d = 0; d < 2; d++) {
                 m.ios[d] += a->ios[d];
                 m.bytes[d] += a->bytes[d];
             }
-            j->samples[i] = m;
+            sp->buf[i] = m;
         }
-        j->nsamples = IOL_SAMPLES_CAP / 2;
-        j->sample_interval *= 2;
-        /* samples already ended on a multiple of the new interval: the next boundary is one new
-         * interval after the last one, and may lie before t_abs; the caller's loop catches up */
-        j->next_sample = j->t_measure + j->samples[j->nsamples - 1].t_ns + j->sample_interval;
-        if (!partial && t_abs < j->next_sample)
-            return; /* this boundary is no longer one */
+        sp->n = IOL_SAMPLES_CAP / 2;
+        sp->interval *= 2;
+        if (!partial && rel % sp->interval)
+            return;
     }
-    struct iol_sample *s = &j->samples[j->nsamples++];
-    s->t_ns = t_abs - j->t_measure;
+    struct iol_sample *s = &sp->buf[sp->n++];
+    s->t_ns = rel;
     for (int d = 0; d < 2; d++) {
-        s->ios[d] = j->ds[d].ios - j->last_ios[d];
-        s->bytes[d] = j->ds[d].bytes - j->last_bytes[d];
-        j->last_ios[d] = j->ds[d].ios;
-        j->last_bytes[d] = j->ds[d].bytes;
+        s->ios[d] = sp->open_ios[d];
+        s->bytes[d] = sp->open_bytes[d];
+        sp->open_ios[d] = sp->open_bytes[d] = 0;
     }
-    j->last_sample_t = t_abs;
-    j->next_sample = t_abs + j->sample_interval;
+    sp->entry_t = t_abs;
+}
+
+/* The interval of series sp from its last boundary to t_abs (a boundary, or the end of the run when
+ * partial): its rates join the statistics (as in fio, a direction without I/O in it adds no sample; a
+ * partial interval only if it lasted most of one), its counts the open buffer entry. */
+static void tick_sample(struct iol_job *j, struct iol_sampler *sp, uint64_t t_abs, int partial)
+{
+    uint64_t len = t_abs - sp->last_t;
+    int counted = len > 0 && (!partial || (double)len >= IOL_FULL_INTERVAL * (double)sp->base);
+    for (int d = 0; d < 2; d++) {
+        uint64_t ios = j->ds[d].ios - sp->last_ios[d];
+        uint64_t bytes = j->ds[d].bytes - sp->last_bytes[d];
+        if (counted && bytes) {
+            double sec = (double)len / 1e9;
+            rstat_add(&sp->bw[d], (double)bytes / 1024.0 / sec);
+            rstat_add(&sp->iops[d], (double)ios / sec);
+        }
+        sp->open_ios[d] += ios;
+        sp->open_bytes[d] += bytes;
+        sp->last_ios[d] = j->ds[d].ios;
+        sp->last_bytes[d] = j->ds[d].bytes;
+    }
+    sp->last_t = t_abs;
+    sp->next = t_abs + sp->base;
+    close_entry(j, sp, t_abs, partial);
+}
+
+/* Close every interval of every series that ended by t; next_sample becomes the earliest boundary left. */
+static void take_samples(struct iol_job *j, uint64_t t)
+{
+    uint64_t next = UINT64_MAX;
+    for (unsigned k = 0; k < j->nsmp; k++) {
+        struct iol_sampler *sp = &j->smp[k];
+        while (t >= sp->next)
+            tick_sample(j, sp, sp->next, 0);
+        if (sp->next < next)
+            next = sp->next;
+    }
+    j->next_sample = next;
 }
 
 static void update_next_event(struct iol_job *j)
@@ -1048,9 +1109,15 @@ static void start_schedule(struct iol_job *j, uint64_t t)
 static void start_clock(struct iol_job *j, uint64_t t)
 {
     j->t_measure = t;
-    j->sample_interval = j->cfg.sample_interval_ns;
-    j->next_sample = j->sample_interval ? t + j->sample_interval : UINT64_MAX;
-    j->last_sample_t = t;
+    j->next_sample = UINT64_MAX;
+    for (unsigned k = 0; k < j->nsmp; k++) {
+        struct iol_sampler *sp = &j->smp[k];
+        sp->base = sp->interval = k ? j->cfg.iops_interval_ns : j->cfg.sample_interval_ns;
+        sp->next = sp->base ? t + sp->base : UINT64_MAX;
+        sp->last_t = sp->entry_t = t;
+        if (sp->next < j->next_sample)
+            j->next_sample = sp->next;
+    }
     long ru[5];
     rusage_now(ru);
     j->ru_utime_ns = ru[0];
@@ -1168,13 +1235,13 @@ static int handle_event(struct iol_job *j, uint64_t t)
             begin_measure(j, t);
             return EV_DISCARD; /* this I/O was issued during the ramp */
         }
-        while (t >= j->next_sample) /* kept in case the job ends before its ramp does */
-            emit_sample(j, j->next_sample, 0);
+        if (t >= j->next_sample) /* kept in case the job ends before its ramp does */
+            take_samples(j, t);
         update_next_event(j);
         return EV_ACCOUNT;
     }
-    while (t >= j->next_sample)
-        emit_sample(j, j->next_sample, 0);
+    if (t >= j->next_sample)
+        take_samples(j, t);
     update_next_event(j);
     return t >= j->deadline ? EV_FINISH : EV_ACCOUNT;
 }
@@ -1718,11 +1785,14 @@ void iol_job_run(struct iol_job *j)
     j->t_end = now_ns();
     if (measuring) {
         j->runtime_ns = j->t_end - j->t_measure;
-        if (j->sample_interval && j->t_end > j->last_sample_t) {
-            while (j->t_end >= j->next_sample)
-                emit_sample(j, j->next_sample, 0);
-            if (j->t_end > j->last_sample_t)
-                emit_sample(j, j->t_end, 1); /* the last, partial interval */
+        for (unsigned k = 0; k < j->nsmp; k++) {
+            struct iol_sampler *sp = &j->smp[k];
+            if (!sp->base || j->t_end <= sp->entry_t)
+                continue;
+            while (j->t_end >= sp->next)
+                tick_sample(j, sp, sp->next, 0);
+            if (j->t_end > sp->entry_t)
+                tick_sample(j, sp, j->t_end, 1); /* the last, partial interval */
         }
         long ru[5];
         rusage_now(ru);

@@ -17,6 +17,7 @@
 #include "rand.h"
 
 #define IOL_SAMPLES_CAP 2048 /* preallocated samples; when full, pairs merge and the interval doubles */
+#define IOL_FULL_INTERVAL 0.9 /* a last, partial interval counts as a sample if it lasted this much of one */
 #define IOL_MAX_FILES 65535u
 #define IOL_MAX_BS (1ull << 30) /* largest block size accepted */
 
@@ -69,6 +70,27 @@ struct iol_sample {
     uint64_t t_ns; /* end of the interval, from the start of the measured phase */
     uint64_t ios[2];
     uint64_t bytes[2];
+};
+
+/* Running min/max/mean/variance (Welford) of per-interval rates. */
+struct iol_rstat {
+    uint64_t n;
+    double min, max, mean, m2;
+};
+
+/* One series of interval samples. Statistics are kept at the requested interval for the whole run; the time
+ * series goes into a preallocated buffer whose entries widen (pairs merge) when it fills. */
+struct iol_sampler {
+    struct iol_sample *buf; /* IOL_SAMPLES_CAP entries */
+    uint32_t n;
+    uint64_t base;     /* requested interval, ns: what the statistics are taken over */
+    uint64_t interval; /* interval of the buffer's entries: base, doubled whenever the buffer fills */
+    uint64_t next;     /* absolute time of the next base boundary */
+    uint64_t last_t;   /* absolute time of the last base boundary */
+    uint64_t entry_t;  /* absolute time the last buffer entry ended */
+    uint64_t last_ios[2], last_bytes[2];   /* counters at the last base boundary */
+    uint64_t open_ios[2], open_bytes[2];   /* counts since the last buffer entry */
+    struct iol_rstat bw[2], iops[2];        /* per direction: KiB/s and I/Os per second */
 };
 
 /* Per-file state of a zipf/pareto/normal offset (or file) generator. */
@@ -186,13 +208,11 @@ struct iol_job {
     uint64_t deadline;  /* end of ramp or of the measured phase, UINT64_MAX if none */
     uint64_t next_event; /* min(deadline, next sample boundary) */
 
-    /* samples */
-    struct iol_sample *samples;
-    uint32_t nsamples;
-    uint64_t sample_interval;
-    uint64_t next_sample;     /* absolute */
-    uint64_t last_sample_t;   /* absolute time of the last boundary */
-    uint64_t last_ios[2], last_bytes[2];
+    /* samples: series 0 at the bandwidth interval (bwavgtime), series 1 at the IOPS interval
+     * (iopsavgtime) when that differs; nsmp series are in use */
+    struct iol_sampler smp[2];
+    unsigned nsmp;
+    uint64_t next_sample; /* absolute: the earliest next boundary of the series */
 
     /* statistics (reset at the end of the ramp) */
     struct iol_dstat ds[IOL_DDIR_COUNT];

@@ -254,6 +254,43 @@ static PyObject *poll_dict(const struct iol_poll *p)
                          (unsigned long long)p->shrinks, "grow", p->grow, "shrink", p->shrink);
 }
 
+/* The statistics of a series: {"read": {"bw": (n, min, max, mean, m2), "iops": (...)}, "write": ...}. */
+static PyObject *sample_stats(const struct iol_sampler *sp)
+{
+    static const char *const names[2] = {"read", "write"};
+    PyObject *out = PyDict_New();
+    for (int d = 0; out && d < 2; d++) {
+        const struct iol_rstat *b = &sp->bw[d], *o = &sp->iops[d];
+        PyObject *v = Py_BuildValue("{s:(Kdddd),s:(Kdddd)}", "bw", (unsigned long long)b->n, b->min, b->max,
+                                    b->mean, b->m2, "iops", (unsigned long long)o->n, o->min, o->max, o->mean,
+                                    o->m2);
+        if (!v || PyDict_SetItemString(out, names[d], v) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(v);
+    }
+    return out;
+}
+
+/* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes). */
+static PyObject *samples_list(const struct iol_sampler *sp)
+{
+    PyObject *samples = PyList_New(sp->n);
+    if (!samples)
+        return NULL;
+    for (uint32_t i = 0; i < sp->n; i++) {
+        const struct iol_sample *s = &sp->buf[i];
+        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
+                                    (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
+                                    (unsigned long long)s->bytes[1]);
+        if (!t) {
+            Py_DECREF(samples);
+            return NULL;
+        }
+        PyList_SET_ITEM(samples, i, t);
+    }
+    return samples;
+}
+
 static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
@@ -279,22 +316,10 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         }
         Py_DECREF(v);
     }
-    PyObject *samples = PyList_New(j->nsamples);
+    PyObject *samples = samples_list(&j->smp[0]);
     if (!samples) {
         Py_DECREF(ddirs);
         return NULL;
-    }
-    for (uint32_t i = 0; i < j->nsamples; i++) {
-        const struct iol_sample *s = &j->samples[i];
-        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
-                                    (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
-                                    (unsigned long long)s->bytes[1]);
-        if (!t) {
-            Py_DECREF(samples);
-            Py_DECREF(ddirs);
-            return NULL;
-        }
-        PyList_SET_ITEM(samples, i, t);
     }
     PyObject *depth = depth_dict(j);
     PyObject *poll = poll_dict(&j->poll);
@@ -354,6 +379,21 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
     }
     Py_DECREF(total_err);
     Py_DECREF(first_error);
+    /* iopsavgtime differs from bwavgtime: the IOPS series at its own interval */
+    static const char *const keys[2][2] = {{"samples", "sample_stats"}, {"iops_samples", "iops_sample_stats"}};
+    for (unsigned k = 0; k < j->nsmp; k++) {
+        PyObject *series = k ? samples_list(&j->smp[k]) : NULL;
+        PyObject *st = sample_stats(&j->smp[k]);
+        if ((k && (!series || PyDict_SetItemString(res, keys[k][0], series) < 0)) || !st ||
+            PyDict_SetItemString(res, keys[k][1], st) < 0) {
+            Py_XDECREF(series);
+            Py_XDECREF(st);
+            Py_DECREF(res);
+            return NULL;
+        }
+        Py_XDECREF(series);
+        Py_DECREF(st);
+    }
     return res;
 }
 

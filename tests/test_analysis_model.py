@@ -280,3 +280,58 @@ def test_disk_util_from_counter_difference() -> None:
     assert (du.name, du.read_ios, du.write_ios, du.read_merges, du.write_merges) == ("sda", 100, 50, 2, 0)
     assert (du.read_ticks, du.write_ticks, du.in_queue) == (200, 500, 1000)
     assert du.util == pytest.approx(50.0)
+
+
+def _separate_iops(raw: dict[str, Any], step_ns: int) -> dict[str, Any]:
+    """raw with its read I/O spread evenly over IOPS intervals of step_ns (the C core's "iops_samples")."""
+    runtime = int(raw["runtime_ns"])
+    ios, nbytes = raw["ddir"]["read"]["ios"], raw["ddir"]["read"]["bytes"]
+    ends = [*range(step_ns, runtime + 1, step_ns)]
+    if not ends or ends[-1] < runtime:
+        ends.append(runtime)
+    per = [ios * (e - s) // runtime for s, e in zip([0, *ends], ends, strict=False)]
+    per[-1] += ios - sum(per)
+    raw["iops_samples"] = [(e, n, n * nbytes // ios, 0, 0) for e, n in zip(ends, per, strict=True)]
+    return raw
+
+
+def test_iops_series_of_its_own() -> None:
+    raw = _separate_iops(synthetic_raw(rw="randread", read_ios=2000, runtime_ns=2_000_000_000), 100_000_000)
+    j = job_result(raw, name="t", jobnum=0, groupid=0, options=OPTS, sample_interval_ms=500,
+                   iops_interval_ms=100)
+    r = j.dirs["read"]
+    assert r.bw_stats.samples == 4 and len(r.bw_samples) == len(j.sample_times_ms) == 4
+    assert r.iops_stats.samples == 20 and len(r.iops_samples) == len(j.iops_times_ms) == 20
+    assert r.iops_stats.mean == pytest.approx(1000.0)
+    assert sum(r.iops_ios) == r.ios and j.iops_interval_ms == 100.0
+    # without a series of its own (equal intervals) IOPS come from the bandwidth series
+    same = make_job(synthetic_raw(rw="randread", read_ios=2000, runtime_ns=2_000_000_000))
+    assert same.iops_times_ms == same.sample_times_ms and same.dirs["read"].iops_stats.samples == 4
+
+
+def test_merge_sums_each_series_at_its_interval() -> None:
+    jobs = [
+        job_result(_separate_iops(synthetic_raw(rw="randread", read_ios=n, runtime_ns=rt), 100_000_000),
+                   name="g", jobnum=i, groupid=0, options=OPTS, sample_interval_ms=500, iops_interval_ms=100)
+        for i, (n, rt) in enumerate([(1000, 1_000_000_000), (3000, 3_000_000_000)])
+    ]
+    m = merge_jobs(jobs)
+    r = m.dirs["read"]
+    assert len(r.iops_samples) == 30 and len(r.bw_samples) == 6
+    assert r.iops_samples[0] == pytest.approx(sum(j.dirs["read"].iops_samples[0] for j in jobs))
+    assert r.iops_samples[20] == pytest.approx(jobs[1].dirs["read"].iops_samples[20])
+    assert r.iops_stats.samples == 10 + 30 and r.bw_stats.samples == 2 + 6
+    assert m.iops_times_ns == jobs[1].iops_times_ns
+    single = merge_jobs(jobs[:1]).dirs["read"]
+    assert single.iops_stats == jobs[0].dirs["read"].iops_stats
+
+
+def test_core_statistics_win_over_the_widened_series() -> None:
+    raw = synthetic_raw(rw="randread", read_ios=2000, runtime_ns=2_000_000_000)
+    none = (0, 0.0, 0.0, 0.0, 0.0)
+    read = {"bw": (2000, 1.0, 9.0, 4.0, 2.0 * 1999), "iops": (1999, 1.0, 3.0, 2.0, 0.0)}
+    raw["sample_stats"] = {"read": read, "write": {"bw": none, "iops": none}}
+    r = make_job(raw).dirs["read"]
+    assert (r.bw_stats.samples, r.bw_stats.min, r.bw_stats.max, r.bw_stats.mean) == (2000, 1.0, 9.0, 4.0)
+    assert r.bw_stats.stdev == pytest.approx(2.0**0.5)
+    assert r.iops_stats.samples == 1999 and r.iops_stats.stdev == 0.0

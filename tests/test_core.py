@@ -51,6 +51,7 @@ DEFAULTS: dict[str, int | list[int]] = {
     "zero_buffers": 0,
     "refill_buffers": 0,
     "sample_interval_ns": 500 * MS,
+    "iops_interval_ns": 0,
     "bs_min": [BS, BS],
     "bs_max": [BS, BS],
     "blockalign": [BS, BS],
@@ -370,7 +371,7 @@ def test_result_shape(ddir: Path) -> None:
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
         "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained", "total_err",
-        "first_error",
+        "first_error", "sample_stats",
     }  # fmt: skip
     none = {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}
     assert res["ramp"] == res["drained"] == none  # no ramp; psync has nothing in flight at the end
@@ -657,6 +658,30 @@ def test_samples_merge_when_full(ddir: Path) -> None:
     assert times[-1] == res["runtime_ns"]
     assert sum(s[1] for s in samples) == res["ddir"]["read"]["ios"]
     assert sum(s[2] for s in samples) == res["ddir"]["read"]["bytes"]
+    # the statistics stay at the requested interval all run long (intervals without I/O left out)
+    n, lo, hi, mean, _ = res["sample_stats"]["read"]["bw"]
+    assert 0.5 * S / interval <= n <= S / interval + 1
+    assert 0 < lo <= mean <= hi
+    assert res["sample_stats"]["read"]["iops"][0] == n
+
+
+def test_iops_samples_at_their_own_interval(ddir: Path) -> None:
+    path = make_file(ddir / "f", 64 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, _ = run_job(
+            make_config(time_based=1, runtime_ns=S, io_size=64 * BS, sample_interval_ns=100 * MS,
+                        iops_interval_ns=30 * MS),
+            [(fd, 0, 64 * BS)],
+        )
+    rd = res["ddir"]["read"]
+    for key, step in (("samples", 100 * MS), ("iops_samples", 30 * MS)):
+        series = res[key]
+        full = len(series) - (series[-1][0] % step != 0)
+        assert [s[0] for s in series[:full]] == [(i + 1) * step for i in range(full)]
+        assert series[-1][0] == res["runtime_ns"]
+        assert sum(s[1] for s in series) == rd["ios"] and sum(s[2] for s in series) == rd["bytes"]
+    assert 9 <= res["sample_stats"]["read"]["bw"][0] <= 10
+    assert 32 <= res["iops_sample_stats"]["read"]["iops"][0] <= 33
 
 
 def test_ramp_not_counted_time_based(ddir: Path) -> None:

@@ -43,6 +43,7 @@ DESIGN_FIELDS = [
     ("zero_buffers", "uint32_t", 1),
     ("refill_buffers", "uint32_t", 1),
     ("sample_interval_ns", "uint64_t", 1),
+    ("iops_interval_ns", "uint64_t", 1),
     ("bs_min", "uint64_t", 2),
     ("bs_max", "uint64_t", 2),
     ("blockalign", "uint64_t", 2),

@@ -93,6 +93,18 @@ def test_classify_refusals_internal_errors_and_exit_codes() -> None:
     assert classify(skipped, None, _obs("iolab", 0, doc=doc)).verdict == DISAGREE
 
 
+def test_fio_empty_job_entries_are_not_compared() -> None:
+    case = Case("gen-x", "gen", "[j]\nrw=read\nsize=4k\n[k]\nrw=read\nsize=4k\nstats=0\n")
+    job = {"jobname": "j", "groupid": 0, "read": {"io_bytes": 4096, "total_ios": 1}}
+    phantom = {"groupid": 2**32 - 1, "read": {"io_bytes": 0, "total_ios": 0}, "trim": {"io_bytes": 0}}
+    r = classify(case, _obs("fio", 0, doc={"jobs": [job, phantom]}), _obs("iolab", 0, doc={"jobs": [job]}))
+    assert r.verdict == AGREE and any("4294967295" in s for s in r.skipped_compares)
+    # a nameless entry of a real group is still compared
+    odd = {**phantom, "groupid": 0}
+    r = classify(case, _obs("fio", 0, doc={"jobs": [job, odd]}), _obs("iolab", 0, doc={"jobs": [job]}))
+    assert r.verdict == DISAGREE
+
+
 def test_allow_list_matches_field_option_and_case(tmp_path: Path) -> None:
     doc = tmp_path / "d.md"
     doc.write_text("# x\n```\n### in-a-fence\nmatch: field=nothing\n```\n"

@@ -111,7 +111,12 @@ def execute(
         if raw is None:
             _err(f"job '{jp.name}' ({jp.jobnum}): {worker.setup_error or 'did not run'}")
             status_code = 1
-            raw = {"error": worker.setup_errno, "error_msg": worker.setup_error or "did not run", "ddir": {}}
+            raw = {
+                "error": worker.setup_errno,
+                "error_msg": worker.setup_error or "did not run",
+                "ddir": {},
+                "io_loop": False,
+            }
         elif raw.get("error"):
             ddir = raw.get("error_ddir")
             where = f", {ddir} at offset {raw.get('error_offset')}" if ddir else ""
@@ -127,6 +132,7 @@ def execute(
                 groupid=jp.groupid,
                 options=jp.options,
                 sample_interval_ms=jp.config["sample_interval_ns"] / 1e6,
+                iops_interval_ms=(jp.config["iops_interval_ns"] or jp.config["sample_interval_ns"]) / 1e6,
                 warnings=[*jp.warnings, *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
@@ -145,7 +151,7 @@ def execute(
     appendix = check.render().splitlines()
     run = run_result(
         results,
-        group_reporting=any(j.group_reporting for j in plan.jobs),
+        group_reporting=False,  # fio takes group_reporting per job: each result carries its own
         global_options=plan.global_options,
         disk_util=disk_util(device_diff, elapsed_ms),
         warnings=run_warnings,

@@ -22,12 +22,18 @@ Semantics chosen to match fio 3.33 (checked against its output):
   variance terms), which only approximates the aggregate; ours is the aggregate series' own statistics.
 
 Time series: the C core reports ``samples`` as ``(t_ns, read_ios, read_bytes, write_ios, write_bytes)`` per
-interval, counts being deltas over the interval.  ``t_ns`` is taken as the interval's *end*, measured from the
+interval, counts being deltas over the interval.  As in fio, bandwidth samples are taken every
+``bwavgtime`` and IOPS samples every ``iopsavgtime``: when the two differ the C core also reports
+``iops_samples``, a second series of the same form at the IOPS interval (otherwise one series serves
+both).  ``t_ns`` is taken as the interval's *end*, measured from the
 start of the measured phase, so an interval lasts from the previous ``t_ns`` (or 0) to this one; if the first
 ``t_ns`` is 0 the times are taken as interval *starts* instead (the last one then ends at ``runtime_ns``).
 Intervals shorter than 90% of the sample interval (a partial tail) are kept in the time series but left out
-of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`).  If the C core had to widen
-its interval (it merges pairs of samples when its buffer fills), the first sample's length is the interval.
+of min/max/mean/stdev, as fio only takes full intervals (:data:`FULL_INTERVAL`); as in fio, an interval
+without I/O in a direction is no sample of it.  If the C core had to widen its interval (it merges pairs of
+samples when its buffer fills), the first sample's length is the interval; its ``sample_stats`` (and
+``iops_sample_stats``) are kept at the requested interval however long the run, and a job's bw/iops
+statistics come from them (group merges sum the series, widened or not).
 """
 
 from __future__ import annotations
@@ -89,9 +95,10 @@ class DirStats:
     lat: Histogram = field(default_factory=Histogram)
     slat: Histogram = field(default_factory=Histogram)
     bw_samples: list[float] = field(default_factory=list)  # KiB/s per interval (aligned with sample_times_ms)
-    iops_samples: list[float] = field(default_factory=list)  # IOPS per interval
-    sample_ios: list[int] = field(default_factory=list)  # exact I/O count per interval
-    sample_bytes: list[int] = field(default_factory=list)  # exact bytes per interval
+    iops_samples: list[float] = field(default_factory=list)  # IOPS per interval (aligned with iops_times_ms)
+    sample_ios: list[int] = field(default_factory=list)  # exact I/O count per bandwidth interval
+    sample_bytes: list[int] = field(default_factory=list)  # exact bytes per bandwidth interval
+    iops_ios: list[int] = field(default_factory=list)  # exact I/O count per IOPS interval
     bw_stats: SampleStats = field(default_factory=SampleStats)  # over full intervals
     iops_stats: SampleStats = field(default_factory=SampleStats)
 
@@ -529,15 +536,21 @@ class JobResult:
     elapsed_s: int = 0  # wall time of the job, seconds (fio "elapsed")
     ramp_done: bool = True
     stopped: bool = False
-    sample_interval_ms: float = 500.0  # effective (the C core may have widened the requested one)
-    sample_times_ms: list[float] = field(default_factory=list)  # end of each sample interval
+    sample_interval_ms: float = 500.0  # bandwidth, effective (the C core may have widened the requested one)
+    sample_times_ms: list[float] = field(default_factory=list)  # end of each bandwidth sample interval
     sample_times_ns: list[int] = field(default_factory=list)  # the same, exact
+    iops_interval_ms: float = 500.0  # IOPS (iopsavgtime), effective
+    iops_times_ms: list[float] = field(default_factory=list)  # end of each IOPS sample interval
+    iops_times_ns: list[int] = field(default_factory=list)  # the same, exact
     num_jobs: int = 1
     pid: int = 0
     finished_at: float = 0.0  # epoch seconds
     #: continue_on_error: errors counted (the fatal one too) and the first of them (an errno)
     total_err: int = 0
     first_error: int = 0
+    #: fio's latency_depth: the queue depth the job ran its I/O loop with; 0 when it never got there
+    #: (create_only), and then fio's JSON has no latency_* keys
+    latency_depth: int = 1
 
     @property
     def job_runtime_ms(self) -> int:
@@ -588,6 +601,55 @@ def _intervals(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[tuple[
     return out
 
 
+@dataclass(frozen=True)
+class _Series:
+    """One sample series of the C core, read: where its intervals end, how long they lasted, which count."""
+
+    raw: Sequence[Sequence[int]]
+    interval_ms: float  # effective
+    times_ms: list[float]
+    times_ns: list[int]
+    durations_ms: list[float]
+    full: list[bool]
+
+    @classmethod
+    def read(cls, raw: Sequence[Sequence[int]], runtime_ns: int, interval_ms: float) -> _Series:
+        intervals = _intervals(raw, runtime_ns)
+        # the C core doubles its interval (merging pairs of samples) when its sample buffer fills up: the
+        # effective interval is then the first sample's length
+        if len(intervals) >= 2 and intervals[0][1] > interval_ms:
+            interval_ms = intervals[0][1]
+        return cls(
+            raw=raw,
+            interval_ms=float(interval_ms),
+            times_ms=[end for end, _ in intervals],
+            times_ns=_interval_ends_ns(raw, runtime_ns),
+            durations_ms=[dur for _, dur in intervals],
+            full=[dur >= interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals],
+        )
+
+    def rates(self, col: int, scale: float) -> list[float]:
+        """Column ``col`` of every sample per second of its interval, divided by ``scale``."""
+        return [int(s[col]) / scale / (dur / 1000.0) if dur > 0 else 0.0
+                for s, dur in zip(self.raw, self.durations_ms, strict=True)]
+
+    def stats(self, values: Sequence[float], col: int) -> SampleStats:
+        """Statistics of the full intervals; as in fio, one without I/O (column ``col``) is no sample."""
+        used = zip(values, self.full, self.raw, strict=True)
+        return SampleStats.of([v for v, full, s in used if full and s[col]])
+
+
+def _core_stats(raw: Any, d: str, which: str) -> SampleStats | None:
+    """The C core's statistics of a series, kept at the requested interval for the whole run (its time
+    series may have been widened): ``(n, min, max, mean, m2)``; None when the core sent none."""
+    if not raw or d not in raw:
+        return None
+    n, lo, hi, mean, m2 = raw[d][which]
+    if not n:
+        return SampleStats()
+    return SampleStats(float(lo), float(hi), float(mean), math.sqrt(m2 / (n - 1)) if n > 1 else 0.0, int(n))
+
+
 def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
     notes: list[str] = []
     forced = _as_int(options.get("force_async"), 0)
@@ -624,6 +686,7 @@ def job_result(
     groupid: int,
     options: Mapping[str, Any],
     sample_interval_ms: float,
+    iops_interval_ms: float | None = None,
     job_options: Mapping[str, str | None] | None = None,
     warnings: Iterable[str] = (),
     elapsed_s: int | None = None,
@@ -632,7 +695,9 @@ def job_result(
 ) -> JobResult:
     """Turn the C core's raw result dict (docs/DESIGN.md section 3) into a :class:`JobResult`.
 
-    ``options`` are the job's typed option values (JobDef.values); ``job_options`` the explicitly set options
+    ``sample_interval_ms`` is the bandwidth sample interval (bwavgtime), ``iops_interval_ms`` the IOPS one
+    (iopsavgtime; default: the same).  ``options`` are the job's typed option values (JobDef.values);
+    ``job_options`` the explicitly set options
     as text for JSON's "job options" (default: none).  ``elapsed_s`` defaults to the measured runtime rounded
     up to whole seconds, ``pid`` to this process, ``finished_at`` to now.
     """
@@ -678,37 +743,39 @@ def job_result(
                 f"{overflow} {d} latencies of 2^40 ns (~18 min) or more share the top histogram bucket"
             )
 
-    # ---- time series
-    raw_samples: Sequence[Sequence[int]] = raw.get("samples", []) or []
-    intervals = _intervals(raw_samples, runtime_ns)
-    times = [end for end, _ in intervals]
-    # the C core doubles its interval (merging pairs of samples) when its sample buffer fills up: the
-    # effective interval is then the first sample's length
-    interval_ms = float(sample_interval_ms)
-    if len(intervals) >= 2 and intervals[0][1] > interval_ms:
-        interval_ms = intervals[0][1]
-    full = [dur >= interval_ms * FULL_INTERVAL and dur > 0 for _, dur in intervals]
+    # fio sets the depth when the job enters its I/O loop; a job stopped before it (create_only marks the
+    # job done during setup, exitall, a setup error) has none
+    io_loop = _as_bool(raw.get("io_loop"), True) and not _as_bool(options.get("create_only"), False)
+
+    # ---- time series: bandwidth, and IOPS from their own series when the intervals differ
+    bw_series = _Series.read(raw.get("samples", []) or [], runtime_ns, float(sample_interval_ms))
+    want_iops = float(sample_interval_ms if iops_interval_ms is None else iops_interval_ms)
+    raw_iops = raw.get("iops_samples")
+    iops_series = bw_series if raw_iops is None else _Series.read(raw_iops, runtime_ns, want_iops)
     for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
         ds = dirs[d]
         if ds.ios == 0:
             continue
-        bw: list[float] = []
-        iops: list[float] = []
-        for s, (_, dur) in zip(raw_samples, intervals, strict=True):
-            sec = dur / 1000.0
-            bw.append(int(s[byte_col]) / 1024.0 / sec if sec > 0 else 0.0)
-            iops.append(int(s[io_col]) / sec if sec > 0 else 0.0)
-        ds.bw_samples = bw
-        ds.iops_samples = iops
-        ds.sample_ios = [int(s[io_col]) for s in raw_samples]
-        ds.sample_bytes = [int(s[byte_col]) for s in raw_samples]
-        ds.bw_stats = SampleStats.of([v for v, f in zip(bw, full, strict=True) if f])
-        ds.iops_stats = SampleStats.of([v for v, f in zip(iops, full, strict=True) if f])
-    if any(dirs[d].ios for d in RW_DIRS) and not any(full):
-        notes.append(
-            f"measured runtime ({runtime_ms} ms) is shorter than the sample interval "
-            f"({sample_interval_ms:g} ms): no bandwidth/IOPS samples"
-        )
+        ds.bw_samples = bw_series.rates(byte_col, 1024.0)
+        ds.iops_samples = iops_series.rates(io_col, 1.0)
+        ds.sample_ios = [int(s[io_col]) for s in bw_series.raw]
+        ds.sample_bytes = [int(s[byte_col]) for s in bw_series.raw]
+        ds.iops_ios = [int(s[io_col]) for s in iops_series.raw]
+        core_bw = raw.get("sample_stats")
+        core_iops = raw.get("iops_sample_stats") if raw_iops is not None else core_bw
+        ds.bw_stats = _core_stats(core_bw, d, "bw") or bw_series.stats(ds.bw_samples, byte_col)
+        ds.iops_stats = _core_stats(core_iops, d, "iops") or iops_series.stats(ds.iops_samples, io_col)
+    if any(dirs[d].ios for d in RW_DIRS):
+        kinds = [("bandwidth", bw_series, float(sample_interval_ms)), ("IOPS", iops_series, want_iops)]
+        if iops_series is bw_series:
+            kinds = [("bandwidth/IOPS", bw_series, float(sample_interval_ms))]
+        for what, series, asked in kinds:
+            if not any(series.full):
+                which = "" if series is iops_series is bw_series else f" {what}"
+                notes.append(
+                    f"measured runtime ({runtime_ms} ms) is shorter than the{which} sample interval "
+                    f"({asked:g} ms): no {what} samples"
+                )
 
     stopped = bool(raw.get("stopped", False))
     ramp_done = bool(raw.get("ramp_done", True))
@@ -767,13 +834,17 @@ def job_result(
         elapsed_s=elapsed_s if elapsed_s is not None else max(1, math.ceil(runtime_ns / 1e9)),
         ramp_done=ramp_done,
         stopped=stopped,
-        sample_interval_ms=interval_ms,
-        sample_times_ms=times,
-        sample_times_ns=_interval_ends_ns(raw_samples, runtime_ns),
+        sample_interval_ms=bw_series.interval_ms,
+        sample_times_ms=bw_series.times_ms,
+        sample_times_ns=bw_series.times_ns,
+        iops_interval_ms=iops_series.interval_ms,
+        iops_times_ms=iops_series.times_ms,
+        iops_times_ns=iops_series.times_ns,
         pid=pid if pid is not None else os.getpid(),
         finished_at=finished_at if finished_at is not None else time.time(),
         total_err=int(raw.get("total_err", 0)),
         first_error=int(raw.get("first_error", 0)),
+        latency_depth=opts.iodepth if io_loop else 0,
     )
 
 
@@ -846,7 +917,10 @@ class GroupResult:
     groupid: int
     jobs: list[JobResult]  # members that report (stats=1), in job order
     dirs: dict[str, GroupDirStats]  # "read", "write", "trim"
-    merged: JobResult | None = None  # the group as one job, when group_reporting
+    merged: JobResult | None = None  # the group as one job, when group_reporting merged all of it
+    #: what the per-job sections show, in order (fio's entries: jobs, or runs of jobs merged by
+    #: group_reporting); None: every member
+    entries: list[JobResult] | None = None
     kb_base: int = 1024
     unit_base: int = 0
     #: unified_rw_reporting of the group: "none", "mixed" or "both"
@@ -865,7 +939,9 @@ class GroupResult:
 
     @property
     def reported(self) -> list[JobResult]:
-        """What the per-job sections show for this group: the merged job, or every member."""
+        """What the per-job sections show for this group: its entries, the merged job, or every member."""
+        if self.entries is not None:
+            return list(self.entries)
         return [self.merged] if self.merged is not None else list(self.jobs)
 
 
@@ -891,15 +967,18 @@ def _group_of(parts: Sequence[DirStats]) -> GroupDirStats:
 
 
 def _sum_series(jobs: Sequence[JobResult], d: str, which: str) -> tuple[list[float], list[bool]]:
-    n = max((len(j.sample_times_ms) for j in jobs), default=0)
+    """The jobs' bw_samples or iops_samples summed interval by interval (each at its own interval)."""
+    iops = which == "iops_samples"
+    n = max((len(j.iops_times_ms if iops else j.sample_times_ms) for j in jobs), default=0)
     vals = [0.0] * n
     full = [False] * n
     for j in jobs:
         series: list[float] = getattr(j.dirs[d], which)
-        ends = j.sample_times_ms
+        ends = j.iops_times_ms if iops else j.sample_times_ms
+        interval = j.iops_interval_ms if iops else j.sample_interval_ms
         for i, v in enumerate(series):
             dur = ends[i] - (ends[i - 1] if i else 0.0)
-            if dur >= j.sample_interval_ms * FULL_INTERVAL and dur > 0:
+            if dur >= interval * FULL_INTERVAL and dur > 0:
                 vals[i] += v
                 full[i] = True
     return vals, full
@@ -920,6 +999,7 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     first = jobs[0]
     dirs: dict[str, DirStats] = {}
     longest = max(jobs, key=lambda j: len(j.sample_times_ms))
+    longest_iops = max(jobs, key=lambda j: len(j.iops_times_ms))
     for d in ALL_DIRS:
         parts = [j.dirs[d] for j in jobs]
         ds = DirStats(
@@ -935,18 +1015,22 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         )
         if d in ("read", "write") and ds.ios:
             bw, full = _sum_series(jobs, d, "bw_samples")
-            iops, _ = _sum_series(jobs, d, "iops_samples")
+            iops, ifull = _sum_series(jobs, d, "iops_samples")
             ds.bw_samples, ds.iops_samples = bw, iops
             ds.sample_ios = _sum_counts([p.sample_ios for p in parts])
             ds.sample_bytes = _sum_counts([p.sample_bytes for p in parts])
+            ds.iops_ios = _sum_counts([p.iops_ios for p in parts])
             ds.bw_stats = SampleStats.of(
                 [v for v, f in zip(bw, full, strict=True) if f],
                 samples=sum(p.bw_stats.samples for p in parts),
             )
             ds.iops_stats = SampleStats.of(
-                [v for v, f in zip(iops, full, strict=True) if f],
+                [v for v, f in zip(iops, ifull, strict=True) if f],
                 samples=sum(p.iops_stats.samples for p in parts),
             )
+            if len(parts) == 1:
+                # one job: its own statistics (taken at the requested interval however long it ran)
+                ds.bw_stats, ds.iops_stats = parts[0].bw_stats, parts[0].iops_stats
         dirs[d] = ds
     cpu = CpuStats()
     depths = IoDepths()
@@ -960,8 +1044,26 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     notes: list[str] = []
     for j in jobs:
         notes.extend(f"{j.name}.{j.jobnum}: {w}" if len(jobs) > 1 else w for w in j.warnings)
+    last = jobs[-1]
+    # as fio: the name, group, units and unified reporting are the first member's; the job options,
+    # percentile settings, error policy and latency-target values are those of the last one merged
+    opts = replace(
+        first.opts,
+        percentile_list=last.opts.percentile_list,
+        percentile_precision=last.opts.percentile_precision,
+        clat_percentiles=last.opts.clat_percentiles,
+        lat_percentiles=last.opts.lat_percentiles,
+        slat_percentiles=last.opts.slat_percentiles,
+        continue_on_error=last.opts.continue_on_error,
+        latency_target=last.opts.latency_target,
+        latency_window=last.opts.latency_window,
+        latency_percentile=last.opts.latency_percentile,
+    )
     return replace(
         first,
+        opts=opts,
+        job_options=dict(last.job_options),
+        latency_depth=last.latency_depth,
         dirs=dirs,
         cpu=cpu,
         iodepth=depths,
@@ -974,6 +1076,8 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         stopped=any(j.stopped for j in jobs),
         sample_times_ms=list(longest.sample_times_ms),
         sample_times_ns=list(longest.sample_times_ns),
+        iops_times_ms=list(longest_iops.iops_times_ms),
+        iops_times_ns=list(longest_iops.iops_times_ns),
         num_jobs=sum(j.num_jobs for j in jobs),
         finished_at=max(j.finished_at for j in jobs),
         total_err=sum(j.total_err for j in jobs),
@@ -981,10 +1085,26 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     )
 
 
-def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[GroupResult]:
-    """Groups in groupid order.  With ``group_reporting`` each group also gets its merged job.
+def report_entries(members: Sequence[JobResult], group_reporting: bool = False) -> list[list[JobResult]]:
+    """Split a group's reporting members (job order) into fio's report entries.
 
-    A job whose own options set ``group_reporting`` also gets its group merged (fio takes the option per job).
+    fio takes group_reporting per job: a member that sets it joins the entry before it (when that entry is
+    of the same group, whether or not the entry's first job sets the option); any other member starts an
+    entry of its own.  ``group_reporting`` applies the option to every member.
+    """
+    entries: list[list[JobResult]] = []
+    for j in members:
+        if entries and (group_reporting or j.opts.group_reporting):
+            entries[-1].append(j)
+        else:
+            entries.append([j])
+    return entries
+
+
+def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[GroupResult]:
+    """Groups in groupid order, each with its report entries (see :func:`report_entries`).
+
+    ``group_reporting`` applies the option to every job; otherwise each job's own option decides.
     """
     by_group: dict[int, list[JobResult]] = {}
     for j in jobs:
@@ -994,15 +1114,18 @@ def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[Grou
         everyone = by_group[gid]
         # stats=0: the job ran, but fio leaves it out of the reports and of the run status line
         members = [j for j in everyone if j.opts.stats]
-        merge = group_reporting or any(j.opts.group_reporting for j in members)
-        merged = merge_jobs(members) if merge and members else None
-        # like fio, the run status line is computed from what is reported: the merged job if merged
-        basis = [merged] if merged is not None else members
-        dirs = {d: _group_dir(basis, d) for d in RW_DIRS}
+        entries = [
+            merge_jobs(e) if len(e) > 1 or group_reporting or e[0].opts.group_reporting else e[0]
+            for e in report_entries(members, group_reporting)
+        ]
+        # the whole group reported as one job
+        merged = entries[0] if len(entries) == 1 and entries[0] is not members[0] else None
+        # like fio, the run status line is computed from what is reported
+        dirs = {d: _group_dir(entries, d) for d in RW_DIRS}
         unified = everyone[0].opts.unified
         mixed = None
         if unified == "mixed":
-            mixed = _group_dir(basis, "mixed")
+            mixed = _group_dir(entries, "mixed")
         elif unified == "both":
             mixed = _mixed_group(dirs)
         out.append(
@@ -1011,6 +1134,7 @@ def group_results(jobs: Sequence[JobResult], group_reporting: bool) -> list[Grou
                 jobs=members,
                 dirs=dirs,
                 merged=merged,
+                entries=entries,
                 kb_base=everyone[0].opts.kb_base,
                 unit_base=everyone[0].opts.unit_base,
                 unified=unified,

@@ -129,7 +129,10 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField(
         "refill_buffers", _U32, 1, "buffer contents: refilled with fresh random data before every write"
     ),
-    ConfigField("sample_interval_ns", _U64, 1, "IOPS/bw sample interval (500 ms default)"),
+    ConfigField("sample_interval_ns", _U64, 1, "bandwidth (and IOPS) sample interval (500 ms default)"),
+    ConfigField(
+        "iops_interval_ns", _U64, 1, "IOPS sample interval if not the bandwidth one; 0 = the same"
+    ),
     ConfigField("bs_min", _U64, 2, "block size range per direction: minimum (bs = min = max)"),
     ConfigField("bs_max", _U64, 2, "block size range per direction: maximum"),
     ConfigField("blockalign", _U64, 2, "offset alignment per direction"),

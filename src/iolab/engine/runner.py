@@ -360,13 +360,20 @@ class _Worker(threading.Thread):
             job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
-                if self._cancel.is_set() or self._stopped.is_set() or idle:
+                # stopped before its I/O loop (exitall, Ctrl-C, create_only): fio reports no latency depth
+                no_loop = self._cancel.is_set() or self._stopped.is_set() or plan.create_only
+                if no_loop or idle:
                     job.stop()  # run() then returns at once with an empty, valid result
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
             if idle and not self._cancel.is_set():
                 raw["stopped"] = False  # doing nothing was the plan, not an interruption
+            # a stop that lands before the first I/O counts as one before the loop: in fio the window
+            # between entering the loop and issuing the first I/O is microseconds
+            ddirs = (raw.get("ddir") or {}).values()
+            issued = any(int(d.get("ios", 0)) or int(d.get("err_ios", 0)) for d in ddirs)
+            raw["io_loop"] = not no_loop and (issued or not raw.get("stopped"))
             with self._lock:
                 raw["iowq_workers"] = self.outcome.iowq_workers
             self.outcome.raw = raw
@@ -391,7 +398,7 @@ class _Worker(threading.Thread):
 
 def empty_result() -> dict[str, Any]:
     """The raw result of a worker that never ran its job (exitall stopped it first): no I/O, no error."""
-    return {"error": 0, "ddir": {}, "runtime_ns": 0, "stopped": True}
+    return {"error": 0, "ddir": {}, "runtime_ns": 0, "stopped": True, "io_loop": False}
 
 
 #: exit_what values

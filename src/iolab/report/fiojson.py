@@ -13,9 +13,10 @@ Differences from fio, on purpose:
   rate limiting (``rate``: whether latencies count from the scheduled time), HdrHistogram
   encodings of every non-empty latency histogram per direction (``hdr``), the time series (``samples``:
   ``t_ns`` = end of each interval since the start of the measured phase, and per direction the exact ``ios``
-  and ``bytes`` of each interval; rates are count / interval length), the raw runtime, stop/ramp flags,
-  error details, the job's ``warnings`` and the run's ``run_warnings`` (repeated in every job).  Warnings
-  never appear outside the JSON document.
+  and ``bytes`` of each interval at the bandwidth interval; when iopsavgtime differs, ``iops`` holds the
+  IOPS intervals' ``t_ns`` and ``ios`` the same way; rates are count / interval length), the raw runtime,
+  stop/ramp flags, error details, the job's ``warnings`` and the run's ``run_warnings`` (repeated in every
+  job).  Warnings never appear outside the JSON document.
 * ``"disk_util"`` is always present (an empty list when no disk statistics were gathered; fio omits it).
 * json+ ``"bins"`` keys are *our* bucket representative values in ns (bucket midpoints clamped to the observed
   min/max, see :mod:`iolab.analysis.histogram`), not fio's bucket values; the counts are per bucket.
@@ -175,6 +176,13 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         ds = job.dirs[d]
         if ds.sample_ios:
             series[d] = {"ios": list(ds.sample_ios), "bytes": list(ds.sample_bytes)}
+    if job.iops_times_ns != job.sample_times_ns:
+        # iopsavgtime differs from bwavgtime: the I/O counts of the IOPS intervals too
+        iops: dict[str, Any] = {"interval_ms": float(job.iops_interval_ms), "t_ns": list(job.iops_times_ns)}
+        for d in ("read", "write"):
+            if job.dirs[d].iops_ios:
+                iops[d] = {"ios": list(job.dirs[d].iops_ios)}
+        series["iops"] = iops
     eng = job.engine
     poll = eng.poll
     return {
@@ -283,14 +291,15 @@ def job_obj(
     if o.continue_on_error:
         j["total_err"] = job.total_err
         j["first_error"] = job.first_error
-    j.update(
-        {
-            "latency_depth": o.iodepth,
-            "latency_target": o.latency_target,
-            "latency_percentile": float(o.latency_percentile),
-            "latency_window": o.latency_window,
-        }
-    )
+    if job.latency_depth:  # fio leaves these out for a job that never reached its I/O loop
+        j.update(
+            {
+                "latency_depth": job.latency_depth,
+                "latency_target": o.latency_target,
+                "latency_percentile": float(o.latency_percentile),
+                "latency_window": o.latency_window,
+            }
+        )
     if o.description:
         j["desc"] = o.description
     j["iolab"] = _iolab_job_block(job, run_warnings or [])

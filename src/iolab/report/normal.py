@@ -208,10 +208,11 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
     if o.continue_on_error:
         first = job.first_error
         lines.append(f"     errors    : total={job.total_err}, first_error={first}/<{_strerror(first)}>")
-    lines.append(
-        f"     latency   : target={o.latency_target}, window={o.latency_window}, "
-        f"percentile={o.latency_percentile:.2f}%, depth={o.iodepth}"
-    )
+    if job.latency_depth:  # as in JSON: no line for a job that never reached its I/O loop
+        lines.append(
+            f"     latency   : target={o.latency_target}, window={o.latency_window}, "
+            f"percentile={o.latency_percentile:.2f}%, depth={job.latency_depth}"
+        )
     return lines
 
 
