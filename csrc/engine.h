@@ -150,9 +150,12 @@ static inline int iol_io_result(struct iol_io *io, long long res)
         return 0;
     }
     if (res == 0) {
+        /* end of file: fio's asynchronous engines complete the I/O with what it got, no error (the
+         * synchronous one fails it with EIO) */
         io->eof = 1;
-        io->error = EIO;
-    } else if (res < 0) {
+        return 1;
+    }
+    if (res < 0) {
         io->error = (int)-res;
     } else {
         io->error = EIO; /* more than asked: cannot happen */

@@ -378,9 +378,7 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
         if (fs->offset > (uint64_t)INT64_MAX || fs->size > (uint64_t)INT64_MAX - fs->offset)
             return fail(err, errlen, "files[%zu]: region %llu+%llu is beyond the largest file offset", i,
                         (unsigned long long)fs->offset, (unsigned long long)fs->size);
-        if (fs->size < biggest)
-            return fail(err, errlen, "files[%zu]: region size %llu is smaller than the largest block size %llu", i,
-                        (unsigned long long)fs->size, (unsigned long long)biggest);
+        /* a region smaller than a block is fio's too: the blocks that do not fit are not issued */
     }
     return IOL_OK;
 }
@@ -449,7 +447,7 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
         f->is_block = fstat(f->fd, &st) == 0 && S_ISBLK(st.st_mode);
         f->start = f->base = files[i].offset;
         f->size = files[i].size;
-        off_t end = lseek(f->fd, 0, SEEK_END); /* fio's real_file_size */
+        off_t end = files[i].file_size ? (off_t)files[i].file_size : lseek(f->fd, 0, SEEK_END);
         f->real_size = end > 0 && (uint64_t)end > f->start + f->size ? (uint64_t)end : f->start + f->size;
         if (c->rand_dist >= 1 && c->rand_dist <= 3) {
             uint64_t span = f->size < f->real_size ? f->size : f->real_size;

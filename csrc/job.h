@@ -33,6 +33,9 @@ struct iol_file_spec {
     int fd;
     uint64_t offset; /* region start */
     uint64_t size;   /* region length */
+    /* fio's real_file_size: the size the file had when the job's setup was done (other jobs may
+     * grow it later); 0: the file's size when the job is created */
+    uint64_t file_size;
 };
 
 /* Test hook: one record per counted I/O (measured phase only), written into a caller buffer. */

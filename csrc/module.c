@@ -35,7 +35,8 @@ static void Job_dealloc(JobObject *self)
 
 static int parse_files(PyObject *files, struct iol_file_spec **out, Py_ssize_t *nout)
 {
-    PyObject *seq = PySequence_Fast(files, "files must be a list of (fd, region_offset, region_size) tuples");
+    PyObject *seq = PySequence_Fast(files, "files must be a list of (fd, region_offset, region_size[, file_size]) "
+                                           "tuples");
     if (!seq)
         return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -50,14 +51,16 @@ static int parse_files(PyObject *files, struct iol_file_spec **out, Py_ssize_t *
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
-            PyErr_Format(PyExc_TypeError, "files[%zd] must be a tuple (fd, region_offset, region_size), got %.100s",
-                         i, Py_TYPE(item)->tp_name);
+        Py_ssize_t nv = PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : 0;
+        if (nv != 3 && nv != 4) {
+            PyErr_Format(PyExc_TypeError,
+                         "files[%zd] must be a tuple (fd, region_offset, region_size[, file_size]), got %.100s", i,
+                         Py_TYPE(item)->tp_name);
             goto fail_specs;
         }
-        static const char *const what[3] = {"fd", "region_offset", "region_size"};
-        long long v[3];
-        for (int k = 0; k < 3; k++) {
+        static const char *const what[4] = {"fd", "region_offset", "region_size", "file_size"};
+        long long v[4] = {0, 0, 0, 0};
+        for (int k = 0; k < (int)nv; k++) {
             PyObject *o = PyTuple_GET_ITEM(item, k);
             if (!PyLong_Check(o)) {
                 PyErr_Format(PyExc_TypeError, "files[%zd]: %s must be an int, got %.100s", i, what[k],
@@ -76,6 +79,7 @@ static int parse_files(PyObject *files, struct iol_file_spec **out, Py_ssize_t *
         specs[i].fd = (int)v[0];
         specs[i].offset = (uint64_t)v[1];
         specs[i].size = (uint64_t)v[2];
+        specs[i].file_size = (uint64_t)v[3];
     }
     Py_DECREF(seq);
     *out = specs;

@@ -177,7 +177,7 @@ def opened(path: Path, flags: int, direct: bool = True) -> Iterator[int]:
 
 
 def run_job(
-    config: bytes, files: list[tuple[int, int, int]], trace: int = 0
+    config: bytes, files: list[tuple[int, int, int]] | list[tuple[int, int, int, int]], trace: int = 0
 ) -> tuple[dict[str, Any], list[tuple[int, int, int, int, int, int]]]:
     job = _core.Job(config, files)
     buf = bytearray(TRACE.size * trace)
@@ -285,7 +285,6 @@ def test_job_validation(ddir: Path) -> None:
             (good, [], "must not be empty"),
             (good, [(987654, 0, 64 * BS)], "not an open file descriptor"),
             (good, [(fd, 0, 0)], "region size is 0"),
-            (good, [(fd, 0, 100)], "smaller than the largest block size"),
             (good, [(fd, 2**63 - 10, 64 * BS)], "beyond the largest file offset"),
             (make_config(io_size=64 * BS, engine=7), files, "unknown engine"),
             (make_config(io_size=64 * BS, poll_mode=2), files, "asynchronous engine"),
@@ -315,6 +314,18 @@ def test_job_validation(ddir: Path) -> None:
             _core.Job(good, [(fd, 0)])  # type: ignore[list-item]
         with pytest.raises(TypeError):
             _core.Job(good, [("x", 0, 1)])  # type: ignore[list-item]
+
+
+def test_region_smaller_than_a_block(ddir: Path) -> None:
+    # fio runs such a region: a block starting in it is issued when it ends inside the file
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        res, trace = run_job(make_config(io_size=BS), [(fd, 0, 100)], trace=4)
+        assert res["error"] == 0 and res["ddir"]["read"]["ios"] == 1
+        assert [(t[0], t[1]) for t in trace] == [(0, BS)]
+        # the file as the job's setup saw it (fio's real_file_size) was 100 bytes: the block does not fit
+        res, _ = run_job(make_config(io_size=BS), [(fd, 0, 100, 100)])
+        assert res["error"] == 0 and res["ddir"]["read"]["ios"] == 0
 
 
 def test_run_once_and_result_order(ddir: Path) -> None:

@@ -306,15 +306,16 @@ def test_failed_io_is_reported(engine: int, direct_dir: Path) -> None:
 @ASYNC
 def test_short_read_is_continued_then_end_of_file(engine: int, direct_dir: Path) -> None:
     # 1.5 blocks read as 2 (buffered): the second read is short; its remainder is submitted again at 1.5
-    # blocks and finds the end of the file
+    # blocks and finds the end of the file, which completes it with what it got (fio's asynchronous
+    # engines: no error; the synchronous one fails it, see test_core)
     path = direct_dir / "short"
     path.write_bytes(b"x" * (BS + BS // 2))
     with opened(path, os.O_RDONLY, direct=False) as fd:
         res, _ = run_job(make_config(engine=engine, iodepth=2, io_size=2 * BS), [(fd, 0, 2 * BS)])
-    assert res["error"] == errno.EIO and res["error_ddir"] == "read"
-    assert res["error_offset"] == BS + BS // 2
-    assert "end of file" in res["error_msg"]
-    assert res["ddir"]["read"]["ios"] == 1
+    assert res["error"] == 0
+    assert res["ddir"]["read"]["ios"] == 2
+    assert res["ddir"]["read"]["bytes"] == BS + BS // 2
+    assert res["ddir"]["read"]["short_ios"] == 1
 
 
 @pytest.mark.root
@@ -325,9 +326,10 @@ def test_end_of_block_device(engine: int, loop_dev: str) -> None:
         res, _ = run_job(
             make_config(engine=engine, iodepth=4, io_size=2 * size), [(fd, size - 64 * BS, 2 * size)]
         )
-    assert res["error"] != 0 and res["error_ddir"] == "read"
-    assert res["error_offset"] >= size and res["error_offset"] % BS == 0
-    assert 60 <= res["ddir"]["read"]["ios"] <= 64
+    # reads past the end complete with 0 bytes, no error (fio's asynchronous engines)
+    assert res["error"] == 0, res["error_msg"]
+    assert res["ddir"]["read"]["bytes"] == 64 * BS
+    assert res["ddir"]["read"]["ios"] > 64
 
 
 @ASYNC

@@ -489,3 +489,92 @@ def test_dev_null_needs_a_size(tmp_path: Path) -> None:
     fio, iolab = run_both(tmp_path, "--name=j", "--filename=/dev/null", "--rw=write")
     assert iolab.rc == fio.rc == 1
     assert "size=" in iolab.stderr
+
+
+# --- regions smaller than a block, files other jobs grow, reads past the end ---
+
+
+def test_region_smaller_than_the_block_is_run_not_refused(tmp_path: Path) -> None:
+    # size=4k over two files: 2 KiB regions for 4 KiB blocks. fio issues no read (a block does not fit
+    # the 2 KiB files) even though the next job grows f0 later: a job keeps the file size its setup saw
+    fio, iolab = run_both(
+        tmp_path,
+        "--name=j0",
+        "--rw=read",
+        "--size=4k",
+        "--filename=f0:f1",
+        "--name=j1",
+        "--rw=randwrite",
+        "--size=8k",
+        "--filename=f0",
+        "--bs=4k",
+    )
+    assert_same(fio, iolab)
+    assert [j[3] for j in iolab.jobs()] == [0, 0]
+    assert iolab.jobs()[1][5] == 2
+
+
+def test_region_smaller_than_the_largest_block_of_a_range(tmp_path: Path) -> None:
+    # a 12 KiB file for blocks of 16 KiB..32 KiB and 4 KiB (bssplit): only the blocks that fit are issued
+    fio, iolab = run_both(
+        tmp_path,
+        "--name=j",
+        "--rw=read",
+        "--size=12k",
+        "--filename=f",
+        "--bssplit=4k/50:32k/50",
+    )
+    assert_same(fio, iolab)
+    assert iolab.jobs()[0][2] == 12 << 10
+
+
+def test_sequential_blocks_run_to_the_end_of_an_uneven_region(tmp_path: Path) -> None:
+    # 6 KiB regions of 4 KiB blocks: fio reads a second block at 4 KiB where the file (f0, grown to 12 KiB
+    # by the first job) has room for it, not where it has not (f1: 6 KiB)
+    fio, iolab = run_both(
+        tmp_path,
+        "--name=j0",
+        "--rw=read",
+        "--size=12k",
+        "--filename=f0",
+        "--name=j1",
+        "--rw=read",
+        "--size=12k",
+        "--filename=f0:f1",
+    )
+    assert_same(fio, iolab)
+    assert iolab.jobs()[1][3] == 3
+
+
+def test_bssplit_smaller_than_bs_sets_the_job_s_block_unit(tmp_path: Path) -> None:
+    # bssplit=512/100 with the default bs=4k: the regions are cut to 512-byte blocks, not 4 KiB ones, so
+    # the sequential job with 8000-byte holes reaches 8512 in a 12000-byte file
+    fio, iolab = run_both(
+        tmp_path,
+        "--name=j",
+        "--rw=read:8k",
+        "--size=12k",
+        "--kb_base=1000",
+        "--filename=f",
+        "--ba=512",
+        "--bssplit=512/100",
+    )
+    assert_same(fio, iolab)
+    assert iolab.jobs()[0][3] == 24
+
+
+@pytest.mark.parametrize("engine", ["libaio", "io_uring", "psync"])
+def test_reads_of_an_empty_create_on_open_file(tmp_path: Path, engine: str) -> None:
+    # create_on_open leaves the file empty: fio's asynchronous engines count each read that finds the end
+    # of the file (0 bytes) and go on; psync fails the job with EIO at the first one
+    fio, iolab = run_both(
+        tmp_path,
+        "--name=j",
+        "--rw=randread",
+        "--size=64k",
+        "--filename=f",
+        "--create_on_open=1",
+        f"--ioengine={engine}",
+    )
+    assert_same(fio, iolab, jobs=False)
+    assert iolab.jobs() == fio.jobs()

@@ -41,11 +41,15 @@ class Job:
     """One benchmark job.
 
     ``config``: ``iolab.engine.config.pack_config()`` output. ``files``: ``(fd, region_offset,
-    region_size)`` per file; the caller opens the fds (with O_DIRECT if wanted) and closes them after
-    the job. ValueError for a bad config or file list, TypeError for wrongly typed ``files``.
+    region_size[, file_size])`` per file; ``file_size`` is fio's real_file_size, the size the job's
+    setup left (0 or left out: the file's size now). The caller opens the fds (with O_DIRECT if
+    wanted) and closes them after the job. ValueError for a bad config or file list, TypeError for
+    wrongly typed ``files``.
     """
 
-    def __init__(self, config: bytes, files: Sequence[tuple[int, int, int]]) -> None: ...
+    def __init__(
+        self, config: bytes, files: Sequence[tuple[int, int, int] | tuple[int, int, int, int]]
+    ) -> None: ...
     def run(self) -> None:
         """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""
     def stop(self) -> None:

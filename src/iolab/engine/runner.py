@@ -340,8 +340,10 @@ class _Worker(threading.Thread):
             if plan.pre_read:
                 for fd, fp in zip(fds, plan.files, strict=True):
                     _pre_read(fd, fp, int(plan.config["max_bs"]))
+            # a regular file's size is the one its setup left (fio's real_file_size): a job does not see
+            # another job growing the file later
             files = [
-                (fd, fp.region_offset, fp.region_size)
+                (fd, fp.region_offset, fp.region_size, 0 if fp.is_block or fp.is_char else fp.required_size)
                 for fd, fp in zip(fds, plan.files, strict=True)
                 if fp.region_size > 0  # fio ignores a file with nothing to do
             ]
@@ -350,7 +352,7 @@ class _Worker(threading.Thread):
                 # a clone left without files (fio's shared generated names) does no I/O: an idle core job
                 # on /dev/null gives its empty result
                 fds.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-                files = [(fds[-1], 0, int(plan.config["max_bs"]))]
+                files = [(fds[-1], 0, int(plan.config["max_bs"]), 0)]
             config = plan.config
             if idle:
                 io_size = max(int(config["max_bs"]), int(config["io_size"]))

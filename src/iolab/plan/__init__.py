@@ -165,6 +165,10 @@ def check_job_count(jobdefs: Sequence[JobDef]) -> None:
 def _io_min_bs(jd: JobDef) -> tuple[int, int]:
     """(fio's smallest block over all directions, the smallest block the job issues)."""
     bs_min, _, _ = _block_sizes(jd.values, "bsrange" in jd.set_at)
+    split = jd.values.get("bssplit")
+    if split:
+        # bssplit sets a direction's block sizes (fio's min_bs is the smallest entry)
+        bs_min = [min(int(size) for size, _ in (split[d] if d < len(split) else split[0])) for d in (0, 1)]
     mode = str(jd.values["rw"])
     reads, writes, _ = MODES.get(mode, (True, True, False))
     return min(bs_min), min(bs_min[d] for d in (0, 1) if (reads, writes)[d])
