@@ -1341,8 +1341,10 @@ static int completion_checks(struct iol_job *j, struct iol_io *io, uint64_t t)
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
     j->last_was_sync = io->ddir == IOL_DDIR_SYNC;
-    if (UNLIKELY(j->fsyncing))
+    if (UNLIKELY(j->fsyncing)) {
+        j->end_syncs++;
         return 0; /* end_fsync: fio neither counts it nor times it */
+    }
     j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
     if (UNLIKELY(io->error)) {
         if (io_error(j, io, 1))

@@ -200,6 +200,7 @@ struct iol_job {
     uint32_t sync_wfile;    /* file of the last write issued: the file a sync flushes */
     int last_was_sync;      /* the last I/O completed was a sync; cleared by any other, and per loop */
     int fsyncing;           /* end_fsync running: fio keeps it out of the statistics */
+    uint64_t end_syncs;     /* end_fsync calls completed (for the device check only) */
     uint64_t datasyncs;     /* fdatasyncs accounted: fio's sync total_ios counts fsyncs only */
 
     /* time */

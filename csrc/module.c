@@ -372,15 +372,20 @@ static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
     /* continue_on_error: every error counted, and the first one */
     PyObject *total_err = PyLong_FromUnsignedLongLong(j->total_err);
     PyObject *first_error = PyLong_FromLong(j->first_error);
-    if (!total_err || !first_error || PyDict_SetItemString(res, "total_err", total_err) < 0 ||
-        PyDict_SetItemString(res, "first_error", first_error) < 0) {
+    /* end_fsync calls: out of the statistics (as fio), but the device saw them (the device check) */
+    PyObject *end_syncs = PyLong_FromUnsignedLongLong(j->end_syncs);
+    if (!total_err || !first_error || !end_syncs || PyDict_SetItemString(res, "total_err", total_err) < 0 ||
+        PyDict_SetItemString(res, "first_error", first_error) < 0 ||
+        PyDict_SetItemString(res, "end_syncs", end_syncs) < 0) {
         Py_XDECREF(total_err);
         Py_XDECREF(first_error);
+        Py_XDECREF(end_syncs);
         Py_DECREF(res);
         return NULL;
     }
     Py_DECREF(total_err);
     Py_DECREF(first_error);
+    Py_DECREF(end_syncs);
     /* iopsavgtime differs from bwavgtime: the IOPS series at its own interval */
     static const char *const keys[2][2] = {{"samples", "sample_stats"}, {"iops_samples", "iops_sample_stats"}};
     for (unsigned k = 0; k < j->nsmp; k++) {

@@ -241,11 +241,15 @@ def test_readme_quick(tmp_path: Path) -> None:
         assert doctor and all(note.match(x) for x in doctor), doctor
 
 
+#: a make started from inside `make test` (as CI runs the suite) would inherit its level and flags
+MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
+
+
 def test_readme_make_run(tmp_path: Path) -> None:
     find("make run")
     # `make -n` shows the recipe without building: it ends in `iolab quick` with no arguments
-    recipe = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
+    recipe = subprocess.run(["make", "-n", "--no-print-directory", "run"], cwd=ROOT, capture_output=True,
+                            text=True, check=True, env=MAKE_ENV).stdout
     assert recipe.strip().splitlines()[-1].split() == [".venv/bin/iolab", "quick"]
     # ... which writes a 1 GiB file in the current directory (one workload, shortened, to check it)
     proc = sh("iolab quick --only latency-reads --runtime 1 --ramp-time 0", tmp_path)
@@ -256,8 +260,8 @@ def test_readme_make_run(tmp_path: Path) -> None:
 
 def test_readme_make_test() -> None:
     find("make test")
-    recipe = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True,
-                            check=True).stdout
+    recipe = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT, capture_output=True,
+                            text=True, check=True, env=MAKE_ENV).stdout
     assert "pytest" in recipe and "apt-get" in recipe  # system packages as root, then the suite
 
 

@@ -197,7 +197,8 @@ class Issued:
             dd = raw.get("ddir", {})
             for i, (d, k) in enumerate(_COUNTS):
                 tot[i] += int(dd.get(d, {}).get(k, 0))
-            tot[4] += int(dd.get("sync", {}).get("ios", 0))
+            # end_fsync is out of the statistics, as in fio, but it reached the device
+            tot[4] += int(dd.get("sync", {}).get("ios", 0)) + int(raw.get("end_syncs", 0))
             for part, acc in (("ramp", ramp), ("drained", drained)):
                 extra = raw.get(part) or {}
                 for i, (d, k) in enumerate(_COUNTS):
