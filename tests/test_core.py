@@ -387,7 +387,7 @@ def test_result_shape(ddir: Path) -> None:
         "runtime_ns", "ramp_done", "stopped", "error", "error_msg", "error_offset", "error_ddir",
         "usr_ns", "sys_ns", "ctx", "majf", "minf", "hist_sub_bits", "hist_buckets", "ddir", "samples",
         "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained", "total_err",
-        "first_error", "sample_stats",
+        "first_error", "end_syncs", "sample_stats",
     }  # fmt: skip
     none = {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}
     assert res["ramp"] == res["drained"] == none  # no ramp; psync has nothing in flight at the end
