@@ -151,11 +151,15 @@ def _env() -> dict[str, str]:
 _SANITIZER_VARS = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS")
 
 
-def sh(cmd: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def _env_for(cmd: str) -> dict[str, str]:
     env = _env()
     if "qemu-io" in cmd:
         env = {k: v for k, v in env.items() if k not in _SANITIZER_VARS}
-    return subprocess.run(["bash", "-c", cmd], cwd=cwd, env=env, capture_output=True, text=True,
+    return env
+
+
+def sh(cmd: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", cmd], cwd=cwd, env=_env_for(cmd), capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -177,9 +181,9 @@ def background() -> Iterator[list[subprocess.Popen[str]]]:
 def start(
     cmd: str, cwd: Path, procs: list[subprocess.Popen[str]], merge: bool = False
 ) -> subprocess.Popen[str]:
-    p = subprocess.Popen(["bash", "-c", cmd.rstrip().removesuffix("&")], cwd=cwd, env=_env(), text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
-                         start_new_session=True)
+    p = subprocess.Popen(["bash", "-c", cmd.rstrip().removesuffix("&")], cwd=cwd, env=_env_for(cmd),
+                         text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT if merge else subprocess.PIPE, start_new_session=True)
     procs.append(p)
     return p
 
