@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from conftest import need
 from iolab import __version__
 from iolab.doctor.checks import CHECKS, Context, _clone_overlaps, check_data
 from iolab.doctor.jobs import FileView, JobView
@@ -33,8 +34,8 @@ def iolab(*args: str, cwd: Path | None = None, timeout: float = 120) -> subproce
 
 
 def fio(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    if FIO is None:
-        pytest.skip("fio is not installed")
+    need(FIO is not None, "fio is not installed (Debian package fio)")
+    assert FIO is not None
     return subprocess.run([FIO, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
