@@ -42,6 +42,7 @@ from iolab.doctor.findings import (
 )
 from iolab.doctor.safety import (
     ExclusiveHold,
+    RunGate,
     SafetyError,
     SafetyGate,
     Signature,
@@ -66,6 +67,7 @@ __all__ = [
     "Mount",
     "NeverWritten",
     "PhaseCheck",
+    "RunGate",
     "SafetyError",
     "SafetyGate",
     "Signature",
