@@ -138,7 +138,8 @@ class FileAnchor:
         with self.lock:
             if self.fd is None or self.exclusive:
                 return
-            held = reopen(self.fd, os.O_RDONLY | os.O_EXCL)
+            # O_EXCL without O_CREAT: a block device's exclusive open (reopen() would drop it)
+            held = os.open(f"/proc/self/fd/{self.fd}", os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
             os.close(self.fd)
             self.fd, self.exclusive = held, True
 
@@ -188,7 +189,7 @@ class FileAnchor:
         except FileExistsError:
             raise OSError(
                 errno.EEXIST,
-                f"{_describe(where, self.name)} appeared there after the safety check: not used",
+                f"{_describe(where, self.name)} is there, not a new file this run created: not used",
                 self.path,
             ) from None
         except OSError as exc:
