@@ -71,7 +71,7 @@ def swap_symlink(link: Path, target: str | Path) -> None:
 
 @contextmanager
 def mounted_ext4(where: Path) -> Iterator[str]:
-    """A loop device with a mounted ext4 (its inode tables initialised at mkfs: an idle mount writes nothing)."""
+    """A loop device with a mounted ext4 (noinit_itable: the idle mount writes nothing in the background)."""
     image = sparse(where / "ext4.img", 64 * MiB)
     mkfs_ext4(image)
     with attached(image) as dev, mounted(dev, where / "mnt", "noinit_itable"):

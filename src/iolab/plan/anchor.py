@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import stat
 import threading
 from collections.abc import Iterable
@@ -236,6 +237,17 @@ class FileAnchor:
                 self.dir_fd = -1
 
 
+def _room_for(files: int) -> None:
+    """Raise the soft limit on open files when the anchors (two fds a file) and the workers' own opens
+    may not fit under it (nrfiles= in the thousands)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 3 * files + 256  # two anchors a file, a worker's reopen of it, room for the rest
+    if soft != resource.RLIM_INFINITY and want > soft:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
 class Anchors:
     """The anchors of a run, by the paths the jobs name (paths of one directory entry share one anchor).
     Use as a context manager, or close()."""
@@ -246,9 +258,11 @@ class Anchors:
 
     @classmethod
     def for_paths(cls, paths: Iterable[str]) -> Anchors:
+        unique = list(dict.fromkeys(paths))
+        _room_for(len(unique))
         anchors = cls()
         try:
-            for path in paths:
+            for path in unique:
                 anchors.add(path)
         except BaseException:
             anchors.close()

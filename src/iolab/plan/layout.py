@@ -63,6 +63,11 @@ def layout_file(plan: FilePlan, spec: LayoutSpec, anchor: FileAnchor) -> bool:
     if plan.is_block or plan.is_char or not plan.extend:
         return False
     with anchor.lock:
+        if anchor.kind not in ("file", "missing"):
+            # planned as a regular file, but the name led to something else when the run opened it
+            raise LayoutError(
+                f"{plan.path}: not a regular file when the run opened it: not laid out", errno.EEXIST
+            )
         if spec.unlink:
             try:
                 kept = anchor.remove_name()
