@@ -337,3 +337,38 @@ def test_bind_mounted_backing_file(direct_dir: Path) -> None:
             r = iolab("run", "--name=w", f"--filename={view / 'backing.img'}", "--size=4m", "--rw=write")
             assert r.returncode == 1 and "IOL-SAFE-006" in r.stderr, r.stderr
         assert sha256(backing) == before
+
+
+def test_layout_refuses_a_name_that_became_a_device(direct_dir: Path, loop_device: str) -> None:
+    """Planned as a missing file to lay out; by the time the run opens it the name is a symlink to a (blank)
+    block device: the gate checks the device it opened, and the layout refuses to unlink or write it."""
+    from iolab.doctor import SafetyGate
+    from iolab.engine.runner import prepare_files
+    from iolab.jobfile import parse_cli
+    from iolab.plan import build_plan
+
+    name = direct_dir / "data"
+    plan = build_plan(parse_cli(["--name=r", f"--filename={name}", "--size=1m", "--rw=read"]).jobs)
+    assert plan.jobs[0].files[0].extend and not plan.jobs[0].files[0].is_block
+    name.symlink_to(loop_device)
+    before = sha256(loop_device)
+    with SafetyGate.open(plan) as gate:
+        assert gate.findings == [] and gate.held == [str(name)]  # checked as the device it is, and held
+        failed: dict[int, tuple[str, int]] = {}
+        prepare_files(plan, failed, gate.anchors)
+    assert "not a regular file when the run opened it" in failed[0][0]
+    assert name.is_symlink() and sha256(loop_device) == before
+
+
+def test_doctor_gates_layout_and_unlink_of_read_jobs(direct_dir: Path) -> None:
+    """`iolab doctor JOBFILE` (path-based, writes nothing) counts layout and unlink=1 as writes too."""
+    need_root("create loop devices")
+    backing = write_random(direct_dir / "backing.img", 4 * MiB)
+    with attached(backing):
+        for extra in ("unlink=1\n", "size=8m\n"):
+            jobfile = direct_dir / "r.fio"
+            jobfile.write_text(f"[r]\nfilename={backing}\nrw=read\nsize=4m\n{extra}")
+            r = iolab("doctor", str(jobfile))
+            assert r.returncode == 1 and "IOL-SAFE-006" in r.stdout, (extra, r.stdout, r.stderr)
+        jobfile.write_text(f"[r]\nfilename={backing}\nrw=read\nsize=4m\n")
+        assert "IOL-SAFE-006" not in iolab("doctor", str(jobfile)).stdout  # reading it is fine

@@ -5,8 +5,17 @@ on it) is mounted, has holders, is active swap, or carries a partition table or 
 are compared by device number (st_rdev), never by path, so a symlink or a /dev/disk/by-* alias does not get
 around it. The signatures are read here from the device's first and last blocks.
 
+Open once (`SafetyGate.open`, what `iolab run` uses): every file and device of the run is opened by its name
+once, before anything is written (iolab/plan/anchor.py), and the checks run on those descriptors (`check_fd`:
+fstat, no name resolved again). The run then uses only these anchors: layout, the workers' opens (a reopen
+through /proc/self/fd/N with the job's flags) and unlink=1, so a symlink swapped or a file renamed over the name
+after the check changes nothing. What a job writes, lays out (creates, extends, pre-fills) or unlinks is gated:
+a read job that lays a file out or has unlink=1 is gated like a writer. A name that does not exist at the
+check is created later only as a new file in the directory opened at the check (O_EXCL, O_NOFOLLOW).
+`SafetyGate.check` runs the same checks by path, for `iolab doctor` (it writes nothing).
+
 While the job runs, the gate holds every written device open with O_EXCL, so nothing can mount it or claim it
-meanwhile (the engine's own non-exclusive opens still work).
+meanwhile (the engine's own non-exclusive opens, through the same anchor, still work).
 
 Override: `--allow-destroy=/dev/X` for exactly the device the job writes (matched by device number).
 fio's allow_mounted_write=1 lets the mounted check pass, but not the signature check.
