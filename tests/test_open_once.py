@@ -372,3 +372,30 @@ def test_doctor_gates_layout_and_unlink_of_read_jobs(direct_dir: Path) -> None:
             assert r.returncode == 1 and "IOL-SAFE-006" in r.stdout, (extra, r.stdout, r.stderr)
         jobfile.write_text(f"[r]\nfilename={backing}\nrw=read\nsize=4m\n")
         assert "IOL-SAFE-006" not in iolab("doctor", str(jobfile)).stdout  # reading it is fine
+
+
+def test_directory_symlink_swapped_before_a_later_jobs_layout(direct_dir: Path) -> None:
+    """A later job (stonewall, create_serialize=0) lays its file out when it starts, seconds after the check.
+    Meanwhile the directory in its filename is swapped to one where that name is a loop backing file: the
+    layout must happen in the directory the gate opened, and leave the backing file alone."""
+    need_root("create loop devices")
+    first = zeros(direct_dir / "first.dat", MiB)
+    checked = direct_dir / "checked"
+    checked.mkdir()
+    elsewhere = direct_dir / "elsewhere"
+    elsewhere.mkdir()
+    backing = write_random(elsewhere / "data", 2 * MiB)
+    link = direct_dir / "d"
+    link.symlink_to(checked)
+    with attached(backing):
+        before = sha256(backing)
+        with started(
+            "--name=first", f"--filename={first}", "--size=1m", "--rw=read", "--startdelay=2",
+            "--name=second", "--stonewall", "--create_serialize=0", f"--filename={link / 'data'}",
+            "--size=4m", "--rw=read",
+        ) as (proc, seen):  # fmt: skip
+            swap_symlink(link, elsewhere)
+            status, _, err = finish(proc, seen)
+        assert status == 0, err
+        assert backing.exists() and sha256(backing) == before and backing.stat().st_size == 2 * MiB
+        assert (checked / "data").stat().st_size == 4 * MiB  # laid out where the gate looked
