@@ -399,3 +399,22 @@ def test_directory_symlink_swapped_before_a_later_jobs_layout(direct_dir: Path) 
         assert status == 0, err
         assert backing.exists() and sha256(backing) == before and backing.stat().st_size == 2 * MiB
         assert (checked / "data").stat().st_size == 4 * MiB  # laid out where the gate looked
+
+
+def test_check_fd_reads_the_device_it_was_given_not_the_name(direct_dir: Path, loop_device: str) -> None:
+    """check_fd's signature read goes through the fd: a name that leads to a blank device by now does not
+    hide the file system on the device the fd holds; the findings name the caller's path."""
+    from iolab.doctor import check_fd
+
+    image = sparse(direct_dir / "ext4.img", 64 * MiB)
+    mkfs_ext4(image)
+    name = direct_dir / "name"
+    name.symlink_to(loop_device)  # blank
+    with attached(image) as dev:
+        fd = os.open(dev, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            found = check_fd(fd, str(name), users=["w"])
+        finally:
+            os.close(fd)
+    assert [f.code for f in found] == ["IOL-SAFE-004"], found
+    assert str(name) in found[0].message and "/proc/self/fd" not in repr(found[0])

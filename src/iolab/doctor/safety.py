@@ -8,10 +8,10 @@ around it. The signatures are read here from the device's first and last blocks.
 Open once (`SafetyGate.open`, what `iolab run` uses): every file and device of the run is opened by its name
 once, before anything is written (iolab/plan/anchor.py), and the checks run on those descriptors (`check_fd`:
 fstat, no name resolved again). The run then uses only these anchors: layout, the workers' opens (a reopen
-through /proc/self/fd/N with the job's flags) and unlink=1, so a symlink swapped or a file renamed over the name
-after the check changes nothing. What a job writes, lays out (creates, extends, pre-fills) or unlinks is gated:
-a read job that lays a file out or has unlink=1 is gated like a writer. A name that does not exist at the
-check is created later only as a new file in the directory opened at the check (O_EXCL, O_NOFOLLOW).
+through /proc/self/fd/N with the job's flags) and unlink=1, so a symlink swapped or a file renamed over the
+name after the check changes nothing. What a job writes, lays out (creates, extends, pre-fills) or unlinks is
+gated: a read job that lays a file out or has unlink=1 is gated like a writer. A name that does not exist at
+the check is created later only as a new file in the directory opened at the check (O_EXCL, O_NOFOLLOW).
 `SafetyGate.check` runs the same checks by path, for `iolab doctor` (it writes nothing).
 
 While the job runs, the gate holds every written device open with O_EXCL, so nothing can mount it or claim it
@@ -495,6 +495,16 @@ def _check_file(t: FileTarget, allow_destroy: Sequence[str]) -> list[Finding]:
     return out
 
 
+def _named(f: Finding, alias: str, path: str) -> Finding:
+    """The finding with `alias` replaced by `path` in its message, fix and evidence."""
+
+    def sub(value: Any) -> Any:
+        return value.replace(alias, path) if isinstance(value, str) else value
+
+    evidence = {k: sub(v) for k, v in f.evidence.items()}
+    return replace(f, message=sub(f.message), fix=sub(f.fix), evidence=evidence)
+
+
 def check_fd(
     fd: int,
     path: str,
@@ -511,8 +521,11 @@ def check_fd(
         devno = (os.major(st.st_rdev), os.minor(st.st_rdev))
         dev = block_device(devno)
         name = dev.name if dev else f"{devno[0]}:{devno[1]}"
-        target = WriteTarget(path, devno, name, tuple(users), allow_mounted_write)
-        return _check_device(target, allow_destroy, probe_excl=False)
+        # the checks that read the device (signatures) open the target's path: give them this fd's own
+        # /proc/self/fd path, so they read exactly the device the fd is, then name the caller's path
+        alias = f"/proc/self/fd/{fd}"
+        target = WriteTarget(alias, devno, name, tuple(users), allow_mounted_write)
+        return [_named(f, alias, path) for f in _check_device(target, allow_destroy, probe_excl=False)]
     if stat.S_ISREG(st.st_mode):
         ident = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
         return _check_file(FileTarget(path, ident, tuple(users)), allow_destroy)
@@ -583,26 +596,6 @@ def modifying_jobs(plan: RunPlan) -> dict[str, list[JobPlan]]:
     return out
 
 
-def _changed(anchor: FileAnchor, jobs: Sequence[str], why: str) -> Finding:
-    return finding(
-        "IOL-SAFE-005",
-        f"{anchor.path} changed while the gate checked it ({why}): refusing to write what was not checked",
-        {"path": anchor.path},
-        "run again once nothing renames or relinks it meanwhile",
-        job=",".join(jobs),
-    )
-
-
-def _same_device(anchor: FileAnchor) -> bool:
-    """The name still leads to the anchored device (the signature read inside the checks goes by name)."""
-    st = anchor.stat()
-    try:
-        now = os.stat(anchor.path)
-    except OSError:
-        return False
-    return st is not None and stat.S_ISBLK(now.st_mode) and now.st_rdev == st.st_rdev
-
-
 def _check_anchor(
     gate: RunGate, anchor: FileAnchor, jobs: Sequence[JobPlan], allow_destroy: Sequence[str]
 ) -> list[Finding]:
@@ -615,8 +608,6 @@ def _check_anchor(
         return []
     busy = False
     if kind == "block":
-        if not _same_device(anchor):
-            return [_changed(anchor, users, "it names another device now")]
         try:
             anchor.hold_exclusive()
         except OSError as exc:
@@ -629,8 +620,6 @@ def _check_anchor(
     )
     if kind == "file":
         return found
-    if not _same_device(anchor):
-        found.append(_changed(anchor, users, "it names another device now"))
     st = anchor.stat()
     assert st is not None
     devno = (os.major(st.st_rdev), os.minor(st.st_rdev))

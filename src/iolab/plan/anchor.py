@@ -102,6 +102,9 @@ class FileAnchor:
             entry = os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             entry = None
+        except OSError as exc:
+            self.close()
+            raise OSError(exc.errno, exc.strerror, path) from None
         if self.fd is not None and (
             entry is None or (not stat.S_ISLNK(entry.st_mode) and _ident(entry) != _ident(os.fstat(self.fd)))
         ):
