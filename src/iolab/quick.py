@@ -19,7 +19,7 @@ from iolab.analysis.model import merge_jobs
 from iolab.cli import RunOptions, RunRefused, execute
 from iolab.jobfile import JobDef, JobFileError, parse_files
 from iolab.jobfile.numbers import read_size, read_time
-from iolab.plan import PlanError
+from iolab.plan import PlanError, RunPlan
 
 JOBS_DIR = Path(__file__).parent / "jobs"
 WORKLOADS = (
@@ -98,16 +98,18 @@ def _prepare_target(path: str, size: int) -> int:
 
     if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
         return 0
-    if not os.path.exists(path) or os.path.getsize(path) < size:
-        print(
-            f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
-            file=sys.stderr,
-        )
+    def announce(plan: RunPlan) -> None:  # once the gate passed, before the layout
+        if any(fp.extend for job in plan.jobs for fp in job.files):
+            print(
+                f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
+                file=sys.stderr,
+            )
+
     name = path.replace(":", "\\:")  # fio's filename= splits on ':'
     jobs = parse_cli(
         ["--name=quick-layout", f"--filename={name}", f"--size={size}", "--rw=read", "--create_only=1"]
     )
-    _, code = execute(jobs.jobs, RunOptions(output_format="normal", eta="never"))
+    _, code = execute(jobs.jobs, RunOptions(output_format="normal", eta="never"), on_start=announce)
     return code
 
 
