@@ -360,7 +360,7 @@ def _check_device(
             bypass=f"--allow-destroy={allowed}" if allowed else None,
         )
     for swap in swaps_in(cover):
-        what = f"active swap ({swap.swap})" if swap.direct else f"under active swap: {swap.swap} on {swap.on}"
+        what = f"active swap ({swap.swap})" if swap.direct else f"under active swap: {swap.on}"
         add(
             "IOL-SAFE-003",
             f"{t.path} is {what}: writing over it corrupts running programs",
@@ -557,7 +557,7 @@ def _check_file(t: FileTarget, allow_destroy: Sequence[str], *, fd: int | None =
         out.append(
             finding(
                 "IOL-SAFE-007",
-                f"{t.path} is under active swap: {swap} on {on}: writing it corrupts running programs",
+                f"{t.path} is under active swap: {on}: writing it corrupts running programs",
                 {**where, "swap": swap, "chain": on},
                 f"swapoff {swap} first (--allow-destroy does not override this)",
                 job=job,

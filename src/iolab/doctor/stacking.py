@@ -256,7 +256,9 @@ def stack_above(
 @dataclass(frozen=True)
 class SwapHit:
     swap: str  # as /proc/swaps names it
-    on: str  # what it is on, down to the written device or file
+    #: the swap and what it is on, down to the written device or file:
+    #: "/dev/loop5 on /dev/loop4 on /srv/f.img", "/mnt/x/swapfile in the file system at /mnt/x on /dev/loop3"
+    on: str
     direct: bool  # the swap is the written device itself
 
 
@@ -278,7 +280,8 @@ def swaps_in(cover: dict[Devno, Layer]) -> list[SwapHit]:
             dev = (os.major(st.st_dev), os.minor(st.st_dev))
             if dev in fs:
                 below = fs_layer.get(dev)
-                on = f"the file system at {fs[dev].mountpoint}" + (f" on {below.describe()}" if below else "")
+                on = f"{swap} in the file system at {fs[dev].mountpoint}"
+                on += f" on {below.describe()}" if below else ""
                 out.append(SwapHit(swap, on, False))
     return out
 
