@@ -1,23 +1,36 @@
 """Data safety gate: no write reaches a block device that holds someone's data unless the user names it.
 
-Before any write to a block device the gate refuses when the device (or a partition of it, or a device stacked
-on it) is mounted, has holders, is active swap, or carries a partition table or file-system signature. Devices
+Before any write to a block device the gate refuses when the device, or anything stacked on it, is mounted,
+has holders, is active swap, or carries a partition table or file-system signature. "Stacked on it"
+(stacking.py) is found upwards and recursively: partitions, sysfs holders (dm, md ...), loop devices whose
+backing file is the device at any offset (the loop driver's lo_rdevice; loop devices make no holders/ link),
+loop devices backed by a file in a file system mounted from it, and swap files in such file systems. Devices
 are compared by device number (st_rdev), never by path, so a symlink or a /dev/disk/by-* alias does not get
-around it. The signatures are read here from the device's first and last blocks.
+around it. Findings name the chain: "/dev/loop7 (offset 1048576) on /dev/zram3 holds the ext4 file system at
+/mnt/x".
+
+Signatures are probed with libblkid (blkid.py: superblocks and partition tables, all of them, on the whole
+device) on the device itself and on every partition and loop device stacked on it (a loop at an offset holds
+its file system where the device shows nothing); where libblkid.so.1 cannot be loaded the gate's own table
+(first 68 KiB and last 128 KiB) is the fallback, and IOLAB_SIGNATURE_PROBER=table forces it. The finding's
+evidence says which prober was used. A probe can go through the fd the engine writes with (`fd=`).
 
 While the job runs, the gate holds every written device open with O_EXCL, so nothing can mount it or claim it
 meanwhile (the engine's own non-exclusive opens still work).
 
 Override: `--allow-destroy=/dev/X` for exactly the device the job writes (matched by device number).
 fio's allow_mounted_write=1 lets the mounted check pass, but not the signature check.
-Active swap is never overridable: writing over it corrupts running processes; swapoff first.
+Active swap is never overridable, also swap on a device stacked on the written one: writing over it corrupts
+running processes; swapoff first.
 
 Regular files are gated too, for what they are under a block device: the backing file of a loop device
-(IOL-SAFE-006; `--allow-destroy=PATH` naming that file overrides) or an active swap file (IOL-SAFE-007, never
-overridable). Files are compared by (st_dev, st_ino) after following symlinks, never by path, so a symlink or
-a hard link does not get around it; a loop device's backing file is identified by the LOOP_GET_STATUS64 ioctl
-(its lo_device and lo_inode, also right after the file was renamed or unlinked), else by stat() of
-/sys/block/loopN/loop/backing_file (a " (deleted)" one then cannot be identified).
+(IOL-SAFE-006; `--allow-destroy=PATH` naming that file overrides) or an active swap file, or the file under a
+loop device that swap is on, however deep (IOL-SAFE-007, never overridable). Files are compared by
+(st_dev, st_ino) after following symlinks, never by path, so a symlink or a hard link does not get around it;
+on overlayfs the merged path and the real files in the upper and lower layers are the same data, and are
+compared as one (mountinfo's upperdir/lowerdir). A loop device's backing file is identified by the
+LOOP_GET_STATUS64 ioctl (lo_device and lo_inode, also right after the file was renamed or unlinked), else by
+stat() of /sys/block/loopN/loop/backing_file (a " (deleted)" one then cannot be identified).
 """
 
 from __future__ import annotations
