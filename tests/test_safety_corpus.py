@@ -135,6 +135,12 @@ def run(*cmd: str | Path, env: dict[str, str] | None = None) -> subprocess.Compl
     return r
 
 
+def mkfs_ext4_settled(target: str | Path) -> None:
+    """ext4 with its inode tables and journal written at mkfs time: mounted, it has no lazy-init thread
+    writing the device in the background, so the device's hash holds still while the gate is tested."""
+    run("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", target)
+
+
 @contextmanager
 def hot_zram(size: str = "64M") -> Iterator[str]:
     """A zram device hot-added for the test (never zram0), reset and removed afterwards."""
@@ -447,7 +453,7 @@ def test_stacked_mounted_ext4_at_an_offset_of_a_zram(direct_dir: Path) -> None:
     """`losetup -o 1M /dev/zramN`, ext4 on that loop device, mounted: writing /dev/zramN destroys it."""
     need_tool("e2fsck")
     with hot_zram("64M") as zram, attached(Path(zram), "--offset", str(MiB)) as loop:
-        mkfs_ext4(loop)
+        mkfs_ext4_settled(loop)
         with mounted(loop, direct_dir / "mnt") as mnt:
             (mnt / "data.txt").write_text("someone's data\n")
             run("sync")
@@ -471,7 +477,7 @@ def test_stacked_loop_on_a_loop_on_a_zram(direct_dir: Path) -> None:
         attached(Path(zram), "--offset", str(MiB)) as lower,
         attached(Path(lower), "--offset", str(MiB)) as upper,
     ):
-        mkfs_ext4(upper)
+        mkfs_ext4_settled(upper)
         with mounted(upper, direct_dir / "mnt") as mnt:
             chain = f"{upper} (offset 1048576) on {lower} (offset 1048576) on {zram}"
             refused(
@@ -528,7 +534,7 @@ def test_stacked_swap_on_a_loop_on_a_loop_on_a_file_is_never_overridable(direct_
 
 def test_stacked_swap_file_in_a_file_system_on_the_device(direct_dir: Path) -> None:
     image = sparse(direct_dir / "fs.img", 64 * MiB)
-    mkfs_ext4(image)
+    mkfs_ext4_settled(image)
     with attached(image) as dev, mounted(dev, direct_dir / "mnt") as mnt:
         swapfile = mnt / "swapfile"
         with open(swapfile, "wb") as f:
@@ -612,3 +618,44 @@ def test_overlay_loop_on_lower_path_write_merged(direct_dir: Path) -> None:
             codes={"IOL-SAFE-006"},
             says=(f"backing file of {dev}",),
         )
+
+
+def test_stacked_loop_on_a_file_in_a_lazily_unmounted_file_system(direct_dir: Path) -> None:
+    """`umount -l` hides the mount, but a loop device still holds a file in the file system on the device."""
+    image = sparse(direct_dir / "fs.img", 32 * MiB)
+    mkfs_ext4_settled(image)
+    mnt = direct_dir / "mnt"
+    with attached(image) as dev:
+        with mounted(dev, mnt):
+            inner = sparse(mnt / "inner.img", 8 * MiB)
+        # read-only from here: nothing but the gate's runs could change the device while it is hashed
+        run("mount", "-o", "ro", dev, mnt)
+        try:
+            with attached(inner, "--read-only") as inner_loop:
+                run("umount", "-l", mnt)
+                assert str(mnt) not in Path("/proc/self/mountinfo").read_text()
+                # the kernel now names the backing file from the detached mount's root
+                says = (f"{inner_loop} on /{inner.name} (in a file system without a mount) on {dev}",)
+                case = "loop on a file in a lazily unmounted ext4 on the device"
+                refused(case, dev, codes={"IOL-SAFE-002", "IOL-SAFE-004"}, says=says)
+                # allowed, the file system that is still alive holds the device: O_EXCL fails
+                refused(case, dev, f"--allow-destroy={dev}", codes={"IOL-SAFE-005"})
+        finally:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_probe_through_the_engines_fd(direct_dir: Path) -> None:
+    """The gate probes the device the engine has open (O_DIRECT, any offset), not a path looked up again."""
+    image = sparse(direct_dir / "ext4.img", 16 * MiB)
+    mkfs_ext4(image)
+    blank = sparse(direct_dir / "blank.img", 16 * MiB)
+    with attached(image) as dev, attached(blank) as other:
+        fd = os.open(dev, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
+        try:
+            os.lseek(fd, 4096, os.SEEK_SET)
+            probe = probe_signatures(other, fd)  # the path names another device: the fd decides
+            assert [str(s) for s in probe.signatures] == ["ext4@1080"]
+            assert os.lseek(fd, 0, os.SEEK_CUR) == 4096
+            assert [str(s) for s in probe_signatures(dev, fd, prober="table").signatures] == ["ext4@1080"]
+        finally:
+            os.close(fd)

@@ -385,8 +385,10 @@ def _check_device(
     # devices stacked on it: a loop at an offset holds its file system past anything the device shows
     probes: list[tuple[Layer, SignatureProbe]] = []
     for layer in cover.values():
-        if layer.via == "holder":
-            continue  # dm/md/bcache: reported above (reading a suspended dm device could block)
+        if layer.via in ("holder", "loop on a file"):
+            # reported above as users. dm/md/bcache: reading a suspended dm device could block; a loop device
+            # over a file in a mounted file system: reading it would update that file's atime, a write
+            continue
         try:
             probes.append((layer, probe_signatures(layer.path, fd if layer.via == "self" else None)))
         except OSError as exc:
@@ -416,9 +418,9 @@ def _check_device(
                     str(s) if not layer.stacked else f"{s} on {_on(layer)}" for layer, _, s in found
                 ],
                 "details": [{**s.to_json(), "on": _on(layer)} for layer, _, s in found],
-                "ambivalent": [_on(layer) for layer in ambivalent],
                 "prober": sorted({p.prober for _, p in probes}),
-            },
+            }
+            | ({"ambivalent": [_on(layer) for layer in ambivalent]} if ambivalent else {}),
             f"write to another device, or wipe it (wipefs -a /dev/{t.name}); " + fix_allow,
             bypass=f"--allow-destroy={allowed}" if allowed else None,
         )

@@ -239,13 +239,18 @@ def stack_above(
         for lp in the_loops:
             if lp.rdev == layer.devno:
                 add(Layer(lp.name, lp.devno, (lp.label, *layer.chain), "loop"), depth + 1)
-            elif lp.file is not None and lp.rdev is None and lp.file[:2] in fs_here:
-                where = fs_here[lp.file[:2]].mountpoint
+            elif lp.file is not None and lp.rdev is None:
+                # its backing file is in a file system on this device: mounted (btrfs: under an anonymous
+                # st_dev), or still alive without a mount (umount -l) under the device's own number
+                fs = fs_here.get(lp.file[:2])
+                if fs is None and lp.file[:2] != layer.devno:
+                    continue
+                where = f"in the file system at {fs.mountpoint}" if fs else "in a file system without a mount"
                 add(
                     Layer(
                         lp.name,
                         lp.devno,
-                        (lp.label, f"{lp.backing_file} (in the file system at {where})", *layer.chain),
+                        (lp.label, f"{lp.backing_file} ({where})", *layer.chain),
                         "loop on a file",
                     ),
                     depth + 1,
@@ -283,6 +288,8 @@ def swaps_in(cover: dict[Devno, Layer]) -> list[SwapHit]:
                 on = f"{swap} in the file system at {fs[dev].mountpoint}"
                 on += f" on {below.describe()}" if below else ""
                 out.append(SwapHit(swap, on, False))
+            elif dev in cover:  # its file system has no mount any more (umount -l) but lives on
+                out.append(SwapHit(swap, f"{swap} in a file system on {cover[dev].describe()}", False))
     return out
 
 
