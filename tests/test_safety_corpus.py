@@ -344,6 +344,18 @@ def _ambivalent(image: Path) -> None:
         dst.write(src.read(1024))
 
 
+def _nilfs2_damaged(image: Path) -> None:
+    """nilfs2 with a flipped byte in both superblocks (the first at 1 KiB, the second 4 KiB before the end):
+    their checksums fail, `blkid -p` shows nothing, and it is still someone's file system."""
+    run("mkfs.nilfs2", "-q", "-f", "-B", "256", "-L", "damaged", image)
+    with open(image, "r+b") as f:
+        for sb in (1024, image.stat().st_size - 4096):
+            f.seek(sb + 0x90)
+            byte = f.read(1)[0]
+            f.seek(sb + 0x90)
+            f.write(bytes([byte ^ 0xFF]))
+
+
 CORPUS = [
     Case("ext2", 16 * MiB, "ext2", _mkfs("mkfs.ext2", "-q", "-F"), "mkfs.ext2"),
     Case("ext3", 16 * MiB, "ext3", _mkfs("mkfs.ext3", "-q", "-F"), "mkfs.ext3"),
@@ -373,6 +385,14 @@ CORPUS = [
     Case("zfs_member (synthesised)", 64 * MiB, "zfs_member", zfs_member, label="iolabpool"),
     Case("ceph_bluestore (synthesised)", 16 * MiB, "ceph_bluestore", ceph_bluestore),
     Case("vfat+ext2 ambivalent", 16 * MiB, "ext2", _ambivalent, "mkfs.vfat"),
+    Case(
+        "nilfs2, both superblocks damaged",
+        32 * MiB,
+        "nilfs2",
+        _nilfs2_damaged,
+        "mkfs.nilfs2",
+        label="damaged",
+    ),
 ]
 
 
@@ -408,6 +428,16 @@ def test_corpus_ambivalent_counts_as_data(direct_dir: Path) -> None:
         probe = probe_signatures(dev)
         assert probe.ambivalent
         assert {"vfat", "ext2"} <= {s.name for s in probe.signatures}
+
+
+def test_corpus_bad_checksum_counts_as_data(direct_dir: Path) -> None:
+    need_tool("mkfs.nilfs2")
+    image = sparse(direct_dir / "nilfs2.img", 32 * MiB)
+    _nilfs2_damaged(image)
+    assert subprocess.run(["blkid", "-p", str(image)], capture_output=True).returncode == 2  # blkid: nothing
+    with attached(image) as dev:
+        sigs = probe_signatures(dev).signatures
+        assert [(s.name, s.bad_checksum) for s in sigs] == [("nilfs2", True)]
 
 
 def test_corpus_blank_device_is_written_without_override(direct_dir: Path) -> None:

@@ -96,6 +96,8 @@ class Signature:
     usage: str | None = None  # libblkid's USAGE: filesystem, raid, crypto, other (a partition table: None)
     label: str | None = None
     uuid: str | None = None
+    #: libblkid found it with a bad checksum: a damaged file system, still someone's data
+    bad_checksum: bool = False
 
     def __str__(self) -> str:
         return self.name if self.offset is None else f"{self.name}@{self.offset}"
@@ -104,6 +106,8 @@ class Signature:
         out: dict[str, Any] = {"type": self.name, "offset": self.offset}
         extra = (("usage", self.usage), ("label", self.label), ("uuid", self.uuid))
         out.update({k: v for k, v in extra if v})
+        if self.bad_checksum:
+            out["bad_checksum"] = True
         return out
 
 
@@ -231,7 +235,9 @@ def probe_signatures(path: str, fd: int | None = None, *, prober: str | None = N
                 why = f" (libblkid failed: {exc})"
             else:
                 sigs = tuple(
-                    Signature(_blkid_name(s), s.offset, s.usage, s.label or None, s.uuid or None)
+                    Signature(
+                        _blkid_name(s), s.offset, s.usage, s.label or None, s.uuid or None, s.bad_checksum
+                    )
                     for s in found.signatures
                 )
                 return SignatureProbe(f"libblkid {blkid.version()}", sigs, found.ambivalent)
