@@ -37,7 +37,7 @@ import pytest
 
 from conftest import need
 from iolab.doctor import blkid
-from iolab.doctor.safety import probe_signatures
+from iolab.doctor.safety import check_fd, probe_signatures
 from test_doctor_support import MiB, attached, mkfs_ext4, mounted, need_root, need_tool, sparse
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -689,3 +689,18 @@ def test_probe_through_the_engines_fd(direct_dir: Path) -> None:
             assert [str(s) for s in probe_signatures(dev, fd, prober="table").signatures] == ["ext4@1080"]
         finally:
             os.close(fd)
+
+
+def test_check_fd_probes_the_fd_not_the_path(direct_dir: Path) -> None:
+    """check_fd(): the signatures are those of the device open at the fd, even when the path now names a blank
+    device (a symlink swapped after the open)."""
+    image = sparse(direct_dir / "ext4.img", 16 * MiB)
+    mkfs_ext4(image)
+    with attached(image) as dev, attached(sparse(direct_dir / "blank.img", 16 * MiB)) as blank:
+        fd = os.open(dev, os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
+        try:
+            found = check_fd(fd, blank, users=["w"])
+        finally:
+            os.close(fd)
+        sig = [f for f in found if f.code == "IOL-SAFE-004"]
+        assert sig and sig[0].severity == "error" and sig[0].evidence["signatures"] == ["ext4@1080"]
