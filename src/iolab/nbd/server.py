@@ -354,6 +354,7 @@ class Connection(asyncio.Protocol):
             return True
         if opt == proto.OPT_ABORT:
             self._opt_reply(opt, proto.REP_ACK)
+            self._uncork()  # out before the close below, which drops what is still corked
             if self.transport is not None:
                 self.transport.close()
             self.closed = True

@@ -39,7 +39,7 @@ class TLSConfig:
         return {"mode": self.mode, "cert": self.cert, "verify_peer": self.ca is not None}
 
 
-def _read_pem(path: str, what: str, marker: str) -> None:
+def _read_pem(path: str, what: str, marker: str, block: str) -> None:
     """Fail with a clear message when `path` is missing, unreadable or holds no `marker` PEM block."""
     try:
         with open(path, "rb") as f:
@@ -49,7 +49,7 @@ def _read_pem(path: str, what: str, marker: str) -> None:
     except OSError as exc:
         raise ValueError(f"TLS {what} {path}: {exc.strerror or exc}") from None
     if marker.encode() not in data:
-        raise ValueError(f"TLS {what} {path}: no PEM {marker.strip('-').lower()} block in the file")
+        raise ValueError(f"TLS {what} {path}: no PEM {block} in the file")
 
 
 def _encrypted_key(path: str) -> str:
@@ -60,10 +60,10 @@ def _encrypted_key(path: str) -> str:
 def server_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
     """A TLS 1.2+ server context with this certificate; with `ca`, clients must present a certificate
     signed by it."""
-    _read_pem(cert, "certificate", "-----BEGIN CERTIFICATE-----")
-    _read_pem(key, "key", "PRIVATE KEY-----")
+    _read_pem(cert, "certificate", "-----BEGIN CERTIFICATE-----", "certificate")
+    _read_pem(key, "key", "PRIVATE KEY-----", "private key")
     if ca is not None:
-        _read_pem(ca, "CA certificate", "-----BEGIN CERTIFICATE-----")
+        _read_pem(ca, "CA certificate", "-----BEGIN CERTIFICATE-----", "certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = MIN_VERSION
     try:
