@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := fio fio-examples e2fsprogs util-linux kmod python3-venv qemu-utils libnbd-bin python3-libnbd nbdkit strace
+SYSTEM_PACKAGES := fio fio-examples e2fsprogs util-linux kmod python3-venv qemu-utils libnbd-bin python3-libnbd nbdkit strace openssl
 
 .PHONY: run test test-sanitize lint system-deps build difftest
 
