@@ -40,7 +40,14 @@ from iolab.doctor.findings import (
     sort_findings,
     strict,
 )
-from iolab.doctor.safety import ExclusiveHold, SafetyError, SafetyGate, Signature, read_signatures
+from iolab.doctor.safety import (
+    ExclusiveHold,
+    SafetyError,
+    SafetyGate,
+    Signature,
+    check_fd,
+    read_signatures,
+)
 from iolab.doctor.target import BlockDevice, Mount, TargetInfo, inspect_target
 
 __all__ = [
@@ -64,6 +71,7 @@ __all__ = [
     "Signature",
     "Snapshot",
     "TargetInfo",
+    "check_fd",
     "devices_for",
     "devices_under",
     "doctor_main",

@@ -484,6 +484,30 @@ def _check_file(t: FileTarget, allow_destroy: Sequence[str]) -> list[Finding]:
     return out
 
 
+def check_fd(
+    fd: int,
+    path: str,
+    *,
+    users: Sequence[str],
+    allow_destroy: Sequence[str] = (),
+    allow_mounted_write: bool = False,
+) -> list[Finding]:
+    """The gate's checks on what an open file descriptor really is (fstat: no path is resolved again), for
+    a caller about to write through that same fd. `users` name who writes (jobs, or an NBD export). The
+    caller holds a block device with O_EXCL itself when it wants others kept out."""
+    st = os.fstat(fd)
+    if stat.S_ISBLK(st.st_mode):
+        devno = (os.major(st.st_rdev), os.minor(st.st_rdev))
+        dev = block_device(devno)
+        name = dev.name if dev else f"{devno[0]}:{devno[1]}"
+        target = WriteTarget(path, devno, name, tuple(users), allow_mounted_write)
+        return _check_device(target, allow_destroy, probe_excl=False)
+    if stat.S_ISREG(st.st_mode):
+        ident = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+        return _check_file(FileTarget(path, ident, tuple(users)), allow_destroy)
+    return []
+
+
 class SafetyError(Exception):
     def __init__(self, findings: Sequence[Finding]) -> None:
         self.findings = list(findings)
