@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from iolab.nbd import proto, serve
+from iolab.nbd import server as server_module
 from iolab.nbd.tls import make_config
 from nbd_helpers import TIMEOUT, clean_env, ctl, make_image, need_tool, run, serve_cli
 
@@ -142,6 +143,14 @@ def qemu_nbd_opts(sock: Path, tls: bool = True) -> str:
     # over a unix socket QEMU has no host name to check the certificate against: give it one
     opts = f"driver=nbd,server.type=unix,server.path={sock}"
     return opts + (",tls-creds=tls0,tls-hostname=localhost" if tls else "")
+
+
+def connections_left(srv: Any) -> int:
+    """Connections the server still holds, once they have had a moment to close."""
+    deadline = time.monotonic() + 5
+    while srv._service.server.connections and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return len(srv._service.server.connections)
 
 
 def reads(srv: Any) -> int:
@@ -287,6 +296,7 @@ def test_a_client_trusting_another_ca_fails_the_handshake(tmp_path: Path, sockdi
         got = run([qemu_img, "info", *qemu_tls(pki.wrong), "--image-opts", qemu_nbd_opts(sock)], check=False)
         assert got.returncode != 0 and "issuer" in got.stderr, got.stderr
         assert reads(srv) == 0 and srv.stats()["connections_total"] == 1
+        assert connections_left(srv) == 0  # failed handshakes leave nothing behind
 
 
 def test_verify_peer_wants_a_client_certificate(tmp_path: Path, sockdir: Path, pki: PKI) -> None:
@@ -314,6 +324,10 @@ def test_verify_peer_wants_a_client_certificate(tmp_path: Path, sockdir: Path, p
 # --- the protocol, with a raw client -----------------------------------------------------------------
 
 
+# wrap_socket detaches the plain socket, so closing that no longer ends the connection: _raw closes these
+_tls_sockets: list[ssl.SSLSocket] = []
+
+
 @contextlib.contextmanager
 def _raw(path: Path) -> Iterator[socket.socket]:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -326,6 +340,8 @@ def _raw(path: Path) -> Iterator[socket.socket]:
         yield s
     finally:
         s.close()
+        while _tls_sockets:
+            _tls_sockets.pop().close()
 
 
 def _recv(s: socket.socket, n: int) -> bytes:
@@ -366,6 +382,7 @@ def _client_context(pki: PKI) -> ssl.SSLContext:
 def _talk_tls(ctx: ssl.SSLContext, s: socket.socket) -> ssl.SSLSocket:
     """Upgrade after the STARTTLS acknowledgement; one option round trip proves the session works."""
     t = ctx.wrap_socket(s, server_hostname="localhost")
+    _tls_sockets.append(t)
     assert _option(t, proto.OPT_LIST)[-1][0] == proto.REP_ACK
     return t
 
@@ -456,6 +473,30 @@ def test_plaintext_after_starttls_is_not_taken_into_the_session(
             go = proto.OPT_HEADER.pack(proto.IHAVEOPT, proto.OPT_GO, 6) + struct.pack(">IH", 0, 0)
             s.sendall(starttls + go)
             assert _closed(s)
+        assert srv.stats()["connections_total"] == 0
+
+
+def test_a_stalled_or_garbled_tls_handshake_is_dropped(
+    tmp_path: Path, sockdir: Path, pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "HANDSHAKE_TIMEOUT", 1.0)
+    img = make_image(tmp_path / "export.img", MiB)
+    sock = sockdir / "s"
+    with serve(img, listen=f"unix:{sock}", tls=make_config("require", certs_dir=str(pki.server))) as srv:
+        with _raw(sock) as s:  # acknowledged, then silence: dropped after the handshake timeout
+            assert _option(s, proto.OPT_STARTTLS) == [(proto.REP_ACK, b"")]
+            start = time.monotonic()
+            assert _closed(s)
+            assert 0.5 < time.monotonic() - start < 8
+        assert connections_left(srv) == 0
+        with _raw(sock) as s:  # not a TLS record
+            assert _option(s, proto.OPT_STARTTLS) == [(proto.REP_ACK, b"")]
+            s.sendall(proto.OPT_HEADER.pack(proto.IHAVEOPT, proto.OPT_LIST, 0))
+            assert _closed(s)
+        # the server is still there for a proper client
+        with _raw(sock) as s:
+            assert _option(s, proto.OPT_STARTTLS) == [(proto.REP_ACK, b"")]
+            _talk_tls(_client_context(pki), s)
         assert srv.stats()["connections_total"] == 0
 
 

@@ -180,6 +180,7 @@ class Connection(asyncio.Protocol):
         self.write_paused = False
         self.peer = ""
         self.tls_active = False  # NBD_OPT_STARTTLS acknowledged and the TLS handshake done
+        self.lost = False  # connection_lost ran (it can be called twice when a TLS handshake fails)
         # replies produced while one batch of requests is parsed go out in one send
         self.corked: list[bytes | bytearray] | None = None
         self.corked_bytes = 0
@@ -223,6 +224,9 @@ class Connection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost:
+            return
+        self.lost = True
         self.closed = True
         self.queue.feed_eof()
         self.server.connections.discard(self)
@@ -414,6 +418,9 @@ class Connection(asyncio.Protocol):
                 plain, self, tls.context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
             )
         except OSError as exc:  # ssl.SSLError, resets and the handshake timeout are all OSErrors
+            # asyncio does not pass on the loss of a connection whose TLS handshake timed out or was
+            # reset, so the connection would stay counted forever: end it here
+            self.connection_lost(exc)
             raise _Abort(f"TLS handshake failed: {exc}") from None
         if upgraded is None or self.closed:
             raise _Abort("connection closed during the TLS handshake")
