@@ -432,11 +432,19 @@ def test_require_option_rules(tmp_path: Path, sockdir: Path, pki: PKI) -> None:
         with _raw(sock) as s:
             s.sendall(proto.OPT_HEADER.pack(proto.IHAVEOPT, proto.OPT_EXPORT_NAME, 0))
             assert _closed(s)
+        # ... and is fine once TLS is on
+        with _raw(sock) as s:
+            assert _option(s, proto.OPT_STARTTLS) == [(proto.REP_ACK, b"")]
+            t = _talk_tls(_client_context(pki), s)
+            t.sendall(proto.OPT_HEADER.pack(proto.IHAVEOPT, proto.OPT_EXPORT_NAME, 0))
+            size, _flags = struct.unpack(">QH", _recv(t, 10))  # no 124 zero bytes: NO_ZEROES was set
+            assert size == MiB
+            t.sendall(proto.REQUEST.pack(proto.REQUEST_MAGIC, 0, proto.CMD_DISC, 9, 0, 0))
         # NBD_OPT_ABORT is allowed without TLS
         with _raw(sock) as s:
             assert _option(s, proto.OPT_ABORT) == [(proto.REP_ACK, b"")]
             assert _closed(s)
-        assert srv.stats()["connections_total"] == 1 and reads(srv) == 1
+        assert srv.stats()["connections_total"] == 2 and reads(srv) == 1
 
 
 def test_starttls_forgets_earlier_negotiation(tmp_path: Path, sockdir: Path, pki: PKI) -> None:
