@@ -410,14 +410,15 @@ class Connection(asyncio.Protocol):
         self._opt_reply(opt, proto.REP_ACK)
         self._uncork()  # the acknowledgement goes out in plaintext, before the transport changes
         plain = self.transport
-        assert plain is not None
+        if plain is None or self.closed or plain.is_closing():
+            raise _Abort("connection closed before the TLS handshake")
         # start_tls switches the transport's protocol before it yields, so no byte is read in plaintext
         # from here on; the handshake runs on the loop while this coroutine waits.
         try:
             upgraded = await self.loop.start_tls(
                 plain, self, tls.context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
             )
-        except OSError as exc:  # ssl.SSLError, resets and the handshake timeout are all OSErrors
+        except Exception as exc:  # ssl.SSLError, a reset, the handshake timeout (uvloop: its own types)
             # asyncio does not pass on the loss of a connection whose TLS handshake timed out or was
             # reset, so the connection would stay counted forever: end it here
             self.connection_lost(exc)
