@@ -694,6 +694,7 @@ def test_cli_certificate_errors_are_one_clear_line(tmp_path: Path, sockdir: Path
         (["--tls=off", "--tls-certs", str(pki.server)], ["--tls=off"]),
         (["--tls-certs", str(pki.server), "--tls-cert", cert], ["one or the other"]),
         (["--tls-cert", cert], ["--tls-key"]),
+        (["--tls-verify-peer"], ["needs certificates"]),
     ]
     sock = sockdir / "s"
     for args, words in cases:

@@ -66,6 +66,7 @@ def server_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext
         _read_pem(ca, "CA certificate", "-----BEGIN CERTIFICATE-----", "certificate")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = MIN_VERSION
+    ctx.options |= ssl.OP_NO_RENEGOTIATION  # a client could make the server redo handshakes at will
     try:
         ctx.load_cert_chain(cert, key, password=lambda: _encrypted_key(key))
     except ssl.SSLError as exc:
@@ -94,13 +95,13 @@ def make_config(
     With no mode, TLS is off unless certificates are given, and then required: certificates that are
     given but silently unused would leave a user believing the traffic is encrypted.
     """
-    given = certs_dir is not None or cert is not None or key is not None or ca is not None
+    given = certs_dir is not None or cert is not None or key is not None or ca is not None or verify_peer
     if mode is None:
         mode = "require" if given else "off"
     if mode not in TLS_MODES:
         raise ValueError(f"--tls={mode}: expected one of {', '.join(TLS_MODES)}")
     if mode == "off":
-        if given or verify_peer:
+        if given:
             raise ValueError("--tls=off with TLS certificate options: drop them, or use --tls=on or require")
         return None
     if certs_dir is not None:
