@@ -33,7 +33,7 @@ import pytest
 from iolab.nbd import proto, serve
 from iolab.nbd import server as server_module
 from iolab.nbd.tls import make_config
-from nbd_helpers import TIMEOUT, clean_env, ctl, make_image, need_tool, run, serve_cli
+from nbd_helpers import DEBIAN_PYTHON, TIMEOUT, clean_env, ctl, make_image, need, need_tool, run, serve_cli
 
 MiB = 1 << 20
 SERVER_EXT = (
@@ -713,3 +713,33 @@ def test_cli_certificate_errors_are_one_clear_line(tmp_path: Path, sockdir: Path
         for w in words:
             assert w in lines[0], (args, w, lines[0])
         assert not sock.exists()  # refused before listening
+
+
+def test_an_unreadable_key_is_named(pki: PKI) -> None:
+    """As a user who may not read the key (root reads anything: the check runs as nobody then)."""
+    d = Path(tempfile.mkdtemp(prefix="iolab-tls-perm-"))
+    try:
+        d.chmod(0o755)
+        for name in ("server-cert.pem", "server-key.pem"):
+            shutil.copy(pki.server / name, d / name)
+        (d / "server-cert.pem").chmod(0o644)
+        # the module alone, so the check needs no access to the source tree (it may sit under /root)
+        shutil.copy(Path(make_config.__code__.co_filename), d / "tlscheck.py")
+        (d / "tlscheck.py").chmod(0o644)
+        script = (
+            f"import sys; sys.path.insert(0, {str(d)!r}); from tlscheck import make_config\n"
+            f"try: make_config('require', certs_dir={str(d)!r})\n"
+            "except ValueError as e: print(e)\n"
+        )
+        if os.geteuid() == 0:
+            (d / "server-key.pem").chmod(0o600)  # root's: nobody may not read it
+            need(os.path.exists(DEBIAN_PYTHON), f"{DEBIAN_PYTHON} is missing (Debian package python3)")
+            setpriv = need_tool("setpriv", "util-linux")
+            cmd = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", DEBIAN_PYTHON, "-c", script]
+        else:
+            (d / "server-key.pem").chmod(0)
+            cmd = [sys.executable, "-c", script]
+        out = run(cmd).stdout.strip()
+        assert out == f"TLS key {d / 'server-key.pem'}: Permission denied"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
