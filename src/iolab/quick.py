@@ -98,6 +98,7 @@ def _prepare_target(path: str, size: int) -> int:
 
     if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
         return 0
+
     def announce(plan: RunPlan) -> None:  # once the gate passed, before the layout
         if any(fp.extend for job in plan.jobs for fp in job.files):
             print(
