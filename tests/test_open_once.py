@@ -418,3 +418,19 @@ def test_check_fd_reads_the_device_it_was_given_not_the_name(direct_dir: Path, l
             os.close(fd)
     assert [f.code for f in found] == ["IOL-SAFE-004"], found
     assert str(name) in found[0].message and "/proc/self/fd" not in repr(found[0])
+
+
+def test_device_held_by_someone_else_is_refused_even_when_allowed(loop_device: str) -> None:
+    """An exclusive holder the gate cannot name (here: this test's O_EXCL open) keeps the run out, also
+    with --allow-destroy: only a file system mounted from the device and allowed may hold it."""
+    holder = os.open(loop_device, os.O_RDONLY | os.O_EXCL)
+    try:
+        before = sha256(loop_device)
+        r = iolab(
+            "run", "--name=w", f"--filename={loop_device}", "--size=1m", "--rw=write",
+            f"--allow-destroy={loop_device}",
+        )  # fmt: skip
+        assert r.returncode == 1 and "IOL-SAFE-005" in r.stderr and "EBUSY" in r.stderr, r.stderr
+        assert sha256(loop_device) == before
+    finally:
+        os.close(holder)

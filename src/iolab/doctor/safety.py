@@ -714,7 +714,10 @@ def _check_anchor(
     assert st is not None
     devno = (os.major(st.st_rdev), os.minor(st.st_rdev))
     if busy:
-        if not has_errors(found) and not _allowed(devno, allow_destroy):
+        # someone holds it exclusively: acceptable only for a file system mounted from it that the user
+        # allowed to destroy; any other holder (a lazily unmounted file system, a program) refuses the run
+        mounted = any(f.code == "IOL-SAFE-001" for f in found)
+        if not has_errors(found) and not (mounted and _allowed(devno, allow_destroy)):
             found.append(
                 finding(
                     "IOL-SAFE-005",
