@@ -10,7 +10,8 @@ A worker thread pins itself to its JobPlan.cpus (cpus_allowed/cpumask) before it
 While io_uring jobs run, the main thread looks for io-wq workers ("iou-wrk-<tid>" threads of this process)
 of each job's thread: their presence means the kernel punted the I/O to worker threads.
 Start order follows fio: stonewall waits for every earlier worker, wait_for for the named job's workers.
-Ctrl-C stops running workers (their partial results stay valid) and starts no new ones.
+A stop signal (SIGINT, SIGTERM, SIGHUP; see iolab.interrupt) stops running workers (their partial results
+stay valid) and starts no new ones; after a second one, workers that have not ended are abandoned.
 Phases: from the moment a worker starts while none runs until none runs again. Jobs separated by stonewall
 (or wait_for, or groups run one after another) are separate phases; an optional `phase_snapshot` callable is
 called at both ends of each (for the device counters of the post-run check).
@@ -23,8 +24,6 @@ import errno
 import fcntl
 import mmap
 import os
-import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -32,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab import _core
+from iolab import _core, interrupt
 from iolab.engine.config import ENGINE_PSYNC, pack_config
 from iolab.plan import FilePlan, JobPlan, RunPlan
 from iolab.plan.layout import LayoutError, layout_file, make_parent_dirs
@@ -107,6 +106,8 @@ class Phase:
 class RunOutcome:
     workers: list[WorkerOutcome]
     interrupted: bool = False
+    #: the first stop signal's number when interrupted
+    signal: int | None = None
     warnings: list[str] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
 
@@ -228,9 +229,15 @@ def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
         return None, ""
     out = f"{job.name}.{which}.txt"
     note = f"{job.name}: saving the output of exec_{which} in {out}"
-    status = subprocess.run(f"{command} > {shlex.quote(out)} 2>&1", shell=True, check=False).returncode
-    if status != 0:
-        return f"exec_{which} command exited with status {status} (see {out})", note
+    try:
+        # opened here rather than by a shell redirection: an error names the file, and the command does not
+        # inherit iolab's stdout/stderr (a hook left running would hold a reader's pipe open)
+        with open(out, "w") as log:
+            status = subprocess.run(command, shell=True, stdout=log, stderr=subprocess.STDOUT, check=False)
+    except OSError as exc:
+        return f"exec_{which}: {exc.filename or out}: {exc.strerror}", note
+    if status.returncode != 0:
+        return f"exec_{which} command exited with status {status.returncode} (see {out})", note
     return None, note
 
 
@@ -461,29 +468,14 @@ def run_plan(
 ) -> RunOutcome:
     """Run the workers; `failed` (from prepare_files) names the jobs whose setup failed: not run, done."""
     cancel = threading.Event()
-    interrupted = threading.Event()
-
-    def on_sigint(signum: int, frame: object) -> None:
-        # a flag, not KeyboardInterrupt: an exception could land mid-bookkeeping and lose results
-        interrupted.set()
-        cancel.set()
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        return _schedule(
-            plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot, failed or {}
-        )
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    # the handler only sets the event: an exception could land mid-bookkeeping and lose results
+    with interrupt.handling(), interrupt.on_signal(cancel.set):
+        return _schedule(plan, cancel, on_progress, progress_interval_s, phase_snapshot, failed or {})
 
 
 def _schedule(
     plan: RunPlan,
     cancel: threading.Event,
-    interrupted: threading.Event,
     on_progress: Callable[[Progress], None] | None,
     progress_interval_s: float,
     phase_snapshot: Callable[[], Any] | None = None,
@@ -512,6 +504,12 @@ def _schedule(
     next_progress = t0 + progress_interval_s
     next_iowq = t0 + 0.5
     while pending or running:
+        if interrupt.requested() is not None:
+            cancel.set()  # also when the signal came before the run started
+        if interrupt.forced() and running:
+            _abandon(running, outcomes)
+            running.clear()
+            pending.clear()
         if cancel.is_set() and not stopped:
             stopped = True
             pending.clear()
@@ -567,9 +565,31 @@ def _schedule(
         if on_progress is not None and now >= next_progress:
             next_progress = now + progress_interval_s
             on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
+    signum = interrupt.requested()
     return RunOutcome(
-        workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted.is_set(), phases=phases
+        workers=[outcomes[i] for i in sorted(outcomes)],
+        interrupted=signum is not None,
+        signal=signum,
+        phases=phases,
     )
+
+
+def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> None:
+    """After a second stop signal: report the workers that have not ended as such, without waiting (their
+    threads are daemons; a copy of the outcome, so that the thread cannot change it while it is reported)."""
+    signum = interrupt.requested() or 0
+    now = time.monotonic()
+    for worker in running:
+        plan = worker.outcome.plan
+        outcomes[plan.index] = WorkerOutcome(
+            plan,
+            setup_error=f"had not ended when the second stop signal came ({interrupt.signal_name(signum)}): "
+            "abandoned, no results",
+            setup_errno=errno.EINTR,
+            started_at=worker.outcome.started_at,
+            finished_at=now,
+            notes=list(worker.outcome.notes),
+        )
 
 
 def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:
