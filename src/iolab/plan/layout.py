@@ -115,7 +115,8 @@ def layout_file(plan: FilePlan, spec: LayoutSpec) -> bool:
                 if signum is not None:
                     os.ftruncate(fd, pos)
                     name, size = interrupt.signal_name(signum), _size_text(plan.required_size)
-                    raise LayoutError(f"{plan.path}: interrupted ({name}) while laying out {size}", errno.EINTR)
+                    message = f"{plan.path}: interrupted ({name}) while laying out {size}"
+                    raise LayoutError(message, errno.EINTR)
                 n = min(CHUNK, plan.required_size - pos)
                 if not spec.zero:
                     # stamp the position: no two chunks alike (dedup/compression would see through it)
