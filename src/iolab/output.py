@@ -17,7 +17,6 @@ fsynced, then renamed; the directory is fsynced after the rename.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import secrets
 import stat
@@ -88,9 +87,12 @@ class ReportFile:
         directory = os.path.dirname(self.target) or "."
         if not os.path.isdir(directory):
             raise OutputError(f"--output {path}: the directory {directory} does not exist")
-        if st is not None and not os.access(path, os.W_OK):
-            # the rename could replace it, but fio could not open it for writing: neither do we
-            raise OutputError(f"--output {path}: {os.strerror(errno.EACCES)}")
+        if st is not None:
+            # the rename could replace a file fio could not open for writing (read-only, busy): neither do we
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY))
+            except OSError as exc:
+                raise _error(path, exc) from None
         base = os.path.basename(self.target)
         for _ in range(100):
             temp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.iolab-tmp")

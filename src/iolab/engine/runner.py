@@ -24,6 +24,7 @@ import errno
 import fcntl
 import mmap
 import os
+import re
 import subprocess
 import threading
 import time
@@ -364,6 +365,7 @@ class _Worker(threading.Thread):
             if idle:
                 io_size = max(int(config["max_bs"]), int(config["io_size"]))
                 config = dict(config, engine=ENGINE_PSYNC, engine_flags=0, io_size=io_size)
+            paths = [fp.path for fp in plan.files if fp.region_size > 0] or [os.devnull]
             job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
@@ -374,6 +376,8 @@ class _Worker(threading.Thread):
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
+            if raw.get("error_msg"):
+                raw["error_msg"] = name_files(str(raw["error_msg"]), paths)
             if idle and not self._cancel.is_set():
                 raw["stopped"] = False  # doing nothing was the plan, not an interruption
             # a stop that lands before the first I/O counts as one before the loop: in fio the window
@@ -401,6 +405,19 @@ class _Worker(threading.Thread):
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(fp.path)
             self.outcome.finished_at = time.monotonic()
+
+
+_FILE_REF = re.compile(r"of file (\d+)(?: \(fd \d+\))?")
+
+
+def name_files(message: str, paths: Sequence[str]) -> str:
+    """The core says "of file N (fd M)" (the Nth file it was given): the user wants the path."""
+
+    def path(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return f"of {paths[index]}" if index < len(paths) else match.group(0)
+
+    return _FILE_REF.sub(path, message)
 
 
 def empty_result() -> dict[str, Any]:
