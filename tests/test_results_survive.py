@@ -7,14 +7,18 @@ same signals sent to fio for comparison.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +34,7 @@ MiB = 1 << 20
 SIGNALS = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
 
 
-_started: list[subprocess.Popen[str]] = []
+_started: list[subprocess.Popen[Any]] = []
 
 
 @pytest.fixture(autouse=True)
@@ -175,6 +179,46 @@ def test_signal_writes_output_file_in_every_format(tmp_path: Path, fmt: str, sig
         assert fields[0] == "3" and fields[2] == "sig"
         assert int(fields[5]) > 0  # read KiB
     assert f"interrupted ({sig.name})" in err
+    no_temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["json", "normal"])
+def test_terminal_hangup_still_writes_output(tmp_path: Path, fmt: str) -> None:
+    """The real SIGHUP: iolab runs on a terminal (its controlling tty, the status line on it) that goes
+    away. The kernel sends SIGHUP, stderr now fails with EIO; the results still reach --output."""
+    result = tmp_path / "r.out"
+    data = tmp_path / "data"
+    master, slave = pty.openpty()
+
+    def controlling_tty() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [*IOLAB, "run", "--name=hup", f"--filename={data}", "--size=16m", "--rw=read", "--bs=64k",
+         "--time_based", "--runtime=60", f"--output-format={fmt}", f"--output={result}"],
+        stdin=slave, stdout=slave, stderr=slave, preexec_fn=controlling_tty,
+    )  # fmt: skip
+    _started.append(proc)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"laid out" not in seen:
+        assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            seen += os.read(master, 65536)
+    time.sleep(1)  # reading (the status line keeps writing to the terminal meanwhile)
+    os.close(master)  # the terminal hangs up
+    code = proc.wait(timeout=60)
+    assert code == 128 + signal.SIGHUP
+    text = result.read_text()
+    if fmt == "json":
+        doc = json.loads(text)
+        assert doc["jobs"][0]["read"]["io_bytes"] > 0
+        assert doc["iolab"]["interrupted"]["signal"] == "SIGHUP"
+    else:
+        assert "warning: interrupted (SIGHUP)" in text and "READ: bw=" in text
     no_temp_files(tmp_path)
 
 

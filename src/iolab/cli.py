@@ -310,7 +310,7 @@ def cmd_run(argv: Sequence[str]) -> int:
     )
     from iolab import interrupt
 
-    with interrupt.handling():
+    with interrupt.handling(), interrupt.forgiving_stderr():
         try:
             return _run_and_report(cli.jobs, opts, fmt, parser_warnings, int(flags.get("terse-version") or 3))
         except interrupt.Interrupted as exc:
@@ -375,7 +375,13 @@ def _run_and_report(
                     _err(f"warning: {note}")
         report = render(run, fmt, terse_version=terse_version)
         if sink is None:
-            emit(report)
+            try:
+                emit(report)
+            except BrokenPipeError:
+                raise  # main() handles the reader going away
+            except OSError as exc:
+                _err(f"stdout: {exc.strerror or exc} (writing the report)")  # e.g. the terminal hung up
+                return 1
         else:
             try:
                 emit(report)

@@ -17,11 +17,13 @@ reports a process killed by it, but with the results written.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TextIO, cast
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -137,3 +139,49 @@ def on_abandon(callback: Callable[[], None]) -> Iterator[None]:
     finally:
         with contextlib.suppress(ValueError):
             _state.on_abandon.remove(callback)
+
+
+class _ForgivingStream(io.TextIOBase):
+    """A text stream that drops what it cannot write: after SIGHUP the terminal is gone (EIO), and a warning
+    that cannot be shown must not stop the results from being written to --output."""
+
+    def __init__(self, inner: TextIO) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            self._inner.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._inner.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._inner.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def fileno(self) -> int:
+        return self._inner.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._inner.encoding
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return self._inner.errors
+
+
+@contextlib.contextmanager
+def forgiving_stderr() -> Iterator[None]:
+    """sys.stderr drops what the terminal no longer takes, for the duration."""
+    previous = sys.stderr
+    sys.stderr = cast(TextIO, _ForgivingStream(previous))
+    try:
+        yield
+    finally:
+        sys.stderr = previous

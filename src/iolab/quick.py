@@ -146,7 +146,7 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("--only", choices=[w for w, _ in WORKLOADS], action="append", help="run only these")
     opts = ap.parse_args(list(argv))
     # SIGINT, SIGTERM and SIGHUP stop the workload that runs; the table shows what ran until then
-    with interrupt.handling():
+    with interrupt.handling(), interrupt.forgiving_stderr():
         try:
             return _quick(opts)
         except interrupt.Interrupted as exc:
