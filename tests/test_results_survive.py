@@ -414,6 +414,20 @@ def test_output_symlink_mode_and_dev_stdout(tmp_path: Path) -> None:
     proc = subprocess.run([*base, "--output=/dev/stdout"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["jobs"][0]["read"]["io_bytes"] == MiB  # written through, not replaced
+    log = tmp_path / "app.log"
+    log.write_text("earlier line\n")
+    with open(log, "a") as appending:  # a shell's `>> app.log`
+        proc = subprocess.run([*base, "--output=/dev/stdout"], stdout=appending, stderr=subprocess.PIPE)
+    assert proc.returncode == 0, proc.stderr
+    text = log.read_text()
+    assert text.startswith("earlier line\n{")
+    assert json.loads(text.removeprefix("earlier line\n"))["jobs"][0]["read"]["io_bytes"] == MiB
+    if os.geteuid() == 0:  # only root could replace /dev/null
+        before = os.stat("/dev/null")
+        proc = subprocess.run([*base, "--output=/dev/null"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        after = os.stat("/dev/null")
+        assert (after.st_ino, after.st_rdev, after.st_mode) == (before.st_ino, before.st_rdev, before.st_mode)
     no_temp_files(tmp_path)
 
 

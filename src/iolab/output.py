@@ -7,9 +7,10 @@ fsynced, then renamed; the directory is fsynced after the rename.
 * A new FILE gets the mode a new file gets from the umask; an existing one keeps its mode (and its owner and
   group, when iolab runs as root).
 * A symlink is followed, as fio's open does: its target is replaced, the link stays.
-* Anything that is not a regular file (`/dev/stdout`, a FIFO, a terminal, paths under /dev and /proc) is
-  written directly, without a temp file: a rename would replace the device node or the shell's
-  redirection. A block device is refused: the report would overwrite the device's data.
+* `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N` write to that descriptor of ours (a shell's
+  `>> log` keeps appending); anything else that is not a regular file (a FIFO, a terminal, /dev/null) is
+  written as it is: a rename would replace the node. A block device is refused: the report would overwrite
+  the device's data.
 * A missing or read-only directory, a directory as FILE, a FILE we may not write: a one-line error naming
   the path, before anything runs.
 """
@@ -33,15 +34,17 @@ def _error(path: str, exc: OSError, doing: str = "") -> OutputError:
     return OutputError(f"--output {path}: {exc.strerror or exc}{what}")
 
 
-def _direct(path: str) -> bool:
-    """Written directly, not replaced: pseudo files and anything that exists and is not a regular file."""
-    real = os.path.realpath(path)
-    if any(p == "/dev" or p.startswith(("/dev/", "/proc/")) for p in (os.path.abspath(path), real)):
-        return True
-    try:
-        return not stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return False
+def _descriptor_alias(path: str) -> int | None:
+    """The descriptor of ours that /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names, if any."""
+    absolute = os.path.abspath(path)
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}.get(absolute)
+    if named is not None:
+        return named
+    for prefix in ("/dev/fd/", "/proc/self/fd/", f"/proc/{os.getpid()}/fd/"):
+        rest = absolute.removeprefix(prefix)
+        if rest != absolute and rest.isdigit():
+            return int(rest)
+    return None
 
 
 class ReportFile:
@@ -76,10 +79,20 @@ class ReportFile:
             raise OutputError(f"--output {path}: is a directory; give a file name")
         if st is not None and stat.S_ISBLK(st.st_mode):
             raise OutputError(f"--output {path}: is a block device; the report would overwrite its data")
-        if _direct(path):
+        alias = _descriptor_alias(path)
+        if alias is not None:
+            # the descriptor itself, not a new open of what it points to: a shell's `>> log` keeps its
+            # offset and O_APPEND, and nothing is truncated or replaced
             try:
-                # O_TRUNC as fio (a FIFO or terminal ignores it); never created here: it exists or is /dev
-                fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+                fd = os.dup(alias)
+            except OSError as exc:
+                raise _error(path, exc) from None
+            self._stream = os.fdopen(fd, "w")
+            return
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            try:
+                # a FIFO, a terminal, a character device: written as it is (a rename would replace the node)
+                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY)
             except OSError as exc:
                 raise _error(path, exc) from None
             self._stream = os.fdopen(fd, "w")
