@@ -222,6 +222,21 @@ def test_terminal_hangup_still_writes_output(tmp_path: Path, fmt: str) -> None:
     no_temp_files(tmp_path)
 
 
+def test_an_ignored_sighup_stays_ignored(tmp_path: Path) -> None:
+    """`nohup iolab run ...`: SIGHUP ignored by the parent stays ignored; SIGTERM still ends the run."""
+    def like_nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    run = start_reader(tmp_path / "data", "--output-format=json", preexec_fn=like_nohup)
+    run.proc.send_signal(signal.SIGHUP)
+    run.wait_for_reads(64 * MiB)  # still running, still reading
+    assert run.proc.poll() is None
+    run.proc.send_signal(signal.SIGTERM)
+    code, out, err = run.finish()
+    assert code == 143, err
+    assert json.loads(out)["iolab"]["interrupted"]["signal"] == "SIGTERM"
+
+
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_fio_on_the_same_signals(fio: str, tmp_path: Path, sig: signal.Signals) -> None:
     """What the README says fio 3.33 does: SIGINT and SIGTERM stop the jobs and write the results (exit 128,

@@ -10,6 +10,9 @@ job that does not end (an exec_prerun command, an I/O stuck in a device): the re
 ended. A third one runs `on_abandon` callbacks (the temp file of --output is removed) and kills the process
 with that signal, as if iolab had no handler; the previous --output file stays as it was.
 
+A signal that was ignored when iolab started (`nohup` ignores SIGHUP, a non-interactive shell's background
+job SIGINT) stays ignored.
+
 The exit status of an interrupted run is 128 + the first signal's number (130, 143, 129), as a shell
 reports a process killed by it, but with the results written.
 """
@@ -107,7 +110,10 @@ def handling() -> Iterator[None]:
             _state.depth -= 1
         return
     _state.signum, _state.count = None, 0
-    _state.previous = {sig: signal.signal(sig, _handler) for sig in STOP_SIGNALS}
+    # a signal ignored by whoever started us stays ignored: `nohup iolab run ...` must survive the terminal's
+    # SIGHUP, and a shell script's background job its SIGINT
+    caught = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN]
+    _state.previous = {sig: signal.signal(sig, _handler) for sig in caught}
     _state.depth = 1
     try:
         yield
