@@ -281,25 +281,31 @@ def test_second_signal_stops_waiting_for_a_job_that_does_not_end(tmp_path: Path)
     """The first signal waits for the jobs to stop; a job stuck in its exec_prerun (sleep 60) keeps it
     waiting; the second signal writes the results without it."""
     result = tmp_path / "r.json"
+    hook_pid = tmp_path / "hook.pid"
     run = Running(
         [
             *IOLAB, "run", "--output-format=json", f"--output={result}",
             "--name=fast", f"--filename={tmp_path / 'a'}", "--size=16m", "--rw=read", "--time_based",
             "--runtime=60",
             "--name=stuck", f"--filename={tmp_path / 'b'}", "--size=1m", "--rw=read",
-            "--exec_prerun=sleep 60",
+            # fio's redirection binds to the last command: `exec sleep` holds none of iolab's pipes
+            f"--exec_prerun=echo $$ > {hook_pid}; exec sleep 60",
         ],
         cwd=tmp_path,
     )  # fmt: skip
-    run.wait_for_line(f"laid out {tmp_path / 'a'}")
-    run.wait_for_reads(64 * MiB)
-    run.proc.send_signal(signal.SIGTERM)
-    time.sleep(2)
-    assert run.proc.poll() is None, "the first signal must wait for the stuck job"
-    start = time.monotonic()
-    run.proc.send_signal(signal.SIGTERM)
-    code, _out, err = run.finish(timeout=30)
-    assert time.monotonic() - start < 10
+    try:
+        run.wait_for_line(f"laid out {tmp_path / 'a'}")
+        run.wait_for_reads(64 * MiB)
+        run.proc.send_signal(signal.SIGTERM)
+        time.sleep(2)
+        assert run.proc.poll() is None, "the first signal must wait for the stuck job"
+        start = time.monotonic()
+        run.proc.send_signal(signal.SIGTERM)
+        code, _out, err = run.finish(timeout=30)
+        assert time.monotonic() - start < 10
+    finally:
+        with contextlib.suppress(OSError, ValueError):  # the abandoned hook, still sleeping
+            os.kill(int(hook_pid.read_text()), signal.SIGKILL)
     assert code == 143, err
     data = json.loads(result.read_text())
     jobs = {j["jobname"]: j for j in data["jobs"]}

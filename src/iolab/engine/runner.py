@@ -25,6 +25,7 @@ import fcntl
 import mmap
 import os
 import re
+import shlex
 import subprocess
 import threading
 import time
@@ -230,15 +231,9 @@ def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
         return None, ""
     out = f"{job.name}.{which}.txt"
     note = f"{job.name}: saving the output of exec_{which} in {out}"
-    try:
-        # opened here rather than by a shell redirection: an error names the file, and the command does not
-        # inherit iolab's stdout/stderr (a hook left running would hold a reader's pipe open)
-        with open(out, "w") as log:
-            status = subprocess.run(command, shell=True, stdout=log, stderr=subprocess.STDOUT, check=False)
-    except OSError as exc:
-        return f"exec_{which}: {exc.filename or out}: {exc.strerror}", note
-    if status.returncode != 0:
-        return f"exec_{which} command exited with status {status.returncode} (see {out})", note
+    status = subprocess.run(f"{command} > {shlex.quote(out)} 2>&1", shell=True, check=False).returncode
+    if status != 0:
+        return f"exec_{which} command exited with status {status} (see {out})", note
     return None, note
 
 
