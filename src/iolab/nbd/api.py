@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from iolab.nbd.service import ExportConfig, Service
+from iolab.nbd.tls import TLSConfig
 
 
 class NBDServerError(RuntimeError):
@@ -30,6 +31,7 @@ class NBDServer:
         listen: Sequence[str],
         control: Sequence[str] = (),
         use_uvloop: bool = False,
+        tls: TLSConfig | None = None,
     ) -> None:
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -38,7 +40,7 @@ class NBDServer:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(
             target=self._run,
-            args=(exports, list(listen), list(control), use_uvloop),
+            args=(exports, list(listen), list(control), use_uvloop, tls),
             name="iolab-nbd",
             daemon=True,
         )
@@ -53,7 +55,12 @@ class NBDServer:
         self.control: list[str] = [str(a) for a in self._service.control_addresses]
 
     def _run(
-        self, exports: list[ExportConfig], listen: list[str], control: list[str], use_uvloop: bool
+        self,
+        exports: list[ExportConfig],
+        listen: list[str],
+        control: list[str],
+        use_uvloop: bool,
+        tls: TLSConfig | None,
     ) -> None:
         if use_uvloop:
             # optional, not a dependency: imported by name so type checking does not need it installed
@@ -62,7 +69,7 @@ class NBDServer:
             loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            loop.run_until_complete(self._main(exports, listen, control))
+            loop.run_until_complete(self._main(exports, listen, control, tls))
         except BaseException as exc:  # reported to the starting thread
             if not self._ready.is_set():
                 self._error = exc
@@ -70,9 +77,11 @@ class NBDServer:
             self._ready.set()
             loop.close()
 
-    async def _main(self, exports: list[ExportConfig], listen: list[str], control: list[str]) -> None:
+    async def _main(
+        self, exports: list[ExportConfig], listen: list[str], control: list[str], tls: TLSConfig | None
+    ) -> None:
         self._stop = asyncio.Event()
-        self._service = await Service.start(exports, listen, control)
+        self._service = await Service.start(exports, listen, control, tls=tls)
         self._ready.set()
         try:
             await self._stop.wait()
@@ -171,12 +180,14 @@ def serve(
     extra_exports: Sequence[ExportConfig] = (),
     min_block: int = 1,
     use_uvloop: bool = False,
+    tls: TLSConfig | None = None,
 ) -> Iterator[NBDServer]:
     """Serve `image` over NBD for the duration of the block.
 
     With no `listen`, a unix socket in a private temporary directory. A blkdebug layer is always there,
     so breakpoints and injected errors work without a config file; `blkdebug` (a QEMU-style config file)
     or `rules` (its text) preload rules. `filters` are specs such as "delay:write=5ms", outermost first.
+    `tls` (from `iolab.nbd.tls.make_config`) offers or requires NBD TLS.
     """
     tmp = None
     if listen is None:
@@ -195,7 +206,7 @@ def serve(
         min_block=min_block,
     )
     try:
-        server = NBDServer([cfg, *extra_exports], listen, controls, use_uvloop=use_uvloop)
+        server = NBDServer([cfg, *extra_exports], listen, controls, use_uvloop=use_uvloop, tls=tls)
         try:
             yield server
         finally:

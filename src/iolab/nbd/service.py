@@ -21,6 +21,7 @@ from iolab.nbd import blkdebug, filters
 from iolab.nbd.export import Export
 from iolab.nbd.layers import FileBackend, Filter, NBDError
 from iolab.nbd.server import Address, Server, parse_address
+from iolab.nbd.tls import TLSConfig
 
 log = logging.getLogger("iolab.nbd")
 
@@ -72,8 +73,8 @@ def build_export(cfg: ExportConfig) -> Export:
 
 
 class Service:
-    def __init__(self, exports: list[Export]) -> None:
-        self.server = Server(exports)
+    def __init__(self, exports: list[Export], tls: TLSConfig | None = None) -> None:
+        self.server = Server(exports, tls=tls)
         self.control_addresses: list[Address] = []
         self._control_servers: list[asyncio.AbstractServer] = []
         self._control_tasks: set[asyncio.Task[None]] = set()
@@ -82,13 +83,18 @@ class Service:
 
     @classmethod
     async def start(
-        cls, exports: list[ExportConfig], listen: list[str], control: list[str] | None = None
+        cls,
+        exports: list[ExportConfig],
+        listen: list[str],
+        control: list[str] | None = None,
+        *,
+        tls: TLSConfig | None = None,
     ) -> Service:
         built: list[Export] = []
         try:
             for cfg in exports:
                 built.append(build_export(cfg))
-            svc = cls(built)
+            svc = cls(built, tls=tls)
         except BaseException:
             for e in built:
                 e.close()
@@ -229,6 +235,7 @@ class Service:
             return {
                 "exports": [e.info() for e in self.server.exports.values()],
                 "uris": self.server.uris(),
+                "tls": self.server.tls.mode if self.server.tls is not None else "off",
             }
         raise NBDError(errno.EINVAL, f"unknown command {cmd!r}")
 
