@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from conftest import need
+from test_doctor_safety import swap_file
 
 IOLAB = [sys.executable, "-m", "iolab"]
 MiB = 1 << 20
@@ -579,6 +580,32 @@ def test_etxtbsy_names_the_executable(tmp_path: Path) -> None:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_active_swap_file_errors_name_it(direct_dir: Path) -> None:
+    """A swap file in use: writing it is refused, laying it out again (a read job wanting it bigger: the
+    layout removes and recreates the file) fails with the kernel's EPERM, naming the file; it is unchanged."""
+    with swap_file(direct_dir / "swapfile") as swap:
+        before = sha256(swap)
+        write = subprocess.run(
+            [*IOLAB, "run", "--name=x", f"--filename={swap}", "--size=4k", "--rw=write"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert write.returncode == 1 and f"{swap} is an active swap file" in write.stderr
+        layout = subprocess.run(
+            [*IOLAB, "run", "--name=x", f"--filename={swap}", "--size=64m", "--rw=read",
+             "--output-format=json"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert layout.returncode == 1
+        assert (
+            f"job 'x' (0): {swap}: Operation not permitted (removing it to lay it out again as 64 MiB)"
+            in layout.stderr
+        )
+        assert json.loads(layout.stdout)["jobs"][0]["error"] == 1  # EPERM
+        assert "Traceback" not in write.stderr + layout.stderr
+        assert sha256(swap) == before
+        assert str(swap) in Path("/proc/swaps").read_text()
 
 
 def test_eacces_and_eisdir_name_the_path() -> None:

@@ -81,8 +81,14 @@ def layout_file(plan: FilePlan, spec: LayoutSpec) -> bool:
     if plan.is_block or plan.is_char or not plan.extend:
         return False
     if spec.unlink:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(plan.path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # e.g. EPERM: an active swap file
+            size = _size_text(plan.required_size)
+            message = f"{plan.path}: {exc.strerror} (removing it to lay it out again as {size})"
+            raise LayoutError(message, exc.errno or errno.EIO) from None
     flags = os.O_WRONLY | os.O_CLOEXEC
     if spec.allow_create:
         flags |= os.O_CREAT
