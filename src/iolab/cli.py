@@ -389,8 +389,9 @@ def _run_and_report(
             except OutputError as exc:
                 # never lose the results: they go to stdout instead
                 _err(f"{exc}; the report follows on stdout")
-                sys.stdout.write("".join(written))
-                sys.stdout.flush()
+                with contextlib.suppress(OSError):
+                    sys.stdout.write("".join(written))
+                    sys.stdout.flush()
                 return 1
     # a signal that came while the report was written: the results are complete, the status says it came
     return status or interrupt.exit_status()
