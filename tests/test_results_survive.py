@@ -49,6 +49,15 @@ def _no_process_left() -> Iterator[None]:
             proc.wait()
 
 
+def read_bytes(pid: int) -> int:
+    """Bytes the process has read through read calls so far (/proc/PID/io rchar)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/PID/io")
+
+
 class Running:
     """A subprocess whose stderr is read line by line while it runs (to wait for what it announces)."""
 
@@ -79,12 +88,7 @@ class Running:
             time.sleep(0.02)
 
     def read_bytes(self) -> int:
-        """Bytes the process has read through read calls so far (/proc/PID/io rchar)."""
-        with open(f"/proc/{self.proc.pid}/io") as f:
-            for line in f:
-                if line.startswith("rchar:"):
-                    return int(line.split()[1])
-        raise AssertionError("no rchar in /proc/PID/io")
+        return read_bytes(self.proc.pid)
 
     def wait_for_reads(self, nbytes: int, timeout: float = 60) -> None:
         """Until the process has read `nbytes` more than now: its job is doing I/O."""
@@ -257,7 +261,10 @@ def test_fio_on_the_same_signals(fio: str, tmp_path: Path, sig: signal.Signals) 
                 jobs = [int(p) for p in children.split()]
             time.sleep(0.05)
         assert jobs, "fio started no job process"
-        time.sleep(1.5)  # fio announces nothing on a pipe: give its job time to lay out and start
+        # fio announces nothing on a pipe: wait until its job process reads (the layout only writes)
+        while read_bytes(jobs[0]) < 64 * MiB:
+            assert time.monotonic() < deadline, "fio's job did not start reading"
+            time.sleep(0.02)
         proc.send_signal(sig)
         proc.wait(timeout=30)
     finally:
