@@ -634,7 +634,8 @@ def test_eacces_and_eisdir_name_the_path() -> None:
         need(probe.returncode == 0, f"iolab cannot run as nobody: {probe.stderr.decode().strip()[-200:]}")
         cases = [
             (["--filename=f", "--rw=write", "--size=4k"], "iolab: job 'x' (0): f: Permission denied"),
-            (["--filename=f", "--rw=read", "--size=1m"], "iolab: f: Permission denied"),
+            (["--filename=f", "--rw=read", "--size=1m"],
+             "iolab: job 'x' (0): f: Permission denied (removing it to lay it out again as 1 MiB)"),
             (["--filename=g", "--rw=write", "--size=4k"],
              "iolab: job 'x' (0): g: Permission denied (opening it to lay out 4 KiB)"),
             (["--filename=f", "--rw=read", "--size=4k", "--output=r.json"],
