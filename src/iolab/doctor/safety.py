@@ -15,8 +15,17 @@ its file system where the device shows nothing); where libblkid.so.1 cannot be l
 (first 68 KiB and last 128 KiB) is the fallback, and IOLAB_SIGNATURE_PROBER=table forces it. The finding's
 evidence says which prober was used. A probe can go through the fd the engine writes with (`fd=`).
 
+Open once (`SafetyGate.open`, what `iolab run` uses): every file and device of the run is opened by its name
+once, before anything is written (iolab/plan/anchor.py), and the checks run on those descriptors (`check_fd`:
+fstat, no name resolved again). The run then uses only these anchors: layout, the workers' opens (a reopen
+through /proc/self/fd/N with the job's flags) and unlink=1, so a symlink swapped or a file renamed over the
+name after the check changes nothing. What a job writes, lays out (creates, extends, pre-fills) or unlinks is
+gated: a read job that lays a file out or has unlink=1 is gated like a writer. A name that does not exist at
+the check is created later only as a new file in the directory opened at the check (O_EXCL, O_NOFOLLOW).
+`SafetyGate.check` runs the same checks by path, for `iolab doctor` (it writes nothing).
+
 While the job runs, the gate holds every written device open with O_EXCL, so nothing can mount it or claim it
-meanwhile (the engine's own non-exclusive opens still work).
+meanwhile (the engine's own non-exclusive opens, through the same anchor, still work).
 
 Override: `--allow-destroy=/dev/X` for exactly the device the job writes (matched by device number).
 fio's allow_mounted_write=1 lets the mounted check pass, but not the signature check.
@@ -63,6 +72,8 @@ from iolab.doctor.target import (
     mounts,
     partitions_of,
 )
+from iolab.plan import JobPlan, RunPlan
+from iolab.plan.anchor import Anchors, FileAnchor
 
 # --------------------------------------------------------------------------------------------- signatures
 
@@ -280,7 +291,7 @@ def write_targets(views: Iterable[JobView]) -> list[WriteTarget]:
     """Block devices that jobs write (or trim), one entry per device number."""
     by_dev: dict[tuple[int, int], WriteTarget] = {}
     for view in views:
-        if not view.writes:
+        if not view.modifies:
             continue
         for f in view.files:
             devno = block_devno(f.path)
@@ -477,7 +488,7 @@ def written_files(views: Iterable[JobView]) -> list[FileTarget]:
     """Existing regular files that jobs write, one entry per file (device and inode)."""
     by_id: dict[FileId, FileTarget] = {}
     for view in views:
-        if not view.writes:
+        if not view.modifies:
             continue
         for f in view.files:
             ident = file_id(f.path)
@@ -640,8 +651,110 @@ class ExclusiveHold:
         self.close()
 
 
+@dataclass
+class RunGate:
+    """What `SafetyGate.open()` returns: the run's anchors (every file opened once, iolab/plan/anchor.py),
+    the block devices it holds with O_EXCL, and the findings of the checks on them. A context manager:
+    closing it releases everything."""
+
+    anchors: Anchors
+    findings: list[Finding] = field(default_factory=list)
+    #: written block devices held with O_EXCL for the run
+    held: list[str] = field(default_factory=list)
+    #: written block devices held by someone else (mounted, allowed by --allow-destroy)
+    unheld: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.anchors.close()
+
+    def __enter__(self) -> RunGate:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def modifying_jobs(plan: RunPlan) -> dict[str, list[JobPlan]]:
+    """Path -> the jobs that write, lay out (create, extend, pre-fill) or unlink (unlink=1) it."""
+    out: dict[str, list[JobPlan]] = {}
+    for job in plan.jobs:
+        for fp in job.files:
+            if job.writes or job.unlink or fp.extend:
+                out.setdefault(fp.path, []).append(job)
+    return out
+
+
+def _check_anchor(
+    gate: RunGate, anchor: FileAnchor, jobs: Sequence[JobPlan], allow_destroy: Sequence[str]
+) -> list[Finding]:
+    """check_fd on one anchor that jobs write, lay out or unlink; block devices get held with O_EXCL."""
+    users = tuple(dict.fromkeys(j.name for j in jobs))
+    amw = all(bool(j.options.get("allow_mounted_write")) for j in jobs)
+    kind = anchor.kind
+    if kind not in ("block", "file"):
+        # missing: the run creates it (O_CREAT|O_EXCL in the anchored directory); a char device: no data
+        return []
+    busy = False
+    if kind == "block":
+        try:
+            anchor.hold_exclusive()
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise OSError(exc.errno, exc.strerror, anchor.path) from None
+            busy = True
+    assert anchor.fd is not None
+    found = check_fd(
+        anchor.fd, anchor.path, users=users, allow_destroy=allow_destroy, allow_mounted_write=amw
+    )
+    if kind == "file":
+        return found
+    st = anchor.stat()
+    assert st is not None
+    devno = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if busy:
+        # someone holds it exclusively: acceptable only for a file system mounted from it that the user
+        # allowed to destroy; any other holder (a lazily unmounted file system, a program) refuses the run
+        mounted = any(f.code == "IOL-SAFE-001" for f in found)
+        if not has_errors(found) and not (mounted and _allowed(devno, allow_destroy)):
+            found.append(
+                finding(
+                    "IOL-SAFE-005",
+                    f"{anchor.path} is held exclusively by someone else (O_EXCL open: EBUSY)",
+                    {"path": anchor.path, "devno": f"{devno[0]}:{devno[1]}", "errno": "EBUSY"},
+                    f"find the user: ls /sys/dev/block/{devno[0]}:{devno[1]}/holders; fuser -v {anchor.path}",
+                    job=",".join(users),
+                )
+            )
+        gate.unheld.append(anchor.path)
+    else:
+        gate.held.append(anchor.path)
+    return found
+
+
 class SafetyGate:
-    """`check()` before the run (errors block it); `exclusive()` around the run."""
+    """`open()` for a run: every file opened once and checked on its fd (errors block the run);
+    `check()`: the same checks by path, for `iolab doctor` (nothing is opened for writing);
+    `exclusive()`: O_EXCL on the written devices of jobs, by path (kept for callers without anchors)."""
+
+    @staticmethod
+    def open(plan: RunPlan, allow_destroy: Sequence[str] = ()) -> RunGate:
+        """Open every file of the run once (anchors), hold the written block devices with O_EXCL, and run the
+        checks on those fds for everything the jobs write, lay out or unlink. The run then uses the anchors
+        only. Errors are findings in the result (the caller refuses); an OSError names a file that cannot
+        be opened at all."""
+        gate = RunGate(Anchors.for_paths(fp.path for job in plan.jobs for fp in job.files))
+        try:
+            by_anchor: dict[FileAnchor, list[JobPlan]] = {}
+            for path, jobs in modifying_jobs(plan).items():
+                by_anchor.setdefault(gate.anchors[path], []).extend(jobs)
+            for anchor, jobs in by_anchor.items():
+                gate.findings.extend(_check_anchor(gate, anchor, jobs, allow_destroy))
+        except BaseException:
+            gate.close()
+            raise
+        return gate
 
     @staticmethod
     def check(jobs: Jobs, allow_destroy: Sequence[str] = ()) -> list[Finding]:
