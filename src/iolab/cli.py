@@ -6,6 +6,8 @@ Results go to stdout (or --output); everything else (warnings, errors, the statu
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -51,7 +53,9 @@ class RunOptions:
 
 
 def _err(msg: str) -> None:
-    print(f"iolab: {msg}", file=sys.stderr)
+    # the terminal may have hung up (SIGHUP): the message has nowhere to go, the results still do
+    with contextlib.suppress(OSError):
+        print(f"iolab: {msg}", file=sys.stderr)
 
 
 class RunRefused(Exception):
@@ -64,7 +68,7 @@ def execute(
     """Check, plan, lay out, run and analyse; returns (RunResult, exit status).
 
     `on_start` is called with the plan once the checks passed, just before the files are laid out."""
-    from iolab import doctor
+    from iolab import doctor, interrupt
     from iolab.analysis.diskstats import disk_util
     from iolab.analysis.model import job_result, run_result
     from iolab.engine.runner import prepare_files, run_plan
@@ -82,6 +86,7 @@ def execute(
             findings = doctor.strict(findings)
         if doctor.has_errors(findings):
             raise RunRefused(doctor.render_findings(findings))
+        interrupt.check("checking the jobs")
         if opts.findings_to_stderr and findings:
             print(doctor.render_findings(findings), file=sys.stderr)
         if on_start is not None:
@@ -90,6 +95,8 @@ def execute(
         for note in prepare_files(plan, failed, gate.anchors):
             if opts.eta != "never":
                 print(f"iolab: {note}", file=sys.stderr)
+        cut = [message for message, errnum in failed.values() if errnum == errno.EINTR]
+        interrupt.check(f"laying out the files ({cut[0]})" if cut else "laying out the files")
         watched = doctor.devices_for(plan)
 
         def snapshot() -> doctor.Snapshot:
@@ -102,6 +109,8 @@ def execute(
                 plan, on_progress=status.update, phase_snapshot=snapshot, failed=failed, anchors=gate.anchors
             )
         counters_after = snapshot()
+    if outcome.signal is not None and all(w.raw is None for w in outcome.workers):
+        raise interrupt.Interrupted(outcome.signal, "starting the jobs")
     device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []
     raws: dict[int, dict[str, Any]] = {}  # JobPlan.index -> raw result
@@ -112,7 +121,9 @@ def execute(
         raw = worker.raw
         if raw is None:
             _err(f"job '{jp.name}' ({jp.jobnum}): {worker.setup_error or 'did not run'}")
-            status_code = 1
+            # stopped by the signal (its layout, or abandoned after a second one): the interruption's status
+            if not (outcome.interrupted and worker.setup_errno == errno.EINTR):
+                status_code = 1
             raw = {
                 "error": worker.setup_errno,
                 "error_msg": worker.setup_error or "did not run",
@@ -141,9 +152,17 @@ def execute(
             )
         )
     run_warnings: list[str] = []
-    if outcome.interrupted:
-        run_warnings.append("interrupted (Ctrl-C): results cover only what ran until then")
+    if outcome.signal is not None:
+        name = interrupt.signal_name(outcome.signal)
+        run_warnings.append(f"interrupted ({name}): results cover only what ran until then")
     extra: dict[str, Any] = {"version": __version__, "findings": doctor.findings_json(findings)}
+    if outcome.signal is not None:
+        abandoned = [w for w in outcome.workers if w.raw is None and w.setup_errno == errno.EINTR]
+        extra["interrupted"] = {
+            "signal": interrupt.signal_name(outcome.signal),
+            "exit_status": 128 + outcome.signal,
+            "abandoned_jobs": len(abandoned),
+        }
     check = _device_check(plan, outcome.phases, raws)
     extra["device_check"] = check.to_json()
     if opts.findings_to_stderr:
@@ -161,8 +180,8 @@ def execute(
     run.preface = doctor.render_findings(findings).splitlines()
     run.appendix = appendix
     run.iolab = extra
-    if outcome.interrupted and status_code == 0:
-        status_code = 130
+    if outcome.signal is not None and status_code == 0:
+        status_code = 128 + outcome.signal
     return run, status_code
 
 
@@ -235,8 +254,7 @@ def run_usage() -> str:
 
 def cmd_run(argv: Sequence[str]) -> int:
     from iolab.jobfile import JobFileError, parse_cli, showcmd
-    from iolab.plan import PlanError
-    from iolab.report import PreambleJob, parse_formats, render, render_preamble
+    from iolab.report import parse_formats
 
     try:
         argv, strict, allow_destroy = _iolab_flags(argv)
@@ -292,37 +310,93 @@ def cmd_run(argv: Sequence[str]) -> int:
         allow_destroy=tuple(allow_destroy),
         findings_to_stderr=not normal_on_stdout,
     )
-    sink = open(opts.output, "w") if opts.output else sys.stdout  # noqa: SIM115 - closed below
+    from iolab import interrupt
 
-    def preamble(plan: RunPlan) -> None:
-        # fio announces the jobs before it starts them, in normal output only
-        if "normal" in fmt.split(","):
-            jobs = [PreambleJob(j.name, j.groupid, j.options, clone=j.jobnum > 0) for j in plan.jobs]
-            sink.write(render_preamble(jobs))
-            sink.flush()
+    with interrupt.handling(), interrupt.forgiving_stderr():
+        try:
+            return _run_and_report(cli.jobs, opts, fmt, parser_warnings, int(flags.get("terse-version") or 3))
+        except interrupt.Interrupted as exc:
+            _err(str(exc))
+            return interrupt.exit_status()
 
-    try:
-        run, status = execute(cli.jobs, opts, on_start=preamble)
-    except PlanError as exc:
-        _err(str(exc))
-        return 1
-    except RunRefused as exc:
-        _err(f"refusing to run:\n{exc}")
-        return 1
-    except OSError as exc:
-        # e.g. a target we may not open, or no space to lay a file out
-        _err(f"{exc.filename or 'error'}: {exc.strerror or exc}")
-        return 1
-    if not normal_on_stdout:
-        # the warnings found while planning and running (the normal report lists them at its top)
-        for note in dict.fromkeys(run.all_warnings()):
-            if note not in parser_warnings:
-                _err(f"warning: {note}")
-    sink.write(render(run, fmt, terse_version=int(flags.get("terse-version") or 3)))
-    sink.flush()
-    if sink is not sys.stdout:
-        sink.close()
-    return status
+
+def _run_and_report(
+    jobs: Sequence[Any], opts: RunOptions, fmt: str, parser_warnings: Sequence[str], terse_version: int
+) -> int:
+    """Run, then write the report to stdout or to --output (a temp file renamed over it at the end, so
+    that a refused, failed or killed run leaves the previous file as it was)."""
+    from iolab import interrupt
+    from iolab.output import OutputError, ReportFile
+    from iolab.plan import PlanError
+    from iolab.report import PreambleJob, render, render_preamble
+
+    written: list[str] = []  # what went to --output, printed on stdout if the file cannot be written
+
+    with contextlib.ExitStack() as stack:
+        sink: ReportFile | None = None
+        if opts.output:
+            try:
+                # checked and created before anything runs: a long run must not die at the end for a typo
+                sink = stack.enter_context(ReportFile.open(opts.output))
+            except OutputError as exc:
+                _err(str(exc))
+                return 1
+            stack.enter_context(interrupt.on_abandon(sink.discard))
+
+        def emit(text: str) -> None:
+            if sink is None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                written.append(text)
+                sink.write(text)
+
+        def preamble(plan: RunPlan) -> None:
+            # fio announces the jobs before it starts them, in normal output only
+            if "normal" in fmt.split(","):
+                jobs = [PreambleJob(j.name, j.groupid, j.options, clone=j.jobnum > 0) for j in plan.jobs]
+                with contextlib.suppress(OutputError):  # the final write reports it
+                    emit(render_preamble(jobs))
+
+        try:
+            run, status = execute(jobs, opts, on_start=preamble)
+        except PlanError as exc:
+            _err(str(exc))
+            return 1
+        except RunRefused as exc:
+            _err(f"refusing to run:\n{exc}")
+            return 1
+        except OSError as exc:
+            # e.g. a target we may not open, or no space to lay a file out
+            _err(f"{exc.filename or 'error'}: {exc.strerror or exc}")
+            return 1
+        if sink is not None or "normal" not in fmt.split(","):
+            # the warnings found while planning and running (the normal report lists them at its top)
+            for note in dict.fromkeys(run.all_warnings()):
+                if note not in parser_warnings:
+                    _err(f"warning: {note}")
+        report = render(run, fmt, terse_version=terse_version)
+        if sink is None:
+            try:
+                emit(report)
+            except BrokenPipeError:
+                raise  # main() handles the reader going away
+            except OSError as exc:
+                _err(f"stdout: {exc.strerror or exc} (writing the report)")  # e.g. the terminal hung up
+                return 1
+        else:
+            try:
+                emit(report)
+                sink.commit()
+            except OutputError as exc:
+                # never lose the results: they go to stdout instead
+                _err(f"{exc}; the report follows on stdout")
+                with contextlib.suppress(OSError):
+                    sys.stdout.write("".join(written))
+                    sys.stdout.flush()
+                return 1
+    # a signal that came while the report was written: the results are complete, the status says it came
+    return status or interrupt.exit_status()
 
 
 def cmd_options(argv: Sequence[str]) -> int:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from iolab import interrupt
 from iolab.analysis.model import merge_jobs
 from iolab.cli import RunOptions, RunRefused, execute
 from iolab.jobfile import JobDef, JobFileError, parse_files
@@ -153,7 +154,16 @@ def main(argv: Sequence[str]) -> int:
     )
     ap.add_argument("--only", choices=[w for w, _ in WORKLOADS], action="append", help="run only these")
     opts = ap.parse_args(list(argv))
+    # SIGINT, SIGTERM and SIGHUP stop the workload that runs; the table shows what ran until then
+    with interrupt.handling(), interrupt.forgiving_stderr():
+        try:
+            return _quick(opts)
+        except interrupt.Interrupted as exc:
+            print(f"iolab: {exc}", file=sys.stderr)
+            return interrupt.exit_status()
 
+
+def _quick(opts: argparse.Namespace) -> int:
     target = os.path.abspath(opts.target)
     is_block = os.path.exists(target) and stat.S_ISBLK(os.stat(target).st_mode)
     if is_block:
@@ -204,6 +214,12 @@ def main(argv: Sequence[str]) -> int:
         except OSError as exc:
             print(f"iolab: {exc.filename or target}: {exc.strerror or exc}", file=sys.stderr)
             return 1
+        except interrupt.Interrupted as exc:
+            if not rows:
+                raise
+            print(f"iolab: {exc}", file=sys.stderr)  # the workloads that ran are in the table
+            status = status or exc.signum + 128
+            break
         status = status or code
         for finding in run.iolab.get("findings", []):
             notes.setdefault(f"{finding['code']}: {finding['message']}", None)
@@ -220,8 +236,8 @@ def main(argv: Sequence[str]) -> int:
                 bw = ds.bytes / (ds.runtime_ms / 1000) if ds.runtime_ms else 0.0
                 iops = ds.ios / (ds.runtime_ms / 1000) if ds.runtime_ms else 0.0
                 rows.append((title, d, iops, bw, float(pct[50.0]), float(pct[99.0])))
-        if code == 130:
-            break
+        if interrupt.requested() is not None:
+            break  # the table shows what ran until the signal
     print(f"\ntarget: {target}  (direct=1, psync; {ramp} ramp, {runtime} measured)")
     print(f"{'workload':34} {'dir':5} {'IOPS':>10} {'bandwidth':>12} {'clat p50':>10} {'clat p99':>10}")
     for title, d, iops, bw, p50, p99 in rows:

@@ -10,7 +10,8 @@ A worker thread pins itself to its JobPlan.cpus (cpus_allowed/cpumask) before it
 While io_uring jobs run, the main thread looks for io-wq workers ("iou-wrk-<tid>" threads of this process)
 of each job's thread: their presence means the kernel punted the I/O to worker threads.
 Start order follows fio: stonewall waits for every earlier worker, wait_for for the named job's workers.
-Ctrl-C stops running workers (their partial results stay valid) and starts no new ones.
+A stop signal (SIGINT, SIGTERM, SIGHUP; see iolab.interrupt) stops running workers (their partial results
+stay valid) and starts no new ones; after a second one, workers that have not ended are abandoned.
 Phases: from the moment a worker starts while none runs until none runs again. Jobs separated by stonewall
 (or wait_for, or groups run one after another) are separate phases; an optional `phase_snapshot` callable is
 called at both ends of each (for the device counters of the post-run check).
@@ -22,8 +23,8 @@ import errno
 import fcntl
 import mmap
 import os
+import re
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -31,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab import _core
+from iolab import _core, interrupt
 from iolab.engine.config import ENGINE_PSYNC, pack_config
 from iolab.plan import FilePlan, JobPlan, RunPlan
 from iolab.plan.anchor import Anchors
@@ -107,6 +108,8 @@ class Phase:
 class RunOutcome:
     workers: list[WorkerOutcome]
     interrupted: bool = False
+    #: the first stop signal's number when interrupted
+    signal: int | None = None
     warnings: list[str] = field(default_factory=list)
     phases: list[Phase] = field(default_factory=list)
 
@@ -381,6 +384,7 @@ class _Worker(threading.Thread):
             if idle:
                 io_size = max(int(config["max_bs"]), int(config["io_size"]))
                 config = dict(config, engine=ENGINE_PSYNC, engine_flags=0, io_size=io_size)
+            paths = [fp.path for fp in plan.files if fp.region_size > 0] or [os.devnull]
             job = _core.Job(pack_config(config), files)
             with self._lock:
                 self.job = job
@@ -391,6 +395,8 @@ class _Worker(threading.Thread):
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
+            if raw.get("error_msg"):
+                raw["error_msg"] = name_files(str(raw["error_msg"]), paths)
             if idle and not self._cancel.is_set():
                 raw["stopped"] = False  # doing nothing was the plan, not an interruption
             # a stop that lands before the first I/O counts as one before the loop: in fio the window
@@ -417,6 +423,19 @@ class _Worker(threading.Thread):
                     if not (fp.is_block or fp.is_char):
                         self._unlink(fp.path)
             self.outcome.finished_at = time.monotonic()
+
+
+_FILE_REF = re.compile(r"of file (\d+)(?: \(fd \d+\))?")
+
+
+def name_files(message: str, paths: Sequence[str]) -> str:
+    """The core says "of file N (fd M)" (the Nth file it was given): the user wants the path."""
+
+    def path(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return f"of {paths[index]}" if index < len(paths) else match.group(0)
+
+    return _FILE_REF.sub(path, message)
 
 
 def empty_result() -> dict[str, Any]:
@@ -496,30 +515,17 @@ def run_plan(
                 anchors=own,
             )
     cancel = threading.Event()
-    interrupted = threading.Event()
-
-    def on_sigint(signum: int, frame: object) -> None:
-        # a flag, not KeyboardInterrupt: an exception could land mid-bookkeeping and lose results
-        interrupted.set()
-        cancel.set()
-
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    # the handler only sets the event: an exception could land mid-bookkeeping and lose results
+    with interrupt.handling(), interrupt.on_signal(cancel.set):
         return _schedule(
-            plan, anchors, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot, failed or {}
+            plan, anchors, cancel, on_progress, progress_interval_s, phase_snapshot, failed or {}
         )
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 def _schedule(
     plan: RunPlan,
     anchors: Anchors,
     cancel: threading.Event,
-    interrupted: threading.Event,
     on_progress: Callable[[Progress], None] | None,
     progress_interval_s: float,
     phase_snapshot: Callable[[], Any] | None = None,
@@ -548,6 +554,12 @@ def _schedule(
     next_progress = t0 + progress_interval_s
     next_iowq = t0 + 0.5
     while pending or running:
+        if interrupt.requested() is not None:
+            cancel.set()  # also when the signal came before the run started
+        if interrupt.forced() and running:
+            _abandon(running, outcomes)
+            running.clear()
+            pending.clear()
         if cancel.is_set() and not stopped:
             stopped = True
             pending.clear()
@@ -603,9 +615,31 @@ def _schedule(
         if on_progress is not None and now >= next_progress:
             next_progress = now + progress_interval_s
             on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
+    signum = interrupt.requested()
     return RunOutcome(
-        workers=[outcomes[i] for i in sorted(outcomes)], interrupted=interrupted.is_set(), phases=phases
+        workers=[outcomes[i] for i in sorted(outcomes)],
+        interrupted=signum is not None,
+        signal=signum,
+        phases=phases,
     )
+
+
+def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> None:
+    """After a second stop signal: report the workers that have not ended as such, without waiting (their
+    threads are daemons; a copy of the outcome, so that the thread cannot change it while it is reported)."""
+    signum = interrupt.requested() or 0
+    now = time.monotonic()
+    for worker in running:
+        plan = worker.outcome.plan
+        outcomes[plan.index] = WorkerOutcome(
+            plan,
+            setup_error=f"had not ended when the second stop signal came ({interrupt.signal_name(signum)}): "
+            "abandoned, no results",
+            setup_errno=errno.EINTR,
+            started_at=worker.outcome.started_at,
+            finished_at=now,
+            notes=list(worker.outcome.notes),
+        )
 
 
 def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:

@@ -4,6 +4,10 @@ A file a job needs bigger than it is gets laid out again: removed and recreated 
 file_append writer, which keeps its data), preallocated as `fallocate=` says, and, for a job that
 reads (or overwrite=1), written in full so reads hit data rather than holes the file system answers
 without touching the device. A write-only job only gets the space (fallocate=native by default).
+
+A layout that fails (ENOSPC) or is interrupted by a stop signal leaves the file cut to the bytes really
+written: a full-sized file of holes would be taken as laid out by the next run, whose reads would then
+measure the file system answering holes.
 """
 
 from __future__ import annotations
@@ -12,12 +16,20 @@ import contextlib
 import errno
 import os
 
+from iolab import interrupt
 from iolab.plan.anchor import FileAnchor
 from iolab.plan.files import FilePlan, LayoutSpec
 
 CHUNK = 1 << 20
 #: fallocate(2) mode flag FALLOC_FL_KEEP_SIZE (linux/falloc.h)
 FALLOC_FL_KEEP_SIZE = 0x01
+
+
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
 
 
 class LayoutError(Exception):
@@ -72,7 +84,10 @@ def layout_file(plan: FilePlan, spec: LayoutSpec, anchor: FileAnchor) -> bool:
             try:
                 kept = anchor.remove_name()
             except OSError as exc:
-                raise LayoutError(f"{plan.path}: unlink: {exc.strerror}", exc.errno or errno.EIO) from None
+                # e.g. EPERM: an active swap file
+                size = _size_text(plan.required_size)
+                message = f"{plan.path}: {exc.strerror} (removing it to lay it out again as {size})"
+                raise LayoutError(message, exc.errno or errno.EIO) from None
             if kept:
                 raise LayoutError(f"{kept}: not laid out", errno.EEXIST)
         flags = os.O_WRONLY | os.O_CLOEXEC
@@ -83,21 +98,31 @@ def layout_file(plan: FilePlan, spec: LayoutSpec, anchor: FileAnchor) -> bool:
         except OSError as exc:
             if exc.errno == errno.ENOENT and not spec.allow_create:
                 raise LayoutError("file creation disallowed by allow_file_create=0", 0) from None
+            size = _size_text(plan.required_size)
             raise LayoutError(
-                f"{exc.filename or plan.path}: open: {exc.strerror}", exc.errno or errno.EIO
+                f"{exc.filename or plan.path}: {exc.strerror} (opening it to lay out {size})",
+                exc.errno or errno.EIO,
             ) from None
     try:
         try:
             _fallocate(fd, spec.fallocate, plan.required_size)
         except OSError as exc:
-            raise LayoutError(f"{plan.path}: fallocate: {exc.strerror}", exc.errno or errno.EIO) from None
+            raise LayoutError(
+                f"{plan.path}: {exc.strerror} (fallocate={spec.fallocate})", exc.errno or errno.EIO
+            ) from None
         if not spec.write_data:
             return True
-        os.ftruncate(fd, plan.required_size)
         data = _chunk_source(spec.zero)
         pos = 0
         try:
+            os.ftruncate(fd, plan.required_size)
             while pos < plan.required_size:
+                signum = interrupt.requested()
+                if signum is not None:
+                    os.ftruncate(fd, pos)
+                    name, size = interrupt.signal_name(signum), _size_text(plan.required_size)
+                    message = f"{plan.path}: interrupted ({name}) while laying out {size}"
+                    raise LayoutError(message, errno.EINTR)
                 n = min(CHUNK, plan.required_size - pos)
                 if not spec.zero:
                     # stamp the position: no two chunks alike (dedup/compression would see through it)
@@ -107,7 +132,12 @@ def layout_file(plan: FilePlan, spec: LayoutSpec, anchor: FileAnchor) -> bool:
             if spec.create_fsync:
                 os.fsync(fd)
         except OSError as exc:
-            raise LayoutError(f"{plan.path}: laying out: {exc.strerror}", exc.errno or errno.EIO) from None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, pos)
+            size = _size_text(plan.required_size)
+            raise LayoutError(
+                f"{plan.path}: {exc.strerror} (while laying out {size})", exc.errno or errno.EIO
+            ) from None
         return True
     finally:
         os.close(fd)
