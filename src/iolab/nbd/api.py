@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from iolab.nbd.server import DEFAULT_SOCKET_MODE, Limits
 from iolab.nbd.service import ExportConfig, Service
 
 
@@ -30,7 +31,16 @@ class NBDServer:
         listen: Sequence[str],
         control: Sequence[str] = (),
         use_uvloop: bool = False,
+        *,
+        limits: Limits | None = None,
+        allow_remote: bool = False,
+        socket_mode: int = DEFAULT_SOCKET_MODE,
     ) -> None:
+        self._options: dict[str, Any] = {
+            "limits": limits,
+            "allow_remote": allow_remote,
+            "socket_mode": socket_mode,
+        }
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._service: Service | None = None
@@ -72,7 +82,7 @@ class NBDServer:
 
     async def _main(self, exports: list[ExportConfig], listen: list[str], control: list[str]) -> None:
         self._stop = asyncio.Event()
-        self._service = await Service.start(exports, listen, control)
+        self._service = await Service.start(exports, listen, control, **self._options)
         self._ready.set()
         try:
             await self._stop.wait()
@@ -171,12 +181,17 @@ def serve(
     extra_exports: Sequence[ExportConfig] = (),
     min_block: int = 1,
     use_uvloop: bool = False,
+    allow_destroy: Sequence[str] = (),
+    allow_remote: bool = False,
+    limits: Limits | None = None,
 ) -> Iterator[NBDServer]:
     """Serve `image` over NBD for the duration of the block.
 
     With no `listen`, a unix socket in a private temporary directory. A blkdebug layer is always there,
     so breakpoints and injected errors work without a config file; `blkdebug` (a QEMU-style config file)
     or `rules` (its text) preload rules. `filters` are specs such as "delay:write=5ms", outermost first.
+    A writable image passes the safety gate of `iolab serve` (iolab.doctor.SafetyError when it holds
+    data), unless `allow_destroy` names it; TCP beyond loopback and vsock need `allow_remote`.
     """
     tmp = None
     if listen is None:
@@ -193,9 +208,17 @@ def serve(
         rules=rules,
         filters=list(filters),
         min_block=min_block,
+        allow_destroy=list(allow_destroy),
     )
     try:
-        server = NBDServer([cfg, *extra_exports], listen, controls, use_uvloop=use_uvloop)
+        server = NBDServer(
+            [cfg, *extra_exports],
+            listen,
+            controls,
+            use_uvloop=use_uvloop,
+            limits=limits,
+            allow_remote=allow_remote,
+        )
         try:
             yield server
         finally:
