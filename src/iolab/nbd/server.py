@@ -38,6 +38,7 @@ MAX_INFLIGHT_BYTES = 32 << 20
 MAX_INFLIGHT_REQUESTS = 256
 # A client in the handshake sends small options; more than this unread stops reading from it.
 MAX_HANDSHAKE_BUFFER = MAX_OPTION_LENGTH + 64
+HANDOFF_PAYLOAD = 1 << 20  # a write payload this large is passed on in the receive buffer itself
 META_CONTEXT_ID = 1
 DEFAULT_SOCKET_MODE = 0o600
 VMADDR_CID_LOCAL = 1  # vsock's loopback CID (linux/vm_sockets.h)
@@ -565,7 +566,7 @@ class Connection(asyncio.Protocol):
             pos = self._parse_batch(buf, pos, end, unpack)
         finally:
             self._uncork()
-        if pos:
+        if pos and self.buf is buf:  # (not when buf was handed over as a payload, or dropped at DISC)
             del buf[:pos]
         self._update_reading()
         if self.eof:
@@ -606,9 +607,19 @@ class Connection(asyncio.Protocol):
                     break  # waits for the budget; reading stops meanwhile
                 if end - pos < 28 + length:
                     break
-                payload: bytes | None = bytes(buf[pos + 28 : pos + 28 + length])
-                pos += 28 + length
                 charge, self.head_grant = self.head_grant, 0
+                payload: bytes | bytearray | None
+                if pos == 0 and end == 28 + length and length >= HANDOFF_PAYLOAD:
+                    # the buffer holds just this request: it becomes the payload, without a copy
+                    # (a copy would briefly hold the payload twice)
+                    del buf[:28]
+                    self.buf = bytearray()
+                    self._request(cmd, flags, cookie, offset, length, buf, charge)
+                    self.stalled = False
+                    return end
+                # one copy (a bytearray slice would be a second); buf drops these bytes right after
+                payload = bytes(memoryview(buf)[pos + 28 : pos + 28 + length])
+                pos += 28 + length
             else:
                 if (
                     cmd == proto.CMD_READ
@@ -631,7 +642,7 @@ class Connection(asyncio.Protocol):
         cookie: int,
         offset: int,
         length: int,
-        payload: bytes | None,
+        payload: bytes | bytearray | None,
         charge: int = 0,
     ) -> None:
         """Start one request; `charge` is its share of the server-wide budget, released when it ends."""
