@@ -298,6 +298,7 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._charge_unsent()
         self._update_reading()
 
     def resume_writing(self) -> None:
@@ -315,9 +316,11 @@ class Connection(asyncio.Protocol):
         )
 
     def _charge_unsent(self) -> None:
-        """Replies the client has not read yet count against the server-wide budget."""
+        """Replies the client is not reading count against the server-wide budget: from the moment the
+        transport's buffer passes its high-water mark (pause_writing) until it drains (resume_writing,
+        which is sure to come, unlike a notice for a buffer that empties below the mark)."""
         size = 0
-        if self.transport is not None and not self.closed:
+        if self.write_paused and self.transport is not None and not self.closed:
             size = self.transport.get_write_buffer_size()
         if size != self.unsent:
             self.server.charge(self, size - self.unsent)
