@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 from conftest import need
+from iolab.doctor import SafetyError
+from iolab.nbd import serve
 from nbd_helpers import clean_env, ctl, make_image, need_tool, qemu_io, serve_cli
 from test_doctor_support import attached, mkfs_ext4, mounted
 
@@ -147,6 +149,10 @@ def test_gate_refuses_a_signature_and_allow_destroy_serves_it_held_exclusively(d
         sock = str(direct_dir / "nbd.sock")
         refused = serve_fails(dev, "--listen", f"unix:{sock}")
         assert "IOL-SAFE-004" in refused.stderr and "ext4" in refused.stderr, refused.stderr
+        # allowing something else does not allow this device
+        other = make_image(direct_dir / "other.img", MiB)
+        refused = serve_fails(dev, f"--allow-destroy={other}", "--listen", f"unix:{sock}")
+        assert "IOL-SAFE-004" in refused.stderr
         assert sha256(dev) == before
         # an alias (a symlink) in --allow-destroy names the same device: allowed, by device number
         alias = direct_dir / "alias"
@@ -181,6 +187,10 @@ def test_gate_refuses_a_loop_backing_file(direct_dir: Path) -> None:
         for image in (str(backing), str(link)):  # by inode: a symlink does not get around it
             refused = serve_fails(image, "--listen", f"unix:{sock}")
             assert "IOL-SAFE-006" in refused.stderr and "backing file" in refused.stderr, refused.stderr
+        # the Python API has the same gate
+        with pytest.raises(SafetyError) as refused_api, serve(link):
+            pass
+        assert [f.code for f in refused_api.value.findings if f.severity == "error"] == ["IOL-SAFE-006"]
         assert sha256(backing) == before
         with serve_cli(str(backing), "--read-only", "--listen", f"unix:{sock}") as (_p, ready):
             assert "read 4096/4096" in qemu_io(ready["uris"][0], "read -P 0x11 0 4k", read_only=True)
@@ -415,8 +425,8 @@ def test_handshake_timeout(tmp_path: Path) -> None:
         assert simple_reply(ok) == (0, 9) and recv_exact(ok, 512) == b"\x77" * 512
         ok.close()
         p.wait_for("no complete handshake within 1s")
-    assert 0.8 <= idle_s <= 2.5, idle_s
-    assert stall_s <= 2.5, stall_s
+    assert 0.8 <= idle_s <= 3.5, idle_s
+    assert stall_s <= 3.5, stall_s
 
 
 def test_oversized_write_refused_without_buffering(tmp_path: Path) -> None:
@@ -632,7 +642,6 @@ def test_control_requests_validated(tmp_path: Path) -> None:
 
 
 def test_python_api_arguments_validated(tmp_path: Path) -> None:
-    from iolab.nbd import serve
     from iolab.nbd.api import NBDServerError
 
     img = make_image(tmp_path / "a.img", MiB)

@@ -46,7 +46,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="unix:PATH | tcp:HOST:PORT (loopback when HOST is empty) | vsock:CID:PORT; repeatable",
     )
     p.add_argument(
-        "--control", action="append", default=[], metavar="ADDR", help="control socket (PATH or unix:PATH)"
+        "--control",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="control socket: PATH, unix:PATH or tcp:HOST:PORT (an existing socket at PATH is replaced only "
+        "when stale; any other file there is an error)",
     )
     p.add_argument(
         "--blkdebug", metavar="CONFIG", help="QEMU blkdebug config file ([inject-error], [set-state])"
