@@ -220,6 +220,7 @@ class Connection(asyncio.Protocol):
         self.unsent = 0  # reply bytes still in the transport's buffer, charged to the budget
         self.discard = 0  # payload bytes of an oversized write still to drop
         self.discard_cookie = 0
+        self.release_after_write = 0  # budget of requests whose replies wait in `corked`
         self.handshake_timer: asyncio.TimerHandle | None = None
 
     # --- transport callbacks -------------------------------------------------------------------
@@ -361,8 +362,28 @@ class Connection(asyncio.Protocol):
         self.corked = None
         self.corked_bytes = 0
         if out and not self.closed and self.transport is not None:
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                # small replies go out joined, in one send; a large read's data is written on its own,
+                # so it is never copied into a joined buffer as well
+                small: list[bytes | bytearray] = []
+                for piece in out:
+                    if len(piece) < HANDOFF_PAYLOAD:
+                        small.append(piece)
+                        continue
+                    if small:
+                        self.transport.write(b"".join(small))
+                        small = []
+                    self.transport.write(piece)
+                if small:
+                    self.transport.write(small[0] if len(small) == 1 else b"".join(small))
             self._charge_unsent()
+        if self.release_after_write:
+            # the budget of completed reads, kept until their data left for the transport (which
+            # holds what the client has not read yet as `unsent`)
+            held, self.release_after_write = self.release_after_write, 0
+            self.server.release(held)
 
     # --- handshake ---------------------------------------------------------------------------
     def _opt_reply(self, opt: int, rep: int, data: bytes = b"") -> None:
@@ -696,7 +717,10 @@ class Connection(asyncio.Protocol):
             self.inflight_bytes -= size
             self._complete(cmd, flags, cookie, offset, length, result, exc)
             if charge:
-                self.server.release(charge)  # a reply still unsent is charged again by _uncork
+                if self.corked is not None:
+                    self.release_after_write += charge  # _uncork runs soon (scheduled, or the batch's)
+                else:
+                    self.server.release(charge)
             if self.read_paused or self.stalled:
                 self._update_reading()
             if self.disconnecting or self.eof:
@@ -766,19 +790,20 @@ class Connection(asyncio.Protocol):
                         )
                     )
                     return
-                self._write(
-                    proto.CHUNK.pack(
-                        proto.STRUCTURED_REPLY_MAGIC,
-                        proto.REPLY_FLAG_DONE,
-                        proto.REPLY_TYPE_OFFSET_DATA,
-                        cookie,
-                        8 + length,
-                    )
-                    + _U64.pack(offset)
-                    + result
-                )
+                header = proto.CHUNK.pack(
+                    proto.STRUCTURED_REPLY_MAGIC,
+                    proto.REPLY_FLAG_DONE,
+                    proto.REPLY_TYPE_OFFSET_DATA,
+                    cookie,
+                    8 + length,
+                ) + _U64.pack(offset)
             else:
-                self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie) + result)
+                header = proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie)
+            if length >= HANDOFF_PAYLOAD:
+                self._write(header)  # the data goes out as it is, not copied behind the header
+                self._write(result)
+            else:
+                self._write(header + result)
         elif cmd == proto.CMD_BLOCK_STATUS:
             self._write(self._block_status_reply(cookie, length, flags, result))
         else:
