@@ -522,6 +522,73 @@ def test_buffered_payload_is_bounded_and_returned(tmp_path: Path) -> None:
             assert len(set(head)) == 1, cookie
 
 
+def _slow_reader(path: str, size: int, cookie: int, errors: list[str], stall: float) -> None:
+    try:
+        s = nbd_connect(path, timeout=120)
+        s.sendall(REQ.pack(REQUEST_MAGIC, 0, CMD_READ, cookie, (cookie % 8) * size, size))
+        time.sleep(stall)  # not reading: the reply waits in the server
+        if simple_reply(s) != (0, cookie):
+            errors.append(f"read {cookie}: bad reply")
+        got = 0
+        while got < size:
+            chunk = s.recv(min(1 << 20, size - got))
+            if not chunk or chunk.count(7) != len(chunk):
+                errors.append(f"read {cookie}: bad data at {got}")
+                break
+            got += len(chunk)
+            time.sleep(0.002)
+        s.close()
+    except Exception as exc:
+        errors.append(f"read {cookie}: {exc!r}")
+
+
+def test_buffered_read_data_is_bounded(tmp_path: Path) -> None:
+    """30 clients each ask for a 32 MiB read and are slow to read the reply: replies not yet read count
+    against the same bound, so the server holds about --max-buffer, not 30 x 32 MiB."""
+    img = make_image(tmp_path / "a.img", 256 * MiB, pattern=7)
+    sock = str(tmp_path / "nbd.sock")
+    with serve_cli(str(img), "--max-buffer", "64M", "--listen", f"unix:{sock}") as (_p, ready):
+        pid = ready["pid"]
+        assert "read" in qemu_io(ready["uris"][0], "read 0 4M", check=True)
+        base = status_kib(pid, "VmRSS")
+        errors: list[str] = []
+        threads = [
+            threading.Thread(target=_slow_reader, args=(sock, 32 * MiB, i, errors, 1.0), daemon=True)
+            for i in range(30)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        time.sleep(1)
+        hwm, after = status_kib(pid, "VmHWM"), status_kib(pid, "VmRSS")
+    print(f"reads RSS KiB: base {base} hwm {hwm} after {after}")
+    assert not errors, errors
+    assert hwm - base <= (64 + 48) * 1024, (base, hwm)
+    assert after - base <= 24 * 1024, (base, after)
+
+
+def test_large_reads_then_disconnect_deliver_everything(tmp_path: Path) -> None:
+    """Reads queued for sending when the client sends NBD_CMD_DISC (or shuts its side) are all sent
+    before the server closes."""
+    img = make_image(tmp_path / "a.img", 64 * MiB, pattern=7)
+    sock = str(tmp_path / "nbd.sock")
+    with serve_cli(str(img), "--listen", f"unix:{sock}") as _:
+        for ending in ("disc", "shutdown"):
+            s = nbd_connect(sock, timeout=60)
+            reqs = b"".join(REQ.pack(REQUEST_MAGIC, 0, CMD_READ, i, i * 8 * MiB, 8 * MiB) for i in range(4))
+            s.sendall(reqs + (REQ.pack(REQUEST_MAGIC, 0, 2, 0, 0, 0) if ending == "disc" else b""))
+            if ending == "shutdown":
+                s.shutdown(socket.SHUT_WR)
+            time.sleep(0.5)  # let the server finish the reads while nothing is read
+            for i in range(4):
+                assert simple_reply(s) == (0, i)
+                data = recv_exact(s, 8 * MiB)
+                assert data.count(7) == len(data)
+            assert s.recv(1) == b""
+            s.close()
+
+
 def test_small_buffer_bound_serves_everything(tmp_path: Path) -> None:
     """With a bound far below the clients' request sizes (nbdcopy: 256 KiB requests, several in flight on
     4 connections) requests wait or run alone, none is refused, nothing deadlocks, the data is exact."""

@@ -39,6 +39,7 @@ MAX_INFLIGHT_REQUESTS = 256
 # A client in the handshake sends small options; more than this unread stops reading from it.
 MAX_HANDSHAKE_BUFFER = MAX_OPTION_LENGTH + 64
 HANDOFF_PAYLOAD = 1 << 20  # a write payload this large is passed on in the receive buffer itself
+SEND_SLICE = 1 << 20  # large read data is handed to the transport this much at a time
 META_CONTEXT_ID = 1
 DEFAULT_SOCKET_MODE = 0o600
 VMADDR_CID_LOCAL = 1  # vsock's loopback CID (linux/vm_sockets.h)
@@ -221,6 +222,9 @@ class Connection(asyncio.Protocol):
         self.discard = 0  # payload bytes of an oversized write still to drop
         self.discard_cookie = 0
         self.release_after_write = 0  # budget of requests whose replies wait in `corked`
+        # large reply data not yet handed to the transport, and the budget to release after each
+        self.outq: collections.deque[tuple[memoryview, int]] = collections.deque()
+        self.outq_bytes = 0
         self.handshake_timer: asyncio.TimerHandle | None = None
 
     # --- transport callbacks -------------------------------------------------------------------
@@ -305,13 +309,14 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self._charge_unsent()
+        self._send_queued()
         self._update_reading()
 
     def _busy(self) -> bool:
         return (
             self.write_paused
             or self.budget_wait > 0
-            or self.inflight_bytes + self.corked_bytes > MAX_INFLIGHT_BYTES
+            or self.inflight_bytes + self.corked_bytes + self.outq_bytes > MAX_INFLIGHT_BYTES
             or self.inflight >= MAX_INFLIGHT_REQUESTS
             or (not self.transmitting and len(self.queue.buf) > MAX_HANDSHAKE_BUFFER)
         )
@@ -362,28 +367,56 @@ class Connection(asyncio.Protocol):
         self.corked = None
         self.corked_bytes = 0
         if out and not self.closed and self.transport is not None:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                # small replies go out joined, in one send; a large read's data is written on its own,
-                # so it is never copied into a joined buffer as well
-                small: list[bytes | bytearray] = []
-                for piece in out:
-                    if len(piece) < HANDOFF_PAYLOAD:
-                        small.append(piece)
-                        continue
-                    if small:
-                        self.transport.write(b"".join(small))
-                        small = []
-                    self.transport.write(piece)
+            # small replies go out joined, in one send; a large read's data on its own (never copied
+            # into a joined buffer), fed to the transport a slice at a time as the client reads
+            small: list[bytes | bytearray] = []
+            for piece in out:
+                if len(piece) < HANDOFF_PAYLOAD:
+                    small.append(piece)
+                    continue
                 if small:
-                    self.transport.write(small[0] if len(small) == 1 else b"".join(small))
+                    self._send(small[0] if len(small) == 1 else b"".join(small))
+                    small = []
+                self._send(piece)
+            if small:
+                self._send(small[0] if len(small) == 1 else b"".join(small))
             self._charge_unsent()
         if self.release_after_write:
-            # the budget of completed reads, kept until their data left for the transport (which
+            # the budget of completed reads, kept until their data has gone to the transport (which
             # holds what the client has not read yet as `unsent`)
             held, self.release_after_write = self.release_after_write, 0
-            self.server.release(held)
+            if self.outq and not self.closed:
+                self.outq.append((memoryview(b""), held))  # released once what is queued before it went
+                self._send_queued()
+            else:
+                self.server.release(held)
+
+    def _send(self, data: bytes | bytearray) -> None:
+        if not self.outq and len(data) < HANDOFF_PAYLOAD:
+            assert self.transport is not None
+            self.transport.write(data)
+            return
+        self.outq.append((memoryview(data), 0))
+        self.outq_bytes += len(data)
+        self._send_queued()
+
+    def _send_queued(self) -> None:
+        """Hand queued reply data to the transport a slice at a time, while it is not full: the
+        transport copies what it cannot send at once, so at most a slice is ever held twice."""
+        while self.outq and not self.write_paused and not self.closed and self.transport is not None:
+            view, release = self.outq[0]
+            chunk = view[:SEND_SLICE]
+            if chunk:
+                self.transport.write(chunk)  # may call pause_writing() before it returns
+            self.outq_bytes -= len(chunk)
+            if len(view) > SEND_SLICE:
+                self.outq[0] = (view[SEND_SLICE:], release)
+            else:
+                self.outq.popleft()
+                if release:
+                    self.server.release(release)
+                if not self.outq and (self.disconnecting or self.eof):
+                    self._maybe_finish()
 
     # --- handshake ---------------------------------------------------------------------------
     def _opt_reply(self, opt: int, rep: int, data: bytes = b"") -> None:
@@ -593,7 +626,7 @@ class Connection(asyncio.Protocol):
         if pos and self.buf is buf:  # (not when buf was handed over as a payload, or dropped at DISC)
             del buf[:pos]
         self._update_reading()
-        if self.eof:
+        if self.eof or self.disconnecting:  # (a DISC parsed while `stalled` was still set could not)
             self._maybe_finish()
 
     def _parse_batch(self, buf: bytearray, pos: int, end: int, unpack: Callable[..., tuple[int, ...]]) -> int:
@@ -856,7 +889,13 @@ class Connection(asyncio.Protocol):
             self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, code, cookie))
 
     def _maybe_finish(self) -> None:
-        if self.inflight == 0 and not self.stalled and self.transport is not None and not self.closed:
+        if (
+            self.inflight == 0
+            and not self.stalled
+            and not self.outq  # (transport.close() sends what the transport holds, not this)
+            and self.transport is not None
+            and not self.closed
+        ):
             self.closed = True
             self.transport.close()
 
@@ -940,8 +979,9 @@ class Server:
 
     def forget(self, conn: Connection) -> None:
         """A connection went away: give back what it held for requests it will never run."""
-        held = conn.head_grant + conn.unsent
-        conn.head_grant = conn.unsent = 0
+        held = conn.head_grant + conn.unsent + sum(release for _, release in conn.outq)
+        conn.head_grant = conn.unsent = conn.outq_bytes = 0
+        conn.outq.clear()
         if conn.budget_wait:
             conn.budget_wait = 0
             with contextlib.suppress(ValueError):
