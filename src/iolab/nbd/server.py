@@ -313,12 +313,12 @@ class Connection(asyncio.Protocol):
         self._update_reading()
 
     def _busy(self) -> bool:
+        """Stop parsing (checked before every request: kept to a few attribute loads)."""
         return (
             self.write_paused
             or self.budget_wait > 0
             or self.inflight_bytes + self.corked_bytes + self.outq_bytes > MAX_INFLIGHT_BYTES
             or self.inflight >= MAX_INFLIGHT_REQUESTS
-            or (not self.transmitting and len(self.queue.buf) > MAX_HANDSHAKE_BUFFER)
         )
 
     def _charge_unsent(self) -> None:
@@ -335,7 +335,7 @@ class Connection(asyncio.Protocol):
     def _update_reading(self) -> None:
         if self.transport is None or self.closed:
             return
-        want_pause = self._busy()
+        want_pause = self._busy() or (not self.transmitting and len(self.queue.buf) > MAX_HANDSHAKE_BUFFER)
         if not want_pause and self.stalled and not self.parse_scheduled:
             # requests left unparsed while we were busy
             self.parse_scheduled = True
@@ -364,9 +364,16 @@ class Connection(asyncio.Protocol):
 
     def _uncork(self) -> None:
         out = self.corked
+        total = self.corked_bytes
         self.corked = None
         self.corked_bytes = 0
-        if out and not self.closed and self.transport is not None:
+        if not out or self.closed or self.transport is None:
+            pass
+        elif total < HANDOFF_PAYLOAD and not self.outq:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self.write_paused or self.unsent:
+                self._charge_unsent()
+        else:
             # small replies go out joined, in one send; a large read's data on its own (never copied
             # into a joined buffer), fed to the transport a slice at a time as the client reads
             small: list[bytes | bytearray] = []
@@ -381,15 +388,19 @@ class Connection(asyncio.Protocol):
             if small:
                 self._send(small[0] if len(small) == 1 else b"".join(small))
             self._charge_unsent()
-        if self.release_after_write:
+        held = self.release_after_write
+        if held:
             # the budget of completed reads, kept until their data has gone to the transport (which
             # holds what the client has not read yet as `unsent`)
-            held, self.release_after_write = self.release_after_write, 0
+            self.release_after_write = 0
             if self.outq and not self.closed:
                 self.outq.append((memoryview(b""), held))  # released once what is queued before it went
                 self._send_queued()
             else:
-                self.server.release(held)
+                server = self.server
+                server.buffered -= held
+                if server.budget_waiters:
+                    server._grant()
 
     def _send(self, data: bytes | bytearray) -> None:
         if not self.outq and len(data) < HANDOFF_PAYLOAD:
@@ -630,6 +641,11 @@ class Connection(asyncio.Protocol):
             self._maybe_finish()
 
     def _parse_batch(self, buf: bytearray, pos: int, end: int, unpack: Callable[..., tuple[int, ...]]) -> int:
+        server = self.server
+        max_buffer = server.limits.max_buffer
+        max_payload = self.export.max_payload  # type: ignore[union-attr]
+        waiters = server.budget_waiters
+        cmd_read = proto.CMD_READ
         while not self.closed and not self.disconnecting and not self._busy():
             if self.discard:
                 # the payload of a write we refused for its size: dropped as it arrives, never kept
@@ -660,8 +676,12 @@ class Connection(asyncio.Protocol):
                     self.discard_cookie = cookie
                     pos += 28
                     continue
-                if length and not self.head_grant and not self.server.reserve(self, length):
-                    break  # waits for the budget; reading stops meanwhile
+                if length and not self.head_grant:
+                    if not waiters and server.buffered + length <= max_buffer:
+                        server.buffered += length  # (Server.reserve's fast path, inline: per request)
+                        self.head_grant = length
+                    elif not server.reserve(self, length):
+                        break  # waits for the budget; reading stops meanwhile
                 if end - pos < 28 + length:
                     break
                 charge, self.head_grant = self.head_grant, 0
@@ -678,14 +698,16 @@ class Connection(asyncio.Protocol):
                 payload = bytes(memoryview(buf)[pos + 28 : pos + 28 + length])
                 pos += 28 + length
             else:
-                if (
-                    cmd == proto.CMD_READ
-                    and 0 < length <= self.export.max_payload  # type: ignore[union-attr]
-                    and not self.head_grant
-                    and not self.server.reserve(self, length)
-                ):
-                    break
-                charge, self.head_grant = self.head_grant, 0
+                if cmd == cmd_read and 0 < length <= max_payload:
+                    if self.head_grant:  # granted while it waited
+                        charge, self.head_grant = self.head_grant, 0
+                    elif not waiters and server.buffered + length <= max_buffer:
+                        server.buffered += length  # (Server.reserve's fast path, inline: per request)
+                        charge = length
+                    elif server.reserve(self, length):
+                        charge, self.head_grant = self.head_grant, 0
+                    else:
+                        break
                 payload = None
                 pos += 28
             self._request(cmd, flags, cookie, offset, length, payload, charge)
@@ -742,6 +764,7 @@ class Connection(asyncio.Protocol):
         else:
             coro = top.extents(offset, length, bool(flags & proto.CMD_FLAG_REQ_ONE))
         self.inflight += 1
+        server = self.server
         size = length if cmd in (proto.CMD_READ, proto.CMD_WRITE) else 0
         self.inflight_bytes += size
 
@@ -753,7 +776,7 @@ class Connection(asyncio.Protocol):
                 if self.corked is not None:
                     self.release_after_write += charge  # _uncork runs soon (scheduled, or the batch's)
                 else:
-                    self.server.release(charge)
+                    server.release(charge)
             if self.read_paused or self.stalled:
                 self._update_reading()
             if self.disconnecting or self.eof:
@@ -923,7 +946,6 @@ class Server:
         self.limits = limits or Limits()
         # the payload budget: bytes reserved by requests in flight plus unsent replies, and who waits
         self.buffered = 0
-        self.buffered_peak = 0
         self.budget_waiters: collections.deque[Connection] = collections.deque()
         self.refused = 0
         self._refused_logged = 0
@@ -968,7 +990,8 @@ class Server:
 
     def release(self, size: int) -> None:
         self.buffered -= size
-        self._grant()
+        if self.budget_waiters:
+            self._grant()
 
     def charge(self, conn: Connection, delta: int) -> None:
         """Unsent reply bytes: not refusable (already produced), but they make others wait."""
@@ -990,7 +1013,6 @@ class Server:
 
     def _add(self, size: int) -> None:
         self.buffered += size
-        self.buffered_peak = max(self.buffered_peak, self.buffered)
 
     def _grant(self) -> None:
         while self.budget_waiters:
