@@ -260,6 +260,19 @@ def test_socket_path_replaces_only_a_stale_socket(tmp_path: Path, option: str, k
         assert (target / "inside").read_text() == "x"
 
 
+def test_control_on_the_image_itself_keeps_the_image(tmp_path: Path) -> None:
+    """The attack of issue 10: `--control disk.img` deleted the image being served."""
+    img = make_image(tmp_path / "disk.img", 4 * MiB, pattern=0x5C)
+    before = sha256(img)
+    for control in (str(img), f"unix:{img}"):
+        r = serve_fails(str(img), "--listen", f"unix:{tmp_path}/nbd.sock", "--control", control)
+        assert f"--control {img}: a regular file is there" in r.stderr, r.stderr
+        assert sha256(img) == before
+    r = serve_fails(str(img), "--listen", f"unix:{img}")
+    assert f"--listen {img}: a regular file is there" in r.stderr, r.stderr
+    assert sha256(img) == before
+
+
 def test_stale_socket_replaced_live_socket_refused(tmp_path: Path) -> None:
     img = make_image(tmp_path / "a.img", MiB)
     path = str(tmp_path / "nbd.sock")

@@ -1204,8 +1204,12 @@ def clear_stale_socket(path: str, option: str) -> None:
         )
     finally:
         probe.close()
-    with contextlib.suppress(FileNotFoundError):
+    try:
         os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot remove the stale socket: {exc.strerror}") from None
 
 
 def bind_unix(path: str, mode: int, option: str, backlog: int = 128) -> UnixSocketPath:
