@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SYSTEM_PACKAGES := fio fio-examples e2fsprogs util-linux kmod python3-venv qemu-utils libnbd-bin python3-libnbd nbdkit strace \
   dosfstools xfsprogs btrfs-progs jfsutils udftools nilfs-tools f2fs-tools exfatprogs squashfs-tools erofs-utils \
-  reiserfsprogs cryptsetup-bin mdadm lvm2 openssl gnutls-bin
+  reiserfsprogs ntfs-3g cryptsetup-bin mdadm lvm2 openssl gnutls-bin
 
 .PHONY: run test test-sanitize lint system-deps build difftest
 

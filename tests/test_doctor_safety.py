@@ -16,6 +16,7 @@ import pytest
 from conftest import need
 from iolab.doctor import SafetyError, SafetyGate, read_signatures
 from iolab.doctor.findings import has_errors
+from iolab.doctor.safety import probe_signatures
 from test_doctor_support import (
     MiB,
     attached,
@@ -142,15 +143,20 @@ def test_refuses_ext4_signature_on_the_backing_file(ext4_image: Path) -> None:
         assert not has_errors(SafetyGate.check(write_job(dev), allow_destroy=[dev]))
 
 
-def test_detects_swap_and_partition_table_signatures(direct_dir: Path) -> None:
+@pytest.mark.parametrize(
+    ("prober", "dos"), [("libblkid", "dos partition table"), ("table", "dos partition table (1 entries)")]
+)
+def test_detects_swap_and_partition_table_signatures(direct_dir: Path, prober: str, dos: str) -> None:
     need_tool("mkswap")
     swap = sparse(direct_dir / "swap.img", 16 * MiB)
     subprocess.run(["mkswap", str(swap)], check=True, capture_output=True)
     mbr = sparse(direct_dir / "mbr.img", 16 * MiB)
     write_mbr(mbr)
     with attached(swap) as swap_dev, attached(mbr) as mbr_dev:
-        assert [s.name for s in read_signatures(swap_dev)] == ["swap"]
-        assert [s.name for s in read_signatures(mbr_dev)] == ["dos partition table (1 entries)"]
+        swap_probe = probe_signatures(swap_dev, prober=prober)
+        assert swap_probe.prober.startswith("libblkid 2." if prober == "libblkid" else "iolab table")
+        assert [str(s) for s in swap_probe.signatures] == ["swap@4086"]
+        assert [s.name for s in probe_signatures(mbr_dev, prober=prober).signatures] == [dos]
         assert errors(SafetyGate.check(write_job(mbr_dev))) == ["IOL-SAFE-004"]
 
 

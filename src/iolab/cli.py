@@ -72,22 +72,22 @@ def execute(
     from iolab.status import StatusLine
 
     plan = build_plan(jobdefs)
-    findings = doctor.pre_run(plan, jobdefs) + doctor.SafetyGate.check(plan, opts.allow_destroy)
-    if opts.strict:
-        findings = doctor.strict(findings)
-    if doctor.has_errors(findings):
-        raise RunRefused(doctor.render_findings(findings))
-    if opts.findings_to_stderr and findings:
-        print(doctor.render_findings(findings), file=sys.stderr)
-    try:
-        hold = doctor.SafetyGate.exclusive(plan, opts.allow_destroy)
-    except doctor.SafetyError as exc:
-        raise RunRefused(doctor.render_findings(exc.findings)) from None
-    with hold:
+    findings = doctor.pre_run(plan, jobdefs)
+    # open once: every file the run uses is opened here, once, and checked on that fd; from here on it is
+    # used through these anchors only (layout, the workers' opens, unlink), never through its name
+    gate = doctor.SafetyGate.open(plan, opts.allow_destroy)
+    with gate:
+        findings += gate.findings
+        if opts.strict:
+            findings = doctor.strict(findings)
+        if doctor.has_errors(findings):
+            raise RunRefused(doctor.render_findings(findings))
+        if opts.findings_to_stderr and findings:
+            print(doctor.render_findings(findings), file=sys.stderr)
         if on_start is not None:
             on_start(plan)
         failed: dict[int, tuple[str, int]] = {}
-        for note in prepare_files(plan, failed):
+        for note in prepare_files(plan, failed, gate.anchors):
             if opts.eta != "never":
                 print(f"iolab: {note}", file=sys.stderr)
         watched = doctor.devices_for(plan)
@@ -98,7 +98,9 @@ def execute(
         counters_before = snapshot()
         with StatusLine(opts.eta) as status:
             # the device counters are also read at both ends of every phase (stonewall, wait_for)
-            outcome = run_plan(plan, on_progress=status.update, phase_snapshot=snapshot, failed=failed)
+            outcome = run_plan(
+                plan, on_progress=status.update, phase_snapshot=snapshot, failed=failed, anchors=gate.anchors
+            )
         counters_after = snapshot()
     device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []

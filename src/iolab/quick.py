@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iolab.analysis.model import merge_jobs
-from iolab.cli import RunOptions, execute
+from iolab.cli import RunOptions, RunRefused, execute
 from iolab.jobfile import JobDef, JobFileError, parse_files
 from iolab.jobfile.numbers import read_size, read_time
-from iolab.plan import PlanError
-from iolab.plan.layout import layout_file
+from iolab.plan import PlanError, RunPlan
 
 JOBS_DIR = Path(__file__).parent / "jobs"
 WORKLOADS = (
@@ -92,17 +91,27 @@ def _fit_clones(jobs: list[JobDef], target_size: int) -> str | None:
     return note
 
 
-def _prepare_target(path: str, size: int) -> None:
-    from iolab.plan import FilePlan, LayoutSpec
+def _prepare_target(path: str, size: int) -> int:
+    """Lay a file target out to `size` bytes (written in full, so reads hit data), as a create_only job run
+    through execute(): the safety gate checks it first, as every write. Returns the exit status."""
+    from iolab.jobfile import parse_cli
 
     if os.path.exists(path) and stat.S_ISBLK(os.stat(path).st_mode):
-        return
-    if not os.path.exists(path) or os.path.getsize(path) < size:
-        print(
-            f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
-            file=sys.stderr,
-        )
-        layout_file(FilePlan(path, False, size, 0, size, extend=True), LayoutSpec())
+        return 0
+
+    def announce(plan: RunPlan) -> None:  # once the gate passed, before the layout
+        if any(fp.extend for job in plan.jobs for fp in job.files):
+            print(
+                f"quick: writing {size >> 20} MiB test file {path} (reads must hit real data, not holes)",
+                file=sys.stderr,
+            )
+
+    name = path.replace(":", "\\:")  # fio's filename= splits on ':'
+    jobs = parse_cli(
+        ["--name=quick-layout", f"--filename={name}", f"--size={size}", "--rw=read", "--create_only=1"]
+    )
+    _, code = execute(jobs.jobs, RunOptions(output_format="normal", eta="never"), on_start=announce)
+    return code
 
 
 def _override(jobs: list[JobDef], runtime_ns: int, ramp_ns: int) -> None:
@@ -154,10 +163,18 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
     try:
-        _prepare_target(target, opts.size)
+        if _prepare_target(target, opts.size):
+            print(f"iolab: {target}: could not be laid out", file=sys.stderr)
+            return 1
         target_size = _target_size(target)
-    except OSError as exc:
-        print(f"iolab: {exc.filename or target}: {exc.strerror or exc}", file=sys.stderr)
+    except RunRefused as exc:
+        print(f"iolab: refusing to run:\n{exc}", file=sys.stderr)
+        return 1
+    except (OSError, JobFileError, PlanError) as exc:
+        if isinstance(exc, OSError):
+            print(f"iolab: {exc.filename or target}: {exc.strerror or exc}", file=sys.stderr)
+        else:
+            print(f"iolab: {exc}", file=sys.stderr)
         return 1
     # the job files say filename=${IOLAB_TARGET}, and fio's filename= splits on ':' unless it is escaped
     env = dict(os.environ, IOLAB_TARGET=target.replace(":", "\\:"))
@@ -180,6 +197,12 @@ def main(argv: Sequence[str]) -> int:
             run, code = execute(jobs, RunOptions(output_format="normal", eta="auto"))
         except (JobFileError, PlanError) as exc:
             print(f"iolab: {exc}", file=sys.stderr)
+            return 1
+        except RunRefused as exc:
+            print(f"iolab: refusing to run:\n{exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"iolab: {exc.filename or target}: {exc.strerror or exc}", file=sys.stderr)
             return 1
         status = status or code
         for finding in run.iolab.get("findings", []):

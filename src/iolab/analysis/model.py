@@ -630,8 +630,10 @@ class _Series:
 
     def rates(self, col: int, scale: float) -> list[float]:
         """Column ``col`` of every sample per second of its interval, divided by ``scale``."""
-        return [int(s[col]) / scale / (dur / 1000.0) if dur > 0 else 0.0
-                for s, dur in zip(self.raw, self.durations_ms, strict=True)]
+        return [
+            int(s[col]) / scale / (dur / 1000.0) if dur > 0 else 0.0
+            for s, dur in zip(self.raw, self.durations_ms, strict=True)
+        ]
 
     def stats(self, values: Sequence[float], col: int) -> SampleStats:
         """Statistics of the full intervals; as in fio, one without I/O (column ``col``) is no sample."""
@@ -786,8 +788,9 @@ def job_result(
         if stopped:
             notes.append("ramp_time did not complete: nothing was measured")
         else:
-            notes.append("the job's I/O ended before ramp_time did: all of it is reported, ramp included"
-                         " (as fio does)")
+            notes.append(
+                "the job's I/O ended before ramp_time did: all of it is reported, ramp included (as fio does)"
+            )
 
     n_all = sum(dirs[d].ios for d in ALL_DIRS)
     engine = EngineStats.from_raw(raw)

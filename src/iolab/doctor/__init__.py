@@ -4,8 +4,13 @@ API for `iolab run` (see CODES.md for the finding codes):
 
 - `inspect_target(path) -> TargetInfo`: what a filename is and every block device under it
 - `pre_run(plan_or_jobdefs, jobdefs=None, expect_raw=False) -> list[Finding]`: the pre-run checks
-- `SafetyGate.check(plan, allow_destroy) -> list[Finding]` (errors block the run) and
-  `SafetyGate.exclusive(plan, allow_destroy) -> ExclusiveHold` (O_EXCL fds for the run; raises SafetyError)
+- `SafetyGate.open(plan, allow_destroy) -> RunGate`: open once. Every file of the run opened by name once
+  (anchors, iolab/plan/anchor.py), written devices held with O_EXCL, and the checks run on those fds
+  (`RunGate.findings`: errors block the run). The run uses `RunGate.anchors` only (layout, the workers'
+  opens, unlink), never the names again. What jobs write, lay out or unlink is gated.
+- `check_fd(fd, path, users=..., allow_destroy=...)`: the gate's checks on one open fd (fstat)
+- `SafetyGate.check(plan, allow_destroy) -> list[Finding]`: the same checks by path, for `iolab doctor`;
+  `SafetyGate.exclusive(plan, allow_destroy) -> ExclusiveHold` (O_EXCL fds by path; raises SafetyError)
 - `devices_for(plan)`, `DeviceCounters.snapshot(devices)` / `.diff(before, after)`,
   `Issued.from_raw(raw_results)`, `lie_report(issued, observed) -> LieReport` / `lie_detector(...)`;
   `DeviceCheck([PhaseCheck(...)])`: one report per phase of a run
@@ -42,6 +47,7 @@ from iolab.doctor.findings import (
 )
 from iolab.doctor.safety import (
     ExclusiveHold,
+    RunGate,
     SafetyError,
     SafetyGate,
     Signature,
@@ -66,6 +72,7 @@ __all__ = [
     "Mount",
     "NeverWritten",
     "PhaseCheck",
+    "RunGate",
     "SafetyError",
     "SafetyGate",
     "Signature",

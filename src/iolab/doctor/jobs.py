@@ -40,6 +40,14 @@ class JobView:
     source: str = ""
     #: False: the plan rejected the job, the files carry no regions
     planned: bool = True
+    #: the job's setup lays a file out (creates, extends, pre-fills it); it removes its files (unlink=1)
+    lays_out: bool = False
+    unlinks: bool = False
+
+    @property
+    def modifies(self) -> bool:
+        """Writes, lays out or unlinks: what the safety gate checks."""
+        return self.writes or self.lays_out or self.unlinks
 
     def where(self, option: str) -> str:
         return self.set_at.get(option) or self.source
@@ -79,6 +87,8 @@ def views_from_plan(jobs: Sequence[JobPlan], jobdefs: Sequence[JobDef] | None = 
             writes=job.writes,
             random=bool(job.config["random"]),
             direct=job.direct,
+            lays_out=any(f.extend for f in job.files),
+            unlinks=job.unlink,
             **_located(by_index.get(job.jobdef_index)),
         )
         for job in jobs
@@ -102,6 +112,7 @@ def _unplanned(jd: JobDef) -> JobView:
         random,
         bool(v["direct"]),
         planned=False,
+        unlinks=bool(v.get("unlink")),
         **_located(jd),
     )
 

@@ -1,39 +1,69 @@
 """Data safety gate: no write reaches a block device that holds someone's data unless the user names it.
 
-Before any write to a block device the gate refuses when the device (or a partition of it, or a device stacked
-on it) is mounted, has holders, is active swap, or carries a partition table or file-system signature. Devices
+Before any write to a block device the gate refuses when the device, or anything stacked on it, is mounted,
+has holders, is active swap, or carries a partition table or file-system signature. "Stacked on it"
+(stacking.py) is found upwards and recursively: partitions, sysfs holders (dm, md ...), loop devices whose
+backing file is the device at any offset (the loop driver's lo_rdevice; loop devices make no holders/ link),
+loop devices backed by a file in a file system mounted from it, and swap files in such file systems. Devices
 are compared by device number (st_rdev), never by path, so a symlink or a /dev/disk/by-* alias does not get
-around it. The signatures are read here from the device's first and last blocks.
+around it. Findings name the chain: "/dev/loop7 (offset 1048576) on /dev/zram3 holds the ext4 file system at
+/mnt/x".
+
+Signatures are probed with libblkid (blkid.py: superblocks and partition tables, all of them, on the whole
+device) on the device itself and on every partition and loop device stacked on it (a loop at an offset holds
+its file system where the device shows nothing); where libblkid.so.1 cannot be loaded the gate's own table
+(first 68 KiB and last 128 KiB) is the fallback, and IOLAB_SIGNATURE_PROBER=table forces it. The finding's
+evidence says which prober was used. A probe can go through the fd the engine writes with (`fd=`).
+
+Open once (`SafetyGate.open`, what `iolab run` uses): every file and device of the run is opened by its name
+once, before anything is written (iolab/plan/anchor.py), and the checks run on those descriptors (`check_fd`:
+fstat, no name resolved again). The run then uses only these anchors: layout, the workers' opens (a reopen
+through /proc/self/fd/N with the job's flags) and unlink=1, so a symlink swapped or a file renamed over the
+name after the check changes nothing. What a job writes, lays out (creates, extends, pre-fills) or unlinks is
+gated: a read job that lays a file out or has unlink=1 is gated like a writer. A name that does not exist at
+the check is created later only as a new file in the directory opened at the check (O_EXCL, O_NOFOLLOW).
+`SafetyGate.check` runs the same checks by path, for `iolab doctor` (it writes nothing).
 
 While the job runs, the gate holds every written device open with O_EXCL, so nothing can mount it or claim it
-meanwhile (the engine's own non-exclusive opens still work).
+meanwhile (the engine's own non-exclusive opens, through the same anchor, still work).
 
 Override: `--allow-destroy=/dev/X` for exactly the device the job writes (matched by device number).
 fio's allow_mounted_write=1 lets the mounted check pass, but not the signature check.
-Active swap is never overridable: writing over it corrupts running processes; swapoff first.
+Active swap is never overridable, also swap on a device stacked on the written one: writing over it corrupts
+running processes; swapoff first.
 
 Regular files are gated too, for what they are under a block device: the backing file of a loop device
-(IOL-SAFE-006; `--allow-destroy=PATH` naming that file overrides) or an active swap file (IOL-SAFE-007, never
-overridable). Files are compared by (st_dev, st_ino) after following symlinks, never by path, so a symlink or
-a hard link does not get around it; a loop device's backing file is identified by the LOOP_GET_STATUS64 ioctl
-(its lo_device and lo_inode, also right after the file was renamed or unlinked), else by stat() of
-/sys/block/loopN/loop/backing_file (a " (deleted)" one then cannot be identified).
+(IOL-SAFE-006; `--allow-destroy=PATH` naming that file overrides) or an active swap file, or the file under a
+loop device that swap is on, however deep (IOL-SAFE-007, never overridable). Files are compared by
+(st_dev, st_ino) after following symlinks, never by path, so a symlink or a hard link does not get around it;
+on overlayfs the merged path and the real files in the upper and lower layers are the same data, and are
+compared as one (mountinfo's upperdir/lowerdir). A loop device's backing file is identified by the
+LOOP_GET_STATUS64 ioctl (lo_device and lo_inode, also right after the file was renamed or unlinked), else by
+stat() of /sys/block/loopN/loop/backing_file (a " (deleted)" one then cannot be identified).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import fcntl
 import os
 import stat
-import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
+from iolab.doctor import blkid
 from iolab.doctor.findings import Finding, finding, has_errors
 from iolab.doctor.jobs import Jobs, JobView, to_views
+from iolab.doctor.stacking import (
+    Layer,
+    file_identities,
+    loop_identities,
+    loops,
+    stack_above,
+    swaps_in,
+)
 from iolab.doctor.target import (
     SYS_CLASS_BLOCK,
     active_swaps,
@@ -42,6 +72,8 @@ from iolab.doctor.target import (
     mounts,
     partitions_of,
 )
+from iolab.plan import JobPlan, RunPlan
+from iolab.plan.anchor import Anchors, FileAnchor
 
 # --------------------------------------------------------------------------------------------- signatures
 
@@ -71,10 +103,23 @@ HEAD_BYTES = 65536 + 4096
 @dataclass(frozen=True)
 class Signature:
     name: str
-    offset: int
+    offset: int | None  # of the magic; None when the prober does not say
+    usage: str | None = None  # libblkid's USAGE: filesystem, raid, crypto, other (a partition table: None)
+    label: str | None = None
+    uuid: str | None = None
+    #: libblkid found it with a bad checksum: a damaged file system, still someone's data
+    bad_checksum: bool = False
 
     def __str__(self) -> str:
-        return f"{self.name}@{self.offset}"
+        return self.name if self.offset is None else f"{self.name}@{self.offset}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.name, "offset": self.offset}
+        extra = (("usage", self.usage), ("label", self.label), ("uuid", self.uuid))
+        out.update({k: v for k, v in extra if v})
+        if self.bad_checksum:
+            out["bad_checksum"] = True
+        return out
 
 
 def _ext_flavour(head: bytes) -> str:
@@ -149,20 +194,72 @@ def signatures_in(head: bytes, tail: bytes, size: int, lbs: int = 512) -> list[S
     return found
 
 
-def read_signatures(path: str) -> list[Signature]:
-    """Open the device read-only and look for signatures."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+#: IOLAB_SIGNATURE_PROBER=table makes the gate use its own table even where libblkid loads (tests of the
+#: fallback); any other value, or none, means libblkid when it loads
+PROBER_ENV = "IOLAB_SIGNATURE_PROBER"
+TABLE_PROBER = "iolab table"
+
+
+@dataclass(frozen=True)
+class SignatureProbe:
+    prober: str  # "libblkid 2.38.1" | "iolab table" (+ why, when libblkid was wanted but failed)
+    signatures: tuple[Signature, ...]
+    #: libblkid's safe probe found more than one file system on it (still data: refused like any signature)
+    ambivalent: bool = False
+
+
+def _table_probe(fd: int, lbs: int) -> list[Signature]:
+    size = os.lseek(fd, 0, os.SEEK_END)
+    head = os.pread(fd, min(HEAD_BYTES, size), 0)
+    head = head + bytes(HEAD_BYTES - len(head))
+    tail_len = min(size, 128 * 1024)
+    tail = os.pread(fd, tail_len, size - tail_len) if tail_len else b""
+    return signatures_in(head, tail, size, lbs)
+
+
+def _blkid_name(sig: blkid.BlkidSignature) -> str:
+    return f"{sig.type} partition table" if sig.kind == "partition table" else sig.type
+
+
+def probe_signatures(path: str, fd: int | None = None, *, prober: str | None = None) -> SignatureProbe:
+    """Every signature on the device (or file) `path`, or on the one open at `fd` when given (then `path` only
+    names it). libblkid probes when it loads, else our table; `prober="table"` (or the environment variable
+    IOLAB_SIGNATURE_PROBER=table) forces the table. Raises OSError when the device cannot be read.
+
+    The device is reopened read-only (from the fd via /proc/self/fd: the same open device, never a path looked
+    up again), so the caller's fd keeps its offset and may be O_DIRECT.
+    """
+    source = f"/proc/self/fd/{fd}" if fd is not None else path
+    own = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        size = os.lseek(fd, 0, os.SEEK_END)
-        head = os.pread(fd, min(HEAD_BYTES, size), 0)
-        head = head + bytes(HEAD_BYTES - len(head))
-        tail_len = min(size, 128 * 1024)
-        tail = os.pread(fd, tail_len, size - tail_len) if tail_len else b""
+        st = os.fstat(own)
+        dev = block_device((os.major(st.st_rdev), os.minor(st.st_rdev))) if stat.S_ISBLK(st.st_mode) else None
+        lbs = dev.logical_block_size if dev else 512
+        wanted = prober or os.environ.get(PROBER_ENV, "")
+        why = ""
+        if wanted != "table":
+            try:
+                found = blkid.probe_fd(own)
+            except blkid.BlkidUnavailable as exc:
+                why = f" (libblkid unavailable: {exc})"
+            except blkid.BlkidError as exc:
+                why = f" (libblkid failed: {exc})"
+            else:
+                sigs = tuple(
+                    Signature(
+                        _blkid_name(s), s.offset, s.usage, s.label or None, s.uuid or None, s.bad_checksum
+                    )
+                    for s in found.signatures
+                )
+                return SignatureProbe(f"libblkid {blkid.version()}", sigs, found.ambivalent)
+        return SignatureProbe(TABLE_PROBER + why, tuple(_table_probe(own, lbs)))
     finally:
-        os.close(fd)
-    devno = block_devno(path)
-    dev = block_device(devno) if devno else None
-    return signatures_in(head, tail, size, dev.logical_block_size if dev else 512)
+        os.close(own)
+
+
+def read_signatures(path: str) -> list[Signature]:
+    """Open the device read-only and look for signatures (libblkid, else our table)."""
+    return list(probe_signatures(path).signatures)
 
 
 # ------------------------------------------------------------------------------------------ the gate
@@ -175,21 +272,10 @@ def _holders(name: str) -> list[str]:
         return []
 
 
-def _covering(name: str, depth: int = 0) -> dict[tuple[int, int], str]:
-    """Device numbers whose use means `name` is in use: itself, its partitions, what is stacked on them."""
-    out: dict[tuple[int, int], str] = {}
-    if depth > 16:
-        return out
-    names = [name, *partitions_of(name)]
-    for n in names:
-        try:
-            major, minor = (SYS_CLASS_BLOCK / n / "dev").read_text().strip().split(":")
-        except (OSError, ValueError):
-            continue
-        out[(int(major), int(minor))] = n
-        for holder in _holders(n):
-            out.update(_covering(holder, depth + 1))
-    return out
+def _covering(name: str) -> dict[tuple[int, int], str]:
+    """Device numbers whose use means `name` is in use: itself, its partitions, what is stacked on them
+    (holders, loop devices backed by it, recursively): see stacking.stack_above()."""
+    return {devno: layer.name for devno, layer in stack_above(name).items()}
 
 
 @dataclass(frozen=True)
@@ -205,7 +291,7 @@ def write_targets(views: Iterable[JobView]) -> list[WriteTarget]:
     """Block devices that jobs write (or trim), one entry per device number."""
     by_dev: dict[tuple[int, int], WriteTarget] = {}
     for view in views:
-        if not view.writes:
+        if not view.modifies:
             continue
         for f in view.files:
             devno = block_devno(f.path)
@@ -231,9 +317,17 @@ def _allowed(devno: tuple[int, int], allow_destroy: Sequence[str]) -> str | None
     return None
 
 
-def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool = True) -> list[Finding]:
+def _on(layer: Layer) -> str:
+    """How a finding names a device: "/dev/zram3", or "/dev/loop7 (offset 1048576) on /dev/zram3"."""
+    return layer.describe()
+
+
+def _check_device(
+    t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool = True, *, fd: int | None = None
+) -> list[Finding]:
+    """`fd`: the written device as the engine has it open (its signatures are probed through it)."""
     allowed = _allowed(t.devno, allow_destroy)
-    cover = _covering(t.name)
+    cover = stack_above(t.name)
     fix_allow = f"--allow-destroy=/dev/{t.name} (if everything on it may be destroyed)"
     out: list[Finding] = []
 
@@ -252,7 +346,7 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
         else:
             out.append(finding(code, message, evidence, fix, job=",".join(t.jobs)))
 
-    # mounted: any mount whose device number (or source device) is the device, a partition, or a holder
+    # mounted: any mount whose device number (or source device) is the device or anything stacked on it
     for m in mounts():
         hit = cover.get(m.devno)
         if hit is None and m.source.startswith("/"):
@@ -265,12 +359,13 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
             bypass = "allow_mounted_write=1"
         add(
             "IOL-SAFE-001",
-            f"{t.path} is mounted: /dev/{hit} holds the {m.fstype} file system at {m.mountpoint}",
+            f"{t.path} is mounted: {_on(hit)} holds the {m.fstype} file system at {m.mountpoint}",
             {
                 "path": t.path,
                 "device": f"/dev/{t.name}",
                 "devno": f"{t.devno[0]}:{t.devno[1]}",
-                "mounted_device": f"/dev/{hit}",
+                "mounted_device": hit.path,
+                "chain": _on(hit),
                 "mountpoint": m.mountpoint,
                 "fstype": m.fstype,
             },
@@ -279,49 +374,77 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
         )
     holders = {n: _holders(n) for n in [t.name, *partitions_of(t.name)]}
     holders = {n: h for n, h in holders.items() if h}
-    if holders:
+    loops_on = [layer for layer in cover.values() if layer.via in ("loop", "loop on a file")]
+    if holders or loops_on:
+        users = [f"{h} (on {n})" for n, hs in holders.items() for h in hs] + [_on(x) for x in loops_on]
         add(
             "IOL-SAFE-002",
-            f"{t.path} is in use by " + ", ".join(f"{h} (on {n})" for n, hs in holders.items() for h in hs),
-            {"path": t.path, "device": f"/dev/{t.name}", "holders": {n: h for n, h in holders.items()}},
-            "remove what is stacked on it (dmsetup remove, mdadm --stop, ...); " + fix_allow,
+            f"{t.path} is in use by " + ", ".join(users),
+            {
+                "path": t.path,
+                "device": f"/dev/{t.name}",
+                "holders": {n: h for n, h in holders.items()},
+                "loop_devices": [_on(x) for x in loops_on],
+            },
+            "remove what is stacked on it (losetup -d, dmsetup remove, mdadm --stop, ...); " + fix_allow,
             bypass=f"--allow-destroy={allowed}" if allowed else None,
         )
-    for swap in active_swaps():
-        sd = block_devno(swap)
-        if sd is not None and sd in cover:
-            add(
-                "IOL-SAFE-003",
-                f"{t.path} is active swap ({swap}): writing over it corrupts running programs",
-                {"path": t.path, "device": f"/dev/{t.name}", "swap": swap},
-                f"swapoff {swap} first (--allow-destroy does not override this)",
-                bypass=None,
-            )
-    try:
-        sigs = read_signatures(t.path)
-    except OSError as exc:
-        sigs = []
-        out.append(
-            finding(
-                "IOL-SAFE-005",
-                f"cannot read {t.path} to look for signatures: {exc.strerror}",
-                {"path": t.path, "errno": exc.errno},
-                "the gate must read the device before writing it: run where it can be opened (root)",
-                job=",".join(t.jobs),
-            )
+    for swap in swaps_in(cover):
+        what = f"active swap ({swap.swap})" if swap.direct else f"under active swap: {swap.on}"
+        add(
+            "IOL-SAFE-003",
+            f"{t.path} is {what}: writing over it corrupts running programs",
+            {"path": t.path, "device": f"/dev/{t.name}", "swap": swap.swap, "chain": swap.on},
+            f"swapoff {swap.swap} first (--allow-destroy does not override this)",
+            bypass=None,
         )
-    if sigs:
+    # signatures: the device's own (through the engine's fd when given), and those of the partitions and loop
+    # devices stacked on it: a loop at an offset holds its file system past anything the device shows
+    probes: list[tuple[Layer, SignatureProbe]] = []
+    for layer in cover.values():
+        if layer.via in ("holder", "loop on a file"):
+            # reported above as users. dm/md/bcache: reading a suspended dm device could block; a loop device
+            # over a file in a mounted file system: reading it would update that file's atime, a write
+            continue
+        try:
+            probes.append((layer, probe_signatures(layer.path, fd if layer.via == "self" else None)))
+        except OSError as exc:
+            if layer.via != "self" and exc.errno in (errno.ENOENT, errno.ENXIO):
+                continue  # a loop device detached meanwhile
+            out.append(
+                finding(
+                    "IOL-SAFE-005",
+                    f"cannot read {_on(layer)} to look for signatures: {exc.strerror}",
+                    {"path": t.path, "device": layer.path, "errno": exc.errno},
+                    "the gate must read the device before writing it: run where it can be opened (root)",
+                    job=",".join(t.jobs),
+                )
+            )
+    found = [(layer, p, s) for layer, p in probes for s in p.signatures]
+    ambivalent = [layer for layer, p in probes if p.ambivalent]
+    if found or ambivalent:
+        names = [s.name if not layer.stacked else f"{s.name} on {_on(layer)}" for layer, _, s in found]
+        names += [f"several file systems at once on {_on(layer)}" for layer in ambivalent if not found]
         add(
             "IOL-SAFE-004",
-            f"{t.path} carries {', '.join(s.name for s in sigs)}: writing destroys it",
-            {"path": t.path, "device": f"/dev/{t.name}", "signatures": [str(s) for s in sigs]},
+            f"{t.path} carries {', '.join(names)}: writing destroys it",
+            {
+                "path": t.path,
+                "device": f"/dev/{t.name}",
+                "signatures": [
+                    str(s) if not layer.stacked else f"{s} on {_on(layer)}" for layer, _, s in found
+                ],
+                "details": [{**s.to_json(), "on": _on(layer)} for layer, _, s in found],
+                "prober": sorted({p.prober for _, p in probes}),
+            }
+            | ({"ambivalent": [_on(layer) for layer in ambivalent]} if ambivalent else {}),
             f"write to another device, or wipe it (wipefs -a /dev/{t.name}); " + fix_allow,
             bypass=f"--allow-destroy={allowed}" if allowed else None,
         )
     blocking = [f for f in out if f.severity == "error"]
     if probe_excl and not blocking and not any(f.code == "IOL-SAFE-001" for f in out):
         try:
-            fd = os.open(t.path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
+            excl = os.open(t.path, os.O_RDONLY | os.O_EXCL | os.O_CLOEXEC)
         except OSError as exc:
             if exc.errno == errno.EBUSY:
                 out.append(
@@ -334,16 +457,11 @@ def _check_device(t: WriteTarget, allow_destroy: Sequence[str], probe_excl: bool
                     )
                 )
         else:
-            os.close(fd)
+            os.close(excl)
     return out
 
 
 # ------------------------------------------------------------------------------------- regular files
-
-#: LOOP_GET_STATUS64 (linux/loop.h) and the head of struct loop_info64: lo_device, lo_inode (the backing file)
-_LOOP_GET_STATUS64 = 0x4C05
-_LOOP_INFO64_SIZE = 232
-_DELETED = " (deleted)"
 
 FileId = tuple[int, int, int]  # (major, minor) of st_dev, st_ino
 
@@ -359,56 +477,6 @@ def file_id(path: str) -> FileId | None:
     return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
 
 
-def _huge_decode_dev(dev: int) -> tuple[int, int]:
-    """The kernel's huge_encode_dev() (new_encode_dev) back to (major, minor)."""
-    return (dev & 0xFFF00) >> 8, (dev & 0xFF) | ((dev >> 12) & 0xFFF00)
-
-
-def _loop_status_id(name: str) -> FileId | None:
-    try:
-        major, minor = (SYS_CLASS_BLOCK / name / "dev").read_text().strip().split(":")
-        node = f"/dev/{name}"
-        if block_devno(node) != (int(major), int(minor)):
-            return None
-        fd = os.open(node, os.O_RDONLY | os.O_CLOEXEC)
-    except (OSError, ValueError):
-        return None
-    try:
-        info = fcntl.ioctl(fd, _LOOP_GET_STATUS64, bytes(_LOOP_INFO64_SIZE))
-    except OSError:
-        return None  # ENXIO: not bound (any more)
-    finally:
-        os.close(fd)
-    lo_device, lo_inode = struct.unpack_from("=QQ", info)
-    return (*_huge_decode_dev(lo_device), lo_inode)
-
-
-@dataclass(frozen=True)
-class LoopBacking:
-    loop: str  # kernel name
-    backing_file: str  # as sysfs shows it (" (deleted)" kept)
-    file: FileId | None  # None: could not be identified
-
-
-def loop_backings() -> list[LoopBacking]:
-    """Every bound loop device and the identity of its backing file."""
-    out = []
-    try:
-        names = sorted(n for n in os.listdir(SYS_CLASS_BLOCK) if n.startswith("loop"))
-    except OSError:
-        return []
-    for name in names:
-        try:
-            text = (SYS_CLASS_BLOCK / name / "loop" / "backing_file").read_text().rstrip("\n")
-        except OSError:
-            continue  # not bound, or a partition of a loop device
-        ident = _loop_status_id(name)
-        if ident is None and not text.endswith(_DELETED):
-            ident = file_id(text)  # without the ioctl (not root): by its path, if it still has that name
-        out.append(LoopBacking(name, text, ident))
-    return out
-
-
 @dataclass(frozen=True)
 class FileTarget:
     path: str  # as the job names it
@@ -420,7 +488,7 @@ def written_files(views: Iterable[JobView]) -> list[FileTarget]:
     """Existing regular files that jobs write, one entry per file (device and inode)."""
     by_id: dict[FileId, FileTarget] = {}
     for view in views:
-        if not view.writes:
+        if not view.modifies:
             continue
         for f in view.files:
             ident = file_id(f.path)
@@ -434,34 +502,70 @@ def written_files(views: Iterable[JobView]) -> list[FileTarget]:
     return list(by_id.values())
 
 
-def _allowed_file(ident: FileId, allow_destroy: Sequence[str]) -> str | None:
+def _allowed_file(ident: FileId, allow_destroy: Sequence[str], same: set[FileId] | None = None) -> str | None:
+    """The --allow-destroy path naming this file: any of its names, or (overlayfs) a layer of it."""
+    ids = same if same is not None else {ident}
     for path in allow_destroy:
-        if file_id(path) == ident:
+        if file_id(path) == ident or file_identities(path) & ids:
             return path
     return None
 
 
-def _check_file(t: FileTarget, allow_destroy: Sequence[str]) -> list[Finding]:
+def _written_identities(t: FileTarget, fd: int | None) -> set[FileId]:
+    """The written file's identities: itself and, on overlayfs, its real files in the layers."""
+    ids = {t.file} | file_identities(t.path)
+    if fd is not None:
+        st = os.fstat(fd)
+        ids.add((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+        with contextlib.suppress(OSError):
+            ids |= file_identities(os.readlink(f"/proc/self/fd/{fd}"))
+    return ids
+
+
+def _check_file(t: FileTarget, allow_destroy: Sequence[str], *, fd: int | None = None) -> list[Finding]:
+    """`fd`: the written file as the engine has it open."""
     out: list[Finding] = []
     job = ",".join(t.jobs)
-    where = {
+    ids = _written_identities(t, fd)
+    where: dict[str, Any] = {
         "path": t.path,
         "realpath": os.path.realpath(t.path),
         "file": f"{t.file[0]}:{t.file[1]}:{t.file[2]}",  # st_dev major:minor:inode
     }
-    allowed = _allowed_file(t.file, allow_destroy)
-    for lb in loop_backings():
-        if lb.file != t.file:
+    if len(ids) > 1:  # overlayfs: the same data under other (device, inode)s
+        where["same_file_as"] = sorted(f"{i[0]}:{i[1]}:{i[2]}" for i in ids - {t.file})
+    allowed = _allowed_file(t.file, allow_destroy, ids)
+    all_loops = loops()
+    swaps: list[tuple[str, str]] = []  # (swap, what it is on)
+    for lp in all_loops:
+        if not loop_identities(lp) & ids:
             continue
+        cover = stack_above(lp.name, base=(t.path,), all_loops=all_loops)
+        top = cover[lp.devno]
+        used = [
+            f"{m.fstype} mounted at {m.mountpoint} from {cover[m.devno].describe()}"
+            for m in mounts()
+            if m.devno in cover
+        ]
+        stacked = [layer.describe() for layer in cover.values() if layer.stacked]
+        swaps += [(sw.swap, sw.on) for sw in swaps_in(cover)]
         message = (
-            f"{t.path} is the backing file of /dev/{lb.loop}: writing it rewrites what /dev/{lb.loop} holds "
-            "under whoever uses it"
+            f"{t.path} is the backing file of {top.describe()}: writing it rewrites what /dev/{lp.name} "
+            "holds under whoever uses it" + (f" ({'; '.join(used)})" if used else "")
         )
         fix = (
-            f"losetup -d /dev/{lb.loop} first (if nothing uses it), or write another file; "
-            f"--allow-destroy={t.path} (if what /dev/{lb.loop} holds may be destroyed)"
+            f"losetup -d /dev/{lp.name} first (if nothing uses it), or write another file; "
+            f"--allow-destroy={t.path} (if what /dev/{lp.name} holds may be destroyed)"
         )
-        evidence = {**where, "loop_device": f"/dev/{lb.loop}", "backing_file": lb.backing_file}
+        evidence = {
+            **where,
+            "loop_device": f"/dev/{lp.name}",
+            "backing_file": lp.backing_file,
+            "offset": lp.offset,
+            "chain": top.describe(),
+            "stacked": stacked,
+            "mounted": used,
+        }
         if allowed:
             out.append(
                 finding("IOL-SAFE-006", f"{message} (allowed by --allow-destroy={allowed})", evidence, fix,
@@ -470,7 +574,7 @@ def _check_file(t: FileTarget, allow_destroy: Sequence[str]) -> list[Finding]:
         else:
             out.append(finding("IOL-SAFE-006", message, evidence, fix, job=job))
     for swap in active_swaps():
-        if file_id(swap) == t.file:
+        if file_identities(swap) & ids:
             out.append(
                 finding(
                     "IOL-SAFE-007",
@@ -481,6 +585,16 @@ def _check_file(t: FileTarget, allow_destroy: Sequence[str]) -> list[Finding]:
                     job=job,
                 )
             )
+    for swap, on in swaps:
+        out.append(
+            finding(
+                "IOL-SAFE-007",
+                f"{t.path} is under active swap: {on}: writing it corrupts running programs",
+                {**where, "swap": swap, "chain": on},
+                f"swapoff {swap} first (--allow-destroy does not override this)",
+                job=job,
+            )
+        )
     return out
 
 
@@ -501,10 +615,10 @@ def check_fd(
         dev = block_device(devno)
         name = dev.name if dev else f"{devno[0]}:{devno[1]}"
         target = WriteTarget(path, devno, name, tuple(users), allow_mounted_write)
-        return _check_device(target, allow_destroy, probe_excl=False)
+        return _check_device(target, allow_destroy, probe_excl=False, fd=fd)
     if stat.S_ISREG(st.st_mode):
         ident = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
-        return _check_file(FileTarget(path, ident, tuple(users)), allow_destroy)
+        return _check_file(FileTarget(path, ident, tuple(users)), allow_destroy, fd=fd)
     return []
 
 
@@ -537,8 +651,110 @@ class ExclusiveHold:
         self.close()
 
 
+@dataclass
+class RunGate:
+    """What `SafetyGate.open()` returns: the run's anchors (every file opened once, iolab/plan/anchor.py),
+    the block devices it holds with O_EXCL, and the findings of the checks on them. A context manager:
+    closing it releases everything."""
+
+    anchors: Anchors
+    findings: list[Finding] = field(default_factory=list)
+    #: written block devices held with O_EXCL for the run
+    held: list[str] = field(default_factory=list)
+    #: written block devices held by someone else (mounted, allowed by --allow-destroy)
+    unheld: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.anchors.close()
+
+    def __enter__(self) -> RunGate:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def modifying_jobs(plan: RunPlan) -> dict[str, list[JobPlan]]:
+    """Path -> the jobs that write, lay out (create, extend, pre-fill) or unlink (unlink=1) it."""
+    out: dict[str, list[JobPlan]] = {}
+    for job in plan.jobs:
+        for fp in job.files:
+            if job.writes or job.unlink or fp.extend:
+                out.setdefault(fp.path, []).append(job)
+    return out
+
+
+def _check_anchor(
+    gate: RunGate, anchor: FileAnchor, jobs: Sequence[JobPlan], allow_destroy: Sequence[str]
+) -> list[Finding]:
+    """check_fd on one anchor that jobs write, lay out or unlink; block devices get held with O_EXCL."""
+    users = tuple(dict.fromkeys(j.name for j in jobs))
+    amw = all(bool(j.options.get("allow_mounted_write")) for j in jobs)
+    kind = anchor.kind
+    if kind not in ("block", "file"):
+        # missing: the run creates it (O_CREAT|O_EXCL in the anchored directory); a char device: no data
+        return []
+    busy = False
+    if kind == "block":
+        try:
+            anchor.hold_exclusive()
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise OSError(exc.errno, exc.strerror, anchor.path) from None
+            busy = True
+    assert anchor.fd is not None
+    found = check_fd(
+        anchor.fd, anchor.path, users=users, allow_destroy=allow_destroy, allow_mounted_write=amw
+    )
+    if kind == "file":
+        return found
+    st = anchor.stat()
+    assert st is not None
+    devno = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    if busy:
+        # someone holds it exclusively: acceptable only for a file system mounted from it that the user
+        # allowed to destroy; any other holder (a lazily unmounted file system, a program) refuses the run
+        mounted = any(f.code == "IOL-SAFE-001" for f in found)
+        if not has_errors(found) and not (mounted and _allowed(devno, allow_destroy)):
+            found.append(
+                finding(
+                    "IOL-SAFE-005",
+                    f"{anchor.path} is held exclusively by someone else (O_EXCL open: EBUSY)",
+                    {"path": anchor.path, "devno": f"{devno[0]}:{devno[1]}", "errno": "EBUSY"},
+                    f"find the user: ls /sys/dev/block/{devno[0]}:{devno[1]}/holders; fuser -v {anchor.path}",
+                    job=",".join(users),
+                )
+            )
+        gate.unheld.append(anchor.path)
+    else:
+        gate.held.append(anchor.path)
+    return found
+
+
 class SafetyGate:
-    """`check()` before the run (errors block it); `exclusive()` around the run."""
+    """`open()` for a run: every file opened once and checked on its fd (errors block the run);
+    `check()`: the same checks by path, for `iolab doctor` (nothing is opened for writing);
+    `exclusive()`: O_EXCL on the written devices of jobs, by path (kept for callers without anchors)."""
+
+    @staticmethod
+    def open(plan: RunPlan, allow_destroy: Sequence[str] = ()) -> RunGate:
+        """Open every file of the run once (anchors), hold the written block devices with O_EXCL, and run the
+        checks on those fds for everything the jobs write, lay out or unlink. The run then uses the anchors
+        only. Errors are findings in the result (the caller refuses); an OSError names a file that cannot
+        be opened at all."""
+        gate = RunGate(Anchors.for_paths(fp.path for job in plan.jobs for fp in job.files))
+        try:
+            by_anchor: dict[FileAnchor, list[JobPlan]] = {}
+            for path, jobs in modifying_jobs(plan).items():
+                by_anchor.setdefault(gate.anchors[path], []).extend(jobs)
+            for anchor, jobs in by_anchor.items():
+                gate.findings.extend(_check_anchor(gate, anchor, jobs, allow_destroy))
+        except BaseException:
+            gate.close()
+            raise
+        return gate
 
     @staticmethod
     def check(jobs: Jobs, allow_destroy: Sequence[str] = ()) -> list[Finding]:

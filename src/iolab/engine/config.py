@@ -130,9 +130,7 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
         "refill_buffers", _U32, 1, "buffer contents: refilled with fresh random data before every write"
     ),
     ConfigField("sample_interval_ns", _U64, 1, "bandwidth (and IOPS) sample interval (500 ms default)"),
-    ConfigField(
-        "iops_interval_ns", _U64, 1, "IOPS sample interval if not the bandwidth one; 0 = the same"
-    ),
+    ConfigField("iops_interval_ns", _U64, 1, "IOPS sample interval if not the bandwidth one; 0 = the same"),
     ConfigField("bs_min", _U64, 2, "block size range per direction: minimum (bs = min = max)"),
     ConfigField("bs_max", _U64, 2, "block size range per direction: maximum"),
     ConfigField("blockalign", _U64, 2, "offset alignment per direction"),

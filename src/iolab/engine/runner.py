@@ -18,7 +18,6 @@ called at both ends of each (for the device counters of the post-run check).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import mmap
@@ -35,7 +34,8 @@ from typing import Any
 from iolab import _core
 from iolab.engine.config import ENGINE_PSYNC, pack_config
 from iolab.plan import FilePlan, JobPlan, RunPlan
-from iolab.plan.layout import LayoutError, layout_file, make_parent_dirs
+from iolab.plan.anchor import Anchors
+from iolab.plan.layout import LayoutError, layout_file
 
 
 @dataclass
@@ -111,34 +111,47 @@ class RunOutcome:
     phases: list[Phase] = field(default_factory=list)
 
 
-def setup_job(job: JobPlan) -> list[str]:
+def anchors_for(plan: RunPlan | JobPlan) -> Anchors:
+    """Anchors (plan/anchor.py) of every file the jobs name, opened here, unchecked: `iolab run` gets them
+    from the safety gate instead (SafetyGate.open), which checks them first."""
+    jobs = plan.jobs if isinstance(plan, RunPlan) else (plan,)
+    return Anchors.for_paths(fp.path for job in jobs for fp in job.files)
+
+
+def setup_job(job: JobPlan, anchors: Anchors) -> list[str]:
     """fio's file setup for one job: the first file's missing directories, then every file the job needs
-    bigger laid out. Raises LayoutError (the job does not run)."""
+    bigger laid out, all through the run's anchors. Raises LayoutError (the job does not run)."""
     notes: list[str] = []
     nested = [fp.path for fp in job.files if "/" in fp.path and not (fp.is_block or fp.is_char)]
     if nested:
         # fio creates the directories of the first such file only
         try:
-            make_parent_dirs(nested[0])
+            anchors[nested[0]].directory(create=True)
         except OSError as exc:
             msg = f"failed to create dir ({nested[0]}): {exc.strerror}"
             raise LayoutError(msg, exc.errno or errno.EIO) from None
     for fp in job.files:
-        if layout_file(fp, job.layout):
+        if layout_file(fp, job.layout, anchors[fp.path]):
             notes.append(f"{job.name}: laid out {fp.path} ({fp.required_size} bytes)")
     return notes
 
 
-def prepare_files(plan: RunPlan, failed: dict[int, tuple[str, int]] | None = None) -> list[str]:
+def prepare_files(
+    plan: RunPlan, failed: dict[int, tuple[str, int]] | None = None, anchors: Anchors | None = None
+) -> list[str]:
     """Set up the files of every create_serialize job (fio's default) before any job starts, in fio's
     thread order; a job whose setup fails goes into `failed` (JobPlan.index -> (message, errno)) and is
-    not run. The other jobs set their files up when they start."""
+    not run. The other jobs set their files up when they start. Without `anchors`, the files are opened
+    here (unchecked) for the setup only."""
+    if anchors is None:
+        with anchors_for(plan) as own:
+            return prepare_files(plan, failed, own)
     notes: list[str] = []
     for job in sorted(plan.jobs, key=lambda j: j.thread_number):
         if not job.create_serialize:
             continue
         try:
-            notes.extend(setup_job(job))
+            notes.extend(setup_job(job, anchors))
         except LayoutError as exc:
             if failed is None:
                 raise OSError(exc.errnum, str(exc)) from None
@@ -260,9 +273,10 @@ def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
 
 
 class _Worker(threading.Thread):
-    def __init__(self, plan: JobPlan, cancel: threading.Event) -> None:
+    def __init__(self, plan: JobPlan, cancel: threading.Event, anchors: Anchors) -> None:
         super().__init__(name=f"iolab-{plan.name}.{plan.jobnum}", daemon=True)
         self.outcome = WorkerOutcome(plan)
+        self._anchors = anchors
         self.job: _core.Job | None = None
         self._cancel = cancel
         self._lock = threading.Lock()
@@ -302,13 +316,23 @@ class _Worker(threading.Thread):
     def _open_files(self, plan: JobPlan, fds: list[int]) -> bool:
         for fp in plan.files:
             try:
-                fds.append(os.open(fp.path, _open_flags(plan, fp)))
+                # the anchor, never the name: what the gate checked is what this job opens
+                fds.append(self._anchors[fp.path].open(_open_flags(plan, fp)))
             except OSError as exc:
                 hint = " (the file system may not support O_DIRECT)" if exc.errno == errno.EINVAL else ""
                 self.outcome.setup_error = f"{fp.path}: {exc.strerror}{hint}"
                 self.outcome.setup_errno = exc.errno or errno.EIO
                 return False
         return True
+
+    def _unlink(self, path: str) -> None:
+        """unlink=1: remove the name only while it still is the file the job used (anchor.py)."""
+        try:
+            kept = self._anchors[path].remove_name()
+        except OSError as exc:
+            kept = f"{path} was not removed: {exc.strerror}"
+        if kept:
+            self.outcome.notes.append(kept)
 
     def run(self) -> None:
         plan = self.outcome.plan
@@ -391,8 +415,7 @@ class _Worker(threading.Thread):
             if plan.unlink:
                 for fp in plan.files:
                     if not (fp.is_block or fp.is_char):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(fp.path)
+                        self._unlink(fp.path)
             self.outcome.finished_at = time.monotonic()
 
 
@@ -458,8 +481,20 @@ def run_plan(
     progress_interval_s: float = 0.5,
     phase_snapshot: Callable[[], Any] | None = None,
     failed: dict[int, tuple[str, int]] | None = None,
+    anchors: Anchors | None = None,
 ) -> RunOutcome:
-    """Run the workers; `failed` (from prepare_files) names the jobs whose setup failed: not run, done."""
+    """Run the workers; `failed` (from prepare_files) names the jobs whose setup failed: not run, done.
+    Every file is used through `anchors` (the safety gate's; without them, opened here unchecked)."""
+    if anchors is None:
+        with anchors_for(plan) as own:
+            return run_plan(
+                plan,
+                on_progress=on_progress,
+                progress_interval_s=progress_interval_s,
+                phase_snapshot=phase_snapshot,
+                failed=failed,
+                anchors=own,
+            )
     cancel = threading.Event()
     interrupted = threading.Event()
 
@@ -473,7 +508,7 @@ def run_plan(
         previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         return _schedule(
-            plan, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot, failed or {}
+            plan, anchors, cancel, interrupted, on_progress, progress_interval_s, phase_snapshot, failed or {}
         )
     finally:
         if previous is not None:
@@ -482,6 +517,7 @@ def run_plan(
 
 def _schedule(
     plan: RunPlan,
+    anchors: Anchors,
     cancel: threading.Event,
     interrupted: threading.Event,
     on_progress: Callable[[Progress], None] | None,
@@ -526,7 +562,7 @@ def _schedule(
                 if job.create_serialize:
                     continue
                 try:
-                    setup_job(job)
+                    setup_job(job, anchors)
                 except LayoutError as exc:
                     outcomes[job.index] = WorkerOutcome(job, setup_error=str(exc), setup_errno=exc.errnum)
                     batch.remove(job)
@@ -538,7 +574,7 @@ def _schedule(
                     phase = Phase(before=snapshot())
                 phase.jobs.append(job.index)
                 pending.remove(job)
-                worker = _Worker(job, cancel)
+                worker = _Worker(job, cancel, anchors)
                 running.append(worker)
                 worker.start()
         if running:

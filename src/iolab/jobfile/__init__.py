@@ -57,9 +57,16 @@ def parse_file_results(
     index = 0
     for n, (name, text) in enumerate(sources):
         secs = read_sections(text, name, list(sections) if sections else None)
-        res = build_file(secs, name, start=fresh_target(), first_index=index,
-                         stonewall_first=n > 0, env=envmap, any_engine=any_engine,
-                         check=not (any_engine or fio_only))
+        res = build_file(
+            secs,
+            name,
+            start=fresh_target(),
+            first_index=index,
+            stonewall_first=n > 0,
+            env=envmap,
+            any_engine=any_engine,
+            check=not (any_engine or fio_only),
+        )
         index += len(res.jobs)
         out.append(res)
     return out

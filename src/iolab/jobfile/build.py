@@ -67,8 +67,7 @@ def substitute_env(line: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
                 var = line[i + 2 : close]
                 val = env.get(var)
                 if val is None:
-                    notes.append(f"environment variable '{var}' is not set; fio substitutes an empty"
-                                 " string")
+                    notes.append(f"environment variable '{var}' is not set; fio substitutes an empty string")
                     val = ""
                 out.append(val)
                 i = close + 1
@@ -207,9 +206,12 @@ class _Target:
     warnings: list[str] = field(default_factory=list)
 
     def clone(self) -> _Target:
-        return _Target(copy.deepcopy(self.values), dict(self.set_at),
-                       [RawSetting(r.name, r.value, r.location, True) for r in self.raw],
-                       list(self.warnings))
+        return _Target(
+            copy.deepcopy(self.values),
+            dict(self.set_at),
+            [RawSetting(r.name, r.value, r.location, True) for r in self.raw],
+            list(self.warnings),
+        )
 
 
 def fresh_target() -> _Target:
@@ -237,15 +239,21 @@ def _unknown_option(name: str, loc: Location, value: str | None) -> JobFileError
     bare = name.lstrip("-")
     if bare in FIO_FLAGS:
         return JobFileError(
-            f"'{bare}' is a fio command-line flag (--{bare}), not a job option", location=loc,
-            option=name)
+            f"'{bare}' is a fio command-line flag (--{bare}), not a job option", location=loc, option=name
+        )
     hint = suggest(name, [n for o in OPTIONS.values() if not o.engines for n in o.names])
     return JobFileError("unknown option", location=loc, option=name, suggestion=hint)
 
 
 def error_from(e: BadValue, loc: Location, name: str, value: str | None) -> JobFileError:
-    return JobFileError(e.message, location=loc, option=name, expected=e.expected,
-                        got=value if e.expected else None, suggestion=e.suggestion)
+    return JobFileError(
+        e.message,
+        location=loc,
+        option=name,
+        expected=e.expected,
+        got=value if e.expected else None,
+        suggestion=e.suggestion,
+    )
 
 
 def apply_entries(
@@ -274,9 +282,15 @@ def apply_entries(
         if changed:
             calc = bc_calc(text)
             if calc is None:
-                errors.append((order, JobFileError(
-                    f"'{text}' needs arithmetic that fio hands to bc, and bc cannot compute it",
-                    location=entry.location)))
+                errors.append(
+                    (
+                        order,
+                        JobFileError(
+                            f"'{text}' needs arithmetic that fio hands to bc, and bc cannot compute it",
+                            location=entry.location,
+                        ),
+                    )
+                )
                 continue
             text = calc
         target.warnings.extend(f"{entry.location}: {n}" for n in notes)
@@ -328,27 +342,36 @@ def apply_entries(
     return dump
 
 
-def engine_mismatch(
-    opt: Option, name: str, loc: Location, values: Mapping[str, Any]
-) -> JobFileError | None:
+def engine_mismatch(opt: Option, name: str, loc: Location, values: Mapping[str, Any]) -> JobFileError | None:
     """An implemented engine option given for a job whose ioengine is not one of its engines."""
     engine = str(values.get("ioengine") or "psync")
     if engine in opt.engines:
         return None
     owners = "/".join(e for e in opt.engines if e in SUPPORTED_ENGINES)
-    return JobFileError(f"this option belongs to the {owners} ioengine, but the job uses ioengine={engine}"
-                        f" (set ioengine={owners.split('/')[0]} first)", location=loc, option=name)
+    return JobFileError(
+        f"this option belongs to the {owners} ioengine, but the job uses ioengine={engine}"
+        f" (set ioengine={owners.split('/')[0]} first)",
+        location=loc,
+        option=name,
+    )
 
 
 def engine_option_error(opt: Option, name: str, loc: Location) -> JobFileError:
     owners = "/".join(opt.engines)
     plural = "s" if len(opt.engines) > 1 else ""
-    return JobFileError(f"this option belongs to the {owners} ioengine{plural}, which iolab does"
-                        " not support", location=loc, option=name)
+    return JobFileError(
+        f"this option belongs to the {owners} ioengine{plural}, which iolab does not support",
+        location=loc,
+        option=name,
+    )
 
 
 def record(
-    target: _Target, opt: Option, value: str | None, loc: Location, applied: Applied,
+    target: _Target,
+    opt: Option,
+    value: str | None,
+    loc: Location,
+    applied: Applied,
     from_global: bool,
 ) -> None:
     """Store an applied option in the target: values, set_at, raw text, warnings."""
@@ -397,9 +420,7 @@ def check_unimplemented(target: _Target) -> None:
         target.warnings.append(f"{loc}: {name}: {why}")
 
 
-def finalize(
-    target: _Target, name: str, index: int, source: Location, *, check: bool = True
-) -> JobDef:
+def finalize(target: _Target, name: str, index: int, source: Location, *, check: bool = True) -> JobDef:
     """The JobDef of a finished section. ``check``: refuse unimplemented options (off for showcmd)."""
     if check:
         check_unimplemented(target)
@@ -408,9 +429,7 @@ def finalize(
     br = values.get("bsrange")
     if isinstance(br, tuple):
         bs = values.get("bs") or (4096, 4096)
-        values["bsrange"] = tuple(
-            side if side is not None else (bs[d], bs[d]) for d, side in enumerate(br)
-        )
+        values["bsrange"] = tuple(side if side is not None else (bs[d], bs[d]) for d, side in enumerate(br))
     for key in ("bs", "ba", "rate", "rate_min", "rate_iops", "rate_iops_min", "percentage_random"):
         v = values.get(key)
         if isinstance(v, tuple) and OPTIONS[key].kind in (Kind.BS_PAIR, Kind.INT_PAIR):
@@ -422,8 +441,15 @@ def finalize(
         where = target.set_at.get("time_based", source)
         target.warnings.append(f"{where}: time_based=1 needs a runtime=; like fio, it is turned off")
     warnings = list(dict.fromkeys(target.warnings))
-    return JobDef(name=name, index=index, values=values, set_at=target.set_at, source=source,
-                  warnings=warnings, raw=target.raw)
+    return JobDef(
+        name=name,
+        index=index,
+        values=values,
+        set_at=target.set_at,
+        source=source,
+        warnings=warnings,
+        raw=target.raw,
+    )
 
 
 @dataclass
@@ -456,8 +482,9 @@ def build_file(
             out.append("fio ")
         if sec.is_global:
             state.warnings.extend(sec.warnings)
-            apply_entries(state, sec.entries, env=env, keywords=keywords, from_global=True,
-                          any_engine=any_engine)
+            apply_entries(
+                state, sec.entries, env=env, keywords=keywords, from_global=True, any_engine=any_engine
+            )
             out.extend(_dump([(r.name, r.value) for r in state.raw]))
             continue
         out.append(f"--name={sec.name} ")
@@ -469,12 +496,14 @@ def build_file(
             job.values["stonewall"] = True
             pending_stonewall = False
         own = _Target(job.values, job.set_at, [], job.warnings)
-        dump = apply_entries(own, sec.entries, env=env, keywords=keywords, from_global=False,
-                             any_engine=any_engine)
+        dump = apply_entries(
+            own, sec.entries, env=env, keywords=keywords, from_global=False, any_engine=any_engine
+        )
         out.extend(_dump(dump))
         job.raw.extend(own.raw)
-        jobs.append(finalize(job, str(job.values["name"]), first_index + len(jobs), sec.location,
-                             check=check))
+        jobs.append(
+            finalize(job, str(job.values["name"]), first_index + len(jobs), sec.location, check=check)
+        )
     out.append("\n")
     return FileResult(path, jobs, "".join(out))
 

@@ -36,8 +36,10 @@ _REMOTE_FLAGS = frozenset({"client", "server", "daemonize", "remote-config", "tr
 def _refusal(flag: FioFlag) -> str:
     """Why an fio flag iolab lacks is refused (not ignored: a run without it would not be what fio does)."""
     if flag.name in _REMOTE_FLAGS:
-        return ("fio's client/server mode is not implemented in iolab; it is refused so that the jobs "
-                "never run on this machine instead of the remote one")
+        return (
+            "fio's client/server mode is not implemented in iolab; it is refused so that the jobs "
+            "never run on this machine instead of the remote one"
+        )
     return f"iolab does not implement this fio flag ({flag.help}); refused rather than ignored"
 
 
@@ -91,18 +93,28 @@ def _flag_value(
         items = value.split(",")
         for item in items:
             if item not in flag.choices:
-                raise JobFileError(None, location=loc, option=name,
-                                   expected="one or more of " + ", ".join(flag.choices), got=item,
-                                   suggestion=suggest(item, flag.choices))
+                raise JobFileError(
+                    None,
+                    location=loc,
+                    option=name,
+                    expected="one or more of " + ", ".join(flag.choices),
+                    got=item,
+                    suggestion=suggest(item, flag.choices),
+                )
         flags[name] = items
         return
     if flag.choices and value not in flag.choices and flag.ignores_bad_choice:
         warnings.append(f"{loc}: fio ignores --{name}={value} (it knows {', '.join(flag.choices)})")
         return
     if flag.choices and value not in flag.choices:
-        raise JobFileError(None, location=loc, option=name,
-                           expected="one of " + ", ".join(flag.choices), got=value,
-                           suggestion=suggest(value, flag.choices))
+        raise JobFileError(
+            None,
+            location=loc,
+            option=name,
+            expected="one of " + ", ".join(flag.choices),
+            got=value,
+            suggestion=suggest(value, flag.choices),
+        )
     if name == "section" and value == "global":
         raise JobFileError("fio cannot use global as the only section", location=loc, option=name)
     if flag.multi:
@@ -156,8 +168,9 @@ def parse_cli(
         needs_value = (flag.arg == "required") if flag else (opt is not None and not opt.bare)
         if value is None and needs_value:
             if i >= len(args):
-                raise JobFileError("the option needs a value", location=loc,
-                                   option=flag.name if flag else name)
+                raise JobFileError(
+                    "the option needs a value", location=loc, option=flag.name if flag else name
+                )
             value = args[i]
             i += 1
         if flag is not None:
@@ -177,8 +190,10 @@ def parse_cli(
             is_section = opt.name == "name"
             glob = not is_section or (value or "").startswith("global")
             if is_section and not glob and flags.get("section") and value not in flags["section"]:
-                warnings.append(f"{loc}: job '{value}' skipped (--section); like fio, the options"
-                                " after it up to the next --name become global options")
+                warnings.append(
+                    f"{loc}: job '{value}' skipped (--section); like fio, the options"
+                    " after it up to the next --name become global options"
+                )
                 continue
             if glob:
                 td, td_is_global = state, True
@@ -193,14 +208,22 @@ def parse_cli(
     if global_opts_given and len(files) > 1:
         warnings.append(
             f"{CMDLINE}: fio applies command-line global options only to command-line jobs and"
-            " the first job file; later job files start from the defaults")
+            " the first job file; later job files start from the defaults"
+        )
     sections = flags.get("section")
     for n, path in enumerate(files):
         text = read_job_file(path)
         secs = read_sections(text, path, sections)
         start = state if n == 0 else fresh_target()
-        result = build_file(secs, path, start=start, first_index=len(jobs), stonewall_first=n > 0,
-                            env=envmap, check=not fio_only)
+        result = build_file(
+            secs,
+            path,
+            start=start,
+            first_index=len(jobs),
+            stonewall_first=n > 0,
+            env=envmap,
+            check=not fio_only,
+        )
         jobs.extend(result.jobs)
     if flags.get("readonly"):
         _check_readonly(jobs)
@@ -216,5 +239,6 @@ def _check_readonly(jobs: Sequence[JobDef]) -> None:
             loc = job.set_at.get("rw", job.source)
             raise JobFileError(
                 f"job '{job.name}' writes or trims (rw={job.values['rw']}), but --readonly was given",
-                location=loc, option="rw")
-
+                location=loc,
+                option="rw",
+            )

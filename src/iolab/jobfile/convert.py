@@ -281,11 +281,15 @@ def _part_warnings(name: str, raw: str, parts: list[str], results: list[Part], u
     ignored = [parts[i] for i in range(len(parts)) if i not in used]
     failed = [parts[i] for i, r in enumerate(results) if not r.ok]
     if failed and any(r.ok for r in results):
-        out.append(f"{name}={raw}: fio silently skips the part(s) it cannot read: "
-                   + ", ".join(repr(p) for p in failed))
+        out.append(
+            f"{name}={raw}: fio silently skips the part(s) it cannot read: "
+            + ", ".join(repr(p) for p in failed)
+        )
     elif ignored:
-        out.append(f"{name}={raw}: fio uses only part of this value and ignores "
-                   + ", ".join(repr(p) for p in ignored))
+        out.append(
+            f"{name}={raw}: fio uses only part of this value and ignores "
+            + ", ".join(repr(p) for p in ignored)
+        )
     return out
 
 
@@ -331,8 +335,10 @@ def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
                 used.add(i)
         app.updates[name] = (slots[0], slots[1])
         if name == "bs" and n > 1 and any(p.find("-") >= 0 for p in parts[:1]) and "," not in raw:
-            app.warnings.append(f"{name}={raw}: fio takes this as read={_h(slots[0])},"
-                                f" write={_h(slots[1])}, not a range (use bsrange for a range)")
+            app.warnings.append(
+                f"{name}={raw}: fio takes this as read={_h(slots[0])},"
+                f" write={_h(slots[1])}, not a range (use bsrange for a range)"
+            )
     elif opt.range_key:
         # fio: the first part is the low end, the last part (when readable) the high end
         for i, r in enumerate(results):
@@ -349,8 +355,10 @@ def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
         used.add(last[0])
         _store_scalar(opt, last[1], app)
         if n > 1:
-            app.warnings.append(f"{name}={raw}: fio applies every ',', ':' or '-' separated part in"
-                                f" turn, so the last one counts")
+            app.warnings.append(
+                f"{name}={raw}: fio applies every ',', ':' or '-' separated part in"
+                f" turn, so the last one counts"
+            )
     else:
         if results[0].ok:
             used.add(0)
@@ -433,11 +441,13 @@ def _rw(opt: Option, raw: str, token: str, values: Mapping[str, Any]) -> Applied
             if modifier == 0:
                 app.warnings.append(
                     f"{opt.name}={raw}: fio reads '{post}' as 0, which means never jumping to a"
-                    " new random offset: the I/O is sequential")
+                    " new random offset: the I/O is sequential"
+                )
             elif modifier < 0:
                 app.warnings.append(
                     f"{opt.name}={raw}: fio stores {modifier} as a huge unsigned count: the I/O is"
-                    " effectively sequential")
+                    " effectively sequential"
+                )
             elif post.strip(C_SPACE) != str(modifier):
                 app.warnings.append(f"{opt.name}={raw}: fio reads only the leading number: {modifier}")
         else:
@@ -489,9 +499,7 @@ def _float_list(opt: Option, raw: str | None) -> Applied:
         if f is None:
             errors.append(f"'{p}' is not a number")
             continue
-        if (opt.maxfloat is not None and f > opt.maxfloat) or (
-            opt.minfloat is not None and f < opt.minfloat
-        ):
+        if (opt.maxfloat is not None and f > opt.maxfloat) or (opt.minfloat is not None and f < opt.minfloat):
             errors.append(f"{f:g} is outside {opt.minfloat:g}..{opt.maxfloat:g}")
             continue
         vals.append(f)
@@ -612,8 +620,10 @@ def _bssplit_dir(
             bs_text, perc = item, None
         r = read_size(bs_text, kb_base)
         if r is None or r.percent or r.value <= 0:
-            raise BadValue("entries like 4k/10:64k/90, optionally ',' then the write mix",
-                           message=f"cannot read the block size '{bs_text}'")
+            raise BadValue(
+                "entries like 4k/10:64k/90, optionally ',' then the write mix",
+                message=f"cannot read the block size '{bs_text}'",
+            )
         if r.surprise:
             app.warnings.append(f"{name}={raw}: {r.surprise}")
         entries.append((r.value, perc))
@@ -625,11 +635,13 @@ def _bssplit_dir(
     given = sum(p for _, p in entries if p is not None)
     missing = sum(1 for _, p in entries if p is None)
     if given > 100 and missing > 1:
-        raise BadValue("percentages that add up to at most 100",
-                       message=f"the {label} percentages add up to {given}")
+        raise BadValue(
+            "percentages that add up to at most 100", message=f"the {label} percentages add up to {given}"
+        )
     if zero_seen and label != "trim":
-        app.warnings.append(f"{name}={raw}: fio treats a '/0' percentage as missing (it gets a share"
-                            " of what is left)")
+        app.warnings.append(
+            f"{name}={raw}: fio treats a '/0' percentage as missing (it gets a share of what is left)"
+        )
     if clipped and label != "trim":
         app.warnings.append(f"{name}={raw}: fio cuts percentages above 100 down to 100")
     filled: list[tuple[int, int]] = []
@@ -658,7 +670,8 @@ def _bssplit_dir(
     if label != "trim" and ((missing == 0 and given != 100) or given > 100):
         app.warnings.append(
             f"{name}={raw}: the {label} percentages add up to {given}, not 100; fio gives any"
-            " shortfall to the entry with the largest share and cuts whatever goes past 100")
+            " shortfall to the entry with the largest share and cuts whatever goes past 100"
+        )
     return effective
 
 
@@ -673,8 +686,9 @@ def _filenames(opt: Option, raw: str | None) -> Applied:
 
 
 def _ioengine(opt: Option, raw: str | None, lenient: bool = False) -> Applied:
-    supported = ", ".join(f"{e} (runs as {ENGINES[e].runs_as})" if ENGINES[e].runs_as != e else e
-                          for e in SUPPORTED_ENGINES)
+    supported = ", ".join(
+        f"{e} (runs as {ENGINES[e].runs_as})" if ENGINES[e].runs_as != e else e for e in SUPPORTED_ENGINES
+    )
     if raw is None or raw == "":
         raise BadValue("an ioengine name", message="a value is required")
     name = raw
@@ -707,8 +721,10 @@ def apply_value(
     if ft is FioType.SOFT_DEPRECATED:
         return Applied(warnings=[f"{opt.name}: deprecated in fio, which accepts and ignores it"])
     if raw is None and not opt.bare and opt.kind is not Kind.ENUM and opt.kind is not Kind.RW:
-        raise BadValue(_expected_for(opt) if opt.kind not in (Kind.STR, Kind.FILENAMES)
-                       else "a value", message="the option needs a value (name=value)")
+        raise BadValue(
+            _expected_for(opt) if opt.kind not in (Kind.STR, Kind.FILENAMES) else "a value",
+            message="the option needs a value (name=value)",
+        )
     if opt.name == "ioengine":
         return _ioengine(opt, raw, any_engine)
     k = opt.kind

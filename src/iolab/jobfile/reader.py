@@ -112,7 +112,8 @@ class _Reader:
                 if not raw_name.endswith("]"):
                     warnings.append(
                         f"{loc}: section header '{line.strip()}' does not end with ']'; fio drops"
-                        f" its last character and names the section '{name}'")
+                        f" its last character and names the section '{name}'"
+                    )
                 elif "]" in name:
                     warnings.append(f"{loc}: text after ']' becomes part of the section name '{name}'")
                 elif name != name.strip():
@@ -122,7 +123,8 @@ class _Reader:
                 if cuts and (bracket < 0 or bracket > min(cuts)):
                     warnings.append(
                         f"{loc}: ';' and '#' start a comment even inside a section header; the"
-                        f" section is named '{name}'")
+                        f" section is named '{name}'"
+                    )
                 if self.skip(name):
                     inside_skip = True
                     current = None
@@ -135,11 +137,11 @@ class _Reader:
                 continue
             if current is None or p.startswith("["):
                 if p.startswith("["):
-                    raise JobFileError("expected a section header like '[name]'", location=loc,
-                                       got=None)
+                    raise JobFileError("expected a section header like '[name]'", location=loc, got=None)
                 raise JobFileError(
                     f"'{p}' is outside of any [section]; start a job with '[name]' or '[global]'",
-                    location=loc)
+                    location=loc,
+                )
             self._option_line(p, loc, current, filename, [os.path.abspath(filename)], depth=0)
         return self.sections
 
@@ -159,8 +161,8 @@ class _Reader:
         name = p[len("include") + 1 :]
         if p[len("include")] not in " \t":
             section.warnings.append(
-                f"{loc}: fio reads '{p}' as an include of '{name}' (it skips the character after"
-                " 'include')")
+                f"{loc}: fio reads '{p}' as an include of '{name}' (it skips the character after 'include')"
+            )
         candidates = [name]
         slash = filename.rfind("/")
         if slash >= 0:
@@ -175,13 +177,18 @@ class _Reader:
             raise JobFileError(
                 f"cannot open include file '{name}'{hint}; looked in "
                 + " and ".join(f"'{c}'" for c in candidates),
-                location=loc)
-        if len(candidates) > 1 and path == candidates[0] and os.path.exists(candidates[1]) and (
-            os.path.realpath(candidates[0]) != os.path.realpath(candidates[1])
+                location=loc,
+            )
+        if (
+            len(candidates) > 1
+            and path == candidates[0]
+            and os.path.exists(candidates[1])
+            and (os.path.realpath(candidates[0]) != os.path.realpath(candidates[1]))
         ):
             section.warnings.append(
                 f"{loc}: include '{name}' found in the current directory; fio prefers it over"
-                f" '{candidates[1]}' next to the including file")
+                f" '{candidates[1]}' next to the including file"
+            )
         if not os.path.isfile(path):
             raise JobFileError(f"include '{name}' is not a regular file", location=loc)
         real = os.path.abspath(path)

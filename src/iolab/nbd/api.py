@@ -14,6 +14,7 @@ from typing import Any
 
 from iolab.nbd.server import DEFAULT_SOCKET_MODE, Limits
 from iolab.nbd.service import ExportConfig, Service
+from iolab.nbd.tls import TLSConfig
 
 
 class NBDServerError(RuntimeError):
@@ -35,11 +36,13 @@ class NBDServer:
         limits: Limits | None = None,
         allow_remote: bool = False,
         socket_mode: int = DEFAULT_SOCKET_MODE,
+        tls: TLSConfig | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             "limits": limits,
             "allow_remote": allow_remote,
             "socket_mode": socket_mode,
+            "tls": tls,
         }
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -184,6 +187,7 @@ def serve(
     allow_destroy: Sequence[str] = (),
     allow_remote: bool = False,
     limits: Limits | None = None,
+    tls: TLSConfig | None = None,
 ) -> Iterator[NBDServer]:
     """Serve `image` over NBD for the duration of the block.
 
@@ -192,6 +196,7 @@ def serve(
     or `rules` (its text) preload rules. `filters` are specs such as "delay:write=5ms", outermost first.
     A writable image passes the safety gate of `iolab serve` (iolab.doctor.SafetyError when it holds
     data), unless `allow_destroy` names it; TCP beyond loopback and vsock need `allow_remote`.
+    `tls` (from `iolab.nbd.tls.make_config`) offers or requires NBD TLS.
     """
     tmp = None
     if listen is None:
@@ -218,6 +223,7 @@ def serve(
             use_uvloop=use_uvloop,
             limits=limits,
             allow_remote=allow_remote,
+            tls=tls,
         )
         try:
             yield server

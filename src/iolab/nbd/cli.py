@@ -117,6 +117,31 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-block-size", type=int, default=1, metavar="N", help="advertised minimum block size")
     p.add_argument("--threads", type=int, default=16, help="I/O threads for requests that would block")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop (if installed)")
+    tls = p.add_argument_group(
+        "TLS (NBD_OPT_STARTTLS, x509 certificates, TLS 1.2 or later)",
+        "Clients: nbds+unix:///?socket=PATH&tls-certificates=DIR (libnbd), or qemu's "
+        "--object tls-creds-x509,id=tls0,dir=DIR,endpoint=client with tls-creds=tls0.",
+    )
+    tls.add_argument(
+        "--tls",
+        choices=("off", "on", "require"),
+        help="off: no TLS; on: offered, plaintext allowed; require: every client must start TLS before "
+        "anything else (URIs become nbds://). Default: off, or require when certificates are given",
+    )
+    tls.add_argument(
+        "--tls-certs",
+        metavar="DIR",
+        help="x509 directory as for qemu-nbd/nbdkit/libnbd: server-cert.pem, server-key.pem "
+        "(and ca-cert.pem with --tls-verify-peer)",
+    )
+    tls.add_argument("--tls-cert", metavar="FILE", help="server certificate (PEM), instead of --tls-certs")
+    tls.add_argument("--tls-key", metavar="FILE", help="server private key (PEM, unencrypted)")
+    tls.add_argument("--tls-ca", metavar="FILE", help="CA certificate for client certificates")
+    tls.add_argument(
+        "--tls-verify-peer",
+        action="store_true",
+        help="require a client certificate signed by the CA (ca-cert.pem or --tls-ca)",
+    )
     p.add_argument("--verbose", "-v", action="store_true")
     return p
 
@@ -200,6 +225,14 @@ def _export_configs(args: argparse.Namespace) -> list[Any]:
     return configs
 
 
+def _tls_config(args: argparse.Namespace) -> Any:
+    from iolab.nbd.tls import make_config
+
+    return make_config(
+        args.tls, args.tls_certs, args.tls_cert, args.tls_key, args.tls_ca, args.tls_verify_peer
+    )
+
+
 async def _serve(args: argparse.Namespace) -> int:
     from iolab.doctor import render_findings
     from iolab.nbd.server import Limits
@@ -217,6 +250,7 @@ async def _serve(args: argparse.Namespace) -> int:
         ),
         allow_remote=args.allow_remote,
         socket_mode=args.socket_mode,
+        tls=_tls_config(args),
     )
     allowed = [f for e in svc.server.exports.values() for f in e.gate_findings]
     if allowed:
@@ -231,6 +265,7 @@ async def _serve(args: argparse.Namespace) -> int:
         "uris": svc.server.uris(),
         "exports": [e.info() for e in svc.server.exports.values()],
         "control": [str(a) for a in svc.control_addresses],
+        "tls": svc.server.tls.mode if svc.server.tls is not None else "off",
     }
     print(json.dumps(ready), flush=True)
     try:

@@ -28,6 +28,7 @@ from typing import Any
 from iolab.nbd import proto
 from iolab.nbd.export import Export
 from iolab.nbd.layers import NBDError
+from iolab.nbd.tls import HANDSHAKE_TIMEOUT, TLSConfig
 
 log = logging.getLogger("iolab.nbd")
 
@@ -85,13 +86,14 @@ class Address:
     path: str = ""
     cid: int = 0
 
-    def uri(self, export: str = "") -> str:
+    def uri(self, export: str = "", tls: bool = False) -> str:
+        scheme = "nbds" if tls else "nbd"  # nbds: the client must use TLS
         if self.kind == "unix":
-            return f"nbd+unix:///{export}?socket={self.path}"
+            return f"{scheme}+unix:///{export}?socket={self.path}"
         if self.kind == "vsock":
-            return f"nbd+vsock://{self.cid}:{self.port}/{export}"
+            return f"{scheme}+vsock://{self.cid}:{self.port}/{export}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"nbd://{host}:{self.port}/{export}"
+        return f"{scheme}://{host}:{self.port}/{export}"
 
     def __str__(self) -> str:
         if self.kind == "unix":
@@ -210,6 +212,8 @@ class Connection(asyncio.Protocol):
         self.read_paused = False
         self.write_paused = False
         self.peer = ""
+        self.tls_active = False  # NBD_OPT_STARTTLS acknowledged and the TLS handshake done
+        self.lost = False  # connection_lost ran (it can be called twice when a TLS handshake fails)
         # replies produced while one batch of requests is parsed go out in one send
         self.corked: list[bytes | bytearray] | None = None
         self.corked_bytes = 0
@@ -280,11 +284,16 @@ class Connection(asyncio.Protocol):
             # the client shut down its side: answer what it sent, then close
             self.eof = True
             self._maybe_finish()
-            return True
+            # Over TLS the session ends with the client's close_notify and asyncio's TLS layer closes
+            # the connection itself (it cannot stay half-open), so only plain sockets are kept open.
+            return None if self.tls_active else True
         self.queue.feed_eof()
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost:
+            return
+        self.lost = True
         self.closed = True
         if self.handshake_timer is not None:
             self.handshake_timer.cancel()
@@ -482,6 +491,15 @@ class Connection(asyncio.Protocol):
                 raise _Abort("shutting down")
             self._opt_error(opt, proto.REP_ERR_SHUTDOWN, "server shutting down")
             return False
+        if opt == proto.OPT_STARTTLS:
+            await self._starttls(data)
+            return False
+        if server.tls is not None and server.tls.required and not self.tls_active and opt != proto.OPT_ABORT:
+            if opt == proto.OPT_EXPORT_NAME:
+                raise _Abort("NBD_OPT_EXPORT_NAME without TLS (the server requires TLS)")
+            log.info("client %s: option %d refused, TLS is required", self.peer, opt)
+            self._opt_error(opt, proto.REP_ERR_TLS_REQD, "this server requires TLS: send NBD_OPT_STARTTLS")
+            return False
         if opt == proto.OPT_EXPORT_NAME:
             export = server.find_export(data.decode(errors="replace"))
             if export is None:
@@ -495,6 +513,7 @@ class Connection(asyncio.Protocol):
             return True
         if opt == proto.OPT_ABORT:
             self._opt_reply(opt, proto.REP_ACK)
+            self._uncork()  # out before the close below, which drops what is still corked
             if self.transport is not None:
                 self.transport.close()
             self.closed = True
@@ -524,11 +543,51 @@ class Connection(asyncio.Protocol):
         if opt in (proto.OPT_LIST_META_CONTEXT, proto.OPT_SET_META_CONTEXT):
             self._meta_context(opt, data)
             return False
-        if opt == proto.OPT_STARTTLS:
-            self._opt_error(opt, proto.REP_ERR_UNSUP, "TLS is not supported")
-            return False
         self._opt_error(opt, proto.REP_ERR_UNSUP, f"option {opt} not supported")
         return False
+
+    async def _starttls(self, data: bytes) -> None:
+        opt = proto.OPT_STARTTLS
+        tls = self.server.tls
+        if tls is None:
+            self._opt_error(opt, proto.REP_ERR_POLICY, "TLS is off on this server (iolab serve --tls=on)")
+            return
+        if data:
+            self._opt_error(opt, proto.REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data")
+            return
+        if self.tls_active:
+            self._opt_error(opt, proto.REP_ERR_INVALID, "TLS is already on")
+            return
+        if self.queue.buf:
+            # The client may send nothing before our reply: bytes already here came in plaintext and
+            # must not be taken as part of the encrypted session (an injection).
+            raise _Abort("data sent after NBD_OPT_STARTTLS before its reply")
+        self._opt_reply(opt, proto.REP_ACK)
+        self._uncork()  # the acknowledgement goes out in plaintext, before the transport changes
+        plain = self.transport
+        if plain is None or self.closed or plain.is_closing():
+            raise _Abort("connection closed before the TLS handshake")
+        # start_tls switches the transport's protocol before it yields, so no byte is read in plaintext
+        # from here on; the handshake runs on the loop while this coroutine waits.
+        try:
+            upgraded = await self.loop.start_tls(
+                plain, self, tls.context, server_side=True, ssl_handshake_timeout=HANDSHAKE_TIMEOUT
+            )
+        except Exception as exc:  # ssl.SSLError, a reset, the handshake timeout (uvloop: its own types)
+            # asyncio does not pass on the loss of a connection whose TLS handshake timed out or was
+            # reset, so the connection would stay counted forever: end it here
+            self.connection_lost(exc)
+            raise _Abort(f"TLS handshake failed: {exc}") from None
+        if upgraded is None or self.closed:
+            raise _Abort("connection closed during the TLS handshake")
+        self.transport = upgraded
+        self.tls_active = True
+        # proto.md: no negotiation state from before NBD_OPT_STARTTLS survives it
+        self.structured = False
+        self.meta_export = None
+        session = upgraded.get_extra_info("ssl_object")
+        if session is not None:
+            log.info("client %s: %s, %s", self.peer, session.version(), session.cipher()[0])
 
     def _info_go(self, opt: int, data: bytes) -> bool:
         if len(data) < 6:
@@ -926,7 +985,9 @@ class Connection(asyncio.Protocol):
 class Server:
     """Exports served on one or more listeners, in one event loop."""
 
-    def __init__(self, exports: list[Export], limits: Limits | None = None) -> None:
+    def __init__(
+        self, exports: list[Export], limits: Limits | None = None, tls: TLSConfig | None = None
+    ) -> None:
         if not exports:
             raise ValueError("no export")
         self.exports: dict[str, Export] = {}
@@ -935,6 +996,7 @@ class Server:
                 raise ValueError(f"two exports named {e.name!r}")
             self.exports[e.name] = e
         self.default = exports[0]
+        self.tls = tls  # None: TLS off
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.listeners: list[asyncio.AbstractServer] = []
         self.addresses: list[Address] = []
@@ -1070,17 +1132,24 @@ class Server:
         self.listeners.append(srv)
         self.addresses.append(bound)
         if addr.kind != "unix" and not is_local(addr):
-            writable = [e.name or "(default)" for e in self.exports.values() if not e.read_only]
-            log.warning(
-                "%s is reachable from other machines%s, with no authentication%s",
-                bound,
-                " and VM guests" if addr.kind == "vsock" else "",
-                f": anyone can write the export(s) {', '.join(writable)}" if writable else " (read-only)",
-            )
+            self._warn_remote(bound)
         return bound
 
+    def _warn_remote(self, bound: Address) -> None:
+        tls = self.tls
+        if tls is not None and tls.required and tls.ca is not None:
+            return  # only clients with a certificate from the CA get in
+        writable = [e.name or "(default)" for e in self.exports.values() if not e.read_only]
+        log.warning(
+            "%s is reachable from other machines%s, with no authentication%s%s",
+            bound,
+            " and VM guests" if bound.kind == "vsock" else "",
+            " (TLS encrypts, but any client may connect)" if tls is not None and tls.required else "",
+            f": anyone can write the export(s) {', '.join(writable)}" if writable else " (read-only)",
+        )
+
     def uris(self, export: str = "") -> list[str]:
-        return [a.uri(export) for a in self.addresses]
+        return [a.uri(export, tls=self.tls is not None and self.tls.required) for a in self.addresses]
 
     async def stop(self, resume_breakpoints: bool = True) -> None:
         """Stop listening, let in-flight requests finish, close every connection."""

@@ -32,6 +32,7 @@ from iolab.nbd.server import (
     is_local,
     parse_address,
 )
+from iolab.nbd.tls import TLSConfig
 
 log = logging.getLogger("iolab.nbd")
 
@@ -78,9 +79,13 @@ def gate_export(backend: FileBackend, cfg: ExportConfig) -> list[Any]:
             busy = True
     findings = check_fd(backend.fd, cfg.path, users=users, allow_destroy=cfg.allow_destroy)
     if busy and not has_errors(findings):
+        # someone holds it exclusively: acceptable only for a file system mounted from it that the user
+        # allowed to destroy (as `iolab run`); any other holder (a lazily unmounted file system, a
+        # program) refuses
         st = os.fstat(backend.fd)
         devno = (os.major(st.st_rdev), os.minor(st.st_rdev))
-        if not any(block_devno(p) == devno for p in cfg.allow_destroy):
+        mounted = any(f.code == "IOL-SAFE-001" for f in findings)
+        if not (mounted and any(block_devno(p) == devno for p in cfg.allow_destroy)):
             findings.append(
                 finding(
                     "IOL-SAFE-005",
@@ -129,8 +134,10 @@ def build_export(cfg: ExportConfig) -> Export:
 
 
 class Service:
-    def __init__(self, exports: list[Export], limits: Limits | None = None) -> None:
-        self.server = Server(exports, limits)
+    def __init__(
+        self, exports: list[Export], limits: Limits | None = None, tls: TLSConfig | None = None
+    ) -> None:
+        self.server = Server(exports, limits, tls=tls)
         self.control_addresses: list[Address] = []
         self._control_servers: list[asyncio.AbstractServer] = []
         self._control_tasks: set[asyncio.Task[None]] = set()
@@ -147,12 +154,13 @@ class Service:
         limits: Limits | None = None,
         allow_remote: bool = False,
         socket_mode: int = DEFAULT_SOCKET_MODE,
+        tls: TLSConfig | None = None,
     ) -> Service:
         built: list[Export] = []
         try:
             for cfg in exports:
                 built.append(build_export(cfg))
-            svc = cls(built, limits)
+            svc = cls(built, limits, tls=tls)
         except BaseException:
             for e in built:
                 e.close()
@@ -293,6 +301,7 @@ class Service:
             return {
                 "exports": [e.info() for e in self.server.exports.values()],
                 "uris": self.server.uris(),
+                "tls": self.server.tls.mode if self.server.tls is not None else "off",
             }
         raise NBDError(errno.EINVAL, f"unknown command {cmd!r}")
 

@@ -701,8 +701,10 @@ def parse_ignore_error(text: str) -> list[list[int]]:
             else:
                 code = abs(_atoi(entry))
             if not code:
-                raise ValueError(f"unknown error {entry} (fio knows the names {FIO_ERRNO_NAMES[0]}.."
-                                 f"{FIO_ERRNO_NAMES[-1]}; give others as numbers)")
+                raise ValueError(
+                    f"unknown error {entry} (fio knows the names {FIO_ERRNO_NAMES[0]}.."
+                    f"{FIO_ERRNO_NAMES[-1]}; give others as numbers)"
+                )
             codes.append(code)
         out.append(codes)
     return out
@@ -721,8 +723,10 @@ def _failure_config(jd: JobDef) -> dict[str, Any]:
         for d in (0, 1):
             if d < len(parsed):
                 if len(parsed[d]) > IGNORE_ERROR_MAX:
-                    raise PlanError(f"{_where(jd, 'ignore_error')}: ignore_error: at most {IGNORE_ERROR_MAX}"
-                                    " errors per direction")
+                    raise PlanError(
+                        f"{_where(jd, 'ignore_error')}: ignore_error: at most {IGNORE_ERROR_MAX}"
+                        " errors per direction"
+                    )
                 lists[d] = parsed[d]
     table = [0] * (2 * IGNORE_ERROR_MAX)
     for d in (0, 1):
@@ -735,13 +739,16 @@ def _failure_config(jd: JobDef) -> dict[str, Any]:
     rate = v.get("rate") or (None, None)
     iops = v.get("rate_iops") or (None, None)
     if any(rmin) and any(imin):
-        raise PlanError(f"{_where(jd, 'rate_iops_min')}: rate_min and rate_iops_min are mutually exclusive"
-                        " (as in fio)")
+        raise PlanError(
+            f"{_where(jd, 'rate_iops_min')}: rate_min and rate_iops_min are mutually exclusive (as in fio)"
+        )
     for d in (0, 1):
         cap, icap = _int_or(rate[d], 0), _int_or(iops[d], 0)
         if (cap and cap < _int_or(rmin[d], 0)) or (icap and icap < _int_or(imin[d], 0)):
-            raise PlanError(f"{_where(jd, 'rate_min' if any(rmin) else 'rate_iops_min')}: the minimum rate"
-                            f" exceeds the rate ({('read', 'write')[d]}), as fio refuses")
+            raise PlanError(
+                f"{_where(jd, 'rate_min' if any(rmin) else 'rate_iops_min')}: the minimum rate"
+                f" exceeds the rate ({('read', 'write')[d]}), as fio refuses"
+            )
     return {
         "coe_mask": error_types(v),
         "ignore_error_n": [len(lists[0]), len(lists[1])],

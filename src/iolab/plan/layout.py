@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 
+from iolab.plan.anchor import FileAnchor
 from iolab.plan.files import FilePlan, LayoutSpec
 
 CHUNK = 1 << 20
@@ -54,34 +55,37 @@ def _linux_fallocate(fd: int, flags: int, size: int) -> None:
         raise OSError(err, os.strerror(err))
 
 
-def make_parent_dirs(path: str) -> None:
-    """Create the missing directories of `path` (mode 0700, as fio)."""
-    parts = os.path.dirname(path).split("/")
-    for i in range(1, len(parts) + 1):
-        d = "/".join(parts[:i])
-        if d and not os.path.isdir(d):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(d, 0o700)
+def layout_file(plan: FilePlan, spec: LayoutSpec, anchor: FileAnchor) -> bool:
+    """Lay `plan.path` out to `plan.required_size` bytes if `plan.extend`; return True if done.
 
-
-def layout_file(plan: FilePlan, spec: LayoutSpec) -> bool:
-    """Lay `plan.path` out to `plan.required_size` bytes if `plan.extend`; return True if done."""
+    Everything goes through the run's anchor of the file (anchor.py): the old file is removed only if its
+    name still is the file the safety gate checked, and the new one is created where the name was."""
     if plan.is_block or plan.is_char or not plan.extend:
         return False
-    if spec.unlink:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(plan.path)
-    flags = os.O_WRONLY | os.O_CLOEXEC
-    if spec.allow_create:
-        flags |= os.O_CREAT
-    if spec.write_data:
-        flags |= os.O_TRUNC
-    try:
-        fd = os.open(plan.path, flags, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ENOENT and not spec.allow_create:
-            raise LayoutError("file creation disallowed by allow_file_create=0", 0) from None
-        raise LayoutError(f"{plan.path}: open: {exc.strerror}", exc.errno or errno.EIO) from None
+    with anchor.lock:
+        if anchor.kind not in ("file", "missing"):
+            # planned as a regular file, but the name led to something else when the run opened it
+            raise LayoutError(
+                f"{plan.path}: not a regular file when the run opened it: not laid out", errno.EEXIST
+            )
+        if spec.unlink:
+            try:
+                kept = anchor.remove_name()
+            except OSError as exc:
+                raise LayoutError(f"{plan.path}: unlink: {exc.strerror}", exc.errno or errno.EIO) from None
+            if kept:
+                raise LayoutError(f"{kept}: not laid out", errno.EEXIST)
+        flags = os.O_WRONLY | os.O_CLOEXEC
+        if spec.allow_create:
+            flags |= os.O_CREAT
+        try:
+            fd = anchor.open(flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT and not spec.allow_create:
+                raise LayoutError("file creation disallowed by allow_file_create=0", 0) from None
+            raise LayoutError(
+                f"{exc.filename or plan.path}: open: {exc.strerror}", exc.errno or errno.EIO
+            ) from None
     try:
         try:
             _fallocate(fd, spec.fallocate, plan.required_size)

@@ -265,7 +265,9 @@ def job_obj(
         j["sync"] = {
             "total_ios": sync.total_ios,
             "lat_ns": lat_obj(
-                sync.lat, percentiles=o.clat_percentiles or o.lat_percentiles, plist=o.percentile_list,
+                sync.lat,
+                percentiles=o.clat_percentiles or o.lat_percentiles,
+                plist=o.percentile_list,
                 plus=plus,
             ),
         }

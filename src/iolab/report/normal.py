@@ -223,6 +223,7 @@ def group_lines(group: GroupResult) -> list[str]:
         unit_base=group.unit_base,
         significant_figures=(group.jobs[0].opts.significant_figures if group.jobs else 4),
     )
+
     def bw(v: int, alt: bool) -> str:
         return _bw_str(v, opts, alt=alt)
 
