@@ -791,3 +791,16 @@ def test_large_requests_over_tls_under_a_small_bound(tmp_path: Path, pki: PKI) -
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
     assert sha256(img) == sha256(src)
+
+
+def test_remote_warning_under_tls(tmp_path: Path, pki: PKI) -> None:  # noqa: F811
+    img = make_image(tmp_path / "a.img", MiB)
+    base = [str(img), "--allow-remote", "--listen", "tcp:0.0.0.0:0", "--tls-certs", str(pki.server)]
+    with serve_cli(*base, "--tls", "require") as (p, _ready):
+        warning = [line for line in p.seen if "no authentication" in line]
+        assert warning and "TLS encrypts, but any client may connect" in warning[0], p.seen
+    with serve_cli(*base, "--tls", "on") as (p, _ready):  # plaintext still allowed: the plain warning
+        warning = [line for line in p.seen if "no authentication" in line]
+        assert warning and "TLS" not in warning[0] and "write" in warning[0], p.seen
+    with serve_cli(*base, "--tls", "require", "--tls-verify-peer") as (p, _ready):
+        assert not any("no authentication" in line for line in p.seen), p.seen
