@@ -245,7 +245,7 @@ def test_vsock_listener(tmp_path: Path) -> None:
     if not hasattr(socket, "AF_VSOCK") or not os.path.exists("/dev/vsock"):
         pytest.skip("no AF_VSOCK in this kernel")
     img = make_image(tmp_path / "a.img", 4 * MiB, pattern=0x5A)
-    with serve(img, listen="vsock::0") as srv:  # any CID, a free port
+    with serve(img, listen="vsock::0", allow_remote=True) as srv:  # any CID (guests too), a free port
         assert srv.uri.startswith("nbd+vsock://")
         port = int(srv.uri.rsplit(":", 1)[1].split("/")[0])
         cid = _local_cid()

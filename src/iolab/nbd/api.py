@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from iolab.nbd.server import DEFAULT_SOCKET_MODE, Limits
 from iolab.nbd.service import ExportConfig, Service
 from iolab.nbd.tls import TLSConfig
 
@@ -31,8 +32,18 @@ class NBDServer:
         listen: Sequence[str],
         control: Sequence[str] = (),
         use_uvloop: bool = False,
+        *,
+        limits: Limits | None = None,
+        allow_remote: bool = False,
+        socket_mode: int = DEFAULT_SOCKET_MODE,
         tls: TLSConfig | None = None,
     ) -> None:
+        self._options: dict[str, Any] = {
+            "limits": limits,
+            "allow_remote": allow_remote,
+            "socket_mode": socket_mode,
+            "tls": tls,
+        }
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._service: Service | None = None
@@ -40,7 +51,7 @@ class NBDServer:
         self._stop: asyncio.Event | None = None
         self._thread = threading.Thread(
             target=self._run,
-            args=(exports, list(listen), list(control), use_uvloop, tls),
+            args=(exports, list(listen), list(control), use_uvloop),
             name="iolab-nbd",
             daemon=True,
         )
@@ -55,12 +66,7 @@ class NBDServer:
         self.control: list[str] = [str(a) for a in self._service.control_addresses]
 
     def _run(
-        self,
-        exports: list[ExportConfig],
-        listen: list[str],
-        control: list[str],
-        use_uvloop: bool,
-        tls: TLSConfig | None,
+        self, exports: list[ExportConfig], listen: list[str], control: list[str], use_uvloop: bool
     ) -> None:
         if use_uvloop:
             # optional, not a dependency: imported by name so type checking does not need it installed
@@ -69,7 +75,7 @@ class NBDServer:
             loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            loop.run_until_complete(self._main(exports, listen, control, tls))
+            loop.run_until_complete(self._main(exports, listen, control))
         except BaseException as exc:  # reported to the starting thread
             if not self._ready.is_set():
                 self._error = exc
@@ -77,11 +83,9 @@ class NBDServer:
             self._ready.set()
             loop.close()
 
-    async def _main(
-        self, exports: list[ExportConfig], listen: list[str], control: list[str], tls: TLSConfig | None
-    ) -> None:
+    async def _main(self, exports: list[ExportConfig], listen: list[str], control: list[str]) -> None:
         self._stop = asyncio.Event()
-        self._service = await Service.start(exports, listen, control, tls=tls)
+        self._service = await Service.start(exports, listen, control, **self._options)
         self._ready.set()
         try:
             await self._stop.wait()
@@ -180,6 +184,9 @@ def serve(
     extra_exports: Sequence[ExportConfig] = (),
     min_block: int = 1,
     use_uvloop: bool = False,
+    allow_destroy: Sequence[str] = (),
+    allow_remote: bool = False,
+    limits: Limits | None = None,
     tls: TLSConfig | None = None,
 ) -> Iterator[NBDServer]:
     """Serve `image` over NBD for the duration of the block.
@@ -187,6 +194,8 @@ def serve(
     With no `listen`, a unix socket in a private temporary directory. A blkdebug layer is always there,
     so breakpoints and injected errors work without a config file; `blkdebug` (a QEMU-style config file)
     or `rules` (its text) preload rules. `filters` are specs such as "delay:write=5ms", outermost first.
+    A writable image passes the safety gate of `iolab serve` (iolab.doctor.SafetyError when it holds
+    data), unless `allow_destroy` names it; TCP beyond loopback and vsock need `allow_remote`.
     `tls` (from `iolab.nbd.tls.make_config`) offers or requires NBD TLS.
     """
     tmp = None
@@ -204,9 +213,18 @@ def serve(
         rules=rules,
         filters=list(filters),
         min_block=min_block,
+        allow_destroy=list(allow_destroy),
     )
     try:
-        server = NBDServer([cfg, *extra_exports], listen, controls, use_uvloop=use_uvloop, tls=tls)
+        server = NBDServer(
+            [cfg, *extra_exports],
+            listen,
+            controls,
+            use_uvloop=use_uvloop,
+            limits=limits,
+            allow_remote=allow_remote,
+            tls=tls,
+        )
         try:
             yield server
         finally:

@@ -169,6 +169,7 @@ _KEYS = {
     "inject-error": {"event", "state", "errno", "sector", "once", "immediately", "iotype"},
     "set-state": {"event", "state", "new_state"},
 }
+RULE_KEYS: dict[str, frozenset[str]] = {section: frozenset(keys) for section, keys in _KEYS.items()}
 
 
 def _number(value: str, what: str) -> int:

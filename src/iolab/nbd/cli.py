@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from typing import Any
 
@@ -45,7 +46,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="unix:PATH | tcp:HOST:PORT (loopback when HOST is empty) | vsock:CID:PORT; repeatable",
     )
     p.add_argument(
-        "--control", action="append", default=[], metavar="ADDR", help="control socket (PATH or unix:PATH)"
+        "--control",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="control socket: PATH, unix:PATH or tcp:HOST:PORT (an existing socket at PATH is replaced only "
+        "when stale; any other file there is an error)",
     )
     p.add_argument(
         "--blkdebug", metavar="CONFIG", help="QEMU blkdebug config file ([inject-error], [set-state])"
@@ -58,7 +64,56 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="delay:write=5ms | error-rate:read=0.01,seed=1 | log:file=PATH | blkdebug:config=PATH; "
         "the first is outermost",
     )
-    p.add_argument("--read-only", "-r", action="store_true", help="export read-only")
+    p.add_argument(
+        "--read-only",
+        "-r",
+        action="store_true",
+        help="export read-only (no safety gate: nothing can be written)",
+    )
+    p.add_argument(
+        "--allow-destroy",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="serve this image writable although the safety gate objects (mounted, in use, a file-system "
+        "or partition signature, a loop device's backing file); matched by device number or inode, as "
+        "`iolab run --allow-destroy`; repeatable. Active swap is never allowed",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow --listen/--control on a non-loopback TCP address or vsock (reachable by other machines "
+        "or VM guests, with no authentication)",
+    )
+    p.add_argument(
+        "--socket-mode",
+        type=_octal_mode,
+        default=0o600,
+        metavar="OCTAL",
+        help="permissions of the unix sockets created (default 600: only this user may connect)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="connections served at once (default 64); more are closed at accept",
+    )
+    p.add_argument(
+        "--max-buffer",
+        type=_size,
+        default=64 << 20,
+        metavar="SIZE",
+        help="payload bytes of reads and writes in flight across all connections (default 64M); at the "
+        "bound, requests wait and the server stops reading from clients",
+    )
+    p.add_argument(
+        "--handshake-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="SECS",
+        help="drop a client that has not finished the handshake in this time (default 10)",
+    )
     p.add_argument("--min-block-size", type=int, default=1, metavar="N", help="advertised minimum block size")
     p.add_argument("--threads", type=int, default=16, help="I/O threads for requests that would block")
     p.add_argument("--uvloop", action="store_true", help="run on uvloop (if installed)")
@@ -91,6 +146,61 @@ def _serve_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 600 or 660") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r}: permission bits only (0 to 777)")
+    return mode
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1")
+    return value
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _size(text: str) -> int:
+    number = text.upper().removesuffix("B").removesuffix("I")
+    unit = number[-1:] if number[-1:] in ("K", "M", "G") else ""
+    try:
+        value = int(number[: len(number) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 64M, 512K or 1G") from None
+    if value < 4096:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 4K")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: more than 0 and at most 86400")
+    return value
+
+
+def _check_allow_destroy(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ValueError(f"--allow-destroy={path}: {exc.strerror}") from None
+        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            raise ValueError(f"--allow-destroy={path}: not a block device or a regular file")
+
+
 def _export_configs(args: argparse.Namespace) -> list[Any]:
     from iolab.nbd.service import ExportConfig
 
@@ -109,6 +219,7 @@ def _export_configs(args: argparse.Namespace) -> list[Any]:
                 filters=list(args.filter),
                 min_block=args.min_block_size,
                 threads=args.threads,
+                allow_destroy=list(args.allow_destroy),
             )
         )
     return configs
@@ -123,9 +234,27 @@ def _tls_config(args: argparse.Namespace) -> Any:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from iolab.doctor import render_findings
+    from iolab.nbd.server import Limits
     from iolab.nbd.service import Service
 
-    svc = await Service.start(_export_configs(args), args.listen, args.control, tls=_tls_config(args))
+    _check_allow_destroy(args.allow_destroy)
+    svc = await Service.start(
+        _export_configs(args),
+        args.listen,
+        args.control,
+        limits=Limits(
+            max_connections=args.max_connections,
+            max_buffer=args.max_buffer,
+            handshake_timeout=args.handshake_timeout,
+        ),
+        allow_remote=args.allow_remote,
+        socket_mode=args.socket_mode,
+        tls=_tls_config(args),
+    )
+    allowed = [f for e in svc.server.exports.values() for f in e.gate_findings]
+    if allowed:
+        print(render_findings(allowed), file=sys.stderr)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -147,6 +276,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 def serve_main(argv: list[str]) -> int:
+    from iolab.doctor import SafetyError, render_findings
+
     args = _serve_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -161,6 +292,14 @@ def serve_main(argv: list[str]) -> int:
         return asyncio.run(_serve(args))
     except ImportError as exc:
         print(f"iolab serve: {exc}", file=sys.stderr)
+        return 1
+    except SafetyError as exc:
+        print(render_findings(exc.findings), file=sys.stderr)
+        print(
+            "iolab serve: refused to serve writable what holds data: serve it --read-only, or name it "
+            "with --allow-destroy=PATH if it may be destroyed",
+            file=sys.stderr,
+        )
         return 1
     except (OSError, ValueError) as exc:
         print(f"iolab serve: {exc}", file=sys.stderr)

@@ -71,6 +71,7 @@ class Export:
         self.max_payload = MAX_PAYLOAD
         self.blkdebug = blkdebug  # the blkdebug filter of this stack, if any (for control commands)
         self.stats = ExportStats()
+        self.gate_findings: list[Any] = []  # the safety gate's findings on a writable image (info: allowed)
         self.size = top.size()
         self.read_only = not top.can_write()
         self.can_flush = top.can_flush()

@@ -218,6 +218,7 @@ class FileBackend(Layer):
         self._can_zero_range = True
         self._pool_writes_until = 0.0
         self._rotational = self._detect_rotational(st)
+        self.exclusive_fd: int | None = None  # an O_EXCL hold on a served block device (the safety gate)
 
     def _detect_rotational(self, st: os.stat_result) -> bool:
         dev = st.st_rdev if self.is_block else st.st_dev
@@ -430,3 +431,6 @@ class FileBackend(Layer):
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         os.close(self.fd)
+        if self.exclusive_fd is not None:
+            os.close(self.exclusive_fd)
+            self.exclusive_fd = None

@@ -9,12 +9,18 @@ in a Task while the connection keeps reading and serving the requests behind it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
+import ctypes.util
 import errno
+import ipaddress
 import logging
 import os
 import socket
+import stat
 import struct
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +37,32 @@ MAX_OPTION_LENGTH = 1 << 16  # no legitimate option is larger (names are at most
 # requests or never reads its replies holds a bounded amount of server memory.
 MAX_INFLIGHT_BYTES = 32 << 20
 MAX_INFLIGHT_REQUESTS = 256
+# A client in the handshake sends small options; more than this unread stops reading from it.
+MAX_HANDSHAKE_BUFFER = MAX_OPTION_LENGTH + 64
+HANDOFF_PAYLOAD = 1 << 20  # a write payload this large is passed on in the receive buffer itself
+SEND_SLICE = 1 << 20  # large read data is handed to the transport this much at a time
 META_CONTEXT_ID = 1
+DEFAULT_SOCKET_MODE = 0o600
+VMADDR_CID_LOCAL = 1  # vsock's loopback CID (linux/vm_sockets.h)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what clients can make the server hold."""
+
+    max_connections: int = 64
+    #: payload bytes of reads and writes in flight, across all connections (plus replies not yet sent)
+    max_buffer: int = 64 << 20
+    handshake_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError("the connection limit must be at least 1")
+        if self.max_buffer < 1:
+            raise ValueError("the buffer bound must be at least 1 byte")
+        if not 0 < self.handshake_timeout < 1e9:
+            raise ValueError("the handshake timeout must be a positive number of seconds")
+
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -107,11 +138,12 @@ def parse_address(text: str) -> Address:
 class _ByteQueue:
     """Bytes from data_received, read by the handshake coroutine with readexactly()."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_drain: Callable[[], None]) -> None:
         self.buf = bytearray()
         self.loop = loop
         self.waiter: asyncio.Future[None] | None = None
         self.eof = False
+        self.on_drain = on_drain  # called after bytes were taken out (reading may resume)
 
     def feed(self, data: bytes) -> None:
         self.buf += data
@@ -133,6 +165,7 @@ class _ByteQueue:
             await self.waiter
         data = bytes(self.buf[:n])
         del self.buf[:n]
+        self.on_drain()
         return data
 
 
@@ -162,7 +195,7 @@ class Connection(asyncio.Protocol):
         self.server = server
         self.loop = server.loop
         self.transport: asyncio.Transport | None = None
-        self.queue = _ByteQueue(self.loop)
+        self.queue = _ByteQueue(self.loop, self._update_reading)
         self.handshake_task: asyncio.Task[None] | None = None
         self.transmitting = False
         self.closed = False
@@ -186,13 +219,33 @@ class Connection(asyncio.Protocol):
         self.corked_bytes = 0
         self.parse_scheduled = False
         self.stalled = False  # parsing stopped with requests left in buf because we were busy
+        # the server-wide payload budget (Server.reserve): what this connection holds and waits for
+        self.head_grant = 0  # reserved for the request at the head of buf (a write's payload, a read)
+        self.budget_wait = 0  # bytes queued for; reading and parsing stop meanwhile
+        self.unsent = 0  # reply bytes still in the transport's buffer, charged to the budget
+        self.discard = 0  # payload bytes of an oversized write still to drop
+        self.discard_cookie = 0
+        self.release_after_write = 0  # budget of requests whose replies wait in `corked`
+        # large reply data not yet handed to the transport, and the budget to release after each
+        self.outq: collections.deque[tuple[memoryview, int]] = collections.deque()
+        self.outq_bytes = 0
+        self.handshake_timer: asyncio.TimerHandle | None = None
 
     # --- transport callbacks -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have the same methods
         self.transport = transport  # type: ignore[assignment]
         self.peer = str(transport.get_extra_info("peername") or "unix")
+        if len(self.server.connections) >= self.server.limits.max_connections:
+            # refused at accept: nothing was read, nothing is held
+            self.closed = True
+            self.server.refuse_connection(self.peer)
+            transport.abort()  # type: ignore[attr-defined]
+            return
         self.server.connections.add(self)
+        self.handshake_timer = self.loop.call_later(
+            self.server.limits.handshake_timeout, self._handshake_expired
+        )
         self._write(
             _U64.pack(proto.NBDMAGIC)
             + _U64.pack(proto.IHAVEOPT)
@@ -201,6 +254,8 @@ class Connection(asyncio.Protocol):
         self.handshake_task = self.loop.create_task(self._handshake())
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         if self.transmitting:
             if self.disconnecting:
                 return  # nothing may follow NBD_CMD_DISC
@@ -211,6 +266,18 @@ class Connection(asyncio.Protocol):
             self._parse()
         else:
             self.queue.feed(data)
+            if len(self.queue.buf) > MAX_HANDSHAKE_BUFFER:
+                self._update_reading()
+
+    def _handshake_expired(self) -> None:
+        self.handshake_timer = None
+        if not self.transmitting and not self.closed:
+            log.warning(
+                "dropping client %s: no complete handshake within %gs",
+                self.peer,
+                self.server.limits.handshake_timeout,
+            )
+            self.abort("handshake timeout")
 
     def eof_received(self) -> bool | None:
         if self.transmitting:
@@ -228,7 +295,16 @@ class Connection(asyncio.Protocol):
             return
         self.lost = True
         self.closed = True
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
         self.queue.feed_eof()
+        # drop what the client sent but we never used; requests still running release their own share
+        self.buf = bytearray()
+        self.queue.buf = bytearray()
+        self.server.forget(self)
+        if self not in self.server.connections:
+            return  # refused at accept
         self.server.connections.discard(self)
         if self.export is not None and self.transmitting:
             self.export.stats.connections -= 1
@@ -236,23 +312,39 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._charge_unsent()
         self._update_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self._charge_unsent()
+        self._send_queued()
         self._update_reading()
 
     def _busy(self) -> bool:
+        """Stop parsing (checked before every request: kept to a few attribute loads)."""
         return (
             self.write_paused
-            or self.inflight_bytes + self.corked_bytes > MAX_INFLIGHT_BYTES
+            or self.budget_wait > 0
+            or self.inflight_bytes + self.corked_bytes + self.outq_bytes > MAX_INFLIGHT_BYTES
             or self.inflight >= MAX_INFLIGHT_REQUESTS
         )
+
+    def _charge_unsent(self) -> None:
+        """Replies the client is not reading count against the server-wide budget: from the moment the
+        transport's buffer passes its high-water mark (pause_writing) until it drains (resume_writing,
+        which is sure to come, unlike a notice for a buffer that empties below the mark)."""
+        size = 0
+        if self.write_paused and self.transport is not None and not self.closed:
+            size = self.transport.get_write_buffer_size()
+        if size != self.unsent:
+            self.server.charge(self, size - self.unsent)
+            self.unsent = size
 
     def _update_reading(self) -> None:
         if self.transport is None or self.closed:
             return
-        want_pause = self._busy()
+        want_pause = self._busy() or (not self.transmitting and len(self.queue.buf) > MAX_HANDSHAKE_BUFFER)
         if not want_pause and self.stalled and not self.parse_scheduled:
             # requests left unparsed while we were busy
             self.parse_scheduled = True
@@ -281,10 +373,70 @@ class Connection(asyncio.Protocol):
 
     def _uncork(self) -> None:
         out = self.corked
+        total = self.corked_bytes
         self.corked = None
         self.corked_bytes = 0
-        if out and not self.closed and self.transport is not None:
+        if not out or self.closed or self.transport is None:
+            pass
+        elif total < HANDOFF_PAYLOAD and not self.outq:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self.write_paused or self.unsent:
+                self._charge_unsent()
+        else:
+            # small replies go out joined, in one send; a large read's data on its own (never copied
+            # into a joined buffer), fed to the transport a slice at a time as the client reads
+            small: list[bytes | bytearray] = []
+            for piece in out:
+                if len(piece) < HANDOFF_PAYLOAD:
+                    small.append(piece)
+                    continue
+                if small:
+                    self._send(small[0] if len(small) == 1 else b"".join(small))
+                    small = []
+                self._send(piece)
+            if small:
+                self._send(small[0] if len(small) == 1 else b"".join(small))
+            self._charge_unsent()
+        held = self.release_after_write
+        if held:
+            # the budget of completed reads, kept until their data has gone to the transport (which
+            # holds what the client has not read yet as `unsent`)
+            self.release_after_write = 0
+            if self.outq and not self.closed:
+                self.outq.append((memoryview(b""), held))  # released once what is queued before it went
+                self._send_queued()
+            else:
+                server = self.server
+                server.buffered -= held
+                if server.budget_waiters:
+                    server._grant()
+
+    def _send(self, data: bytes | bytearray) -> None:
+        if not self.outq and len(data) < HANDOFF_PAYLOAD:
+            assert self.transport is not None
+            self.transport.write(data)
+            return
+        self.outq.append((memoryview(data), 0))
+        self.outq_bytes += len(data)
+        self._send_queued()
+
+    def _send_queued(self) -> None:
+        """Hand queued reply data to the transport a slice at a time, while it is not full: the
+        transport copies what it cannot send at once, so at most a slice is ever held twice."""
+        while self.outq and not self.write_paused and not self.closed and self.transport is not None:
+            view, release = self.outq[0]
+            chunk = view[:SEND_SLICE]
+            if chunk:
+                self.transport.write(chunk)  # may call pause_writing() before it returns
+            self.outq_bytes -= len(chunk)
+            if len(view) > SEND_SLICE:
+                self.outq[0] = (view[SEND_SLICE:], release)
+            else:
+                self.outq.popleft()
+                if release:
+                    self.server.release(release)
+                if not self.outq and (self.disconnecting or self.eof):
+                    self._maybe_finish()
 
     # --- handshake ---------------------------------------------------------------------------
     def _opt_reply(self, opt: int, rep: int, data: bytes = b"") -> None:
@@ -318,6 +470,9 @@ class Connection(asyncio.Protocol):
         if self.closed:
             return
         self.transmitting = True
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
         assert self.export is not None
         self.export.stats.connections += 1
         self.export.stats.connections_total += 1
@@ -538,37 +693,97 @@ class Connection(asyncio.Protocol):
             pos = self._parse_batch(buf, pos, end, unpack)
         finally:
             self._uncork()
-        if pos:
+        if pos and self.buf is buf:  # (not when buf was handed over as a payload, or dropped at DISC)
             del buf[:pos]
         self._update_reading()
-        if self.eof:
+        if self.eof or self.disconnecting:  # (a DISC parsed while `stalled` was still set could not)
             self._maybe_finish()
 
     def _parse_batch(self, buf: bytearray, pos: int, end: int, unpack: Callable[..., tuple[int, ...]]) -> int:
-        while end - pos >= 28 and not self.closed and not self.disconnecting and not self._busy():
+        server = self.server
+        max_buffer = server.limits.max_buffer
+        max_payload = self.export.max_payload  # type: ignore[union-attr]
+        waiters = server.budget_waiters
+        cmd_read = proto.CMD_READ
+        while not self.closed and not self.disconnecting and not self._busy():
+            if self.discard:
+                # the payload of a write we refused for its size: dropped as it arrives, never kept
+                skip = min(self.discard, end - pos)
+                pos += skip
+                self.discard -= skip
+                if self.discard:
+                    break
+                self._reply_error(
+                    proto.CMD_WRITE,
+                    self.discard_cookie,
+                    errno.EINVAL,
+                    f"write payload over the maximum of {self.export.max_payload} bytes",  # type: ignore[union-attr]
+                )
+                continue
+            if end - pos < 28:
+                break
             magic, flags, cmd, cookie, offset, length = unpack(buf, pos)
             if magic != proto.REQUEST_MAGIC:
                 self.abort(f"bad request magic {magic:#x}")
                 return pos
+            charge = 0
             if cmd == proto.CMD_WRITE:
                 if length > self.export.max_payload:  # type: ignore[union-attr]
-                    # the payload cannot be skipped cheaply; proto.md allows a hard disconnect here
-                    self.abort(f"write payload of {length} bytes")
-                    return pos
+                    self.export.stats.rejected += 1  # type: ignore[union-attr]
+                    log.info("client %s: write payload of %d bytes refused (EINVAL)", self.peer, length)
+                    self.discard = length
+                    self.discard_cookie = cookie
+                    pos += 28
+                    continue
+                if length and not self.head_grant:
+                    if not waiters and server.buffered + length <= max_buffer:
+                        server.buffered += length  # (Server.reserve's fast path, inline: per request)
+                        self.head_grant = length
+                    elif not server.reserve(self, length):
+                        break  # waits for the budget; reading stops meanwhile
                 if end - pos < 28 + length:
                     break
-                payload: bytes | None = bytes(buf[pos + 28 : pos + 28 + length])
+                charge, self.head_grant = self.head_grant, 0
+                payload: bytes | bytearray | None
+                if pos == 0 and end == 28 + length and length >= HANDOFF_PAYLOAD:
+                    # the buffer holds just this request: it becomes the payload, without a copy
+                    # (a copy would briefly hold the payload twice)
+                    del buf[:28]
+                    self.buf = bytearray()
+                    self._request(cmd, flags, cookie, offset, length, buf, charge)
+                    self.stalled = False
+                    return end
+                # one copy (a bytearray slice would be a second); buf drops these bytes right after
+                payload = bytes(memoryview(buf)[pos + 28 : pos + 28 + length])
                 pos += 28 + length
             else:
+                if cmd == cmd_read and 0 < length <= max_payload:
+                    if self.head_grant:  # granted while it waited
+                        charge, self.head_grant = self.head_grant, 0
+                    elif not waiters and server.buffered + length <= max_buffer:
+                        server.buffered += length  # (Server.reserve's fast path, inline: per request)
+                        charge = length
+                    elif server.reserve(self, length):
+                        charge, self.head_grant = self.head_grant, 0
+                    else:
+                        break
                 payload = None
                 pos += 28
-            self._request(cmd, flags, cookie, offset, length, payload)
+            self._request(cmd, flags, cookie, offset, length, payload, charge)
         self.stalled = not self.disconnecting and end - pos >= 28 and self._busy()
         return pos
 
     def _request(
-        self, cmd: int, flags: int, cookie: int, offset: int, length: int, payload: bytes | None
+        self,
+        cmd: int,
+        flags: int,
+        cookie: int,
+        offset: int,
+        length: int,
+        payload: bytes | bytearray | None,
+        charge: int = 0,
     ) -> None:
+        """Start one request; `charge` is its share of the server-wide budget, released when it ends."""
         export = self.export
         assert export is not None
         if cmd == proto.CMD_DISC:
@@ -580,6 +795,8 @@ class Connection(asyncio.Protocol):
         if bad is not None:
             export.stats.rejected += 1
             self._reply_error(cmd, cookie, bad[0], bad[1])
+            if charge:
+                self.server.release(charge)
             return
         top = export.top
         fua = bool(flags & proto.CMD_FLAG_FUA)
@@ -606,6 +823,7 @@ class Connection(asyncio.Protocol):
         else:
             coro = top.extents(offset, length, bool(flags & proto.CMD_FLAG_REQ_ONE))
         self.inflight += 1
+        server = self.server
         size = length if cmd in (proto.CMD_READ, proto.CMD_WRITE) else 0
         self.inflight_bytes += size
 
@@ -613,6 +831,11 @@ class Connection(asyncio.Protocol):
             self.inflight -= 1
             self.inflight_bytes -= size
             self._complete(cmd, flags, cookie, offset, length, result, exc)
+            if charge:
+                if self.corked is not None:
+                    self.release_after_write += charge  # _uncork runs soon (scheduled, or the batch's)
+                else:
+                    server.release(charge)
             if self.read_paused or self.stalled:
                 self._update_reading()
             if self.disconnecting or self.eof:
@@ -682,19 +905,20 @@ class Connection(asyncio.Protocol):
                         )
                     )
                     return
-                self._write(
-                    proto.CHUNK.pack(
-                        proto.STRUCTURED_REPLY_MAGIC,
-                        proto.REPLY_FLAG_DONE,
-                        proto.REPLY_TYPE_OFFSET_DATA,
-                        cookie,
-                        8 + length,
-                    )
-                    + _U64.pack(offset)
-                    + result
-                )
+                header = proto.CHUNK.pack(
+                    proto.STRUCTURED_REPLY_MAGIC,
+                    proto.REPLY_FLAG_DONE,
+                    proto.REPLY_TYPE_OFFSET_DATA,
+                    cookie,
+                    8 + length,
+                ) + _U64.pack(offset)
             else:
-                self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie) + result)
+                header = proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, 0, cookie)
+            if length >= HANDOFF_PAYLOAD:
+                self._write(header)  # the data goes out as it is, not copied behind the header
+                self._write(result)
+            else:
+                self._write(header + result)
         elif cmd == proto.CMD_BLOCK_STATUS:
             self._write(self._block_status_reply(cookie, length, flags, result))
         else:
@@ -747,7 +971,13 @@ class Connection(asyncio.Protocol):
             self._write(proto.SIMPLE_REPLY.pack(proto.SIMPLE_REPLY_MAGIC, code, cookie))
 
     def _maybe_finish(self) -> None:
-        if self.inflight == 0 and not self.stalled and self.transport is not None and not self.closed:
+        if (
+            self.inflight == 0
+            and not self.stalled
+            and not self.outq  # (transport.close() sends what the transport holds, not this)
+            and self.transport is not None
+            and not self.closed
+        ):
             self.closed = True
             self.transport.close()
 
@@ -755,7 +985,9 @@ class Connection(asyncio.Protocol):
 class Server:
     """Exports served on one or more listeners, in one event loop."""
 
-    def __init__(self, exports: list[Export], tls: TLSConfig | None = None) -> None:
+    def __init__(
+        self, exports: list[Export], limits: Limits | None = None, tls: TLSConfig | None = None
+    ) -> None:
         if not exports:
             raise ValueError("no export")
         self.exports: dict[str, Export] = {}
@@ -771,8 +1003,15 @@ class Server:
         self.connections: set[Connection] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.shutting_down = False
-        self._unix_paths: list[str] = []
+        self._unix_paths: list[UnixSocketPath] = []
         self._idle: asyncio.Event | None = None
+        self.limits = limits or Limits()
+        # the payload budget: bytes reserved by requests in flight plus unsent replies, and who waits
+        self.buffered = 0
+        self.budget_waiters: collections.deque[Connection] = collections.deque()
+        self.refused = 0
+        self._refused_logged = 0
+        self._refused_log_time = 0.0
 
     def find_export(self, name: str) -> Export | None:
         if name == "":
@@ -780,21 +1019,99 @@ class Server:
         return self.exports.get(name)
 
     def connection_closed(self) -> None:
-        if self._idle is not None and not self.connections:
-            self._idle.set()
+        if not self.connections:
+            _trim_heap()  # hand the big buffers of the clients that left back to the system
+            if self._idle is not None:
+                self._idle.set()
 
-    async def listen(self, addr: Address) -> Address:
+    def refuse_connection(self, peer: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._refused_log_time >= 1:  # at most a line a second under a flood
+            log.warning(
+                "refused %d connection(s) (last from %s): already %d, the limit (--max-connections)",
+                self.refused - self._refused_logged,
+                peer,
+                len(self.connections),
+            )
+            self._refused_logged = self.refused
+            self._refused_log_time = now
+
+    # --- the payload budget ------------------------------------------------------------------
+    def reserve(self, conn: Connection, size: int) -> bool:
+        """Reserve `size` bytes for the request at the head of `conn`'s buffer (conn.head_grant), or queue
+        `conn` (FIFO) and return False: it stops reading until `_grant` gives it the bytes. A request
+        larger than the whole budget still runs, alone."""
+        if not self.budget_waiters and (self.buffered == 0 or self.buffered + size <= self.limits.max_buffer):
+            self._add(size)
+            conn.head_grant = size
+            return True
+        conn.budget_wait = size
+        self.budget_waiters.append(conn)
+        return False
+
+    def release(self, size: int) -> None:
+        self.buffered -= size
+        if self.budget_waiters:
+            self._grant()
+
+    def charge(self, conn: Connection, delta: int) -> None:
+        """Unsent reply bytes: not refusable (already produced), but they make others wait."""
+        if delta > 0:
+            self._add(delta)
+        else:
+            self.release(-delta)
+
+    def forget(self, conn: Connection) -> None:
+        """A connection went away: give back what it held for requests it will never run."""
+        held = conn.head_grant + conn.unsent + sum(release for _, release in conn.outq)
+        conn.head_grant = conn.unsent = conn.outq_bytes = 0
+        conn.outq.clear()
+        if conn.budget_wait:
+            conn.budget_wait = 0
+            with contextlib.suppress(ValueError):
+                self.budget_waiters.remove(conn)
+        self.release(held)
+
+    def _add(self, size: int) -> None:
+        self.buffered += size
+
+    def _grant(self) -> None:
+        while self.budget_waiters:
+            conn = self.budget_waiters[0]
+            size = conn.budget_wait
+            if self.buffered and self.buffered + size > self.limits.max_buffer:
+                return
+            self.budget_waiters.popleft()
+            self._add(size)
+            conn.budget_wait = 0
+            conn.head_grant = size
+            conn._update_reading()  # parses the request it stopped at
+
+    async def listen(
+        self,
+        addr: Address,
+        *,
+        allow_remote: bool = False,
+        socket_mode: int = DEFAULT_SOCKET_MODE,
+    ) -> Address:
+        """Listen on `addr`. A unix socket replaces only a stale socket at its path and is created with
+        `socket_mode`; a listener other machines (or VM guests) can reach needs `allow_remote`."""
         self.loop = asyncio.get_running_loop()
 
         def factory() -> Connection:
             return Connection(self)
 
+        if addr.kind != "unix":
+            check_remote(addr, allow_remote, "--listen")
         if addr.kind == "unix":
-            with contextlib.suppress(FileNotFoundError):
-                if os.path.exists(addr.path) and _is_socket(addr.path):
-                    os.unlink(addr.path)
-            srv = await self.loop.create_unix_server(factory, path=addr.path)
-            self._unix_paths.append(addr.path)
+            unix = bind_unix(addr.path, socket_mode, "--listen")
+            try:
+                srv = await self.loop.create_unix_server(factory, sock=unix.sock)
+            except BaseException:
+                unix.remove()
+                raise
+            self._unix_paths.append(unix)
             bound = addr
         elif addr.kind == "tcp":
             srv = await self.loop.create_server(factory, addr.host, addr.port, reuse_address=True)
@@ -814,7 +1131,22 @@ class Server:
             bound = Address("vsock", cid=addr.cid if addr.cid != socket.VMADDR_CID_ANY else cid, port=port)
         self.listeners.append(srv)
         self.addresses.append(bound)
+        if addr.kind != "unix" and not is_local(addr):
+            self._warn_remote(bound)
         return bound
+
+    def _warn_remote(self, bound: Address) -> None:
+        tls = self.tls
+        if tls is not None and tls.required and tls.ca is not None:
+            return  # only clients with a certificate from the CA get in
+        writable = [e.name or "(default)" for e in self.exports.values() if not e.read_only]
+        log.warning(
+            "%s is reachable from other machines%s, with no authentication%s%s",
+            bound,
+            " and VM guests" if bound.kind == "vsock" else "",
+            " (TLS encrypts, but any client may connect)" if tls is not None and tls.required else "",
+            f": anyone can write the export(s) {', '.join(writable)}" if writable else " (read-only)",
+        )
 
     def uris(self, export: str = "") -> list[str]:
         return [a.uri(export, tls=self.tls is not None and self.tls.required) for a in self.addresses]
@@ -842,17 +1174,147 @@ class Server:
         for srv in self.listeners:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(srv.wait_closed(), 5)
-        for path in self._unix_paths:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        for unix in self._unix_paths:
+            unix.remove()
         for export in self.exports.values():
             export.close()
 
 
-def _is_socket(path: str) -> bool:
-    import stat
+# --------------------------------------------------------------------------------- socket policy
 
+
+def is_local(addr: Address) -> bool:
+    """Only this machine can connect: a unix socket, a loopback TCP address, vsock's local CID."""
+    if addr.kind == "unix":
+        return True
+    if addr.kind == "vsock":
+        return addr.cid == VMADDR_CID_LOCAL
     try:
-        return stat.S_ISSOCK(os.stat(path).st_mode)
+        return ipaddress.ip_address(addr.host.partition("%")[0]).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(addr.host, None, type=socket.SOCK_STREAM)
     except OSError:
         return False
+    hosts = [str(info[4][0]).partition("%")[0] for info in infos]
+    return bool(hosts) and all(ipaddress.ip_address(h).is_loopback for h in hosts)
+
+
+def check_remote(addr: Address, allow_remote: bool, option: str) -> None:
+    if not allow_remote and not is_local(addr):
+        where = "VM guests and other machines" if addr.kind == "vsock" else "other machines"
+        raise ValueError(
+            f"{option} {addr}: {where} could connect, and NBD has no authentication; listen on "
+            "unix:PATH or a loopback address (tcp:127.0.0.1:PORT), or pass --allow-remote"
+        )
+
+
+def _kind_of(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    return "not a socket"
+
+
+@dataclass
+class UnixSocketPath:
+    """A unix socket we created; removed at the end only if the path still is that socket."""
+
+    path: str
+    sock: socket.socket
+    ident: tuple[int, int]
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == self.ident:
+                os.unlink(self.path)
+
+
+def clear_stale_socket(path: str, option: str) -> None:
+    """Make room for a socket at `path`: only a socket nobody listens on is removed; anything else
+    there (a file, a device, a directory, a symlink) is an error and stays untouched."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ValueError(
+            f"{option} {path}: {_kind_of(st.st_mode)} is there; only a stale socket is replaced, so choose "
+            "another path (nothing was removed)"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        pass  # stale: left by a server that is gone
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ValueError(
+            f"{option} {path}: cannot tell whether the socket is in use: {exc.strerror}"
+        ) from None
+    else:
+        raise ValueError(
+            f"{option} {path}: a server is listening on this socket; stop it or choose another path"
+        )
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot remove the stale socket: {exc.strerror}") from None
+
+
+def bind_unix(path: str, mode: int, option: str, backlog: int = 128) -> UnixSocketPath:
+    """A listening unix socket at `path`, born with `mode` (the umask is narrowed around bind(), so it
+    is never reachable more widely than `mode`, not even for an instant)."""
+    if not 0 <= mode <= 0o777:
+        raise ValueError(f"socket mode {mode:o}: permission bits only (0 to 777)")
+    clear_stale_socket(path, option)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"{option} {path}: {exc.strerror}") from None
+    finally:
+        os.umask(old)
+    try:
+        st = os.lstat(path)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return UnixSocketPath(path, sock, (st.st_dev, st.st_ino))
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed heap memory for reuse; give it back once no client is connected."""
+    global _libc
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
