@@ -21,6 +21,7 @@
 
 #include "clock.h"
 #include "engine.h"
+#include "reap.h"
 
 #define AIO_RING_MAGIC_VALUE 0xa10a10a1u
 
@@ -198,20 +199,20 @@ static inline unsigned ring_avail(const struct laio_ring *ring)
 }
 
 /* Completions known to be ready without a system call (0 if the ring cannot be read). */
-static unsigned laio_ready(void *ctx)
+static inline unsigned laio_ready(void *ctx)
 {
     struct laio *a = ctx;
     return a->ring ? ring_avail(a->ring) : 0;
 }
 
-static uint64_t laio_clock(void *ctx)
+static inline uint64_t laio_clock(void *ctx)
 {
     (void)ctx;
     return iol_now_ns();
 }
 
 /* Block in io_getevents for at least need events (up to want_max); they go to a->events. */
-static int laio_block(void *ctx, unsigned need)
+static inline int laio_block(void *ctx, unsigned need)
 {
     struct laio *a = ctx;
     unsigned max = a->want_max < need ? need : a->want_max;
@@ -256,43 +257,54 @@ static unsigned ring_take(struct laio *a, unsigned max, struct iol_io **out)
     return n;
 }
 
+static inline unsigned laio_queued(void *ctx)
+{
+    return ((struct laio *)ctx)->nqueued;
+}
+
+static inline int laio_stalled(void *ctx)
+{
+    struct laio *a = ctx;
+    return a->nqueued && !a->inkernel && !a->nfailed;
+}
+
+/* Ready now: I/Os that failed at submission, events io_getevents returned that are not handed out yet,
+ * then completions already in the ring, taken in user space (the same events a non-blocking
+ * io_getevents would return, without the system call). */
+static inline unsigned laio_take(void *ctx, unsigned need, unsigned max, struct iol_io **out)
+{
+    struct laio *a = ctx;
+    (void)need;
+    unsigned n = 0;
+    while (a->nfailed && n < max)
+        out[n++] = a->failed[--a->nfailed];
+    while (a->nextev < a->nevents && n < max)
+        n += (unsigned)take_event(a, &a->events[a->nextev++], &out[n]);
+    if (n < max && a->ring)
+        n += ring_take(a, max - n, out + n);
+    return n;
+}
+
+static inline void laio_prepare_wait(void *ctx, unsigned room)
+{
+    ((struct laio *)ctx)->want_max = room;
+}
+
+static const struct iol_reap_ops laio_reap_ops = {
+    .queued = laio_queued,
+    .submit = laio_commit,
+    .stalled = laio_stalled,
+    .take = laio_take,
+    .prepare_wait = laio_prepare_wait,
+    .ready = laio_ready,
+    .block = laio_block,
+    .now = laio_clock,
+};
+
 static int laio_reap(void *state, unsigned min, unsigned max, struct iol_io **out)
 {
     struct laio *a = state;
-    unsigned n = 0;
-    for (;;) {
-        if (a->nqueued) {
-            int r = laio_commit(a);
-            if (r < 0)
-                return r;
-            if (a->nqueued && !a->inkernel && !a->nfailed)
-                return -EAGAIN; /* the kernel takes nothing and nothing is in flight */
-        }
-        while (a->nfailed && n < max)
-            out[n++] = a->failed[--a->nfailed];
-        /* events io_getevents returned that are not handed out yet */
-        while (a->nextev < a->nevents && n < max)
-            n += (unsigned)take_event(a, &a->events[a->nextev++], &out[n]);
-        /* completions already in the ring are taken from it in user space: the same events a
-         * non-blocking io_getevents would return, without the system call */
-        if (n < max && a->ring)
-            n += ring_take(a, max - n, out + n);
-        if (n >= min) {
-            if (a->nqueued) { /* remainders of short transfers */
-                int r = laio_commit(a);
-                if (r < 0)
-                    return r;
-            }
-            return (int)n;
-        }
-        if (a->nqueued)
-            continue; /* remainders of short transfers go to the kernel before waiting */
-        /* fewer than min: wait (poll for up to the window, then block in io_getevents) */
-        a->want_max = max - n;
-        int r = iol_poll_wait(a->poll, min - n, laio_ready, laio_block, laio_clock, a);
-        if (r < 0)
-            return r;
-    }
+    return iol_reap_loop(&laio_reap_ops, a, a->poll, min, max, out);
 }
 
 static void laio_describe(void *state, char *buf, size_t len)

@@ -25,6 +25,7 @@
 
 #include "clock.h"
 #include "engine.h"
+#include "reap.h"
 
 #ifndef IORING_SETUP_SUBMIT_ALL
 #define IORING_SETUP_SUBMIT_ALL (1U << 7)
@@ -450,7 +451,7 @@ static inline unsigned cq_avail(const struct ur *u)
 }
 
 /* Completions ready now; posts completions waiting as task work (a cheap non-blocking enter). */
-static unsigned ur_ready(void *ctx)
+static inline unsigned ur_ready(void *ctx)
 {
     struct ur *u = ctx;
     unsigned avail = cq_avail(u);
@@ -465,7 +466,7 @@ static unsigned ur_ready(void *ctx)
     return avail;
 }
 
-static int ur_block(void *ctx, unsigned need)
+static inline int ur_block(void *ctx, unsigned need)
 {
     struct ur *u = ctx;
     for (;;) {
@@ -477,7 +478,7 @@ static int ur_block(void *ctx, unsigned need)
     }
 }
 
-static uint64_t ur_clock(void *ctx)
+static inline uint64_t ur_clock(void *ctx)
 {
     (void)ctx;
     return iol_now_ns();
@@ -508,35 +509,41 @@ static unsigned cq_take(struct ur *u, unsigned max, struct iol_io **out)
     return n;
 }
 
+static inline unsigned ur_queued(void *ctx)
+{
+    return ((struct ur *)ctx)->npending;
+}
+
+static inline int ur_stalled(void *ctx)
+{
+    struct ur *u = ctx;
+    return u->npending && !u->inkernel;
+}
+
+static inline unsigned ur_take(void *ctx, unsigned need, unsigned max, struct iol_io **out)
+{
+    struct ur *u = ctx;
+    unsigned n = cq_take(u, max, out);
+    if (n < need && ur_ready(u)) /* completions that only needed posting are not a wait */
+        n += cq_take(u, max - n, out + n);
+    return n;
+}
+
+static const struct iol_reap_ops ur_reap_ops = {
+    .queued = ur_queued,
+    .submit = ur_commit,
+    .stalled = ur_stalled,
+    .take = ur_take,
+    .prepare_wait = NULL,
+    .ready = ur_ready,
+    .block = ur_block,
+    .now = ur_clock,
+};
+
 static int ur_reap(void *state, unsigned min, unsigned max, struct iol_io **out)
 {
     struct ur *u = state;
-    unsigned n = 0;
-    for (;;) {
-        if (u->npending) {
-            int r = ur_submit(u);
-            if (r < 0)
-                return r;
-            if (u->npending && !u->inkernel)
-                return -EAGAIN; /* the kernel takes nothing and nothing is in flight */
-        }
-        n += cq_take(u, max - n, out + n);
-        if (n < min && ur_ready(u)) /* completions that only needed posting are not a wait */
-            n += cq_take(u, max - n, out + n);
-        if (n >= min) {
-            if (u->npending) { /* remainders of short transfers */
-                int r = ur_submit(u);
-                if (r < 0)
-                    return r;
-            }
-            return (int)n;
-        }
-        if (u->npending)
-            continue; /* remainders of short transfers go to the kernel before waiting */
-        int r = iol_poll_wait(u->poll, min - n, ur_ready, ur_block, ur_clock, u);
-        if (r < 0)
-            return r;
-    }
+    return iol_reap_loop(&ur_reap_ops, u, u->poll, min, max, out);
 }
 
 static void ur_describe(void *state, char *buf, size_t len)

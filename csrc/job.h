@@ -1,4 +1,5 @@
-/* One benchmark job: the loop that generates offsets, drives an engine and keeps statistics.
+/* One benchmark job: the loop that generates offsets, drives an engine and keeps statistics (job.c and
+ * the files it names).
  *
  * All state lives in struct iol_job (no globals). iol_job_run() runs on one thread; iol_job_stop()
  * and iol_job_progress() may be called from any other thread at any time.
@@ -15,6 +16,13 @@
 #include "histogram.h"
 #include "pollwin.h"
 #include "rand.h"
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* The job's random streams (see iol_rng_seed): one per choice, so that one choice never shifts another. */
+enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4, RNG_STREAM_RATE = 5, RNG_STREAM_SEQ = 6,
+       RNG_STREAM_ZONE = 7, RNG_STREAM_FILE = 8 };
 
 #define IOL_SAMPLES_CAP 2048 /* preallocated samples; when full, pairs merge and the interval doubles */
 #define IOL_FULL_INTERVAL 0.9 /* a last, partial interval counts as a sample if it lasted this much of one */

@@ -3,6 +3,7 @@
 #define IOL_RAND_H
 
 #include <stdint.h>
+#include <string.h>
 
 struct iol_rng {
     uint64_t s[4];
@@ -49,6 +50,22 @@ static inline uint64_t iol_rng_next(struct iol_rng *r)
 static inline uint64_t iol_rng_below(struct iol_rng *r, uint64_t n)
 {
     return (uint64_t)(((unsigned __int128)iol_rng_next(r) * n) >> 64);
+}
+
+/* Fill len bytes at buf from the stream. */
+static inline void iol_rng_fill(struct iol_rng *r, void *buf, uint64_t len)
+{
+    unsigned char *p = buf;
+    while (len >= 8) {
+        uint64_t v = iol_rng_next(r);
+        memcpy(p, &v, 8);
+        p += 8;
+        len -= 8;
+    }
+    if (len) {
+        uint64_t v = iol_rng_next(r);
+        memcpy(p, &v, len);
+    }
 }
 
 #endif
