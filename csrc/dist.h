@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "job.h"
+#include "jobstate.h"
 
 #define FSERVICE_SHIFT 10                /* non-uniform file choice: 1024 ranges per file */
 #define FIB_HASH 0x61C8864680B583EBull   /* golden-ratio multiplier: scatters hot ranges */

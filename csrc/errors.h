@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <stdint.h>
 
-#include "job.h"
+#include "jobstate.h"
 
 /* An I/O ended with io->error: 1 when it ends the job (recorded as its error), 0 when the job goes on. */
 int iol_io_error(struct iol_job *j, struct iol_io *io, int issued_only);

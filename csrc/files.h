@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "dist.h"
-#include "job.h"
+#include "jobstate.h"
 
 /* The streams that choose the I/O pattern (offsets, directions, sizes, files). */
 void iol_seed_pattern(struct iol_job *j);

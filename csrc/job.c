@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "files.h"
 #include "job.h"
+#include "jobstate.h"
 #include "offsets.h"
 #include "rate.h"
 #include "stats.h"

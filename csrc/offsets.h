@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "dist.h"
-#include "job.h"
+#include "jobstate.h"
 #include "randmap.h"
 
 /* The file starts over: sequential positions back to the region start, the random map emptied. */

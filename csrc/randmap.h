@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "job.h"
+#include "jobstate.h"
 
 /* All units free again (units past the end of the region count as used). */
 void iol_map_reset(struct iol_file *f);

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "clock.h"
-#include "job.h"
+#include "jobstate.h"
 
 /* Rate schedule and think-time counters start over at t. */
 void iol_start_schedule(struct iol_job *j, uint64_t t);

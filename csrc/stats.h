@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "job.h"
+#include "jobstate.h"
 
 /* Zero the statistics (what they counted so far was ramp I/O, kept for the device check). */
 void iol_reset_stats(struct iol_job *j);
