@@ -3,6 +3,8 @@
 from collections.abc import Sequence
 from typing import Any, Final, final
 
+from iolab.analysis.core_result import RawResult
+
 HIST_SUB_BITS: Final[int]
 """Sub-bucket bits S of the latency histogram (7)."""
 HIST_BUCKETS: Final[int]
@@ -34,7 +36,7 @@ def _poll_simulate(
 
     Wait i's completion arrives ``arrivals[i]`` ns after the wait starts; every clock read costs
     ``tick_ns``, a blocking wakeup ``wake_ns``. Returns ``[(window_before, block_ns, window_after, hit)]``
-    per wait and the poll counters (as in ``Job.result()["poll"]``)."""
+    per wait and the poll counters (as ``CoreResult.poll``, ``CorePoll`` there)."""
 
 @final
 class Job:
@@ -57,8 +59,10 @@ class Job:
     def progress(self) -> tuple[int, int, int, int, int]:
         """``(read_ios, write_ios, read_bytes, write_bytes, phase)``; phase 0 setup, 1 ramp,
         2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
-    def result(self) -> dict[str, Any]:
-        """The raw result dict of DESIGN.md section 3; RuntimeError until run() has returned."""
+    def result(self) -> RawResult:
+        """The raw result: the mapping form of ``iolab.analysis.core_result.CoreResult``, its one declaration
+        (``CoreResult.from_core()`` types it; DESIGN.md section 3 shows it). RuntimeError until run() has
+        returned."""
     def thread_id(self) -> int:
         """Kernel thread id of the thread inside run() (0 before run() started)."""
     def _set_trace(self, buffer: bytearray | memoryview | None, /) -> None:

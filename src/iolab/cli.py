@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from iolab.analysis.core_result import CoreResult
     from iolab.doctor import DeviceCheck
     from iolab.engine.runner import Phase
     from iolab.options import FioFlag
@@ -69,6 +70,7 @@ def execute(
 
     `on_start` is called with the plan once the checks passed, just before the files are laid out."""
     from iolab import doctor, interrupt
+    from iolab.analysis.core_result import CoreResult
     from iolab.analysis.diskstats import disk_util
     from iolab.analysis.model import job_result, run_result
     from iolab.engine.runner import prepare_files, run_plan
@@ -113,7 +115,7 @@ def execute(
         raise interrupt.Interrupted(outcome.signal, "starting the jobs")
     device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []
-    raws: dict[int, dict[str, Any]] = {}  # JobPlan.index -> raw result
+    raws: dict[int, CoreResult] = {}  # JobPlan.index -> the core's result
     status_code = 0
     elapsed_ms = 0
     for worker in outcome.workers:
@@ -124,16 +126,13 @@ def execute(
             # stopped by the signal (its layout, or abandoned after a second one): the interruption's status
             if not (outcome.interrupted and worker.setup_errno == errno.EINTR):
                 status_code = 1
-            raw = {
-                "error": worker.setup_errno,
-                "error_msg": worker.setup_error or "did not run",
-                "ddir": {},
-                "io_loop": False,
-            }
-        elif raw.get("error"):
-            ddir = raw.get("error_ddir")
-            where = f", {ddir} at offset {raw.get('error_offset')}" if ddir else ""
-            _err(f"job '{jp.name}' ({jp.jobnum}): {raw.get('error_msg')} (errno {raw['error']}{where})")
+            raw = CoreResult(
+                error=worker.setup_errno, error_msg=worker.setup_error or "did not run", io_loop=False
+            )
+        elif raw.error:
+            ddir = raw.error_ddir
+            where = f", {ddir} at offset {raw.error_offset}" if ddir else ""
+            _err(f"job '{jp.name}' ({jp.jobnum}): {raw.error_msg} (errno {raw.error}{where})")
             status_code = 1
         raws[jp.index] = raw
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
@@ -185,7 +184,7 @@ def execute(
     return run, status_code
 
 
-def _device_check(plan: RunPlan, phases: Sequence[Phase], raws: dict[int, dict[str, Any]]) -> DeviceCheck:
+def _device_check(plan: RunPlan, phases: Sequence[Phase], raws: dict[int, CoreResult]) -> DeviceCheck:
     """The lie detector, once per phase: device counters at the phase's ends against what its jobs issued
     (ramp_time I/O included: the device saw it), on the devices under that phase's files only."""
     from iolab import doctor
@@ -194,7 +193,7 @@ def _device_check(plan: RunPlan, phases: Sequence[Phase], raws: dict[int, dict[s
     for number, phase in enumerate(phases, 1):
         jobs = [plan.jobs[i] for i in phase.jobs]
         issued = doctor.Issued.from_raw(
-            [raws[i] for i in phase.jobs if i in raws],
+            [raws[i].to_core() for i in phase.jobs if i in raws],
             direct=all(jp.direct for jp in jobs),
             ramp_time=any(jp.config["ramp_ns"] for jp in jobs),
         )

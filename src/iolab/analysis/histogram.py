@@ -29,7 +29,10 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iolab.analysis.core_result import CoreHistogram
 
 SUB_BITS = 7
 SUB_COUNT = 1 << SUB_BITS  # 128
@@ -181,6 +184,11 @@ class Histogram:
             int(raw.get("sum", 0)),
             float(raw.get("sumsq", 0.0)),
         )
+
+    @classmethod
+    def from_core(cls, h: CoreHistogram, *, sub_bits: int = SUB_BITS, nbuckets: int = NBUCKETS) -> Histogram:
+        """Build from the C core's typed histogram (:class:`~iolab.analysis.core_result.CoreHistogram`)."""
+        return cls.from_raw(vars(h), sub_bits=sub_bits, nbuckets=nbuckets)
 
     @classmethod
     def from_values(cls, values: Iterable[int]) -> Histogram:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.analysis.core_result import CoreDir, CoreHistogram, CoreRates, CoreResult, DirRates
 from iolab.analysis.histogram import Histogram, LatencyBuckets
 from iolab.analysis.reportopts import ReportOptions, as_bool, as_int
 from iolab.analysis.stats import (
@@ -78,11 +79,10 @@ class JobResult:
         return self.clat_all().latency_buckets(total=self.rw_ios)
 
 
-def _hist(raw_dir: Mapping[str, Any], key: str, sub_bits: int, nbuckets: int) -> Histogram:
-    h = raw_dir.get(key)
-    if not h:
+def _hist(h: CoreHistogram | None, sub_bits: int, nbuckets: int) -> Histogram:
+    if h is None:
         return Histogram()
-    return Histogram.from_raw(h, sub_bits=sub_bits, nbuckets=nbuckets)
+    return Histogram.from_core(h, sub_bits=sub_bits, nbuckets=nbuckets)
 
 
 def _interval_ends_ns(samples: Sequence[Sequence[int]], runtime_ns: int) -> list[int]:
@@ -150,12 +150,13 @@ class _Series:
         return SampleStats.of([v for v, full, s in used if full and s[col]])
 
 
-def _core_stats(raw: Any, d: str, which: str) -> SampleStats | None:
+def _core_stats(rates: CoreRates | None, d: str, which: str) -> SampleStats | None:
     """The C core's statistics of a series, kept at the requested interval for the whole run (its time
     series may have been widened): ``(n, min, max, mean, m2)``; None when the core sent none."""
-    if not raw or d not in raw:
+    dir_rates: DirRates | None = getattr(rates, d) if rates is not None else None
+    if dir_rates is None:
         return None
-    n, lo, hi, mean, m2 = raw[d][which]
+    n, lo, hi, mean, m2 = getattr(dir_rates, which)
     if not n:
         return SampleStats()
     return SampleStats(float(lo), float(hi), float(mean), math.sqrt(m2 / (n - 1)) if n > 1 else 0.0, int(n))
@@ -190,7 +191,7 @@ def _engine_notes(engine: EngineStats, options: Mapping[str, Any]) -> list[str]:
 
 
 def job_result(
-    raw: Mapping[str, Any],
+    raw: CoreResult | Mapping[str, Any],
     *,
     name: str,
     jobnum: int,
@@ -204,7 +205,7 @@ def job_result(
     pid: int | None = None,
     finished_at: float | None = None,
 ) -> JobResult:
-    """Turn the C core's raw result dict (docs/DESIGN.md section 3) into a :class:`JobResult`.
+    """Turn the C core's result (docs/DESIGN.md section 3; a raw dict is typed first) into a JobResult.
 
     ``sample_interval_ms`` is the bandwidth sample interval (bwavgtime), ``iops_interval_ms`` the IOPS one
     (iopsavgtime; default: the same).  ``options`` are the job's typed option values (JobDef.values);
@@ -212,37 +213,37 @@ def job_result(
     as text for JSON's "job options" (default: none).  ``elapsed_s`` defaults to the measured runtime rounded
     up to whole seconds, ``pid`` to this process, ``finished_at`` to now.
     """
+    core = raw if isinstance(raw, CoreResult) else CoreResult.from_core(raw)
     opts = ReportOptions.from_options(options)
-    sub_bits = int(raw.get("hist_sub_bits", 7))
-    nbuckets = int(raw.get("hist_buckets", 4352))
-    runtime_ns = max(int(raw.get("runtime_ns", 0)), 0)
+    sub_bits = core.hist_sub_bits
+    nbuckets = core.hist_buckets
+    runtime_ns = max(core.runtime_ns, 0)
     runtime_ms = runtime_ns // 1_000_000
-    raw_dirs: Mapping[str, Any] = raw.get("ddir", {}) or {}
     notes: list[str] = list(warnings)
 
-    err_code = int(raw.get("error", 0))
-    err_ddir = str(raw.get("error_ddir", "") or "")
+    err_code = core.error
+    err_ddir = core.error_ddir
     dirs: dict[str, DirStats] = {}
     for d in ALL_DIRS:
-        rd: Mapping[str, Any] = raw_dirs.get(d, {}) or {}
-        ios = int(rd.get("ios", 0))
+        rd: CoreDir = getattr(core.ddir, d, None) or CoreDir()
+        ios = rd.ios
         # I/Os that failed (the fatal one, and those continue_on_error let pass): fio counts them as issued.
         # Without the C core's count (older raw results), the I/O of the job's error.
-        err_ios = rd.get("err_ios")
+        err_ios = rd.err_ios
         if err_ios is None:
             err_ios = 1 if err_code and err_ddir == d else 0
         ds = DirStats(
             ios=ios,
             # fio's sync total_ios counts fsyncs only (fdatasyncs are in its sync latencies)
-            total_ios=ios + int(err_ios) - int(rd.get("datasync_ios", 0)),
-            bytes=int(rd.get("bytes", 0)),
-            short_ios=int(rd.get("short_ios", 0)),
-            drop_ios=int(rd.get("dropped", 0)),
+            total_ios=ios + err_ios - rd.datasync_ios,
+            bytes=rd.bytes,
+            short_ios=rd.short_ios,
+            drop_ios=rd.dropped,
             runtime_ms=(max(runtime_ms, 1) if ios else 0) if d != "sync" else 0,
             # disable_clat/lat/slat (or gtod_reduce): fio keeps no such latencies, its report shows zeros
-            clat=Histogram() if opts.disable_clat else _hist(rd, "clat", sub_bits, nbuckets),
-            lat=Histogram() if opts.disable_lat and d != "sync" else _hist(rd, "lat", sub_bits, nbuckets),
-            slat=Histogram() if opts.disable_slat else _hist(rd, "slat", sub_bits, nbuckets),
+            clat=Histogram() if opts.disable_clat else _hist(rd.clat, sub_bits, nbuckets),
+            lat=Histogram() if opts.disable_lat and d != "sync" else _hist(rd.lat, sub_bits, nbuckets),
+            slat=Histogram() if opts.disable_slat else _hist(rd.slat, sub_bits, nbuckets),
         )
         if d == "sync" and opts.disable_clat:
             ds.lat = Histogram()  # fio records sync latencies as completion latencies
@@ -257,12 +258,12 @@ def job_result(
 
     # fio sets the depth when the job enters its I/O loop; a job stopped before it (create_only marks the
     # job done during setup, exitall, a setup error) has none
-    io_loop = as_bool(raw.get("io_loop"), True) and not as_bool(options.get("create_only"), False)
+    io_loop = core.io_loop and not as_bool(options.get("create_only"), False)
 
     # ---- time series: bandwidth, and IOPS from their own series when the intervals differ
-    bw_series = _Series.read(raw.get("samples", []) or [], runtime_ns, float(sample_interval_ms))
+    bw_series = _Series.read(core.samples, runtime_ns, float(sample_interval_ms))
     want_iops = float(sample_interval_ms if iops_interval_ms is None else iops_interval_ms)
-    raw_iops = raw.get("iops_samples")
+    raw_iops = core.iops_samples
     iops_series = bw_series if raw_iops is None else _Series.read(raw_iops, runtime_ns, want_iops)
     for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
         ds = dirs[d]
@@ -273,8 +274,8 @@ def job_result(
         ds.sample_ios = [int(s[io_col]) for s in bw_series.raw]
         ds.sample_bytes = [int(s[byte_col]) for s in bw_series.raw]
         ds.iops_ios = [int(s[io_col]) for s in iops_series.raw]
-        core_bw = raw.get("sample_stats")
-        core_iops = raw.get("iops_sample_stats") if raw_iops is not None else core_bw
+        core_bw = core.sample_stats
+        core_iops = core.iops_sample_stats if raw_iops is not None else core_bw
         ds.bw_stats = _core_stats(core_bw, d, "bw") or bw_series.stats(ds.bw_samples, byte_col)
         ds.iops_stats = _core_stats(core_iops, d, "iops") or iops_series.stats(ds.iops_samples, io_col)
     if any(dirs[d].ios for d in RW_DIRS):
@@ -289,8 +290,8 @@ def job_result(
                     f"({asked:g} ms): no {what} samples"
                 )
 
-    stopped = bool(raw.get("stopped", False))
-    ramp_done = bool(raw.get("ramp_done", True))
+    stopped = core.stopped
+    ramp_done = core.ramp_done
     if stopped:
         notes.append("job was stopped before it finished; results cover the time it ran")
     if not ramp_done and as_int(options.get("ramp_time"), 0) > 0:
@@ -302,24 +303,19 @@ def job_result(
             )
 
     n_all = sum(dirs[d].ios for d in ALL_DIRS)
-    engine = EngineStats.from_raw(raw)
+    engine = EngineStats.from_core(core)
     notes.extend(_engine_notes(engine, options))
-    raw_depth = raw.get("depth")
-    if raw_depth and "level" in raw_depth:
-        depths = IoDepths(
-            tuple(int(x) for x in raw_depth["level"]),
-            tuple(int(x) for x in raw_depth["submit"]),
-            tuple(int(x) for x in raw_depth["complete"]),
-        )
+    if core.depth is not None:
+        depths = IoDepths(core.depth.level, core.depth.submit, core.depth.complete)
     else:
         depths = IoDepths.synchronous(n_all)
     err = ErrorInfo(
         code=err_code,
-        msg=str(raw.get("error_msg", "") or ""),
-        offset=int(raw.get("error_offset", 0)),
+        msg=core.error_msg,
+        offset=core.error_offset,
         ddir=err_ddir,
     )
-    first_error = int(raw.get("first_error", 0))
+    first_error = core.first_error
     if not err_code and first_error and opts.continue_on_error:
         # as fio: errors continue_on_error let pass still show as the job's error (the exit status stays 0)
         err = ErrorInfo(code=first_error, msg=os.strerror(first_error))
@@ -332,11 +328,11 @@ def job_result(
         job_options=dict(job_options or {}),
         dirs=dirs,
         cpu=CpuStats(
-            usr_ns=int(raw.get("usr_ns", 0)),
-            sys_ns=int(raw.get("sys_ns", 0)),
-            ctx=int(raw.get("ctx", 0)),
-            majf=int(raw.get("majf", 0)),
-            minf=int(raw.get("minf", 0)),
+            usr_ns=core.usr_ns,
+            sys_ns=core.sys_ns,
+            ctx=core.ctx,
+            majf=core.majf,
+            minf=core.minf,
             runtime_ns=runtime_ns,
         ),
         iodepth=depths,
@@ -355,7 +351,7 @@ def job_result(
         iops_times_ns=iops_series.times_ns,
         pid=pid if pid is not None else os.getpid(),
         finished_at=finished_at if finished_at is not None else time.time(),
-        total_err=int(raw.get("total_err", 0)),
-        first_error=int(raw.get("first_error", 0)),
+        total_err=core.total_err,
+        first_error=core.first_error,
         latency_depth=opts.iodepth if io_loop else 0,
     )

@@ -4,11 +4,11 @@ I/O depth distributions, completion polling, the engine's own figures and the jo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from iolab import __version__
+from iolab.analysis.core_result import CoreDepth, CorePoll, CoreRate, CoreResult
 from iolab.analysis.histogram import Histogram
 
 RW_DIRS: tuple[str, ...] = ("read", "write", "trim")
@@ -177,12 +177,12 @@ class PollStats:
         return 100.0 * self.hits / self.waits if self.waits else 0.0
 
     @classmethod
-    def from_raw(cls, raw: Mapping[str, Any] | None) -> PollStats:
-        if not raw:
+    def from_core(cls, poll: CorePoll | None) -> PollStats:
+        if poll is None:
             return cls()
         return cls(
-            mode=str(raw.get("mode", "off")),
-            **{k: int(raw.get(k, 0)) for k in (
+            mode=poll.mode,
+            **{k: getattr(poll, k) for k in (
                 "waits", "hits", "misses", "poll_ns", "block_ns", "window_ns", "window_sum_ns", "max_ns",
                 "sleeps", "grows", "shrinks")},
         )  # fmt: skip
@@ -228,24 +228,24 @@ class EngineStats:
         return self.lag_sum_ns / self.scheduled if self.scheduled else 0.0
 
     @classmethod
-    def from_raw(cls, raw: Mapping[str, Any]) -> EngineStats:
-        depth = raw.get("depth") or {}
-        rate = raw.get("rate") or {}
+    def from_core(cls, core: CoreResult) -> EngineStats:
+        depth = core.depth or CoreDepth()
+        rate = core.rate or CoreRate()
         return cls(
-            name=str(raw.get("engine", "") or ""),
-            info=str(raw.get("engine_info", "") or ""),
-            iodepth=int(depth.get("iodepth", 1)),
-            max_inflight=int(depth.get("max_inflight", 0)),
-            poll=PollStats.from_raw(raw.get("poll")),
-            rated=bool(rate.get("rated", False)),
-            lag_max_ns=int(rate.get("lag_max_ns", 0)),
-            lag_sum_ns=int(rate.get("lag_sum_ns", 0)),
-            scheduled=int(rate.get("scheduled", 0)),
-            sleeps=int(rate.get("sleeps", 0)),
-            sleep_ns=int(rate.get("sleep_ns", 0)),
-            think_pauses=int(rate.get("think_pauses", 0)),
-            iowq_workers=int(raw.get("iowq_workers", 0) or 0),
-            cpus=tuple(int(c) for c in raw.get("cpus") or ()),
+            name=core.engine,
+            info=core.engine_info,
+            iodepth=depth.iodepth,
+            max_inflight=depth.max_inflight,
+            poll=PollStats.from_core(core.poll),
+            rated=rate.rated,
+            lag_max_ns=rate.lag_max_ns,
+            lag_sum_ns=rate.lag_sum_ns,
+            scheduled=rate.scheduled,
+            sleeps=rate.sleeps,
+            sleep_ns=rate.sleep_ns,
+            think_pauses=rate.think_pauses,
+            iowq_workers=core.iowq_workers,
+            cpus=core.cpus,
         )
 
     def __add__(self, other: EngineStats) -> EngineStats:

@@ -1,8 +1,10 @@
-"""Synthetic raw results in the C core's format (docs/DESIGN.md section 3), for tests and report work.
+"""Synthetic results of the C core (:class:`~iolab.analysis.core_result.CoreResult`), for tests and reports.
 
-``synthetic_raw()`` simulates a psync job: per direction it draws log-normal completion latencies, builds the
-histogram dicts exactly as the C core would (``buckets`` as native uint64 bytes), and spreads the I/Os over
-``sample_interval_ns`` samples.  Deterministic for a given ``seed``.
+``synthetic_result()`` simulates a psync job and builds the typed result; ``synthetic_raw()`` gives its
+mapping form (what ``_core.Job.result()`` returns), which tests may edit before analysis reads it. Per
+direction the job draws log-normal completion latencies, builds the histogram dicts exactly as the C core
+would (``buckets`` as native uint64 bytes), and spreads the I/Os over ``sample_interval_ns`` samples.
+Deterministic for a given ``seed``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from array import array
 from collections.abc import Sequence
 from typing import Any
 
+from iolab.analysis.core_result import CoreResult, RawResult
 from iolab.analysis.histogram import NBUCKETS, SUB_BITS, index_of
 
 
@@ -40,7 +43,12 @@ def _lognormal_ns(rng: random.Random, n: int, median_ns: float, sigma: float) ->
     return [max(1, int(rng.lognormvariate(mu, sigma))) for _ in range(n)]
 
 
-def synthetic_raw(
+def synthetic_raw(**kw: Any) -> RawResult:
+    """The mapping form of :func:`synthetic_result` (the same arguments)."""
+    return synthetic_result(**kw).to_core()
+
+
+def synthetic_result(
     *,
     rw: str = "randread",
     read_ios: int | None = None,
@@ -57,8 +65,8 @@ def synthetic_raw(
     error: int = 0,
     error_msg: str = "",
     stopped: bool = False,
-) -> dict[str, Any]:
-    """A plausible raw result dict for a psync job; ``rw``: read, randread, write, randwrite, rw, randrw."""
+) -> CoreResult:
+    """A plausible result of a psync job; ``rw``: read, randread, write, randwrite, rw, randrw."""
     rng = random.Random(seed)
     reads = rw in ("read", "randread", "rw", "readwrite", "randrw")
     writes = rw in ("write", "randwrite", "rw", "readwrite", "randrw")
@@ -110,7 +118,7 @@ def synthetic_raw(
         t = end
 
     busy = runtime_ns // 2
-    return {
+    return CoreResult.from_core({
         "runtime_ns": runtime_ns,
         "ramp_done": True,
         "stopped": stopped,
@@ -127,4 +135,4 @@ def synthetic_raw(
         "hist_buckets": NBUCKETS,
         "ddir": ddir,
         "samples": samples,
-    }
+    })

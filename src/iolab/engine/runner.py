@@ -29,10 +29,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iolab import _core, interrupt
+from iolab.analysis.core_result import CoreResult
 from iolab.engine.config import ENGINE_PSYNC, pack_config
 from iolab.plan import FilePlan, JobPlan, RunPlan
 from iolab.plan.anchor import Anchors
@@ -42,7 +43,7 @@ from iolab.plan.layout import LayoutError, layout_file
 @dataclass
 class WorkerOutcome:
     plan: JobPlan
-    raw: dict[str, Any] | None = None
+    raw: CoreResult | None = None
     setup_error: str | None = None
     #: fio's error number for a job that did not run (0: fio reports no error number, only a message)
     setup_errno: int = errno.EIO
@@ -394,19 +395,20 @@ class _Worker(threading.Thread):
                     job.stop()  # run() then returns at once with an empty, valid result
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
-            raw = job.result()
-            if raw.get("error_msg"):
-                raw["error_msg"] = name_files(str(raw["error_msg"]), paths)
-            if idle and not self._cancel.is_set():
-                raw["stopped"] = False  # doing nothing was the plan, not an interruption
+            raw = CoreResult.from_core(job.result())
+            error_msg = name_files(raw.error_msg, paths) if raw.error_msg else raw.error_msg
+            # idle: doing nothing was the plan, not an interruption
+            stopped = False if idle and not self._cancel.is_set() else raw.stopped
             # a stop that lands before the first I/O counts as one before the loop: in fio the window
             # between entering the loop and issuing the first I/O is microseconds
-            ddirs = (raw.get("ddir") or {}).values()
-            issued = any(int(d.get("ios", 0)) or int(d.get("err_ios", 0)) for d in ddirs)
-            raw["io_loop"] = not no_loop and (issued or not raw.get("stopped"))
+            ddirs = [d for d in (raw.ddir.read, raw.ddir.write, raw.ddir.sync) if d is not None]
+            issued = any(d.ios or d.err_ios for d in ddirs)
+            io_loop = not no_loop and (issued or not stopped)
             with self._lock:
-                raw["iowq_workers"] = self.outcome.iowq_workers
-            self.outcome.raw = raw
+                iowq_workers = self.outcome.iowq_workers
+            self.outcome.raw = replace(
+                raw, error_msg=error_msg, stopped=stopped, io_loop=io_loop, iowq_workers=iowq_workers
+            )
         except (OSError, ValueError, RuntimeError) as exc:
             self.outcome.setup_error = str(exc)
         finally:
@@ -438,9 +440,9 @@ def name_files(message: str, paths: Sequence[str]) -> str:
     return _FILE_REF.sub(path, message)
 
 
-def empty_result() -> dict[str, Any]:
-    """The raw result of a worker that never ran its job (exitall stopped it first): no I/O, no error."""
-    return {"error": 0, "ddir": {}, "runtime_ns": 0, "stopped": True, "io_loop": False}
+def empty_result() -> CoreResult:
+    """The result of a worker that never ran its job (exitall stopped it first): no I/O, no error."""
+    return CoreResult(stopped=True, io_loop=False)
 
 
 #: exit_what values
@@ -457,7 +459,7 @@ def _exitall(
     running job (later groups still start); all: every running job, and no job starts any more.
     Returns the pending jobs that will now never start (they are reported as jobs that did nothing)."""
     opts = ended.plan.options
-    failed = bool(ended.setup_error) or bool(ended.raw and ended.raw.get("error"))
+    failed = bool(ended.setup_error) or bool(ended.raw and ended.raw.error)
     if not (any(j.options.get("exitall") for j in plan.jobs) or (opts.get("exitall_on_error") and failed)):
         return []
     what = str(opts.get("exit_what") or EXIT_GROUP)
