@@ -315,7 +315,7 @@ def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         inner = [a for a in get_args(tp) if a is not type(None)]
-        return f"{_type_name(inner[0])} or null"
+        return f"{_type_name(inner[0])}, optional"
     if origin is tuple:
         return f"[{_type_name(get_args(tp)[0])}, ...]"
     if isinstance(tp, type) and issubclass(tp, tuple) and hasattr(tp, "_fields"):
