@@ -58,7 +58,8 @@ class _Ran:
     """What the engine phase hands the analysis: the workers' outcomes and the devices' counters."""
 
     outcome: RunOutcome
-    device_diff: Any
+    #: each watched device's counters over the whole run (ends included)
+    device_diff: dict[str, doctor.DeviceStat]
 
 
 def execute(
