@@ -15,6 +15,25 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+# the values both the plan and the C core read live below both (re-exported here, where they were)
+from iolab.abi import (
+    BSSPLIT_MAX,
+    EF_FIXEDBUFS,
+    EF_HIPRI,
+    EF_NONVECTORED,
+    EF_REGISTERFILES,
+    EF_SQTHREAD_CPU,
+    EF_SQTHREAD_POLL,
+    EF_USERSPACE_REAP,
+    EF_VECTORED,
+    ENGINE_IO_URING,
+    ENGINE_LIBAIO,
+    ENGINE_PSYNC,
+    IGNORE_ERROR_MAX,
+    POLL_MODES,
+    ZONE_TABLE,
+)
+
 __all__ = [
     "BSSPLIT_MAX",
     "CONFIG_FIELDS",
@@ -49,31 +68,6 @@ class ConfigField(NamedTuple):
     count: int  # type: ignore[assignment]
     doc: str
 
-
-BSSPLIT_MAX = 64
-"""bssplit entries per direction (``bssplit_bs``/``bssplit_perc`` index ``d * BSSPLIT_MAX + i``)."""
-
-IGNORE_ERROR_MAX = 16
-"""errnos per direction in ``ignore_error`` (``ignore_error`` indexes ``d * IGNORE_ERROR_MAX + i``)."""
-ZONE_TABLE = 100
-"""zoned random_distribution: one (start, end) pair per draw 1..100, per direction."""
-
-ENGINE_PSYNC = 0
-ENGINE_LIBAIO = 1
-ENGINE_IO_URING = 2
-
-#: ``engine_flags`` bits (csrc/engine.h IOL_EF_*)
-EF_USERSPACE_REAP = 0x01
-EF_FIXEDBUFS = 0x02
-EF_REGISTERFILES = 0x04
-EF_SQTHREAD_POLL = 0x08
-EF_SQTHREAD_CPU = 0x10
-EF_HIPRI = 0x20
-EF_NONVECTORED = 0x40
-EF_VECTORED = 0x80
-
-#: ``poll_mode`` values
-POLL_MODES = {"off": 0, "on": 1, "adaptive": 2}
 
 _U32 = "uint32_t"
 _U64 = "uint64_t"

@@ -15,8 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab.analysis.model import error_types
-from iolab.engine.config import (
+from iolab.abi import (
     EF_FIXEDBUFS,
     EF_HIPRI,
     EF_NONVECTORED,
@@ -31,6 +30,7 @@ from iolab.engine.config import (
     IGNORE_ERROR_MAX,
     POLL_MODES,
 )
+from iolab.analysis.model import error_types
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS
