@@ -113,6 +113,7 @@ def execute(
         raise interrupt.Interrupted(outcome.signal, "starting the jobs")
     device_diff = doctor.DeviceCounters.diff(counters_before, counters_after)
     results = []
+    reported = {f.message for f in findings}
     raws: dict[int, dict[str, Any]] = {}  # JobPlan.index -> raw result
     status_code = 0
     elapsed_ms = 0
@@ -146,7 +147,8 @@ def execute(
                 options=jp.options,
                 sample_interval_ms=jp.config["sample_interval_ns"] / 1e6,
                 iops_interval_ms=(jp.config["iops_interval_ns"] or jp.config["sample_interval_ns"]) / 1e6,
-                warnings=[*jp.warnings, *worker.notes],
+                # a plan note the doctor reported as a finding is not said twice
+                warnings=[*(w for w in jp.warnings if w not in reported), *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
             )
