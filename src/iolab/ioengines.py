@@ -106,6 +106,8 @@ class EngineSpec:
     needs_direct_alignment: bool = True
     #: completions can be busy-polled (poll=on|adaptive)
     polling: bool = False
+    #: the plan's warning for direct=0 with iodepth>1, when the engine cannot keep a buffered queue full
+    buffered_depth_note: str = ""
     options: tuple[EngineOption, ...] = ()
 
     @property
@@ -128,6 +130,8 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         note="io_submit/io_getevents system calls, no libaio library",
         is_async=True,
         polling=True,
+        buffered_depth_note="ioengine=libaio without direct=1: Linux does buffered I/O synchronously inside "
+        "io_submit, so the iodepth is not reached (use direct=1)",
         options=(
             EngineOption(
                 "userspace_reap",

@@ -784,6 +784,7 @@ _f(
 _b("bs_is_seq_rand", "bs values mean sequential,random instead of read,write", C_BS)
 
 # Engine and depth
+_RUN = [spec.name for spec in ENGINE_SPECS]
 _add(
     "ioengine",
     Kind.ENUM,
@@ -793,7 +794,8 @@ _add(
     C_ENGINE,
     choices=(),
     supported=True,
-    note="iolab runs psync, libaio and io_uring (by raw system calls); sync is run as psync",
+    note=f"iolab runs {', '.join(_RUN[:-1])} and {_RUN[-1]} (by raw system calls); "
+    + "; ".join(f"{alias} is run as {spec.name}" for spec in ENGINE_SPECS for alias, _ in spec.runs_as),
     quirks="fio loads the engine only when the job starts; unknown engines fail then",
 )
 _i(
@@ -1534,7 +1536,7 @@ for _spec in ENGINE_SPECS:
             _eo.help,
             C_ENGINE,
             _eo.default,
-            engines=_ENGINE_OPTIONS[_eo.name],
+            engines=_ENGINE_OPTIONS.get(_eo.name, (_spec.name,)),  # fio's engines, else iolab's only
             supported=True,
             note=_eo.note,
             config_field=_eo.config_field,

@@ -585,11 +585,8 @@ def _engine_config(jd: JobDef, engine: str, reads: bool, writes: bool) -> tuple[
                 f"{_where(jd, 'hipri')}: a polled io_uring (hipri) cannot fsync; "
                 "drop fsync/fdatasync/end_fsync or hipri"
             )
-    if engine == "libaio" and not v.get("direct") and depth > 1:
-        notes.append(
-            "ioengine=libaio without direct=1: Linux does buffered I/O synchronously inside "
-            "io_submit, so the iodepth is not reached (use direct=1)"
-        )
+    if spec.buffered_depth_note and not v.get("direct") and depth > 1:
+        notes.append(spec.buffered_depth_note)
     capped = depth_cap_message(engine, int(v.get("iodepth") or 1))
     if capped:
         notes.append(capped)
