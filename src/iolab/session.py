@@ -126,6 +126,7 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
     if outcome.signal is not None and all(w.raw is None for w in outcome.workers):
         raise interrupt.Interrupted(outcome.signal, "starting the jobs")
     results = []
+    reported = {f.message for f in findings}
     raws: dict[int, dict[str, Any]] = {}  # JobPlan.index -> raw result
     status_code = 0
     elapsed_ms = 0
@@ -159,7 +160,8 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
                 options=jp.options,
                 sample_interval_ms=jp.config["sample_interval_ns"] / 1e6,
                 iops_interval_ms=(jp.config["iops_interval_ns"] or jp.config["sample_interval_ns"]) / 1e6,
-                warnings=[*jp.warnings, *worker.notes],
+                # a plan note the doctor reported as a finding is not said twice
+                warnings=[*(w for w in jp.warnings if w not in reported), *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
             )

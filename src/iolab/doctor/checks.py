@@ -18,10 +18,9 @@ from iolab.doctor.extents import never_written
 from iolab.doctor.findings import Finding, finding
 from iolab.doctor.jobs import Jobs, JobView, to_views
 from iolab.doctor.target import TargetInfo, inspect_target
+from iolab.ioengines import depth_cap_message
 from iolab.jobfile import JobDef
 
-#: fio's synchronous engines: one request at a time whatever iodepth says
-SYNC_ENGINES = frozenset({"sync", "psync", "vsync", "pvsync", "pvsync2", "mmap", "splice"})
 #: shortest meaningful measured phase, seconds
 MIN_RUNTIME_S = 10.0
 #: ... for RAM-backed targets (tmpfs, zram, brd) where there is no device state to settle
@@ -248,12 +247,12 @@ def check_engine(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     engine = str(job.values["ioengine"])
     depth = int(job.values["iodepth"])
-    if engine in SYNC_ENGINES and depth > 1:
+    message = depth_cap_message(engine, depth)
+    if message:
         return [
             finding(
                 "IOL-ENGINE-001",
-                f"ioengine={engine} is synchronous: iodepth={depth} is silently capped at 1, one request "
-                "is in flight per job",
+                message,
                 {"ioengine": engine, "iodepth": depth, "effective_iodepth": 1},
                 job.fix(
                     f"iodepth=1 (for {depth} requests in flight with {engine}: numjobs={depth} "
