@@ -38,21 +38,8 @@ enum iol_op {
     IOL_OP_FDATASYNC = 3,
 };
 
-enum iol_engine_id {
-    IOL_ENGINE_PSYNC = 0,
-    IOL_ENGINE_LIBAIO = 1,
-    IOL_ENGINE_IO_URING = 2,
-};
-
-/* cfg->engine_flags */
-#define IOL_EF_USERSPACE_REAP 0x01u /* libaio: accepted; ready completions are always read in user space */
-#define IOL_EF_FIXEDBUFS 0x02u      /* io_uring: registered buffers */
-#define IOL_EF_REGISTERFILES 0x04u  /* io_uring: registered files */
-#define IOL_EF_SQTHREAD_POLL 0x08u  /* io_uring: kernel submission thread */
-#define IOL_EF_SQTHREAD_CPU 0x10u   /* io_uring: pin that thread to cfg->sqthread_poll_cpu */
-#define IOL_EF_HIPRI 0x20u          /* io_uring: polled completions (IORING_SETUP_IOPOLL) */
-#define IOL_EF_NONVECTORED 0x40u    /* io_uring: force IORING_OP_READ/WRITE */
-#define IOL_EF_VECTORED 0x80u       /* io_uring: force IORING_OP_READV/WRITEV (nonvectored=0) */
+/* enum iol_engine_id, the IOL_EF_* engine_flags bits and IOL_ENGINE_LIST come from config_gen.h,
+ * generated from the engines' specs (src/iolab/ioengines.py). */
 
 struct iol_io {
     /* set by the job loop */
@@ -121,10 +108,12 @@ struct iol_engine {
 
 /* NULL if id is not a known engine. */
 const struct iol_engine *iol_engine_get(uint32_t id);
+/* The most I/Os id keeps in flight (its spec's max_depth); 0 if id is not a known engine. */
+unsigned iol_engine_max_depth(uint32_t id);
 
-extern const struct iol_engine iol_engine_psync;
-extern const struct iol_engine iol_engine_libaio;
-extern const struct iol_engine iol_engine_io_uring;
+#define IOL_ENGINE_DECLARE(id, vtable, max_depth) extern const struct iol_engine vtable;
+IOL_ENGINE_LIST(IOL_ENGINE_DECLARE)
+#undef IOL_ENGINE_DECLARE
 
 /* Helpers shared by the asynchronous engines. */
 

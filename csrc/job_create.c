@@ -145,17 +145,21 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
         return fail(err, errlen, "loops is 0 (need at least 1 unless time_based)");
     j->rw_seq_nr = c->rw_seq_nr; /* 0: never a new random offset (fio) */
     j->seq_nr_left = 1;         /* the first I/O takes a random offset */
-    j->depth = j->eng_sync ? 1 : (c->iodepth ? c->iodepth : 1);
-    if (j->depth > 65535)
-        return fail(err, errlen, "iodepth %u is too large (at most 65535)", c->iodepth);
-    /* fio's fixups: batch 0 or above the depth means the depth; low 0 or above the depth means the
-     * depth; a complete_max below the min is raised to it */
-    j->batch_submit = c->iodepth_batch_submit && c->iodepth_batch_submit <= j->depth ? c->iodepth_batch_submit
-                                                                                      : j->depth;
-    j->depth_low = c->iodepth_low && c->iodepth_low <= j->depth ? c->iodepth_low : j->depth;
+    /* the plan decided the depth and fio's batch fixups (iolab.plan); C checks, it does not decide again */
+    j->depth = c->iodepth ? c->iodepth : 1;
+    if (j->depth > iol_engine_max_depth(c->engine))
+        return fail(err, errlen, "iodepth %u is too large (at most %u)", c->iodepth,
+                    iol_engine_max_depth(c->engine));
+    if (c->iodepth_batch_submit > j->depth || c->iodepth_low > j->depth)
+        return fail(err, errlen, "iodepth_batch_submit %u / iodepth_low %u: more than iodepth %u",
+                    c->iodepth_batch_submit, c->iodepth_low, j->depth);
+    if (c->iodepth_batch_complete_max < c->iodepth_batch_complete_min)
+        return fail(err, errlen, "iodepth_batch_complete_max %u is below iodepth_batch_complete_min %u",
+                    c->iodepth_batch_complete_max, c->iodepth_batch_complete_min);
+    j->batch_submit = c->iodepth_batch_submit ? c->iodepth_batch_submit : j->depth; /* 0: the depth */
+    j->depth_low = c->iodepth_low ? c->iodepth_low : j->depth;                      /* 0: the depth */
     j->batch_min = c->iodepth_batch_complete_min;
-    j->batch_max = c->iodepth_batch_complete_max < c->iodepth_batch_complete_min ? c->iodepth_batch_complete_min
-                                                                                : c->iodepth_batch_complete_max;
+    j->batch_max = c->iodepth_batch_complete_max;
     if (c->poll_mode > IOL_POLL_ADAPTIVE)
         return fail(err, errlen, "poll_mode is %u, expected 0 (off), 1 (on) or 2 (adaptive)", c->poll_mode);
     if (c->poll_mode != IOL_POLL_OFF && j->eng_sync)

@@ -55,7 +55,10 @@ def _close(fio_n: int, ours_n: int, runtime_ms: int, interval_ms: int) -> None:
     most = runtime_ms // interval_ms + 1
     assert ours_n <= most
     if interval_ms >= 100:
-        assert abs(fio_n - ours_n) <= 1, (fio_n, ours_n)
+        # one sample per elapsed interval (the last one may not have ended); fio's helper thread, woken late
+        # on a loaded machine, can lose one or two (10 of 12 once, at 250 ms over 3 s), never gains any
+        assert ours_n >= most - 2, (ours_n, most)
+        assert 0.75 * ours_n - 1 <= fio_n <= ours_n + 1, (fio_n, ours_n)
     else:
         # fio's helper thread wakes late and loses some of the short intervals, never gains any
         assert 0.6 * ours_n - 1 <= fio_n <= ours_n + 1, (fio_n, ours_n)

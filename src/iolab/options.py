@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from iolab.ioengines import ENGINE_SPECS
+
 __all__ = [
     "ASYNC_ENGINES",
     "COMPANIONS",
@@ -138,6 +140,10 @@ class Option:
     runs_as: tuple[Any, ...] | None = None
     ignorable: str = ""
     planned: str = ""
+    # The field of the packed C config (iolab.engine.config) the plan copies the value into: booleans as
+    # 0/1, numbers as they are (an unset or zero value as the default).  Options whose field is computed
+    # (from several options, or fixed up as fio does) leave it None and the plan fills the field itself.
+    config_field: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -268,7 +274,7 @@ _s(
 )
 _s("description", "Free text describing the job; printed, never interpreted", C_DESC, supported=True)
 _s("wait_for", "Start this job only after the named job has finished", C_PROC, supported=True)
-_i("loops", "Run the whole workload this many times", C_TIME, 1, supported=True)
+_i("loops", "Run the whole workload this many times", C_TIME, 1, supported=True, config_field="loops")
 _i("numjobs", "Run this many identical clones of the job", C_PROC, 1, supported=True)
 _f(
     "stonewall",
@@ -641,10 +647,18 @@ _u(
     supported=True,
     quirks="counts both directions; the limit is number_ios x loops; size/io_size still end the job"
     " first if they come first",
+    config_field="number_ios",
 )
 _f("norandommap", "Random I/O may hit the same block twice", C_IO, supported=True)
 _b("softrandommap", "Continue without the random map if it cannot be allocated", C_IO)
-_b("randrepeat", "Use the same random sequence on every run", C_IO, True, supported=True)
+_b(
+    "randrepeat",
+    "Use the same random sequence on every run",
+    C_IO,
+    True,
+    supported=True,
+    config_field="rand_repeat",
+)
 _u("randseed", "Seed for the random generators", C_IO, 0x89, supported=True)
 _b("allrandrepeat", "Make every random choice repeatable", C_IO)
 _e("random_generator", "Random number generator", C_IO, ("tausworthe", "lfsr", "tausworthe64"), "tausworthe")
@@ -692,6 +706,7 @@ _b(
     inverse="buffered",
     inverse_kind="not",
     supported=True,
+    config_field="direct",
 )
 _b(
     "buffered",
@@ -769,6 +784,7 @@ _f(
 _b("bs_is_seq_rand", "bs values mean sequential,random instead of read,write", C_BS)
 
 # Engine and depth
+_RUN = [spec.name for spec in ENGINE_SPECS]
 _add(
     "ioengine",
     Kind.ENUM,
@@ -778,7 +794,8 @@ _add(
     C_ENGINE,
     choices=(),
     supported=True,
-    note="iolab runs psync, libaio and io_uring (by raw system calls); sync is run as psync",
+    note=f"iolab runs {', '.join(_RUN[:-1])} and {_RUN[-1]} (by raw system calls); "
+    + "; ".join(f"{alias} is run as {spec.name}" for spec in ENGINE_SPECS for alias, _ in spec.runs_as),
     quirks="fio loads the engine only when the job starts; unknown engines fail then",
 )
 _i(
@@ -845,9 +862,23 @@ _t(
     supported=True,
     quirks="fio knows the units us/usec, ms/msec, s, m, h, d only; 'min' or 'sec' make fio read"
     " the number as microseconds",
+    config_field="runtime_ns",
 )
-_f("time_based", "Keep repeating the workload until runtime expires", C_TIME, supported=True)
-_t("ramp_time", "Run this long before measuring (bare number: seconds)", C_TIME, NS_PER_S, supported=True)
+_f(
+    "time_based",
+    "Keep repeating the workload until runtime expires",
+    C_TIME,
+    supported=True,
+    config_field="time_based",
+)
+_t(
+    "ramp_time",
+    "Run this long before measuring (bare number: seconds)",
+    C_TIME,
+    NS_PER_S,
+    supported=True,
+    config_field="ramp_ns",
+)
 _add(
     "startdelay",
     Kind.TIME,
@@ -869,6 +900,7 @@ _t(
     fio_type=FioType.INT,
     supported=True,
     note="like fio, the job first waits for the I/Os in flight, so thinktime caps the depth",
+    config_field="thinktime_ns",
 )
 _t(
     "thinktime_spin",
@@ -894,11 +926,19 @@ _t(
     NS_PER_S,
     fio_type=FioType.INT,
     supported=True,
+    config_field="thinktime_iotime_ns",
 )
 
 # Sync
-_i("fsync", "fsync after every N writes (0: never)", C_SYNC, 0, supported=True)
-_i("fdatasync", "fdatasync after every N writes (0: never)", C_SYNC, 0, supported=True)
+_i("fsync", "fsync after every N writes (0: never)", C_SYNC, 0, supported=True, config_field="fsync_blocks")
+_i(
+    "fdatasync",
+    "fdatasync after every N writes (0: never)",
+    C_SYNC,
+    0,
+    supported=True,
+    config_field="fdatasync_blocks",
+)
 _i("write_barrier", "Make every Nth write a barrier write", C_SYNC, 0)
 _add(
     "sync_file_range",
@@ -909,7 +949,7 @@ _add(
     C_SYNC,
     choices=("wait_before", "write", "wait_after"),
 )
-_b("end_fsync", "fsync every file when the job ends", C_SYNC, supported=True)
+_b("end_fsync", "fsync every file when the job ends", C_SYNC, supported=True, config_field="end_fsync")
 _b("fsync_on_close", "fsync a file whenever it is closed", C_SYNC)
 
 # Rate
@@ -993,8 +1033,14 @@ _fl(
 _b("latency_run", "Keep searching for the best depth for latency_target", C_RATE)
 
 # Buffers
-_f("zero_buffers", "Fill write buffers with zeros", C_BUF, supported=True)
-_f("refill_buffers", "Fill write buffers with fresh data before every write", C_BUF, supported=True)
+_f("zero_buffers", "Fill write buffers with zeros", C_BUF, supported=True, config_field="zero_buffers")
+_f(
+    "refill_buffers",
+    "Fill write buffers with fresh data before every write",
+    C_BUF,
+    supported=True,
+    config_field="refill_buffers",
+)
 _b(
     "scramble_buffers",
     "Lightly scramble buffers to defeat dedupe",
@@ -1003,6 +1049,7 @@ _b(
     supported=True,
     note="every 512-byte sector of a write gets its offset and a running count (fio stamps offset and"
     " time); not with refill_buffers or zero_buffers",
+    config_field="scramble_buffers",
 )
 _cb("buffer_pattern", "Fill buffers with this pattern", C_BUF)
 _p("buffer_compress_percentage", "How compressible write buffers are", C_BUF, None)
@@ -1303,9 +1350,12 @@ class EngineInfo:
     note: str = ""
 
 
-SUPPORTED_ENGINES: tuple[str, ...] = ("psync", "sync", "libaio", "io_uring")
+#: the engine names iolab accepts: its engines, each followed by the fio names it runs as it
+SUPPORTED_ENGINES: tuple[str, ...] = tuple(
+    name for spec in ENGINE_SPECS for name in (spec.name, *(alias for alias, _ in spec.runs_as))
+)
 #: engines that keep several I/Os in flight (iodepth, batching and completion polling apply)
-ASYNC_ENGINES: tuple[str, ...] = ("libaio", "io_uring")
+ASYNC_ENGINES: tuple[str, ...] = tuple(spec.name for spec in ENGINE_SPECS if spec.is_async)
 
 _ENGINE_NAMES = (
     "sync",
@@ -1365,11 +1415,10 @@ _ENGINE_NAMES = (
 ENGINES: dict[str, EngineInfo] = {
     n: EngineInfo(n, n if n in SUPPORTED_ENGINES else None) for n in _ENGINE_NAMES
 }
-ENGINES["sync"] = EngineInfo("sync", "psync", "run with pread/pwrite (psync); results are equivalent")
-ENGINES["libaio"] = EngineInfo("libaio", "libaio", "io_submit/io_getevents system calls, no libaio library")
-ENGINES["io_uring"] = EngineInfo(
-    "io_uring", "io_uring", "io_uring system calls and mmapped rings, no liburing"
-)
+for _spec in ENGINE_SPECS:
+    ENGINES[_spec.name] = EngineInfo(_spec.name, _spec.name, _spec.note)
+    for _alias, _why in _spec.runs_as:
+        ENGINES[_alias] = EngineInfo(_alias, _spec.name, _why)
 
 # Engine-specific options fio 3.33 defines, and the engines that define them.
 _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -1479,93 +1528,22 @@ _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
     "no_completion_thread": ("windowsaio",),
 }
 
-# Engine options iolab implements (for the engines it runs), typed like fio's.
-_ENGINE_NOTE = "engine-specific: only with ioengine={}"
-_f(
-    "userspace_reap",
-    "libaio: read completions from the ring in user space, not with io_getevents",
-    C_ENGINE,
-    engines=_ENGINE_OPTIONS["userspace_reap"],
-    supported=True,
-    note=_ENGINE_NOTE.format("libaio") + "; iolab always takes completions that are ready from the ring"
-    " (io_getevents only to wait), with or without it (fio reads the ring only with this option, and only"
-    " when it reaps with a minimum of 0)",
-)
-_f(
-    "fixedbufs",
-    "io_uring: register the I/O buffers with the kernel once",
-    C_ENGINE,
-    engines=_ENGINE_OPTIONS["fixedbufs"],
-    supported=True,
-    note=_ENGINE_NOTE.format("io_uring"),
-)
-_f(
-    "registerfiles",
-    "io_uring: register the files with the kernel once",
-    C_ENGINE,
-    engines=_ENGINE_OPTIONS["registerfiles"],
-    supported=True,
-    note=_ENGINE_NOTE.format("io_uring"),
-)
-_f(
-    "sqthread_poll",
-    "io_uring: a kernel thread polls the submission ring (no submit system calls)",
-    C_ENGINE,
-    engines=_ENGINE_OPTIONS["sqthread_poll"],
-    supported=True,
-    note=_ENGINE_NOTE.format("io_uring") + "; implies registerfiles, as in fio",
-)
-_i(
-    "sqthread_poll_cpu",
-    "io_uring: CPU of the sqthread_poll thread",
-    C_ENGINE,
-    None,
-    minval=0,
-    engines=_ENGINE_OPTIONS["sqthread_poll_cpu"],
-    supported=True,
-    note=_ENGINE_NOTE.format("io_uring"),
-)
-_f(
-    "hipri",
-    "io_uring: polled completions (IORING_SETUP_IOPOLL); the device needs poll queues",
-    C_ENGINE,
-    engines=_ENGINE_OPTIONS["hipri"],
-    supported=True,
-    note="iolab implements it for io_uring and refuses it for a device without poll queues"
-    " (/sys/block/DEV/queue/io_poll is 0)",
-)
-_i(
-    "nonvectored",
-    "io_uring: 1 non-vectored read/write, 0 vectored, -1 non-vectored if the kernel has it",
-    C_ENGINE,
-    -1,
-    minval=-1,
-    maxval=1,
-    engines=_ENGINE_OPTIONS["nonvectored"],
-    supported=True,
-    note=_ENGINE_NOTE.format("io_uring"),
-)
-_i(
-    "force_async",
-    "io_uring: every N-th request is queued with IOSQE_ASYNC (straight to the kernel's io-wq "
-    "workers, without the non-blocking try); 0: never",
-    C_ENGINE,
-    0,
-    minval=0,
-    engines=_ENGINE_OPTIONS["force_async"],
-    supported=True,
-    note=_ENGINE_NOTE.format("io_uring"),
-)
-_TYPED_ENGINE_OPTIONS = (
-    "userspace_reap",
-    "fixedbufs",
-    "registerfiles",
-    "sqthread_poll",
-    "sqthread_poll_cpu",
-    "hipri",
-    "nonvectored",
-    "force_async",
-)
+# Engine options iolab implements, typed like fio's: declared by the engines' specs (iolab.ioengines).
+for _spec in ENGINE_SPECS:
+    for _eo in _spec.options:
+        (_f if _eo.kind == "flag" else _i)(
+            _eo.name,
+            _eo.help,
+            C_ENGINE,
+            _eo.default,
+            engines=_ENGINE_OPTIONS.get(_eo.name, (_spec.name,)),  # fio's engines, else iolab's only
+            supported=True,
+            note=_eo.note,
+            config_field=_eo.config_field,
+            **({"minval": _eo.minval} if _eo.minval is not None else {}),
+            **({"maxval": _eo.maxval} if _eo.maxval is not None else {}),
+        )
+_TYPED_ENGINE_OPTIONS = {_eo.name for _spec in ENGINE_SPECS for _eo in _spec.options}
 
 for _name, _engs in _ENGINE_OPTIONS.items():
     if _name in _TYPED_ENGINE_OPTIONS:
@@ -1581,7 +1559,7 @@ for _name, _engs in _ENGINE_OPTIONS.items():
         note="engine-specific; "
         + (
             "not implemented by iolab"
-            if set(_engs) & {"psync", "sync", "libaio", "io_uring"}
+            if set(_engs) & set(SUPPORTED_ENGINES)
             else "iolab does not support the engine"
         ),
     )
@@ -1606,6 +1584,7 @@ _i(
     minval=1,
     supported=True,
     note=_POLL_NOTE + "; QEMU's iothread default",
+    config_field="poll_max_ns",
 )
 _i(
     "poll_grow",
@@ -1615,6 +1594,7 @@ _i(
     minval=0,
     supported=True,
     note=_POLL_NOTE + "; from 0 the window grows to 4000 ns first",
+    config_field="poll_grow",
 )
 _i(
     "poll_shrink",
@@ -1624,6 +1604,7 @@ _i(
     minval=0,
     supported=True,
     note=_POLL_NOTE,
+    config_field="poll_shrink",
 )
 
 # ---------------------------------------------------------------------------------------------

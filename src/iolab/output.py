@@ -13,6 +13,8 @@ fsynced, then renamed; the directory is fsynced after the rename.
   the device's data.
 * A missing or read-only directory, a directory as FILE, a FILE we may not write: a one-line error naming
   the path, before anything runs.
+
+Messages (errors, warnings, notes) go to stderr as one `iolab: ...` line each: `say()`.
 """
 
 from __future__ import annotations
@@ -21,8 +23,16 @@ import contextlib
 import os
 import secrets
 import stat
+import sys
 from types import TracebackType
 from typing import TextIO
+
+
+def say(msg: str) -> None:
+    """One `iolab: ...` line on stderr; stdout is the report's alone."""
+    # the terminal may have hung up (SIGHUP): the message has nowhere to go, the results still do
+    with contextlib.suppress(OSError):
+        print(f"iolab: {msg}", file=sys.stderr)
 
 
 class OutputError(Exception):

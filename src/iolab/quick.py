@@ -17,10 +17,10 @@ from pathlib import Path
 
 from iolab import interrupt
 from iolab.analysis.model import merge_jobs
-from iolab.cli import RunOptions, RunRefused, execute
 from iolab.jobfile import JobDef, JobFileError, parse_files
 from iolab.jobfile.numbers import read_size, read_time
 from iolab.plan import PlanError, RunPlan
+from iolab.session import RunOptions, RunRefused, execute
 
 JOBS_DIR = Path(__file__).parent / "jobs"
 WORKLOADS = (

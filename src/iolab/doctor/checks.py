@@ -1,7 +1,8 @@
 """Pre-run checks: jobs that would measure something other than what their author thinks.
 
 Each check looks at one JobDef (all its numjobs clones) and the targets under it, and returns findings.
-`pre_run` runs them all. Thresholds are named constants so the evidence can quote them.
+A check is registered with the codes of its findings (`@check(...)`, the CHECKS table); `pre_run` runs
+them all. Thresholds are named constants so the evidence can quote them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from iolab.doctor.extents import never_written
 from iolab.doctor.findings import Finding, finding
 from iolab.doctor.jobs import Jobs, JobView, to_views
 from iolab.doctor.target import TargetInfo, inspect_target
+from iolab.ioengines import depth_cap_message
 from iolab.jobfile import JobDef
 
-#: fio's synchronous engines: one request at a time whatever iodepth says
-SYNC_ENGINES = frozenset({"sync", "psync", "vsync", "pvsync", "pvsync2", "mmap", "splice"})
 #: shortest meaningful measured phase, seconds
 MIN_RUNTIME_S = 10.0
 #: ... for RAM-backed targets (tmpfs, zram, brd) where there is no device state to settle
@@ -102,40 +102,19 @@ def _paths(clones: Sequence[JobView]) -> list[str]:
 
 Check = Callable[[Sequence[JobView], Context], list[Finding]]
 
+#: every pre-run check -> the finding codes it reports (each has an entry in CODES.md), in the order
+#: `pre_run` runs them: the order they are defined in below
+CHECKS: dict[Check, tuple[str, ...]] = {}
 
-def check_cache(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
-    job = clones[0]
-    if job.direct:
-        return []
-    out = [
-        finding(
-            "IOL-CACHE-001",
-            "buffered I/O: the page cache sits between the job and the device, so reads can be served from "
-            "RAM and writes complete when they reach memory",
-            {"direct": 0, "files": _paths(clones)},
-            job.fix("direct=1", "direct"),
-            job=job.name,
-        )
-    ]
-    regions: dict[tuple[str, int, int], int] = {}
-    for c in clones:
-        for f in c.files:
-            regions[(f.path, f.region_offset, f.region_size)] = f.region_size
-    working_set = sum(regions.values())
-    ram = ctx.ram()
-    if working_set and ram and working_set <= ram:
-        out.append(
-            finding(
-                "IOL-CACHE-002",
-                f"buffered working set of {_gib(working_set)} fits in {_gib(ram)} of RAM: "
-                "after the first pass "
-                "the job measures memory, not storage",
-                {"working_set_bytes": working_set, "mem_total_bytes": ram},
-                job.fix("direct=1", "direct") + f" (or size= larger than RAM, > {_gib(ram)})",
-                job=job.name,
-            )
-        )
-    return out
+
+def check(*codes: str) -> Callable[[Check], Check]:
+    """Register a pre-run check with the codes of its findings. A new check is one decorated function."""
+
+    def register(run: Check) -> Check:
+        CHECKS[run] = codes
+        return run
+
+    return register
 
 
 def _is_char_device(path: str) -> bool:
@@ -145,6 +124,7 @@ def _is_char_device(path: str) -> bool:
         return False
 
 
+@check("IOL-TARGET-001", "IOL-TARGET-002", "IOL-TARGET-003")
 def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     out: list[Finding] = []
@@ -226,16 +206,53 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     return out
 
 
+@check("IOL-CACHE-001", "IOL-CACHE-002")
+def check_cache(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
+    job = clones[0]
+    if job.direct:
+        return []
+    out = [
+        finding(
+            "IOL-CACHE-001",
+            "buffered I/O: the page cache sits between the job and the device, so reads can be served from "
+            "RAM and writes complete when they reach memory",
+            {"direct": 0, "files": _paths(clones)},
+            job.fix("direct=1", "direct"),
+            job=job.name,
+        )
+    ]
+    regions: dict[tuple[str, int, int], int] = {}
+    for c in clones:
+        for f in c.files:
+            regions[(f.path, f.region_offset, f.region_size)] = f.region_size
+    working_set = sum(regions.values())
+    ram = ctx.ram()
+    if working_set and ram and working_set <= ram:
+        out.append(
+            finding(
+                "IOL-CACHE-002",
+                f"buffered working set of {_gib(working_set)} fits in {_gib(ram)} of RAM: "
+                "after the first pass "
+                "the job measures memory, not storage",
+                {"working_set_bytes": working_set, "mem_total_bytes": ram},
+                job.fix("direct=1", "direct") + f" (or size= larger than RAM, > {_gib(ram)})",
+                job=job.name,
+            )
+        )
+    return out
+
+
+@check("IOL-ENGINE-001")
 def check_engine(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     engine = str(job.values["ioengine"])
     depth = int(job.values["iodepth"])
-    if engine in SYNC_ENGINES and depth > 1:
+    message = depth_cap_message(engine, depth)
+    if message:
         return [
             finding(
                 "IOL-ENGINE-001",
-                f"ioengine={engine} is synchronous: iodepth={depth} is silently capped at 1, one request "
-                "is in flight per job",
+                message,
                 {"ioengine": engine, "iodepth": depth, "effective_iodepth": 1},
                 job.fix(
                     f"iodepth=1 (for {depth} requests in flight with {engine}: numjobs={depth} "
@@ -279,6 +296,7 @@ def _clone_overlaps(clones: Sequence[JobView]) -> list[tuple[str, int]]:
     return out
 
 
+@check("IOL-JOBS-001")
 def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     # offset_increment smaller than the region still overlaps: regions are compared, not the option
@@ -320,6 +338,7 @@ def check_clones(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     ]
 
 
+@check("IOL-RAMP-001")
 def check_ramp(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     if job.values["ramp_time"] > 0:
@@ -343,6 +362,7 @@ def _target_class(t: TargetInfo, direct: bool, reads_only: bool) -> str:
     return "hdd" if dev is not None and dev.rotational else "ssd"
 
 
+@check("IOL-TIME-001")
 def check_runtime(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     v = job.values
@@ -406,6 +426,7 @@ def _zram_stored(name: str) -> int | None:
         return None
 
 
+@check("IOL-DATA-001")
 def check_data(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     fill = f"{job.name or 'prepare'}-fill"
@@ -477,6 +498,7 @@ def check_data(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     return out
 
 
+@check("IOL-ALIGN-001")
 def check_align(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     if not job.direct:
@@ -541,6 +563,7 @@ def _may_compress(t: TargetInfo) -> str | None:
     return None
 
 
+@check("IOL-BUF-001")
 def check_buffers(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     if not job.writes or not job.values["zero_buffers"]:
@@ -562,6 +585,7 @@ def check_buffers(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     return out
 
 
+@check("IOL-SYNC-001")
 def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     v = job.values
@@ -584,20 +608,6 @@ def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
             job=job.name,
         )
     ]
-
-
-CHECKS: tuple[Check, ...] = (
-    check_target,
-    check_cache,
-    check_engine,
-    check_clones,
-    check_ramp,
-    check_runtime,
-    check_data,
-    check_align,
-    check_buffers,
-    check_sync,
-)
 
 
 def pre_run(

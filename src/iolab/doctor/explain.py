@@ -16,12 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab.doctor.checks import SYNC_ENGINES, pre_run
+from iolab.doctor.checks import pre_run
 from iolab.doctor.counters import Issued
 from iolab.doctor.findings import Finding
 from iolab.doctor.fioargs import jobdefs_from_argv, load_jobfile
 from iolab.doctor.jobs import make_jobdefs
 from iolab.doctor.target import block_devno
+from iolab.ioengines import SYNC_ENGINES
 from iolab.jobfile import JobDef, JobFileError
 
 # --------------------------------------------------------------------------------------------- helpers

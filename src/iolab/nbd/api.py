@@ -12,7 +12,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from iolab.nbd.server import DEFAULT_SOCKET_MODE, Limits
+from iolab.nbd.addresses import DEFAULT_SOCKET_MODE
+from iolab.nbd.limits import Limits
 from iolab.nbd.service import ExportConfig, Service
 from iolab.nbd.tls import TLSConfig
 

@@ -423,6 +423,7 @@ class Blkdebug(Filter):
     """
 
     name = "blkdebug"
+    settings = ("config",)
 
     def __init__(self, nxt: Layer, rules: list[Rule] | None = None) -> None:
         super().__init__(nxt)
@@ -430,6 +431,10 @@ class Blkdebug(Filter):
         for rule in rules or ():
             self.dbg.add(rule)
         self._opened = False
+
+    @classmethod
+    def from_spec(cls, nxt: Layer, params: dict[str, str]) -> Blkdebug:
+        return cls(nxt, load_config(params["config"]) if "config" in params else [])
 
     def open(self) -> None:
         """The `none` event, once, when the export opens (needs the running loop for breakpoints)."""

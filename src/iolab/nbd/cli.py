@@ -235,7 +235,7 @@ def _tls_config(args: argparse.Namespace) -> Any:
 
 async def _serve(args: argparse.Namespace) -> int:
     from iolab.doctor import render_findings
-    from iolab.nbd.server import Limits
+    from iolab.nbd.limits import Limits
     from iolab.nbd.service import Service
 
     _check_allow_destroy(args.allow_destroy)
@@ -308,7 +308,7 @@ def serve_main(argv: list[str]) -> int:
 
 def _connect(target: str) -> socket.socket:
     if target.startswith("tcp:"):
-        from iolab.nbd.server import parse_address
+        from iolab.nbd.addresses import parse_address
 
         addr = parse_address(target)
         return socket.create_connection((addr.host, addr.port))

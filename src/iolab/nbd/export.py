@@ -7,20 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iolab.nbd import proto
+from iolab.nbd.commands import COMMANDS, Command
 from iolab.nbd.layers import Layer
 
 MAX_PAYLOAD = 1 << 25  # 32 MiB: the size every client may send without being deemed hostile (proto.md)
 PREFERRED_BLOCK = 4096
-
-_FLAGS_FOR_CMD = {
-    proto.CMD_READ: proto.CMD_FLAG_FUA | proto.CMD_FLAG_DF,
-    proto.CMD_WRITE: proto.CMD_FLAG_FUA,
-    proto.CMD_FLUSH: proto.CMD_FLAG_FUA,
-    proto.CMD_TRIM: proto.CMD_FLAG_FUA,
-    proto.CMD_CACHE: proto.CMD_FLAG_FUA,
-    proto.CMD_WRITE_ZEROES: proto.CMD_FLAG_FUA | proto.CMD_FLAG_NO_HOLE | proto.CMD_FLAG_FAST_ZERO,
-    proto.CMD_BLOCK_STATUS: proto.CMD_FLAG_FUA | proto.CMD_FLAG_REQ_ONE,
-}
 
 
 @dataclass
@@ -115,40 +106,39 @@ class Export:
 
         Returns (errno, message) for a request to refuse, None for one the stack may see.
         """
-        allowed = _FLAGS_FOR_CMD.get(cmd)
-        if allowed is None:
+        command = COMMANDS.get(cmd)
+        if command is None:
             return errno.EINVAL, f"unknown command {cmd}"
-        if flags & ~allowed:
-            return errno.EINVAL, f"flags {flags:#x} not valid for {proto.CMD_NAMES[cmd]}"
+        return self.check_command(command, flags, offset, length, structured, meta)
+
+    def check_command(
+        self, command: Command, flags: int, offset: int, length: int, structured: bool, meta: bool
+    ) -> tuple[int, str] | None:
+        if flags & ~command.flags:
+            return errno.EINVAL, f"flags {flags:#x} not valid for {command.name}"
         if flags & proto.CMD_FLAG_DF and not structured:
             return errno.EINVAL, "DF flag without structured replies"
         if flags & proto.CMD_FLAG_FAST_ZERO and not self.can_fast_zero:
             return errno.EINVAL, "FAST_ZERO was not advertised"
-        if cmd == proto.CMD_FLUSH:
-            if not self.can_flush:
-                return (errno.EPERM if self.read_only else errno.EINVAL), "flush not supported"
-            if offset or length:
-                return errno.EINVAL, "flush offset and length must be zero"
-            return None
-        if cmd in (proto.CMD_WRITE, proto.CMD_TRIM, proto.CMD_WRITE_ZEROES) and self.read_only:
+        if command.writes and self.read_only:
             return errno.EPERM, "read-only export"
-        if cmd == proto.CMD_TRIM and not self.can_trim:
-            return errno.EINVAL, "trim not supported"
-        if cmd == proto.CMD_WRITE_ZEROES and not self.can_zero:
-            return errno.EINVAL, "write zeroes not supported"
-        if cmd == proto.CMD_CACHE and not self.can_cache:
-            return errno.EINVAL, "cache not supported"
-        if cmd == proto.CMD_BLOCK_STATUS:
+        if command.needs and not getattr(self, command.needs):
+            return (
+                errno.EPERM if command.read_only_eperm and self.read_only else errno.EINVAL
+            ), command.unsupported
+        if command.whole_export:
+            if offset or length:
+                return errno.EINVAL, f"{command.name} offset and length must be zero"
+            return None
+        if command.needs_meta:
             if not meta:
                 return errno.EINVAL, "no metadata context was negotiated"
             if length == 0:
                 return errno.EINVAL, "zero-length block status"
-        if cmd in (proto.CMD_READ, proto.CMD_WRITE) and length > self.max_payload:
+        if command.data and length > self.max_payload:
             return errno.EINVAL, f"length {length} over the maximum payload {self.max_payload}"
         if offset > self.size or length > self.size - offset:
-            if cmd in (proto.CMD_WRITE, proto.CMD_WRITE_ZEROES):
-                return errno.ENOSPC, "beyond the end of the export"
-            return errno.EINVAL, "beyond the end of the export"
+            return command.beyond_end, "beyond the end of the export"
         if (offset | length) & (self.min_block - 1):
             return errno.EINVAL, f"not aligned to the minimum block size {self.min_block}"
         return None

@@ -1,17 +1,20 @@
-"""Filters besides blkdebug: delay, error-rate, log; and building a stack from `--filter` specs.
+"""Filters besides blkdebug: delay, error-rate, log; the registry of filters; building a stack from
+`--filter` specs.
 
-Each filter's per-operation settings live in one table keyed by operation name (`layers.OPS`).
-A spec is `NAME[:key=value,...]`; `OP=...` keys set one operation, `all=...` every operation.
+A spec is `NAME[:key=value,...]`. `FILTERS` maps each name to its class, which lists the keys it takes
+(`settings`) and reads their values (`from_spec`). Per-operation settings are keyed by operation name
+(`layers.OPS`): `OP=...` sets one operation, `all=...` every operation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import errno as errno_mod
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, Any, TypeVar
 
 from iolab.nbd import blkdebug
@@ -62,16 +65,52 @@ def _per_op(params: dict[str, str], parse: Callable[[str], T], default: T) -> di
     return table
 
 
-def _check_keys(name: str, params: dict[str, str], extra: set[str]) -> None:
-    allowed = set(OPS) | {"all"} | extra
-    bad = sorted(set(params) - allowed)
-    if bad:
-        raise FilterSpecError(
-            f"filter {name}: unknown setting {bad[0]!r} (operations: {', '.join(OPS)}, all)"
-        )
+_PER_OP_KEYS = (*OPS, "all")
 
 
-class Delay(Filter):
+class PerOperation(Filter):
+    """A filter that does something before every operation, set per operation: subclasses implement
+    `before` alone and every operation passes on to the next layer after it."""
+
+    settings = _PER_OP_KEYS
+
+    @classmethod
+    def settings_help(cls) -> str:
+        return f"operations: {', '.join(_PER_OP_KEYS)}"
+
+    async def before(self, op: str) -> None:
+        raise NotImplementedError
+
+    async def pread(self, offset: int, length: int) -> Buffer:
+        await self.before("read")
+        return await self.next.pread(offset, length)
+
+    async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
+        await self.before("write")
+        await self.next.pwrite(offset, data, fua)
+
+    async def flush(self) -> None:
+        await self.before("flush")
+        await self.next.flush()
+
+    async def trim(self, offset: int, length: int, fua: bool) -> None:
+        await self.before("trim")
+        await self.next.trim(offset, length, fua)
+
+    async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
+        await self.before("zero")
+        await self.next.zero(offset, length, may_trim, fast, fua)
+
+    async def cache(self, offset: int, length: int) -> None:
+        await self.before("cache")
+        await self.next.cache(offset, length)
+
+    async def extents(self, offset: int, length: int, req_one: bool) -> Extents:
+        await self.before("extents")
+        return await self.next.extents(offset, length, req_one)
+
+
+class Delay(PerOperation):
     """Adds a fixed latency per operation before passing the request on."""
 
     name = "delay"
@@ -80,44 +119,31 @@ class Delay(Filter):
         super().__init__(nxt)
         self.delays = delays
 
-    async def _wait(self, op: str) -> None:
+    @classmethod
+    def from_spec(cls, nxt: Layer, params: dict[str, str]) -> Delay:
+        return cls(nxt, _per_op(params, parse_duration, 0.0))
+
+    async def before(self, op: str) -> None:
         d = self.delays[op]
         if d > 0:
             await asyncio.sleep(d)
 
-    async def pread(self, offset: int, length: int) -> Buffer:
-        await self._wait("read")
-        return await self.next.pread(offset, length)
 
-    async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
-        await self._wait("write")
-        await self.next.pwrite(offset, data, fua)
-
-    async def flush(self) -> None:
-        await self._wait("flush")
-        await self.next.flush()
-
-    async def trim(self, offset: int, length: int, fua: bool) -> None:
-        await self._wait("trim")
-        await self.next.trim(offset, length, fua)
-
-    async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
-        await self._wait("zero")
-        await self.next.zero(offset, length, may_trim, fast, fua)
-
-    async def cache(self, offset: int, length: int) -> None:
-        await self._wait("cache")
-        await self.next.cache(offset, length)
-
-    async def extents(self, offset: int, length: int, req_one: bool) -> Extents:
-        await self._wait("extents")
-        return await self.next.extents(offset, length, req_one)
+def _rate(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        raise FilterSpecError(f"error-rate: {text!r} is not a rate (0.01 or 1%)") from None
+    if not 0 <= value <= 1:
+        raise FilterSpecError(f"error-rate: {text!r} is not between 0 and 1")
+    return value
 
 
-class ErrorRate(Filter):
+class ErrorRate(PerOperation):
     """Fails a fraction of each operation with an errno, from a seeded generator (reproducible)."""
 
     name = "error-rate"
+    settings = (*_PER_OP_KEYS, "errno", "seed", *(f"{op}.errno" for op in OPS))
 
     def __init__(self, nxt: Layer, rates: dict[str, float], errnos: dict[str, int], seed: int) -> None:
         super().__init__(nxt)
@@ -125,44 +151,32 @@ class ErrorRate(Filter):
         self.errnos = errnos
         self.rng = random.Random(seed)
 
-    def _maybe_fail(self, op: str) -> None:
+    @classmethod
+    def settings_help(cls) -> str:
+        return f"operations: {', '.join(_PER_OP_KEYS)}; errno, OP.errno, seed"
+
+    @classmethod
+    def from_spec(cls, nxt: Layer, params: dict[str, str]) -> ErrorRate:
+        rates = _per_op({k: v for k, v in params.items() if k in _PER_OP_KEYS}, _rate, 0.0)
+        base = parse_errno(params.get("errno", "EIO"))
+        errnos = {op: parse_errno(params[f"{op}.errno"]) if f"{op}.errno" in params else base for op in OPS}
+        try:
+            seed = int(params.get("seed", "0"))
+        except ValueError:
+            raise FilterSpecError("error-rate: seed must be an integer") from None
+        return cls(nxt, rates, errnos, seed)
+
+    async def before(self, op: str) -> None:
         rate = self.rates[op]
         if rate > 0 and self.rng.random() < rate:
             raise NBDError(self.errnos[op], f"error-rate: injected {op} error")
-
-    async def pread(self, offset: int, length: int) -> Buffer:
-        self._maybe_fail("read")
-        return await self.next.pread(offset, length)
-
-    async def pwrite(self, offset: int, data: Buffer, fua: bool) -> None:
-        self._maybe_fail("write")
-        await self.next.pwrite(offset, data, fua)
-
-    async def flush(self) -> None:
-        self._maybe_fail("flush")
-        await self.next.flush()
-
-    async def trim(self, offset: int, length: int, fua: bool) -> None:
-        self._maybe_fail("trim")
-        await self.next.trim(offset, length, fua)
-
-    async def zero(self, offset: int, length: int, may_trim: bool, fast: bool, fua: bool) -> None:
-        self._maybe_fail("zero")
-        await self.next.zero(offset, length, may_trim, fast, fua)
-
-    async def cache(self, offset: int, length: int) -> None:
-        self._maybe_fail("cache")
-        await self.next.cache(offset, length)
-
-    async def extents(self, offset: int, length: int, req_one: bool) -> Extents:
-        self._maybe_fail("extents")
-        return await self.next.extents(offset, length, req_one)
 
 
 class Log(Filter):
     """One line per request: start time, operation, range, flags, outcome and how long it took."""
 
     name = "log"
+    settings = ("file",)
 
     def __init__(self, nxt: Layer, out: IO[str]) -> None:
         super().__init__(nxt)
@@ -214,11 +228,26 @@ class Log(Filter):
         detail = f"offset={offset} length={length}" + (" req_one" if req_one else "")
         return await self._logged("extents", detail, self.next.extents(offset, length, req_one))
 
+    @classmethod
+    def from_spec(cls, nxt: Layer, params: dict[str, str]) -> Log:
+        path = params.get("file", "-")
+        out: IO[str] = sys.stderr if path == "-" else open(path, "a", buffering=1)  # noqa: SIM115
+        return cls(nxt, out)
+
     def close(self) -> None:
         self.out.flush()
         if self.out not in (sys.stderr, sys.stdout):
             self.out.close()
         super().close()
+
+
+# The filters `--filter NAME:...` can build, by name.
+FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in (blkdebug.Blkdebug, Delay, ErrorRate, Log)}
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -235,43 +264,16 @@ def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
 def build_filter(spec: str, nxt: Layer) -> Filter:
     """One filter from its spec, on top of `nxt`."""
     name, params = parse_spec(spec)
-    if name == "delay":
-        _check_keys(name, params, set())
-        return Delay(nxt, _per_op(params, parse_duration, 0.0))
-    if name == "error-rate":
-        _check_keys(name, params, {"errno", "seed"} | {f"{op}.errno" for op in OPS})
-
-        def rate(text: str) -> float:
-            try:
-                value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
-            except ValueError:
-                raise FilterSpecError(f"error-rate: {text!r} is not a rate (0.01 or 1%)") from None
-            if not 0 <= value <= 1:
-                raise FilterSpecError(f"error-rate: {text!r} is not between 0 and 1")
-            return value
-
-        rates = _per_op({k: v for k, v in params.items() if k in OPS or k == "all"}, rate, 0.0)
-        base = parse_errno(params.get("errno", "EIO"))
-        errnos = {op: parse_errno(params[f"{op}.errno"]) if f"{op}.errno" in params else base for op in OPS}
-        try:
-            seed = int(params.get("seed", "0"))
-        except ValueError:
-            raise FilterSpecError("error-rate: seed must be an integer") from None
-        return ErrorRate(nxt, rates, errnos, seed)
-    if name == "log":
-        bad = sorted(set(params) - {"file"})
-        if bad:
-            raise FilterSpecError(f"filter log: unknown setting {bad[0]!r} (file)")
-        path = params.get("file", "-")
-        out: IO[str] = sys.stderr if path == "-" else open(path, "a", buffering=1)  # noqa: SIM115
-        return Log(nxt, out)
-    if name == "blkdebug":
-        bad = sorted(set(params) - {"config"})
-        if bad:
-            raise FilterSpecError(f"filter blkdebug: unknown setting {bad[0]!r} (config)")
-        rules = blkdebug.load_config(params["config"]) if "config" in params else []
-        return blkdebug.Blkdebug(nxt, rules)
-    raise FilterSpecError(f"unknown filter {name!r} (blkdebug, delay, error-rate, log)")
+    cls = FILTERS.get(name)
+    if cls is None:
+        raise FilterSpecError(
+            f"unknown filter {name!r} ({', '.join(sorted(FILTERS))}){_did_you_mean(name, FILTERS)}"
+        )
+    bad = sorted(set(params) - set(cls.settings))
+    if bad:
+        hint = _did_you_mean(bad[0], cls.settings)
+        raise FilterSpecError(f"filter {name}: unknown setting {bad[0]!r} ({cls.settings_help()}){hint}")
+    return cls.from_spec(nxt, params)
 
 
 def build_stack(backend: Layer, specs: list[str]) -> tuple[Layer, blkdebug.Blkdebug | None]:

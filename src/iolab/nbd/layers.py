@@ -99,12 +99,28 @@ class Layer:
 
 
 class Filter(Layer):
-    """Passes everything to the next layer; subclasses override what they change."""
+    """Passes everything to the next layer; subclasses override what they change.
+
+    A filter that `--filter NAME:key=value,...` can build lists its keys in `settings` and reads their
+    values in `from_spec` (filters.FILTERS is the registry).
+    """
 
     name: ClassVar[str] = "filter"
+    #: the keys its spec may give (the registry refuses others, naming these)
+    settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, nxt: Layer) -> None:
         self.next = nxt
+
+    @classmethod
+    def settings_help(cls) -> str:
+        """The valid keys, as an unknown key's error lists them."""
+        return ", ".join(cls.settings)
+
+    @classmethod
+    def from_spec(cls, nxt: Layer, params: dict[str, str]) -> Filter:
+        """The filter on top of `nxt`, from its spec's settings (keys already checked against `settings`)."""
+        return cls(nxt)
 
     def size(self) -> int:
         return self.next.size()

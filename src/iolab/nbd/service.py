@@ -19,19 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iolab.nbd import blkdebug, filters
-from iolab.nbd.export import Export
-from iolab.nbd.layers import FileBackend, Filter, NBDError
-from iolab.nbd.server import (
+from iolab.nbd.addresses import (
     DEFAULT_SOCKET_MODE,
     Address,
-    Limits,
-    Server,
     UnixSocketPath,
     bind_unix,
     check_remote,
     is_local,
     parse_address,
 )
+from iolab.nbd.export import Export
+from iolab.nbd.layers import FileBackend, Filter, NBDError
+from iolab.nbd.limits import Limits
+from iolab.nbd.server import Server
 from iolab.nbd.tls import TLSConfig
 
 log = logging.getLogger("iolab.nbd")

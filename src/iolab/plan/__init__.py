@@ -15,39 +15,42 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.abi import IGNORE_ERROR_MAX, POLL_MODES
 from iolab.analysis.model import error_types
-from iolab.engine.config import (
-    EF_FIXEDBUFS,
-    EF_HIPRI,
-    EF_NONVECTORED,
-    EF_REGISTERFILES,
-    EF_SQTHREAD_CPU,
-    EF_SQTHREAD_POLL,
-    EF_USERSPACE_REAP,
-    EF_VECTORED,
-    ENGINE_IO_URING,
-    ENGINE_LIBAIO,
-    ENGINE_PSYNC,
-    IGNORE_ERROR_MAX,
-    POLL_MODES,
-)
+from iolab.ioengines import ENGINE_SPECS, EngineSpec, depth_cap_message, engine_flags
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
-from iolab.options import OPTIONS
+from iolab.options import OPTIONS, Kind, Option
 from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
 
 __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
-SUPPORTED_ENGINES = {"psync": ENGINE_PSYNC, "libaio": ENGINE_LIBAIO, "io_uring": ENGINE_IO_URING}
-ASYNC_ENGINES = ("libaio", "io_uring")
-#: engine options iolab implements -> the engines (of iolab's) they belong to, from the option table
+SUPPORTED_ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in ENGINE_SPECS}
+ASYNC_ENGINES = tuple(spec.name for spec in ENGINE_SPECS if spec.is_async)
+#: engine options iolab implements -> the engines (of iolab's) they belong to, from the engines' specs
 ENGINE_OPTION_OWNERS = {
-    o.name: tuple(e for e in o.engines if e in SUPPORTED_ENGINES)
-    for o in OPTIONS.values()
-    if o.engines and o.supported
+    opt.name: tuple(spec.name for spec in ENGINE_SPECS if opt in spec.options)
+    for spec in ENGINE_SPECS
+    for opt in spec.options
 }
+#: options copied as they are into the C config field they name (Option.config_field)
+PLAIN_FIELDS: tuple[Option, ...] = tuple(o for o in OPTIONS.values() if o.config_field)
+
+
+def plain_fields(values: Mapping[str, Any]) -> dict[str, int]:
+    """The config fields filled straight from one option each: booleans as 0/1, numbers as they are, an
+    unset or zero value as the option's default (loops=0 runs once, as fio)."""
+    out: dict[str, int] = {}
+    for o in PLAIN_FIELDS:
+        assert o.config_field is not None
+        value = values.get(o.name)
+        if o.kind == Kind.BOOL:
+            out[o.config_field] = int(bool(value))
+        else:
+            out[o.config_field] = int(value or o.default or 0)
+    return out
 
 
 @dataclass(frozen=True)
@@ -275,37 +278,23 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             modifier = v.get("rw_modifier")
             pattern_cfg = _pattern_config(jd, files, random)
             config: dict[str, Any] = {
-                "engine": SUPPORTED_ENGINES[engine],
+                **plain_fields(v),
+                "engine": SUPPORTED_ENGINES[engine].engine_id,
                 "ddir_mask": (1 if reads else 0) | (2 if writes else 0),
                 "random": int(random),
                 # fio keeps the count as an unsigned int: 0 (and a negative one) never jumps again
                 "rw_seq_nr": (int(modifier) & 0xFFFFFFFF) if (random and modifier is not None) else 1,
                 "rw_hole": (int(modifier) & _U64) if (not random and modifier) else 0,
                 "rwmix_read": int(v.get("rwmixread", 50)) if (reads and writes) else (100 if reads else 0),
-                "direct": int(bool(v.get("direct"))),
-                "iodepth": int(v.get("iodepth") or 1),
-                "time_based": int(bool(v.get("time_based"))),
-                "runtime_ns": int(v.get("runtime") or 0),
-                "ramp_ns": int(v.get("ramp_time") or 0),
                 "io_size": _io_size(v, files, todo),
                 "io_size_set": int(bool(v.get("io_size"))),
-                "number_ios": int(v.get("number_ios") or 0),
-                "loops": int(v.get("loops") or 1),
                 # fio turns the random map off for every distribution but the uniform one
                 "norandommap": int(bool(v.get("norandommap")) or pattern_cfg["rand_dist"] != 0),
                 # every clone gets its own stream, as fio seeds per thread
                 "seed": (seed + jobnum * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF,
-                # fio re-seeds its generators for every loop when randrepeat is on (clear_io_state)
-                "rand_repeat": int(bool(v.get("randrepeat", True))),
-                "fsync_blocks": int(v.get("fsync") or 0),
-                "fdatasync_blocks": int(v.get("fdatasync") or 0),
-                "end_fsync": int(bool(v.get("end_fsync"))),
-                "zero_buffers": int(bool(v.get("zero_buffers"))),
-                "refill_buffers": int(bool(v.get("refill_buffers"))),
                 "sample_interval_ns": bw_ns,
                 "iops_interval_ns": iops_ns if iops_ns != bw_ns else 0,
                 "invalidate": int(bool(v.get("invalidate", True)) and not v.get("pre_read")),
-                "scramble_buffers": int(bool(v.get("scramble_buffers", True))),
                 "bs_min": bs_min,
                 "bs_max": bs_max,
                 "blockalign": align,
@@ -564,8 +553,10 @@ def _engine_config(jd: JobDef, engine: str, reads: bool, writes: bool) -> tuple[
                 f"{_where(jd, name)}: {name} belongs to ioengine={'/'.join(owners)}, "
                 f"but the job uses ioengine={engine}"
             )
-    is_async = engine in ASYNC_ENGINES
-    depth = int(v.get("iodepth") or 1) if is_async else 1
+    spec = SUPPORTED_ENGINES[engine]
+    # the one place the effective depth is decided (a synchronous engine has one I/O in flight): the C
+    # core runs the depth it is given, and refuses one above the spec's max_depth
+    depth = int(v.get("iodepth") or 1) if spec.is_async else 1
     batch = _int_or(v.get("iodepth_batch"), 1)
     if batch <= 0 or batch > depth:
         batch = depth
@@ -581,24 +572,12 @@ def _engine_config(jd: JobDef, engine: str, reads: bool, writes: bool) -> tuple[
     mode = str(v.get("poll") or "off")
     if mode not in POLL_MODES:
         raise PlanError(f"{_where(jd, 'poll')}: poll={mode}: expected off, on or adaptive")
-    if mode != "off" and not is_async:
+    if mode != "off" and not spec.polling:
         raise PlanError(
             f"{_where(jd, 'poll')}: poll={mode} needs an asynchronous ioengine "
             f"({' or '.join(ASYNC_ENGINES)}); {engine} has no completions to poll for"
         )
-    flags = 0
-    if v.get("userspace_reap"):
-        flags |= EF_USERSPACE_REAP
-    if v.get("fixedbufs"):
-        flags |= EF_FIXEDBUFS
-    if v.get("registerfiles"):
-        flags |= EF_REGISTERFILES
-    if v.get("sqthread_poll"):
-        flags |= EF_SQTHREAD_POLL | EF_REGISTERFILES
-        if v.get("sqthread_poll_cpu") is not None:
-            flags |= EF_SQTHREAD_CPU
     if v.get("hipri"):
-        flags |= EF_HIPRI
         if not v.get("direct"):
             raise PlanError(f"{_where(jd, 'hipri')}: hipri (polled completions) needs direct=1")
         if v.get("fsync") or v.get("fdatasync") or v.get("end_fsync"):
@@ -606,30 +585,19 @@ def _engine_config(jd: JobDef, engine: str, reads: bool, writes: bool) -> tuple[
                 f"{_where(jd, 'hipri')}: a polled io_uring (hipri) cannot fsync; "
                 "drop fsync/fdatasync/end_fsync or hipri"
             )
-    nonvec = v.get("nonvectored")
-    if nonvec is not None and int(nonvec) == 1:
-        flags |= EF_NONVECTORED
-    elif nonvec is not None and int(nonvec) == 0:
-        flags |= EF_VECTORED
-    if engine == "libaio" and not v.get("direct") and depth > 1:
-        notes.append(
-            "ioengine=libaio without direct=1: Linux does buffered I/O synchronously inside "
-            "io_submit, so the iodepth is not reached (use direct=1)"
-        )
-    if not is_async and int(v.get("iodepth") or 1) > 1:
-        notes.append(f"ioengine={engine} is synchronous: iodepth={v.get('iodepth')} has no effect (depth 1)")
+    if spec.buffered_depth_note and not v.get("direct") and depth > 1:
+        notes.append(spec.buffered_depth_note)
+    capped = depth_cap_message(engine, int(v.get("iodepth") or 1))
+    if capped:
+        notes.append(capped)
     cfg = {
+        "iodepth": depth,
         "iodepth_batch_submit": batch,
         "iodepth_batch_complete_min": cmin,
         "iodepth_batch_complete_max": cmax,
         "iodepth_low": low,
-        "engine_flags": flags,
-        "sqthread_poll_cpu": int(v.get("sqthread_poll_cpu") or 0),
-        "force_async": int(v.get("force_async") or 0),
+        "engine_flags": engine_flags(spec, v),
         "poll_mode": POLL_MODES[mode],
-        "poll_grow": int(v.get("poll_grow") or 0),
-        "poll_shrink": int(v.get("poll_shrink") or 0),
-        "poll_max_ns": int(v.get("poll_max_ns") or 32768),
     }
     return cfg, notes
 
@@ -658,9 +626,7 @@ def _rate_config(
         "rate_min_bs": smallest,
         "rate_process": 1 if process == "poisson" else 0,
         "thinktime_blocks": max(int(v.get("thinktime_blocks") or 1), 1),
-        "thinktime_ns": int(v.get("thinktime") or 0),
         "thinktime_spin_ns": min(int(v.get("thinktime_spin") or 0), int(v.get("thinktime") or 0)),
-        "thinktime_iotime_ns": int(v.get("thinktime_iotime") or 0),
         "thinktime_blocks_type": 1 if str(v.get("thinktime_blocks_type") or "complete") == "issue" else 0,
         "thinktime_blocks_set": int(blocks_set),
     }

@@ -10,12 +10,34 @@ is not part of ``render``: it is :func:`render_preamble`, for the caller to prin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from iolab.analysis.model import RunResult
 from iolab.report.fiojson import render_json
 from iolab.report.normal import PreambleJob, render_normal, render_preamble
 from iolab.report.terse import render_terse
 
-FORMATS: tuple[str, ...] = ("normal", "json", "json+", "terse")
+
+@dataclass(frozen=True)
+class Format:
+    """One output format: its renderer (the run and the terse version, which only terse reads)."""
+
+    render: Callable[[RunResult, int], str]
+    #: where it goes when several formats are asked (fio's fixed order: terse, JSON, normal)
+    written: int
+    #: a format asked together with this one that already holds all of it (json+ holds json)
+    covered_by: str | None = None
+
+
+#: every output format, by name (in the order error messages list them); a new format is one row
+FORMAT_TABLE: dict[str, Format] = {
+    "normal": Format(lambda run, _: render_normal(run), written=2),
+    "json": Format(lambda run, _: render_json(run, plus=False), written=1, covered_by="json+"),
+    "json+": Format(lambda run, _: render_json(run, plus=True), written=1),
+    "terse": Format(render_terse, written=0),
+}
+FORMATS: tuple[str, ...] = tuple(FORMAT_TABLE)
 
 
 def parse_formats(fmt: str) -> list[str]:
@@ -25,7 +47,7 @@ def parse_formats(fmt: str) -> list[str]:
         name = part.strip().lower()
         if not name:
             continue
-        if name not in FORMATS:
+        if name not in FORMAT_TABLE:
             raise ValueError(f"unknown output format {part.strip()!r}; expected one of {', '.join(FORMATS)}")
         if name not in out:
             out.append(name)
@@ -37,20 +59,15 @@ def parse_formats(fmt: str) -> list[str]:
 def render(run: RunResult, fmt: str, *, terse_version: int = 3) -> str:
     """Render ``run`` in one or more (comma separated) output formats."""
     names = parse_formats(fmt)
-    parts: list[str] = []
-    if "terse" in names:
-        parts.append(render_terse(run, terse_version))
-    if "json+" in names:
-        parts.append(render_json(run, plus=True))
-    elif "json" in names:
-        parts.append(render_json(run, plus=False))
-    if "normal" in names:
-        parts.append(render_normal(run))
-    return "".join(parts)
+    wanted = [name for name in names if FORMAT_TABLE[name].covered_by not in names]
+    wanted.sort(key=lambda name: FORMAT_TABLE[name].written)
+    return "".join(FORMAT_TABLE[name].render(run, terse_version) for name in wanted)
 
 
 __all__ = [
     "FORMATS",
+    "FORMAT_TABLE",
+    "Format",
     "PreambleJob",
     "parse_formats",
     "render",
