@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import stat
 import subprocess
 import sys
 import time
@@ -26,7 +24,7 @@ from iolab.doctor.explain import ExplainError, Explanation, translate
 from iolab.doctor.findings import Finding, findings_json, has_errors, render_findings, sort_findings
 from iolab.doctor.fioargs import load_jobfile, looks_like_jobfile
 from iolab.doctor.jobs import FileView, JobView
-from iolab.doctor.safety import SafetyGate
+from iolab.doctor.safety import SafetyGate, allow_destroy_problem
 from iolab.doctor.target import TargetInfo
 from iolab.jobfile import JobFileError
 from iolab.options import default_values
@@ -116,16 +114,6 @@ def _run_observed(command: Sequence[str], explanation: Explanation) -> tuple[str
     return status, lie_report(explanation.issued, observed)
 
 
-def _validate_allow(paths: Sequence[str]) -> None:
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise _UsageError(f"--allow-destroy={path}: {exc.strerror}") from None
-        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-            raise _UsageError(f"--allow-destroy={path}: not a block device or a regular file")
-
-
 def _emit(
     out: TextIO,
     fmt: str,
@@ -178,7 +166,9 @@ def doctor_main(argv: Sequence[str], out: TextIO | None = None) -> int:
             raise _UsageError("iolab doctor: give targets/job files or `-- COMMAND`, not both")
         if not command and not args.items:
             raise _UsageError("iolab doctor: nothing to check (TARGET, JOBFILE or -- COMMAND)")
-        _validate_allow(args.allow_destroy)
+        problem = allow_destroy_problem(args.allow_destroy)
+        if problem:
+            raise _UsageError(problem)
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return 2

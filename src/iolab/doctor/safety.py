@@ -598,6 +598,19 @@ def _check_file(t: FileTarget, allow_destroy: Sequence[str], *, fd: int | None =
     return out
 
 
+def allow_destroy_problem(paths: Sequence[str]) -> str | None:
+    """What is wrong with an --allow-destroy list (a path that does not exist, or is neither a block device
+    nor a regular file), as a one-line message; None when every path can be named."""
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            return f"--allow-destroy={path}: {exc.strerror}"
+        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
+            return f"--allow-destroy={path}: not a block device or a regular file"
+    return None
+
+
 def check_fd(
     fd: int,
     path: str,

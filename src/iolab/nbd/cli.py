@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import socket
-import stat
 import sys
 from typing import Any
 
@@ -191,16 +190,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _check_allow_destroy(paths: list[str]) -> None:
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError as exc:
-            raise ValueError(f"--allow-destroy={path}: {exc.strerror}") from None
-        if not (stat.S_ISBLK(st.st_mode) or stat.S_ISREG(st.st_mode)):
-            raise ValueError(f"--allow-destroy={path}: not a block device or a regular file")
-
-
 def _export_configs(args: argparse.Namespace) -> list[Any]:
     from iolab.nbd.service import ExportConfig
 
@@ -235,10 +224,13 @@ def _tls_config(args: argparse.Namespace) -> Any:
 
 async def _serve(args: argparse.Namespace) -> int:
     from iolab.doctor import render_findings
+    from iolab.doctor.safety import allow_destroy_problem
     from iolab.nbd.limits import Limits
     from iolab.nbd.service import Service
 
-    _check_allow_destroy(args.allow_destroy)
+    problem = allow_destroy_problem(args.allow_destroy)
+    if problem:
+        raise ValueError(problem)
     svc = await Service.start(
         _export_configs(args),
         args.listen,
