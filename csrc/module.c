@@ -293,7 +293,7 @@ static PyObject *samples_list(const struct iol_sampler *sp)
     return samples;
 }
 
-static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
+static PyObject *Job_raw_result(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
         return NULL;
@@ -439,6 +439,22 @@ static PyObject *Job_set_trace(JobObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* The typed result: the raw mapping handed to the one declaration of its shape
+ * (iolab.analysis.core_result.CoreResult.from_core), so that every reader gets the same typed object. */
+static PyObject *Job_result(JobObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *raw = Job_raw_result(self, NULL);
+    if (!raw)
+        return NULL;
+    PyObject *decl = PyImport_ImportModule("iolab.analysis.core_result");
+    PyObject *cls = decl ? PyObject_GetAttrString(decl, "CoreResult") : NULL;
+    PyObject *typed = cls ? PyObject_CallMethod(cls, "from_core", "O", raw) : NULL;
+    Py_XDECREF(cls);
+    Py_XDECREF(decl);
+    Py_DECREF(raw);
+    return typed;
+}
+
 static PyObject *Job_trace_count(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
@@ -455,7 +471,9 @@ static PyMethodDef Job_methods[] = {
      "progress()\n--\n\n(read_ios, write_ios, read_bytes, write_bytes, phase); phase 0 setup, 1 ramp, "
      "2 measuring, 3 done. Counters restart at 0 when the ramp ends."},
     {"result", (PyCFunction)Job_result, METH_NOARGS,
-     "result()\n--\n\nThe raw result dict (DESIGN.md section 3), after run() returned."},
+     "result()\n--\n\nThe typed result (iolab.analysis.core_result.CoreResult), after run() returned."},
+    {"raw_result", (PyCFunction)Job_raw_result, METH_NOARGS,
+     "raw_result()\n--\n\nThe same result as a plain dict (DESIGN.md section 3), after run() returned."},
     {"thread_id", (PyCFunction)Job_thread_id, METH_NOARGS,
      "thread_id()\n--\n\nKernel thread id of the thread inside run() (0 before run() started)."},
     {"_set_trace", (PyCFunction)Job_set_trace, METH_O,

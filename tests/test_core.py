@@ -184,7 +184,7 @@ def run_job(
     if trace:
         job._set_trace(buf)
     job.run()
-    res = job.result()
+    res = job.raw_result()
     recs = [TRACE.unpack_from(buf, i * TRACE.size) for i in range(job._trace_count())]
     return res, recs
 
@@ -334,12 +334,12 @@ def test_run_once_and_result_order(ddir: Path) -> None:
         job = _core.Job(make_config(io_size=16 * BS), [(fd, 0, 16 * BS)])
         assert job.progress() == (0, 0, 0, 0, 0)
         with pytest.raises(RuntimeError, match="not been called"):
-            job.result()
+            job.raw_result()
         job.run()
         with pytest.raises(RuntimeError, match="once"):
             job.run()
         assert job.progress() == (16, 0, 16 * BS, 0, 3)
-        assert job.result()["ddir"]["read"]["ios"] == 16
+        assert job.raw_result()["ddir"]["read"]["ios"] == 16
 
 
 def check_hist(h: dict[str, Any], count: int) -> None:
@@ -722,7 +722,7 @@ def test_ramp_not_counted_time_based(ddir: Path) -> None:
             time.sleep(0.02)
         t.join()
         wall = time.monotonic() - t0
-    res = job.result()
+    res = job.raw_result()
     assert res["ramp_done"] is True
     assert 0.45 * S <= res["runtime_ns"] <= 0.55 * S
     assert 0.85 <= wall <= 1.3
@@ -823,7 +823,7 @@ def test_stop_from_another_thread(ddir: Path) -> None:
         assert time.monotonic() - t0 < 0.5
     assert p1[4] == p2[4] == 2
     assert 0 < p1[0] < p2[0] and p2[2] == p2[0] * BS
-    res = job.result()
+    res = job.raw_result()
     assert res["stopped"] is True and res["error"] == 0
     assert 0.3 * S <= res["runtime_ns"] <= 1.0 * S
     rd = res["ddir"]["read"]
@@ -837,7 +837,7 @@ def test_stop_before_run_and_during_ramp(ddir: Path) -> None:
         job = _core.Job(make_config(io_size=64 * BS), [(fd, 0, 64 * BS)])
         job.stop()
         job.run()
-        res = job.result()
+        res = job.raw_result()
         assert res["stopped"] is True and res["ddir"]["read"]["ios"] == 0
 
         job = _core.Job(
@@ -849,7 +849,7 @@ def test_stop_before_run_and_during_ramp(ddir: Path) -> None:
         assert job.progress()[4] == 1
         job.stop()
         t.join(5)
-        res = job.result()
+        res = job.raw_result()
     assert res["stopped"] is True and res["ramp_done"] is False
     assert res["runtime_ns"] == 0 and res["ddir"]["read"]["ios"] == 0 and res["samples"] == []
 

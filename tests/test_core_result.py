@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from iolab import _core
 from iolab.analysis.core_result import CoreDir, CoreResult, Sample, design_table
 from iolab.analysis.synthetic import synthetic_raw, synthetic_result
 from test_core import BS, ddir, make_config, make_file, opened, run_job
@@ -103,3 +104,16 @@ def test_key_access_reads_the_mapping_form() -> None:
     assert "iops_samples" not in typed.to_core()
     with pytest.raises(KeyError):
         typed["iops"]
+
+
+def test_job_result_is_the_typed_result(ddir: Path) -> None:
+    """`_core.Job.result()` hands back the declared type itself; raw_result() is its mapping form."""
+    path = make_file(ddir / "f", 16 * BS)
+    with opened(path, os.O_RDONLY) as fd:
+        job = _core.Job(make_config(io_size=16 * BS), [(fd, 0, 16 * BS)])
+        job.run()
+        typed = job.result()
+        raw = job.raw_result()
+    assert isinstance(typed, CoreResult)
+    assert typed == CoreResult.from_core(raw)
+    assert typed.ddir.read.ios == 16 and typed.stopped is False

@@ -223,7 +223,7 @@ def test_iodepth_is_reached_in_the_kernel(engine: int, loop_dev: str) -> None:
         finally:
             done.set()
             t.join()
-    res = job.result()
+    res = job.raw_result()
     assert res["error"] == 0, res["error_msg"]
     assert res["depth"]["max_inflight"] == 16
     level = res["depth"]["level"]
@@ -422,14 +422,14 @@ def test_cpu_time_covers_only_the_measured_phase(direct_dir: Path) -> None:
         )
         t0 = time.thread_time_ns()
         job.run()  # busy ramp, busy measurement (to compare)
-        busy = job.result()
+        busy = job.raw_result()
         cost = time.thread_time_ns() - t0
         # the same busy ramp, then 1 s at 20 IOPS
         job = _core.Job(
             make_config(random=1, time_based=1, ramp_ns=S, runtime_ns=S, io_size=1024 * BS,
                         rate_bps=[20 * BS, 0]), [(fd, 0, 1024 * BS)])  # fmt: skip
         job.run()
-        idle = job.result()
+        idle = job.raw_result()
     busy_cpu = busy["usr_ns"] + busy["sys_ns"]
     idle_cpu = idle["usr_ns"] + idle["sys_ns"]
     assert busy_cpu <= cost  # a part of the thread's time, not more

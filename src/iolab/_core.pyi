@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any, Final, final
 
-from iolab.analysis.core_result import RawResult
+from iolab.analysis.core_result import CoreResult, RawResult
 
 HIST_SUB_BITS: Final[int]
 """Sub-bucket bits S of the latency histogram (7)."""
@@ -59,10 +59,11 @@ class Job:
     def progress(self) -> tuple[int, int, int, int, int]:
         """``(read_ios, write_ios, read_bytes, write_bytes, phase)``; phase 0 setup, 1 ramp,
         2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
-    def result(self) -> RawResult:
-        """The raw result: the mapping form of ``iolab.analysis.core_result.CoreResult``, its one declaration
-        (``CoreResult.from_core()`` types it; DESIGN.md section 3 shows it). RuntimeError until run() has
-        returned."""
+    def result(self) -> CoreResult:
+        """The typed result, built by ``iolab.analysis.core_result``, the one declaration of its shape
+        (DESIGN.md section 3 shows it). RuntimeError until run() has returned."""
+    def raw_result(self) -> RawResult:
+        """The same result as the plain mapping the core builds (``CoreResult.to_core()``'s form)."""
     def thread_id(self) -> int:
         """Kernel thread id of the thread inside run() (0 before run() started)."""
     def _set_trace(self, buffer: bytearray | memoryview | None, /) -> None:

@@ -395,7 +395,7 @@ class _Worker(threading.Thread):
                     job.stop()  # run() then returns at once with an empty, valid result
             job.run()
             self.check_iowq()  # the workers outlive the run until the ring is closed
-            raw = CoreResult.from_core(job.result())
+            raw = job.result()
             error_msg = name_files(raw.error_msg, paths) if raw.error_msg else raw.error_msg
             # idle: doing nothing was the plan, not an interruption
             stopped = False if idle and not self._cancel.is_set() else raw.stopped
