@@ -114,6 +114,12 @@ def test_target_002_stacked_device(loop_device: str) -> None:
     ev = evidence(found, "IOL-TARGET-002")
     assert ev["chain"].startswith(os.path.basename(loop_device) + "(loop)")
     assert ev["lowest_devices"], "the device under the backing file is named"
+    # reading: the disk below is suggested as it is; writing: only as a spare disk
+    [read_fix] = [f.fix for f in found if f.code == "IOL-TARGET-002"]
+    assert read_fix.endswith("to measure the device itself")
+    found = pre_run([jobdef(**good_values(loop_device, rw="randwrite"))])
+    [write_fix] = [f.fix for f in found if f.code == "IOL-TARGET-002"]
+    assert "if it is a spare disk" in write_fix and "destroys" in write_fix
 
 
 def test_target_003_loop_without_direct_io(direct_dir: Path) -> None:

@@ -180,7 +180,13 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
                         f"filename={lowest[-1].path}" if lowest else "filename=/dev/<the physical device>",
                         "filename",
                     )
-                    + " to measure the device itself",
+                    + " to measure the device itself"
+                    # the disk below a stack usually holds a system's data: never hint a write there lightly
+                    + (
+                        ", if it is a spare disk: this job writes, and a write destroys what a device holds"
+                        if any(c.modifies for c in clones) and lowest
+                        else ""
+                    ),
                     job=job.name,
                     severity="info" if own else None,
                 )
