@@ -79,6 +79,8 @@ class PerOperation(Filter):
         return f"operations: {', '.join(_PER_OP_KEYS)}"
 
     async def before(self, op: str) -> None:
+        """The hook every per-operation filter defines (delay sleeps, error-rate may raise): run before `op`
+        ("read", "write", ...) is passed on. This base class is never used as a filter itself."""
         raise NotImplementedError
 
     async def pread(self, offset: int, length: int) -> Buffer:
