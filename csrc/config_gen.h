@@ -19,7 +19,7 @@ struct iol_config {
     uint32_t magic;
     /* sizeof(struct iol_config); checked by C */
     uint32_t size;
-    /* 0 = psync, 1 = libaio, 2 = io_uring (enum iol_engine_id) */
+    /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = mmap, 4 = libpmem (enum iol_engine_id) */
     uint32_t engine;
     /* bit0 = reads, bit1 = writes */
     uint32_t ddir_mask;
@@ -259,7 +259,9 @@ enum iol_engine_id {
     IOL_ENGINE_PSYNC = 0,
     IOL_ENGINE_LIBAIO = 1,
     IOL_ENGINE_IO_URING = 2,
-    IOL_ENGINE_COUNT = 3,
+    IOL_ENGINE_MMAP = 3,
+    IOL_ENGINE_LIBPMEM = 4,
+    IOL_ENGINE_COUNT = 5,
 };
 
 /* cfg->engine_flags */
@@ -271,12 +273,17 @@ enum iol_engine_id {
 #define IOL_EF_HIPRI 0x20u /* io_uring: polled completions (IORING_SETUP_IOPOLL) */
 #define IOL_EF_NONVECTORED 0x40u /* io_uring: force IORING_OP_READ/WRITE */
 #define IOL_EF_VECTORED 0x80u /* io_uring: force IORING_OP_READV/WRITEV (nonvectored=0) */
+#define IOL_EF_MADVISE 0x100u /* mmap: fadvise_hint is on: madvise the mapping random or sequential by the pattern */
+#define IOL_EF_SYNC_IO 0x200u /* libpmem: sync=1 (or dsync): drain after every write */
+#define IOL_EF_THP 0x400u /* mmap: thp=1: MAP_PRIVATE mapping advised MADV_HUGEPAGE, as fio */
 
 /* X-macro over the engines: (id, vtable defined in csrc/engine_<name>.c, most I/Os in flight) */
 #define IOL_ENGINE_LIST(X) \
     X(IOL_ENGINE_PSYNC, iol_engine_psync, 65535u) \
     X(IOL_ENGINE_LIBAIO, iol_engine_libaio, 65535u) \
     X(IOL_ENGINE_IO_URING, iol_engine_io_uring, 65535u) \
+    X(IOL_ENGINE_MMAP, iol_engine_mmap, 65535u) \
+    X(IOL_ENGINE_LIBPMEM, iol_engine_libpmem, 65535u) \
 
 
 _Static_assert(sizeof(struct iol_config) == 5360, "iol_config size");

@@ -254,6 +254,11 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         mode = str(v["rw"])
         if mode not in MODES:
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} is not supported yet")
+        if v.get("file_append") and not SUPPORTED_ENGINES[engine].extends_files:
+            raise PlanError(
+                f"{_where(jd, 'file_append')}: ioengine={engine} cannot extend a file (it writes through a "
+                "mapping of the file's current size), so file_append cannot work, as in fio; drop file_append"
+            )
         reads, writes, random = MODES[mode]
         if writes and v.get("readonly"):
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} writes but readonly=1 is set")

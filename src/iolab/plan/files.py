@@ -18,6 +18,7 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from iolab.ioengines import spec_of
 
 M32 = 0xFFFFFFFF
 M64 = (1 << 64) - 1
