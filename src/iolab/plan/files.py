@@ -18,6 +18,7 @@ import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
 from iolab.ioengines import spec_of
 
 M32 = 0xFFFFFFFF
@@ -378,7 +379,10 @@ def layout_spec(values: Mapping[str, Any], reads: bool, writes: bool) -> LayoutS
     """fio's extend_file decisions for a job (fio turns overwrite on for every job that reads)."""
     append = bool(values.get("file_append"))
     overwrite = bool(values.get("overwrite")) or reads
-    write_data = reads or (writes and overwrite and not append)
+    spec = spec_of(str(values.get("ioengine") or "psync"))
+    # fio lays a writer's file out whole when its engine cannot extend a file (FIO_NOEXTEND: mmap)
+    cannot_extend = spec is not None and not spec.extends_files
+    write_data = reads or (writes and ((overwrite and not append) or cannot_extend))
     mode = str(values.get("fallocate") or "native")
     return LayoutSpec(
         write_data=write_data,
