@@ -35,7 +35,9 @@ def tmpfs() -> Iterator[Path]:
         top.rmdir()
 
 
-def iolab_run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | None, str]:
+def iolab_run(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any] | None, str]:
     """`iolab run ARGS --output-format=json` in cwd: exit code, the JSON (None if none), stderr."""
     proc = subprocess.run(
         [*IOLAB, "run", *args, "--output-format=json"],

@@ -47,7 +47,9 @@ pytestmark = pytest.mark.skipif(not _version_ok(), reason="needs fio 3.33 on PAT
     ids=lambda o: " ".join(o),
 )
 def test_mmap_counts_and_files_as_fio(tmpfs: Path, opts: list[str]) -> None:
-    fio, iolab = run_both(tmpfs, "--name=j", "--ioengine=mmap", "--filename=f", *opts, prep=_prefill("f", 64 << 10))
+    fio, iolab = run_both(
+        tmpfs, "--name=j", "--ioengine=mmap", "--filename=f", *opts, prep=_prefill("f", 64 << 10)
+    )
     assert_same(fio, iolab, jobs=False)
     if fio.rc == 0:
         assert_same_counts(fio.out, iolab.out, mixed="--rw=randrw" in opts)
@@ -83,7 +85,9 @@ def test_mmap_writes_the_data_psync_writes(tmpfs: Path) -> None:
 
 
 def test_mmap_reports_its_setup(tmpfs: Path) -> None:
-    rc, out, err = iolab_run(tmpfs, "--name=j", "--ioengine=mmap", "--rw=randread", "--size=1m", "--filename=f")
+    rc, out, err = iolab_run(
+        tmpfs, "--name=j", "--ioengine=mmap", "--rw=randread", "--size=1m", "--filename=f"
+    )
     assert rc == 0, err
     assert setup_line(out) == "mmap: 1 file(s) mapped whole (1048576 bytes), MAP_SHARED, madvise random"
 
@@ -99,7 +103,9 @@ def test_mmap_refuses_file_append(tmpfs: Path) -> None:
 
 def test_mmap_io_past_the_end_of_a_device_sized_file_fails_cleanly(tmpfs: Path) -> None:
     # a character device cannot be mapped: a clear error, no crash
-    rc, out, err = iolab_run(tmpfs, "--name=j", "--ioengine=mmap", "--rw=read", "--size=64k", "--filename=/dev/zero")
+    rc, _out, err = iolab_run(
+        tmpfs, "--name=j", "--ioengine=mmap", "--rw=read", "--size=64k", "--filename=/dev/zero"
+    )
     assert rc != 0
     assert "ioengine=mmap" in err and "Traceback" not in err
 
@@ -153,7 +159,9 @@ def test_mmap_syncs_and_advice_as_fio(tmpfs: Path, args: list[str]) -> None:
 def test_mmap_job_files_unchanged_by_a_read_job(tmpfs: Path) -> None:
     data = bytes(range(256)) * 1024
     (tmpfs / "f").write_bytes(data)
-    rc, out, err = iolab_run(tmpfs, "--name=j", "--ioengine=mmap", "--rw=randread", "--size=256k", "--filename=f")
+    rc, out, err = iolab_run(
+        tmpfs, "--name=j", "--ioengine=mmap", "--rw=randread", "--size=256k", "--filename=f"
+    )
     assert rc == 0, err
     assert counts(out) == [(0, 256 << 10, 64, 0, 0, 0)]
     assert (tmpfs / "f").read_bytes() == data

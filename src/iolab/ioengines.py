@@ -235,11 +235,11 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         options=(
             EngineOption(
                 "thp",
-                "mmap: 1 maps the files MAP_PRIVATE and advises MADV_HUGEPAGE (writes stay in private memory)",
+                "mmap: 1 maps the files MAP_PRIVATE and advises MADV_HUGEPAGE (writes stay in memory)",
                 "int",
                 0,
-                note="engine-specific: only with ioengine=mmap; as in fio, thp=1 makes the mapping private, so"
-                " writes never reach the file",
+                note="engine-specific: only with ioengine=mmap; as in fio, thp=1 makes the mapping"
+                " private, so writes never reach the file",
                 minval=0,
                 sets_flags=((True, ("THP",)),),
             ),

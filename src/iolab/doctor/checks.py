@@ -675,7 +675,9 @@ def check_pmem(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
                     "lives in the page cache, the engine falls back to msync, and the numbers are "
                     "page-cache numbers, not pmem",
                     {"path": f.path, "fstype": info.fstype or "", "dax": False, "how": how},
-                    job.fix("filename= a file on a file system mounted with -o dax on a pmem device", "filename"),
+                    job.fix(
+                        "filename= a file on a file system mounted with -o dax on a pmem device", "filename"
+                    ),
                     job=job.name,
                 )
             )
