@@ -243,3 +243,17 @@ def test_libpmem_on_real_dax() -> None:
         assert f"flush={_expected_flush()}+sfence" in line
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_libpmem_setup_line_in_the_normal_output(tmpfs: Path) -> None:
+    proc = subprocess.run(
+        [*IOLAB, "run", "--name=j", "--ioengine=libpmem", "--rw=randwrite", "--size=256k", "--filename=f"],
+        cwd=tmpfs, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("  engine       : ")]
+    assert lines == [
+        "  engine       : libpmem: mode=page-cache"
+        f" (MAP_SYNC refused: {os.strerror(95)}; msync at sync points) on 1 of 1 file(s), flush={_expected_flush()}+sfence, copy=temporal+flush (direct=0),"
+        " drain=at fsync, 262144 bytes mapped"
+    ]

@@ -118,6 +118,8 @@ class EngineSpec:
     extends_files: bool = True
     #: ``engine_flags`` this engine takes from fio's general options (see :data:`JOB_FLAGS`)
     job_flags: tuple[str, ...] = ()
+    #: the normal output shows the engine's setup line (what it chose changes what the numbers mean)
+    setup_in_text: bool = False
 
     @property
     def c_name(self) -> str:
@@ -232,6 +234,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         needs_direct_alignment=False,
         extends_files=False,
         job_flags=("MADVISE",),
+        setup_in_text=True,
         options=(
             EngineOption(
                 "thp",
@@ -253,6 +256,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         needs_direct_alignment=False,
         extends_files=False,
         job_flags=("SYNC_IO",),
+        setup_in_text=True,
     ),
 )
 
