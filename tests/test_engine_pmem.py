@@ -255,5 +255,6 @@ def test_libpmem_setup_line_in_the_normal_output(tmpfs: Path) -> None:
     assert lines == [
         "  engine       : libpmem: mode=page-cache"
         f" (MAP_SYNC refused: {os.strerror(95)}; msync at sync points) on 1 of 1 file(s),"
-        f" flush={_expected_flush()}+sfence, copy=temporal+flush (direct=0), drain=at fsync, 262144 bytes mapped"
+        f" flush={_expected_flush()}+sfence, copy=temporal+flush (direct=0), drain=at fsync,"
+        " 262144 bytes mapped"
     ]
