@@ -59,6 +59,9 @@ DEFAULTS: dict[str, int | list[int]] = {
     "bssplit_bs": [],
     "bssplit_perc": [],
     "max_bs": BS,
+    "trim_bs": BS,
+    "trim_blockalign": 0,
+    "trimwrite": 0,
     "iodepth_batch_submit": 1,
     "iodepth_batch_complete_min": 1,
     "iodepth_batch_complete_max": 1,
@@ -332,13 +335,13 @@ def test_run_once_and_result_order(ddir: Path) -> None:
     path = make_file(ddir / "f", 16 * BS)
     with opened(path, os.O_RDONLY) as fd:
         job = _core.Job(make_config(io_size=16 * BS), [(fd, 0, 16 * BS)])
-        assert job.progress() == (0, 0, 0, 0, 0)
+        assert job.progress() == (0, 0, 0, 0, 0, 0, 0)
         with pytest.raises(RuntimeError, match="not been called"):
             job.raw_result()
         job.run()
         with pytest.raises(RuntimeError, match="once"):
             job.run()
-        assert job.progress() == (16, 0, 16 * BS, 0, 3)
+        assert job.progress() == (16, 0, 16 * BS, 0, 3, 0, 0)
         assert job.raw_result()["ddir"]["read"]["ios"] == 16
 
 
@@ -417,7 +420,7 @@ def test_result_shape(ddir: Path) -> None:
     assert rd["ios"] + wr["ios"] == 32
     assert sy["bytes"] == 0
     points = _fio_sync_points([t[3] for t in tr if t[3] != 2], 4)
-    assert sy["ios"] == len(points) and [i for i, t in enumerate(tr) if t[3] == 2] == points
+    assert sy["ios"] == len(points) and [i for i, t in enumerate(tr) if t[3] == 3] == points
     for key in ("usr_ns", "sys_ns", "ctx", "majf", "minf"):
         assert isinstance(res[key], int) and res[key] >= 0
     last = res["samples"][-1]

@@ -56,7 +56,7 @@ class Job:
         """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""
     def stop(self) -> None:
         """Thread-safe; run() returns soon after (after the I/O in progress) and results stay valid."""
-    def progress(self) -> tuple[int, int, int, int, int]:
+    def progress(self) -> tuple[int, int, int, int, int, int, int]:
         """``(read_ios, write_ios, read_bytes, write_bytes, phase)``; phase 0 setup, 1 ramp,
         2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
     def result(self) -> CoreResult:

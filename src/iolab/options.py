@@ -552,7 +552,8 @@ _add(
     ),
     suffix_key="rw_modifier",
     supported=True,
-    note="trim, randtrim, trimwrite and randtrimwrite are parsed but not implemented",
+    note="trim, randtrim, trimwrite, randtrimwrite: BLKDISCARD on block devices, a punched hole"
+    " (fallocate PUNCH_HOLE|KEEP_SIZE) in regular files, where fio 3.33 fails the trim",
     quirks="':N' after a sequential pattern adds N bytes after every I/O and stops at the end of the"
     " file; a negative N goes backwards and wraps to the end. After a random pattern every N-th I/O"
     " takes a random offset and the others continue from the previous one. fio reads 'randread:'"

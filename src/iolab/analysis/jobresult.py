@@ -265,7 +265,7 @@ def job_result(
     want_iops = float(sample_interval_ms if iops_interval_ms is None else iops_interval_ms)
     raw_iops = core.iops_samples
     iops_series = bw_series if raw_iops is None else _Series.read(raw_iops, runtime_ns, want_iops)
-    for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
+    for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4)), ("trim", (5, 6))):
         ds = dirs[d]
         if ds.ios == 0:
             continue

@@ -92,6 +92,8 @@ class Progress:
     write_bytes: int
     measuring: bool
     eta_s: float | None
+    trim_ios: int = 0
+    trim_bytes: int = 0
 
 
 @dataclass
@@ -645,14 +647,14 @@ def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> 
 
 
 def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:
-    totals = [0, 0, 0, 0]
+    totals = [0, 0, 0, 0, 0, 0]
     measuring = False
     for worker in running:
         job = worker.job
         if job is None:
             continue
-        r_ios, w_ios, r_bytes, w_bytes, phase = job.progress()
-        totals = [totals[0] + r_ios, totals[1] + w_ios, totals[2] + r_bytes, totals[3] + w_bytes]
+        r_ios, w_ios, r_bytes, w_bytes, phase, t_ios, t_bytes = job.progress()
+        totals = [a + b for a, b in zip(totals, (r_ios, w_ios, r_bytes, w_bytes, t_ios, t_bytes), strict=True)]
         measuring = measuring or phase == 2
     return Progress(
         elapsed_s=elapsed,
@@ -665,4 +667,6 @@ def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float,
         write_bytes=totals[3],
         measuring=measuring,
         eta_s=_eta(running, now),
+        trim_ios=totals[4],
+        trim_bytes=totals[5],
     )
