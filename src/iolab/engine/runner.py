@@ -654,7 +654,8 @@ def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float,
         if job is None:
             continue
         r_ios, w_ios, r_bytes, w_bytes, phase, t_ios, t_bytes = job.progress()
-        totals = [a + b for a, b in zip(totals, (r_ios, w_ios, r_bytes, w_bytes, t_ios, t_bytes), strict=True)]
+        now_counts = (r_ios, w_ios, r_bytes, w_bytes, t_ios, t_bytes)
+        totals = [a + b for a, b in zip(totals, now_counts, strict=True)]
         measuring = measuring or phase == 2
     return Progress(
         elapsed_s=elapsed,

@@ -307,9 +307,7 @@ def _check_trim_job(jd: JobDef) -> None:
         raise PlanError(f"{_where(jd, 'max_latency')}: max_latency with rw={mode} is not supported yet")
     perc = v.get("percentage_random_trim")
     if perc is not None and int(perc) != 100:
-        raise PlanError(f"{_where(jd, 'percentage_random')}: percentage_random for trims is not supported yet")
-    if v.get("verify") not in (None, "0", 0, "none"):
-        raise PlanError(f"{_where(jd, 'verify')}: verify with rw={mode} is not supported")
+        raise PlanError(f"{_where(jd, 'percentage_random')}: percentage_random for trims is not supported")
 
 
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
@@ -344,7 +342,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} writes but readonly=1 is set")
         bs_min, bs_max, align = _block_sizes(v, "bsrange" in jd.set_at)
         split_n, split_bs, split_perc = _bssplit(v)
-        max_bs = max([*bs_max, *split_bs])
+        max_bs = max([*bs_max, *split_bs, _trim_bs(v) if trims else 0])
         numjobs = int(v.get("numjobs") or 1)
         engine_cfg, engine_notes = _engine_config(jd, engine, reads, writes)
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
