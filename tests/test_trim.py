@@ -46,8 +46,8 @@ def allocated(path: Path) -> int:
 def test_trim_punches_holes_in_a_file(tmp_path: Path, engine: str) -> None:
     path = write_random(tmp_path / "data", 4 * MiB)
     assert allocated(path) >= 4 * MiB
-    job = run_json("--name=t", f"--filename={path}", "--rw=trim", "--bs=64k", "--size=4m", f"--ioengine={engine}",
-                   "--iodepth=4")  # fmt: skip
+    job = run_json("--name=t", f"--filename={path}", "--rw=trim", "--bs=64k", "--size=4m",
+                   f"--ioengine={engine}", "--iodepth=4")  # fmt: skip
     assert counts(job) == {"read": (0, 0), "write": (0, 0), "trim": (64, 4 * MiB)}
     assert job["error"] == 0 and job["trim"]["iops"] > 0 and job["trim"]["bw_bytes"] > 0
     assert job["trim"]["lat_ns"]["N"] == 64
@@ -98,8 +98,9 @@ def test_trim_block_size_is_bs_third_value(tmp_path: Path) -> None:
 def test_trim_options_iolab_does_not_apply_are_refused(tmp_path: Path) -> None:
     path = sparse(tmp_path / "data", MiB)
     base = ["--name=t", f"--filename={path}", "--rw=trim", "--size=1m"]
-    for extra, word in (("--rate=1m", "rate"), ("--rate_iops=10", "rate_iops"), ("--bsrange=4k-8k", "bsrange"),
-                        ("--bssplit=4k/50:8k/50", "bssplit"), ("--max_latency=1s", "max_latency")):  # fmt: skip
+    refused = [("--rate=1m", "rate"), ("--rate_iops=10", "rate_iops"), ("--bsrange=4k-8k", "bsrange"),
+               ("--bssplit=4k/50:8k/50", "bssplit"), ("--max_latency=1s", "max_latency")]  # fmt: skip
+    for extra, word in refused:
         r = iolab_run(*base, extra)
         assert r.returncode != 0 and word in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
     # a rate for reads and writes only leaves trims alone: accepted
@@ -116,7 +117,9 @@ def test_an_engine_spec_without_trim_gets_trim_jobs_refused(monkeypatch: pytest.
     spec = plan.SUPPORTED_ENGINES["psync"]
     monkeypatch.setitem(plan.SUPPORTED_ENGINES, "psync", EngineSpec(spec.name, spec.engine_id, spec.note))
     jobs = parse_text("[t]\nfilename=/nonexistent/x\nrw=randtrim\nsize=1m\n")
-    with pytest.raises(plan.PlanError, match="rw=randtrim needs an engine that trims; ioengine=psync does not"):
+    with pytest.raises(
+        plan.PlanError, match="rw=randtrim needs an engine that trims; ioengine=psync does not"
+    ):
         plan.build_plan(jobs)
 
 
@@ -167,7 +170,9 @@ def test_counts_match_fio(fio: str, mode: str, bs: str, tmp_path: Path) -> None:
         assert counts(ours) == counts(fio_job)
         assert counts(ours)["trim"][0] > 0
         # the trim block carries fio's keys, with fio's types
-        assert {k: type(v) for k, v in ours["trim"].items()} == {k: type(v) for k, v in fio_job["trim"].items()}
+        assert {k: type(v) for k, v in ours["trim"].items()} == {
+            k: type(v) for k, v in fio_job["trim"].items()
+        }
 
 
 # -------------------------------------------------------------------------------------------- safety
@@ -181,8 +186,10 @@ def test_trim_on_a_loop_device_with_a_file_system_is_refused(tmp_path: Path) -> 
         job = ["--name=t", f"--filename={dev}", "--rw=trim", "--bs=1m", "--size=8m"]
         r = iolab_run(*job)
         assert r.returncode == 1 and r.stdout == "", r.stderr
-        assert "refusing to run" in r.stderr and "IOL-SAFE" in r.stderr and f"--allow-destroy=" in r.stderr
+        assert "refusing to run" in r.stderr and "IOL-SAFE" in r.stderr and "--allow-destroy=" in r.stderr
         assert image.read_bytes() == before, "nothing was trimmed"
         r = iolab_run(*job, f"--allow-destroy={dev}")
         assert r.returncode == 0, r.stderr
-        assert image.read_bytes()[: 8 * MiB] != before[: 8 * MiB], "the trims went through (loop punches holes)"
+        assert image.read_bytes()[: 8 * MiB] != before[: 8 * MiB], (
+            "the trims went through (loop punches holes)"
+        )

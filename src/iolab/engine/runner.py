@@ -35,6 +35,7 @@ from typing import Any
 from iolab import _core, interrupt
 from iolab.analysis.core_result import CoreResult
 from iolab.engine.config import ENGINE_PSYNC, pack_config
+from iolab.engine.steadystate import SteadyState
 from iolab.plan import FilePlan, JobPlan, RunPlan
 from iolab.plan.anchor import Anchors
 from iolab.plan.layout import LayoutError, layout_file
@@ -53,6 +54,8 @@ class WorkerOutcome:
     iowq_workers: int = 0
     #: what fio would print as information while setting the job up (a cache drop that failed)
     notes: list[str] = field(default_factory=list)
+    #: steadystate= (ss_dur set): the runner's per-second checks and their outcome
+    steadystate: SteadyState | None = None
 
 
 def iowq_workers(tid: int) -> int:
@@ -281,7 +284,7 @@ def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
 class _Worker(threading.Thread):
     def __init__(self, plan: JobPlan, cancel: threading.Event, anchors: Anchors) -> None:
         super().__init__(name=f"iolab-{plan.name}.{plan.jobnum}", daemon=True)
-        self.outcome = WorkerOutcome(plan)
+        self.outcome = WorkerOutcome(plan, steadystate=SteadyState.from_options(plan.options))
         self._anchors = anchors
         self.job: _core.Job | None = None
         self._cancel = cancel
@@ -616,6 +619,8 @@ def _schedule(
             next_iowq = now + 0.5
             for worker in running:
                 worker.check_iowq()
+        for worker in running:
+            _check_steadystate(worker, now)
         if on_progress is not None and now >= next_progress:
             next_progress = now + progress_interval_s
             on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
@@ -626,6 +631,23 @@ def _schedule(
         signal=signum,
         phases=phases,
     )
+
+
+def _check_steadystate(worker: _Worker, now: float) -> None:
+    """steadystate=: once a second, from the job's live counters; the job is stopped when it settled."""
+    ss = worker.outcome.steadystate
+    job = worker.job
+    if ss is None or job is None or ss.attained or (ss.started and not ss.due(now)):
+        return
+    r_ios, w_ios, r_bytes, w_bytes, phase, t_ios, t_bytes = job.progress()
+    ios, nbytes = r_ios + w_ios + t_ios, r_bytes + w_bytes + t_bytes
+    if not ss.started:
+        if phase in (1, 2):  # the job is doing I/O (ramp or measured): the clock starts
+            ss.start(now, ios, nbytes)
+        return
+    if phase == 2 or phase == 1:
+        if ss.sample(now, ios, nbytes):
+            job.stop()
 
 
 def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> None:

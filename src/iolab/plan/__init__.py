@@ -17,6 +17,7 @@ from typing import Any
 
 from iolab.abi import IGNORE_ERROR_MAX, POLL_MODES
 from iolab.analysis.model import error_types
+from iolab.engine.steadystate import SteadyState
 from iolab.ioengines import ENGINE_SPECS, EngineSpec, depth_cap_message, engine_flags
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
@@ -310,6 +311,26 @@ def _check_trim_job(jd: JobDef) -> None:
         raise PlanError(f"{_where(jd, 'percentage_random')}: percentage_random for trims is not supported")
 
 
+def _check_steadystate(jd: JobDef) -> None:
+    """steadystate=/ss_dur: a threshold fio takes, and no group-wide detection (not implemented)."""
+    v = jd.values
+    if "steadystate" in jd.set_at and v.get("steadystate_arg") is None:
+        raise PlanError(
+            f"{_where(jd, 'steadystate')}: steadystate={v['steadystate']} needs a threshold after the"
+            f" criterion (e.g. {v['steadystate']}:1% or {v['steadystate']}:10), as fio requires"
+        )
+    try:
+        ss = SteadyState.from_options(v)
+    except ValueError as exc:
+        raise PlanError(f"{_where(jd, 'steadystate')}: {exc}") from None
+    if ss is not None and v.get("group_reporting"):
+        raise PlanError(
+            f"{_where(jd, 'group_reporting')}: steadystate with group_reporting (fio judges the group's"
+            " summed IOPS or bandwidth) is not supported yet; without group_reporting each job is judged"
+            " on its own"
+        )
+
+
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     check_job_count(jobdefs)
     jobs: list[JobPlan] = []
@@ -321,6 +342,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} is not supported yet")
         if mode in TRIM_MODES:
             _check_trim_job(jd)
+        _check_steadystate(jd)
     clone_files = _setup_files(jobdefs)
     for pos, jd in enumerate(jobdefs):
         v = jd.values

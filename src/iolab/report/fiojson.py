@@ -290,6 +290,10 @@ def job_obj(
             "latency_ms": lb.ms,
         }
     )
+    if job.steadystate is not None:  # fio: after the latency buckets, for a job with ss_dur
+        j["steadystate"] = job.steadystate
+        if job.steadystate_iolab is not None:
+            j["iolab_steadystate"] = job.steadystate_iolab
     if o.continue_on_error:
         j["total_err"] = job.total_err
         j["first_error"] = job.first_error
