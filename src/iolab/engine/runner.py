@@ -645,9 +645,8 @@ def _check_steadystate(worker: _Worker, now: float) -> None:
         if phase in (1, 2):  # the job is doing I/O (ramp or measured): the clock starts
             ss.start(now, ios, nbytes)
         return
-    if phase == 2 or phase == 1:
-        if ss.sample(now, ios, nbytes):
-            job.stop()
+    if phase in (1, 2) and ss.sample(now, ios, nbytes):
+        job.stop()
 
 
 def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> None:
