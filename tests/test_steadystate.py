@@ -62,7 +62,8 @@ def test_normal_output_says_attained_and_how_long_it_took(tmp_path: Path) -> Non
     r = iolab_run(*job_args(path, "--rate_iops=200", "--runtime=20", "--ss=iops:10%", "--ss_dur=2"))
     assert r.returncode == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if x.startswith("  steadystate  : "))
-    assert line.startswith("  steadystate  : attained=yes, bw=") and ", iops=" in line and "iops mean dev=" in line
+    assert line.startswith("  steadystate  : attained=yes, bw=")
+    assert ", iops=" in line and "iops mean dev=" in line
     assert "steady state (iops) attained after" in r.stdout + r.stderr
     assert "job was stopped before it finished" not in r.stdout + r.stderr
 
