@@ -97,7 +97,9 @@ class SteadyState:
         if not self._ramp_over and now - self.started >= self.ramp_s + 1.0:
             self._ramp_over = True
         ms = max(1, int((now - self._prev_t) * 1000))
-        d_ios, d_bytes = max(0, ios - self._prev_ios), max(0, nbytes - self._prev_bytes)
+        # the counters start again at 0 when the job's ramp_time ends: then all of them are new
+        d_ios = ios - self._prev_ios if ios >= self._prev_ios else ios
+        d_bytes = nbytes - self._prev_bytes if nbytes >= self._prev_bytes else nbytes
         self._prev_t, self._prev_ios, self._prev_bytes = now, ios, nbytes
         if not self._ramp_over:
             return False

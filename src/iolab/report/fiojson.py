@@ -172,14 +172,14 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         "interval_ms": float(job.sample_interval_ms),
         "t_ns": list(job.sample_times_ns),
     }
-    for d in ("read", "write"):
+    for d in RW_DIRS:
         ds = job.dirs[d]
         if ds.sample_ios:
             series[d] = {"ios": list(ds.sample_ios), "bytes": list(ds.sample_bytes)}
     if job.iops_times_ns != job.sample_times_ns:
         # iopsavgtime differs from bwavgtime: the I/O counts of the IOPS intervals too
         iops: dict[str, Any] = {"interval_ms": float(job.iops_interval_ms), "t_ns": list(job.iops_times_ns)}
-        for d in ("read", "write"):
+        for d in RW_DIRS:
             if job.dirs[d].iops_ios:
                 iops[d] = {"ios": list(job.dirs[d].iops_ios)}
         series["iops"] = iops
