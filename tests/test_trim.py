@@ -155,14 +155,21 @@ MODES = ["trim", "randtrim", "trimwrite", "randtrimwrite"]
 
 
 @pytest.mark.parametrize(
-    ("mode", "bs"),
-    [*((m, "64k") for m in MODES), ("trimwrite", "64k,64k,128k"), ("randtrim", "4k"), ("trim", "8k,8k,16k")],
+    ("mode", "bs", "extra"),
+    [
+        *((m, "64k", "") for m in MODES),
+        ("trimwrite", "64k,64k,128k", ""),  # fio's pairing rule with unequal sizes: 127 writes, 64 trims
+        ("randtrim", "4k", ""),
+        ("trim", "8k,8k,16k", ""),
+        ("randtrimwrite", "16k", "ioengine=libaio\niodepth=8\nloops=2\n"),
+        ("trimwrite", "16k", "ioengine=io_uring\niodepth=8\nnumber_ios=100\n"),
+    ],
 )
-def test_counts_match_fio(fio: str, mode: str, bs: str, tmp_path: Path) -> None:
+def test_counts_match_fio(fio: str, mode: str, bs: str, extra: str, tmp_path: Path) -> None:
     need(os.geteuid() == 0, "needs root to hot-add a zram device")
     with hot_zram("64M") as dev:
         jobfile = tmp_path / "job.fio"
-        jobfile.write_text(f"[t]\nfilename={dev}\nsize=8m\nbs={bs}\nrw={mode}\ndirect=1\n")
+        jobfile.write_text(f"[t]\nfilename={dev}\nsize=8m\nbs={bs}\nrw={mode}\ndirect=1\n{extra}")
         theirs = subprocess.run([fio, "--output-format=json", str(jobfile)], capture_output=True, text=True)
         assert theirs.returncode == 0, theirs.stderr
         fio_job = json.loads(theirs.stdout)["jobs"][0]
