@@ -200,3 +200,21 @@ def test_trim_on_a_loop_device_with_a_file_system_is_refused(tmp_path: Path) -> 
         assert image.read_bytes()[: 8 * MiB] != before[: 8 * MiB], (
             "the trims went through (loop punches holes)"
         )
+
+
+def test_trim_on_a_loop_devices_backing_file_is_refused(tmp_path: Path) -> None:
+    """A punched hole in the backing file destroys the loop device's data: gated like a write."""
+    backing = write_random(tmp_path / "backing.img", 4 * MiB)
+    with attached(backing) as dev:
+        before = backing.read_bytes()
+        r = iolab_run("--name=t", f"--filename={backing}", "--rw=trim", "--bs=64k", "--size=4m")
+        assert r.returncode == 1 and "IOL-SAFE-006" in r.stderr and dev in r.stderr, r.stderr
+        assert backing.read_bytes() == before and allocated(backing) >= 4 * MiB
+
+
+@pytest.mark.parametrize("how", [["--readonly"], ["--readonly=1"]])
+def test_readonly_refuses_trims(tmp_path: Path, how: list[str]) -> None:
+    path = write_random(tmp_path / "data", MiB)
+    r = iolab_run(*how, "--name=t", f"--filename={path}", "--rw=randtrim", "--size=1m")
+    assert r.returncode == 1 and "readonly" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert allocated(path) >= MiB
