@@ -375,3 +375,21 @@ def test_registry_lists_the_fault_filters(tmp_path: Path) -> None:
             filters.build_filter("bit-rot:persist=on", backend)
     finally:
         backend.close()
+
+
+def test_python_api(tmp_path: Path, nbd_serve: Any) -> None:
+    img = image(tmp_path, MiB)
+    srv = nbd_serve(img, filters=["torn-write:keep=1k,id=torn"])
+    qemu_io(srv.uri, "write -P 0x55 0 4k")
+    assert [(e["offset"], e["landed"]["length"]) for e in srv.fault_log("torn")] == [(0, 1024)]
+    srv.fault_enable("torn", enabled=False)
+    qemu_io(srv.uri, "write -P 0x55 8k 4k")
+    assert region(img, 8 * KiB, 4 * KiB) == bytes([NEW]) * 4 * KiB
+    srv.fault_reset()
+    assert srv.faults("torn")[0]["injected"] == 0
+    ids = [srv.fault_add(f"lost-write:offset={i}M,length=4k") for i in range(63)]
+    assert ids[0] == "lost-write" and ids[1] == "lost-write#2" and len(set(ids)) == 63
+    with pytest.raises(Exception, match="64 fault filters already"):
+        srv.fault_add("lost-write")
+    srv.fault_remove("lost-write#2")
+    assert len(srv.faults(log=False)) == 63

@@ -66,7 +66,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="delay:write=5ms | error-rate:read=0.01,seed=1 | log:file=PATH | blkdebug:config=PATH; "
+        help="delay:write=5ms | error-rate:read=0.01,seed=1 | log:file=PATH | blkdebug:config=PATH | "
+        "lost-write:... | torn-write:... | misdirected-write:... | bit-rot:... (docs/nbd.md); "
         "the first is outermost",
     )
     p.add_argument(

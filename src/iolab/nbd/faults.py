@@ -21,6 +21,8 @@ from iolab.nbd.layers import Buffer, Filter, Layer, NBDError
 if TYPE_CHECKING:
     from iolab.nbd.blkdebug import BlkdebugState
 
+#: fault filters one export may hold (a control client adding them without end would slow every request)
+MAX_FAULT_FILTERS = 64
 #: injections kept in a filter's log (the oldest are dropped past it; `log_dropped` counts them)
 LOG_LIMIT = 10000
 

@@ -313,6 +313,11 @@ class Service:
         """faults, fault_enable, fault_disable, fault_reset, fault_add, fault_remove (faults.py)."""
         export = self._export(req)
         if cmd == "fault_add":
+            if len(faults.find_faults(export.top)) >= faults.MAX_FAULT_FILTERS:
+                raise NBDError(
+                    errno.EINVAL,
+                    f"export {export.name!r} has {faults.MAX_FAULT_FILTERS} fault filters already",
+                )
             try:
                 added = filters.build_filter(str(req["spec"]), export.top)
             except ValueError as exc:
