@@ -36,15 +36,18 @@ class FaultSpecError(ValueError):
 
 
 def parse_size(text: str, what: str, *, signed: bool = False) -> int:
-    """Bytes from `4096`, `4k`, `1M`, `2G` (binary units); `-1M` when signed."""
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    """Bytes from `4096`, `0x1000`, `4k`, `1M`, `2G` (binary units); `-1M` when signed."""
+    t = text.strip().lower()
     sign = 1
     if signed and t.startswith("-"):
         sign, t = -1, t[1:]
-    unit = t[-1:] if t[-1:] in _SIZE_UNITS and t[-1:] else ""
-    number = t[: len(t) - len(unit)]
     try:
-        value = int(number, 0) * _SIZE_UNITS[unit]
+        if t.startswith("0x"):
+            value = int(t[2:], 16)
+        else:
+            t = t.removesuffix("ib").removesuffix("b")
+            unit = t[-1:] if t[-1:] in ("k", "m", "g", "t") else ""
+            value = int(t[: len(t) - len(unit)], 10) * _SIZE_UNITS[unit]
     except ValueError:
         raise FaultSpecError(f"{what}: {text!r} is not a size (4096, 4k, 1M)") from None
     if value < 0:
