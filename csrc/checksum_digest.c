@@ -159,25 +159,36 @@ static void sha1_compress(void *state_, const uint8_t *block)
     for (int i = 16; i < 80; i++)
         w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4];
-    /* one loop per round function: no branch per step */
-#define SHA1_STEP(f, k)                                      \
-    do {                                                     \
-        uint32_t t = rol32(a, 5) + (f) + e + (k) + w[i];     \
-        e = d;                                               \
-        d = c;                                               \
-        c = rol32(b, 30);                                    \
-        b = a;                                               \
-        a = t;                                               \
+    /* one loop per round function (no branch per step), five steps per iteration renaming the
+     * variables instead of moving them */
+#define SHA1_STEP(a, b, c, d, e, f, k, i)                      \
+    do {                                                       \
+        e += rol32(a, 5) + (f) + (k) + w[i];                   \
+        b = rol32(b, 30);                                      \
     } while (0)
-    int i = 0;
-    for (; i < 20; i++)
-        SHA1_STEP((b & c) | (~b & d), 0x5a827999u);
-    for (; i < 40; i++)
-        SHA1_STEP(b ^ c ^ d, 0x6ed9eba1u);
-    for (; i < 60; i++)
-        SHA1_STEP((b & c) | (b & d) | (c & d), 0x8f1bbcdcu);
-    for (; i < 80; i++)
-        SHA1_STEP(b ^ c ^ d, 0xca62c1d6u);
+#define SHA1_FIVE(fn, k, i)                                    \
+    do {                                                       \
+        SHA1_STEP(a, b, c, d, e, fn(b, c, d), k, i);           \
+        SHA1_STEP(e, a, b, c, d, fn(a, b, c), k, i + 1);       \
+        SHA1_STEP(d, e, a, b, c, fn(e, a, b), k, i + 2);       \
+        SHA1_STEP(c, d, e, a, b, fn(d, e, a), k, i + 3);       \
+        SHA1_STEP(b, c, d, e, a, fn(c, d, e), k, i + 4);       \
+    } while (0)
+#define SHA1_CH(x, y, z) (((x) & (y)) | (~(x) & (z)))
+#define SHA1_PARITY(x, y, z) ((x) ^ (y) ^ (z))
+#define SHA1_MAJ(x, y, z) (((x) & (y)) | ((x) & (z)) | ((y) & (z)))
+    for (int i = 0; i < 20; i += 5)
+        SHA1_FIVE(SHA1_CH, 0x5a827999u, i);
+    for (int i = 20; i < 40; i += 5)
+        SHA1_FIVE(SHA1_PARITY, 0x6ed9eba1u, i);
+    for (int i = 40; i < 60; i += 5)
+        SHA1_FIVE(SHA1_MAJ, 0x8f1bbcdcu, i);
+    for (int i = 60; i < 80; i += 5)
+        SHA1_FIVE(SHA1_PARITY, 0xca62c1d6u, i);
+#undef SHA1_CH
+#undef SHA1_PARITY
+#undef SHA1_MAJ
+#undef SHA1_FIVE
 #undef SHA1_STEP
     s[0] += a;
     s[1] += b;
