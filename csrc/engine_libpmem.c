@@ -306,6 +306,12 @@ static int pmem_queue(void *state, struct iol_io *io)
         }
         return IOL_Q_COMPLETED;
     }
+    if (__builtin_expect(io->op != IOL_OP_READ && io->op != IOL_OP_WRITE, 0)) {
+        /* trims are refused at plan time (the spec does not say trim): never write for them */
+        io->error = EINVAL;
+        io->error_offset = io->offset;
+        return IOL_Q_COMPLETED;
+    }
     char *p = iol_map_at(&f->map, io);
     if (__builtin_expect(p == NULL, 0))
         return IOL_Q_COMPLETED;

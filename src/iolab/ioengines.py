@@ -120,6 +120,9 @@ class EngineSpec:
     job_flags: tuple[str, ...] = ()
     #: the normal output shows the engine's setup line (what it chose changes what the numbers mean)
     setup_in_text: bool = False
+    #: does trims (rw=trim, randtrim, trimwrite, randtrimwrite): the C engine handles IOL_OP_TRIM; an engine
+    #: without it gets those jobs refused
+    trim: bool = False
 
     @property
     def c_name(self) -> str:
@@ -134,6 +137,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         engine_id=0,
         note="",
         runs_as=(("sync", "run with pread/pwrite (psync); results are equivalent"),),
+        trim=True,
     ),
     EngineSpec(
         name="libaio",
@@ -141,6 +145,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         note="io_submit/io_getevents system calls, no libaio library",
         is_async=True,
         polling=True,
+        trim=True,
         buffered_depth_note="ioengine=libaio without direct=1: Linux does buffered I/O synchronously inside "
         "io_submit, so the iodepth is not reached (use direct=1)",
         options=(
@@ -162,6 +167,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         note="io_uring system calls and mmapped rings, no liburing",
         is_async=True,
         polling=True,
+        trim=True,
         options=(
             EngineOption(
                 "fixedbufs",
