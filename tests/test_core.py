@@ -695,8 +695,13 @@ def test_iops_samples_at_their_own_interval(ddir: Path) -> None:
     path = make_file(ddir / "f", 64 * BS)
     with opened(path, os.O_RDONLY) as fd:
         res, _ = run_job(
-            make_config(time_based=1, runtime_ns=S, io_size=64 * BS, sample_interval_ns=100 * MS,
-                        iops_interval_ns=30 * MS),
+            make_config(
+                time_based=1,
+                runtime_ns=S,
+                io_size=64 * BS,
+                sample_interval_ns=100 * MS,
+                iops_interval_ns=30 * MS,
+            ),
             [(fd, 0, 64 * BS)],
         )
     rd = res["ddir"]["read"]
@@ -930,8 +935,14 @@ def test_continue_on_error_counts_errors_and_meets_the_deadline(ddir: Path) -> N
     # every read fails (EBADF on a write-only fd); continue_on_error=read with EBADF listed lets each pass
     path = make_file(ddir / "f", 16 * BS)
     with opened(path, os.O_WRONLY) as fd:
-        cfg = make_config(io_size=16 * BS, time_based=1, runtime_ns=300 * MS, coe_mask=1,
-                          ignore_error_n=[1, 0], ignore_error=[errno.EBADF])
+        cfg = make_config(
+            io_size=16 * BS,
+            time_based=1,
+            runtime_ns=300 * MS,
+            coe_mask=1,
+            ignore_error_n=[1, 0],
+            ignore_error=[errno.EBADF],
+        )
         t0 = time.monotonic()
         res, _ = run_job(cfg, [(fd, 0, 16 * BS)])
     assert time.monotonic() - t0 < 2.0  # the deadline ends the job although no I/O succeeds
@@ -946,8 +957,12 @@ def test_errors_continue_on_error_does_not_let_pass_end_the_job(
     # without the error type in continue_on_error, or with an error not in the list (default EIO, EILSEQ)
     path = make_file(ddir / "f", 16 * BS)
     with opened(path, os.O_WRONLY) as fd:
-        cfg = make_config(io_size=16 * BS, coe_mask=mask, ignore_error_n=[len(listed), len(listed)],
-                          ignore_error=[*listed, *([0] * (16 - len(listed))), *listed])
+        cfg = make_config(
+            io_size=16 * BS,
+            coe_mask=mask,
+            ignore_error_n=[len(listed), len(listed)],
+            ignore_error=[*listed, *([0] * (16 - len(listed))), *listed],
+        )
         res, _ = run_job(cfg, [(fd, 0, 16 * BS)])
     assert res["error"] == errno.EBADF and res["ddir"]["read"]["err_ios"] == 1
     assert (res["total_err"], res["first_error"]) == (total, errno.EBADF if total else 0)

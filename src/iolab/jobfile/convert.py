@@ -302,7 +302,6 @@ def trim_key(name: str) -> str:
     return f"{name}_trim"
 
 
-
 def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
     kb_base = int(values.get("kb_base") or 1024)
     parts = fio_split(raw, "num")
