@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FDF40u
-#define IOL_CONFIG_SIZE 5360u
+#define IOL_CONFIG_MAGIC 0x494F3121u
+#define IOL_CONFIG_SIZE 5944u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_IGNORE_ERROR_MAX 16
 #define IOL_ZONE_TABLE 100
@@ -172,7 +172,30 @@ struct iol_config {
     uint64_t zone_skip;
     /* randrepeat: every new pass (not time_based) repeats the same random choices */
     uint32_t rand_repeat;
+    /* fio's verify type number (verify.h enum iol_vtype); 0 = none */
+    uint32_t verify;
+    /* IOL_VF_*: do_verify, verify_only, verify_fatal, check numberio */
+    uint32_t verify_flags;
     uint8_t _pad5[4]; /* explicit padding */
+    /* bytes per verify header (fio's verify_interval after its fixups) */
+    uint64_t verify_interval;
+    /* the header is swapped to this offset in each chunk; 0 = at its start */
+    uint64_t verify_offset;
+    /* read back after this many logged writes; 0 = only at the end */
+    uint64_t verify_backlog;
+    /* blocks read back per backlog batch (0 = verify_backlog) */
+    uint64_t verify_backlog_batch;
+    /* fio's thread number, written into each header */
+    uint32_t verify_thread;
+    /* bytes of verify_pattern; 0 = random data */
+    uint32_t verify_pattern_len;
+    /* %o formats in verify_pattern */
+    uint32_t verify_fmt_n;
+    /* where each %o pastes the block offset (8 little-endian bytes) */
+    uint32_t verify_fmt_off[4];
+    uint8_t _pad6[4]; /* explicit padding */
+    /* verify_pattern bytes, little-endian in 64-bit words (512 bytes) */
+    uint64_t verify_pattern[64];
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -253,6 +276,17 @@ struct iol_config {
     X(zone_range) \
     X(zone_skip) \
     X(rand_repeat) \
+    X(verify) \
+    X(verify_flags) \
+    X(verify_interval) \
+    X(verify_offset) \
+    X(verify_backlog) \
+    X(verify_backlog_batch) \
+    X(verify_thread) \
+    X(verify_pattern_len) \
+    X(verify_fmt_n) \
+    X(verify_fmt_off) \
+    X(verify_pattern) \
 
 /* cfg->engine: the engines' ids (iolab.ioengines.ENGINE_SPECS) */
 enum iol_engine_id {
@@ -279,7 +313,7 @@ enum iol_engine_id {
     X(IOL_ENGINE_IO_URING, iol_engine_io_uring, 65535u) \
 
 
-_Static_assert(sizeof(struct iol_config) == 5360, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5944, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -361,6 +395,18 @@ _Static_assert(offsetof(struct iol_config, zone_size) == 5328, "offset of zone_s
 _Static_assert(offsetof(struct iol_config, zone_range) == 5336, "offset of zone_range");
 _Static_assert(offsetof(struct iol_config, zone_skip) == 5344, "offset of zone_skip");
 _Static_assert(offsetof(struct iol_config, rand_repeat) == 5352, "offset of rand_repeat");
-_Static_assert(offsetof(struct iol_config, _pad5) == 5356, "offset of _pad5");
+_Static_assert(offsetof(struct iol_config, verify) == 5356, "offset of verify");
+_Static_assert(offsetof(struct iol_config, verify_flags) == 5360, "offset of verify_flags");
+_Static_assert(offsetof(struct iol_config, _pad5) == 5364, "offset of _pad5");
+_Static_assert(offsetof(struct iol_config, verify_interval) == 5368, "offset of verify_interval");
+_Static_assert(offsetof(struct iol_config, verify_offset) == 5376, "offset of verify_offset");
+_Static_assert(offsetof(struct iol_config, verify_backlog) == 5384, "offset of verify_backlog");
+_Static_assert(offsetof(struct iol_config, verify_backlog_batch) == 5392, "offset of verify_backlog_batch");
+_Static_assert(offsetof(struct iol_config, verify_thread) == 5400, "offset of verify_thread");
+_Static_assert(offsetof(struct iol_config, verify_pattern_len) == 5404, "offset of verify_pattern_len");
+_Static_assert(offsetof(struct iol_config, verify_fmt_n) == 5408, "offset of verify_fmt_n");
+_Static_assert(offsetof(struct iol_config, verify_fmt_off) == 5412, "offset of verify_fmt_off");
+_Static_assert(offsetof(struct iol_config, _pad6) == 5428, "offset of _pad6");
+_Static_assert(offsetof(struct iol_config, verify_pattern) == 5432, "offset of verify_pattern");
 
 #endif /* IOL_CONFIG_GEN_H */
