@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "checksum.h"
+#include "checksum_impl.h"
 #include "job.h"
 
 enum { STATE_READY = 0, STATE_RUNNING = 1, STATE_DONE = 2 };
@@ -627,7 +629,71 @@ done:
     return result;
 }
 
+/* Test hook: one checksum by name. The verify kinds give the bytes fio stores in its header; the
+ * -std kinds the standard digests; crc32c-table / crc32c-sse42 one CRC32C path each. */
+static PyObject *core_checksum(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *kind;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "sy*:checksum", &kind, &data))
+        return NULL;
+    static const struct {
+        const char *name;
+        enum iol_csum kind;
+    } verify_kinds[] = {
+        {"crc32c", IOL_CSUM_CRC32C}, {"md5", IOL_CSUM_MD5},       {"sha1", IOL_CSUM_SHA1},
+        {"sha256", IOL_CSUM_SHA256}, {"sha512", IOL_CSUM_SHA512}, {"xxhash", IOL_CSUM_XXHASH},
+    };
+    uint8_t out[IOL_CSUM_MAX_LEN];
+    size_t out_len = 0;
+    uint32_t word;
+    for (size_t i = 0; i < sizeof verify_kinds / sizeof verify_kinds[0]; i++) {
+        if (strcmp(kind, verify_kinds[i].name) == 0) {
+            out_len = iol_csum_len(verify_kinds[i].kind);
+            iol_csum_compute(verify_kinds[i].kind, data.buf, (size_t)data.len, out);
+            goto done;
+        }
+    }
+    if (strcmp(kind, "sha1-std") == 0) {
+        iol_sha1(data.buf, (size_t)data.len, out);
+        out_len = 20;
+    } else if (strcmp(kind, "sha256-std") == 0) {
+        iol_sha256(data.buf, (size_t)data.len, out);
+        out_len = 32;
+    } else if (strcmp(kind, "sha512-std") == 0) {
+        iol_sha512(data.buf, (size_t)data.len, out);
+        out_len = 64;
+    } else if (strcmp(kind, "crc32c-table") == 0 ||
+               (strcmp(kind, "crc32c-sse42") == 0 && iol_crc32c_hw())) {
+        word = kind[7] == 't' ? iol_crc32c_table(data.buf, (size_t)data.len)
+                              : iol_crc32c_sse42(data.buf, (size_t)data.len);
+        memcpy(out, &word, sizeof word);
+        out_len = sizeof word;
+    } else {
+        PyBuffer_Release(&data);
+        PyErr_Format(PyExc_ValueError, "checksum: unknown or unavailable kind %s", kind);
+        return NULL;
+    }
+done:
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)out_len);
+}
+
+static PyObject *core_crc32c_hw(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyBool_FromLong(iol_crc32c_hw());
+}
+
 static PyMethodDef core_methods[] = {
+    {"checksum", core_checksum, METH_VARARGS,
+     "checksum(kind, data, /)\n--\n\nTest hook: the checksum of data. kind: crc32c, md5, sha1, sha256, sha512, "
+     "xxhash (the bytes fio stores in its verify header), sha1-std, sha256-std, sha512-std (standard digests), "
+     "crc32c-table, crc32c-sse42 (one CRC32C path; the latter only where crc32c_hw())."},
+    {"crc32c_hw", core_crc32c_hw, METH_NOARGS,
+     "crc32c_hw()\n--\n\nTrue when crc32c runs on the SSE4.2 crc32 instruction."},
     {"_poll_simulate", (PyCFunction)(void (*)(void))core_poll_simulate, METH_VARARGS | METH_KEYWORDS,
      "_poll_simulate(mode, max_ns, grow, shrink, arrivals, tick_ns=100, wake_ns=5000)\n--\n\n"
      "Test hook: run the C completion-wait (poll, then block, then adjust the window) against a scripted clock. "

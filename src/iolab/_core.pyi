@@ -71,3 +71,12 @@ class Job:
         8-byte aligned, ``_TRACE_RECORD_SIZE`` bytes a record) until it is full; before run()."""
     def _trace_count(self) -> int:
         """Records written by the test hook."""
+
+def checksum(kind: str, data: bytes | bytearray | memoryview, /) -> bytes:
+    """Test hook: the checksum of ``data``. ``kind``: crc32c, md5, sha1, sha256, sha512, xxhash (the bytes fio
+    3.33 stores in its verify header: sizes 4, 16, 20, 64, 128, 4), sha1-std, sha256-std, sha512-std (standard
+    digests), crc32c-table, crc32c-sse42 (one CRC32C path each; the latter only where ``crc32c_hw()``).
+    ValueError for any other kind."""
+
+def crc32c_hw() -> bool:
+    """True when crc32c runs on the SSE4.2 crc32 instruction."""
