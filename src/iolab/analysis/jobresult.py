@@ -12,6 +12,7 @@ from typing import Any
 from iolab.analysis.core_result import CoreDir, CoreHistogram, CoreRates, CoreResult, DirRates
 from iolab.analysis.histogram import Histogram, LatencyBuckets
 from iolab.analysis.reportopts import ReportOptions, as_bool, as_int
+from iolab.analysis.verify import verify_json
 from iolab.analysis.stats import (
     ALL_DIRS,
     FULL_INTERVAL,
@@ -61,6 +62,8 @@ class JobResult:
     #: fio's latency_depth: the queue depth the job ran its I/O loop with; 0 when it never got there
     #: (create_only), and then fio's JSON has no latency_* keys
     latency_depth: int = 1
+    #: verify=: the JSON's iolab.verify object (iolab.analysis.verify.verify_json); None without verify
+    verify: dict[str, Any] | None = None
 
     @property
     def job_runtime_ms(self) -> int:
@@ -204,6 +207,7 @@ def job_result(
     elapsed_s: int | None = None,
     pid: int | None = None,
     finished_at: float | None = None,
+    paths: Sequence[str] = (),
 ) -> JobResult:
     """Turn the C core's result (docs/DESIGN.md section 3; a raw dict is typed first) into a JobResult.
 
@@ -354,4 +358,5 @@ def job_result(
         total_err=core.total_err,
         first_error=core.first_error,
         latency_depth=opts.iodepth if io_loop else 0,
+        verify=verify_json(core.verify, paths) if core.verify is not None else None,
     )

@@ -22,6 +22,7 @@ from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS, Kind, Option
 from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
+from iolab.plan.verify import VerifyError, verify_config
 
 __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
 
@@ -277,6 +278,19 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 seed = int.from_bytes(os.urandom(8), "little")
             modifier = v.get("rw_modifier")
             pattern_cfg = _pattern_config(jd, files, random)
+            try:
+                verify_cfg = verify_config(
+                    v,
+                    reads=reads,
+                    writes=writes,
+                    bs_min=bs_min,
+                    bs_max=bs_max,
+                    split_n=split_n,
+                    split_bs=split_bs,
+                    thread_number=thread_number,
+                )
+            except VerifyError as exc:
+                raise PlanError(f"{_where(jd, 'verify')}: {exc}") from None
             config: dict[str, Any] = {
                 **plain_fields(v),
                 "engine": SUPPORTED_ENGINES[engine].engine_id,
@@ -306,6 +320,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 **rate_cfg,
                 **failure_cfg,
                 **pattern_cfg,
+                **verify_cfg,
             }
             if engine == "io_uring" and v.get("hipri"):
                 _check_hipri(jd, files)

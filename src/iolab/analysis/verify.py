@@ -1,0 +1,105 @@
+"""verify= results in words (fio's messages, on stderr) and in the JSON's ``iolab.verify`` object."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from iolab.analysis.core_result import CoreVerify, VerifyFailure
+
+__all__ = ["verdict", "verify_json", "verify_messages"]
+
+_HEADER_KINDS = {
+    "bad magic header": "magic",
+    "bad header length": "length",
+    "bad header offset": "offset",
+    "bad header numberio": "numberio",
+    "bad header crc": "crc",
+}
+
+
+def verdict(kind: str) -> str:
+    """What a failure says about the block: never written, a short read, or corrupted."""
+    if kind == "never written?":
+        return "never written"
+    if kind == "short read":
+        return "short read"
+    return "corrupted"
+
+
+def _name(paths: Sequence[str], index: int) -> str:
+    return paths[index] if 0 <= index < len(paths) else f"#{index}"
+
+
+def _where(f: VerifyFailure, paths: Sequence[str]) -> str:
+    return (
+        f"at file {_name(paths, f.file)} offset {f.offset}, length {f.length}"
+        f" (requested block: offset={f.block_offset}, length={f.block_length})"
+    )
+
+
+def verify_messages(cv: CoreVerify, paths: Sequence[str]) -> list[str]:
+    """fio's report of each failure kept (its wording where fio has one), plus iolab's verdict."""
+    lines: list[str] = []
+    for f in cv.failed:
+        where = _where(f, paths)
+        if f.kind == "never written?":
+            lines.append(f"verify: bad magic header 0, wanted acca {where}")
+            lines.append("       the block reads as zeros: never written?")
+        elif f.kind == "short read":
+            lines.append(f"verify: short read {where}: {f.received} of {f.expected} bytes")
+        elif f.kind == "bad header crc":
+            lines.append(f"verify: bad header crc {f.received:x}, calculated {f.expected:x} {where}")
+        elif f.kind == "bad magic header":
+            lines.append(f"verify: bad magic header {f.received:x}, wanted {f.expected:x} {where}")
+        elif f.kind in _HEADER_KINDS:
+            lines.append(f"verify: {f.kind} {f.received}, wanted {f.expected} {where}")
+        elif f.kind == "pattern mismatch":
+            bits = bin(f.expected ^ f.received).count("1")
+            lines.append(f"fio: got pattern '{f.received:02x}', wanted '{f.expected:02x}'. Bad bits {bits}")
+            lines.append(f"fio: bad pattern block offset {f.bad_byte}")
+            lines.append(f"pattern: verify failed {where}")
+        else:
+            lines.append(f"{cv.type}: verify failed {where}")
+            lines.append(f"       Expected CRC: {f.csum_expected.hex()}")
+            lines.append(f"       Received CRC: {f.csum_received.hex()}")
+        if f.kind not in ("never written?", "short read"):
+            lines.append("       the block holds other data than was written: corrupted")
+    if cv.failures > len(cv.failed):
+        lines.append(f"verify: {cv.failures - len(cv.failed)} more failures (only the first {len(cv.failed)} shown)")
+    return lines
+
+
+def verify_json(cv: CoreVerify, paths: Sequence[str]) -> dict[str, Any]:
+    """The ``iolab.verify`` object of a job: counts, and the first failures (file, offset, kind)."""
+    failed = []
+    for f in cv.failed:
+        item: dict[str, Any] = {
+            "file": _name(paths, f.file),
+            "offset": f.offset,
+            "length": f.length,
+            "block_offset": f.block_offset,
+            "block_length": f.block_length,
+            "kind": f.kind,
+            "verdict": verdict(f.kind),
+        }
+        if f.kind in _HEADER_KINDS or f.kind == "short read":
+            item["expected"] = f.expected
+            item["received"] = f.received
+        elif f.kind == "pattern mismatch":
+            item.update(expected=f.expected, received=f.received, bad_byte=f.bad_byte)
+        elif f.kind == "checksum mismatch":
+            item.update(expected_csum=f.csum_expected.hex(), received_csum=f.csum_received.hex())
+        if f.media_type:
+            item["media_type"] = f.media_type
+        failed.append(item)
+    return {
+        "type": cv.type,
+        "written": cv.written,
+        "reads": cv.reads,
+        "bytes": cv.bytes,
+        "chunks": cv.chunks,
+        "failures": cv.failures,
+        "not_read": cv.not_read,
+        "failed": failed,
+    }
