@@ -353,7 +353,7 @@ static void set_message(struct iol_job *j, uint32_t kind, const struct iol_io *i
     switch (kind) {
     case IOL_VFAIL_NEVER_WRITTEN:
         snprintf(msg, msglen,
-                 "verify: no header, only zeros at offset %llu of file %u, length %llu: never written?",
+                 "verify: only zeros at offset %llu of file %u, length %llu: never written?",
                  (unsigned long long)off, io->file, (unsigned long long)len);
         break;
     case IOL_VFAIL_CHECKSUM:
@@ -366,6 +366,13 @@ static void set_message(struct iol_job *j, uint32_t kind, const struct iol_io *i
         snprintf(msg, msglen,
                  "verify: short read at offset %llu of file %u: %llu of %llu bytes", (unsigned long long)off,
                  io->file, (unsigned long long)received, (unsigned long long)expected);
+        break;
+    case IOL_VFAIL_LENGTH:
+    case IOL_VFAIL_OFFSET:
+    case IOL_VFAIL_NUMBERIO:
+        snprintf(msg, msglen, "verify: %s %llu, wanted %llu at offset %llu of file %u, length %llu: corrupted",
+                 what, (unsigned long long)received, (unsigned long long)expected, (unsigned long long)off, io->file,
+                 (unsigned long long)len);
         break;
     default:
         snprintf(msg, msglen,

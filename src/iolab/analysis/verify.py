@@ -9,6 +9,7 @@ from iolab.analysis.core_result import CoreVerify, VerifyFailure
 
 __all__ = ["verdict", "verify_json", "verify_messages"]
 
+_MAGIC = 0xACCA
 _HEADER_KINDS = {
     "bad magic header": "magic",
     "bad header length": "length",
@@ -44,7 +45,10 @@ def verify_messages(cv: CoreVerify, paths: Sequence[str]) -> list[str]:
     for f in cv.failed:
         where = _where(f, paths)
         if f.kind == "never written?":
-            lines.append(f"verify: bad magic header 0, wanted acca {where}")
+            if f.expected == _MAGIC:
+                lines.append(f"verify: bad magic header {f.received:x}, wanted {f.expected:x} {where}")
+            else:  # verify=pattern: no header, the pattern's bytes are missing
+                lines.append(f"pattern: verify failed {where}")
             lines.append("       the block reads as zeros: never written?")
         elif f.kind == "short read":
             lines.append(f"verify: short read {where}: {f.received} of {f.expected} bytes")
