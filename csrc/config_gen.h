@@ -177,9 +177,9 @@ struct iol_config {
     /* IOL_VF_*: do_verify, verify_only, verify_fatal, check numberio */
     uint32_t verify_flags;
     uint8_t _pad5[4]; /* explicit padding */
-    /* bytes per verify header (fio's verify_interval after its fixups) */
+    /* bytes per verify header (fio's verify_interval, fixed up) */
     uint64_t verify_interval;
-    /* the header is swapped to this offset in each chunk; 0 = at its start */
+    /* the header is swapped to this offset in each chunk (0: none) */
     uint64_t verify_offset;
     /* read back after this many logged writes; 0 = only at the end */
     uint64_t verify_backlog;
@@ -194,7 +194,7 @@ struct iol_config {
     /* where each %o pastes the block offset (8 little-endian bytes) */
     uint32_t verify_fmt_off[4];
     uint8_t _pad6[4]; /* explicit padding */
-    /* verify_pattern bytes, little-endian in 64-bit words (512 bytes) */
+    /* verify_pattern bytes, little-endian 64-bit words (512 bytes) */
     uint64_t verify_pattern[64];
 };
 

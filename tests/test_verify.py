@@ -64,10 +64,14 @@ def need_fio() -> str:
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("direct", ["0", "1"])
 @pytest.mark.parametrize("rw", ["write", "randwrite"])
-def test_write_then_verify_reads_every_block_back(direct_dir: Path, engine: str, direct: str, rw: str) -> None:
+def test_write_then_verify_reads_every_block_back(
+    direct_dir: Path, engine: str, direct: str, rw: str
+) -> None:
     target = direct_dir / "v.dat"
     rc, doc, err = iolab_run(
-        *job_args(target, "--verify=crc32c", f"--ioengine={engine}", f"--direct={direct}", "--iodepth=8", rw=rw)
+        *job_args(
+            target, "--verify=crc32c", f"--ioengine={engine}", f"--direct={direct}", "--iodepth=8", rw=rw
+        )
     )
     assert rc == 0, err
     assert doc is not None
@@ -135,7 +139,12 @@ def test_header_of_another_offset_is_a_bad_offset(direct_dir: Path) -> None:
     assert rc != 0
     assert f"verify: bad header offset 0, wanted {3 * BS} at file {target} offset {3 * BS}" in err
     f = verify_of(doc)["failed"][0]
-    assert (f["kind"], f["expected"], f["received"], f["verdict"]) == ("bad header offset", 3 * BS, 0, "corrupted")
+    assert (f["kind"], f["expected"], f["received"], f["verdict"]) == (
+        "bad header offset",
+        3 * BS,
+        0,
+        "corrupted",
+    )
 
 
 def test_pattern_mismatch_names_the_byte(direct_dir: Path) -> None:
@@ -174,7 +183,9 @@ def test_continue_on_error_verify_reports_every_bad_block(direct_dir: Path) -> N
     assert iolab_run(*job_args(target, "--verify=crc32c", "--do_verify=0"))[0] == 0
     for block in (2, 7, 9):
         corrupt(target, block * BS + 64)
-    rc, doc, _ = iolab_run(*job_args(target, "--verify=crc32c", "--verify_only", "--continue_on_error=verify"))
+    rc, doc, _ = iolab_run(
+        *job_args(target, "--verify=crc32c", "--verify_only", "--continue_on_error=verify")
+    )
     v = verify_of(doc)
     assert [f["offset"] for f in v["failed"]] == [2 * BS, 7 * BS, 9 * BS]
     assert v["reads"] == SIZE // BS and v["failures"] == 3
@@ -184,8 +195,11 @@ def test_continue_on_error_verify_reports_every_bad_block(direct_dir: Path) -> N
 
 def test_verify_backlog_reads_back_while_writing(direct_dir: Path) -> None:
     target = direct_dir / "b.dat"
-    rc, doc, err = iolab_run(*job_args(target, "--verify=crc32c", "--verify_backlog=16", "--ioengine=libaio",
-                                       "--iodepth=4", "--direct=1"))  # fmt: skip
+    rc, doc, err = iolab_run(
+        *job_args(
+            target, "--verify=crc32c", "--verify_backlog=16", "--ioengine=libaio", "--iodepth=4", "--direct=1"
+        )
+    )
     assert rc == 0, err
     v = verify_of(doc)
     assert (v["reads"], v["failures"], v["not_read"]) == (SIZE // BS, 0, 0)
@@ -246,8 +260,18 @@ def test_pattern_syntax_as_fio() -> None:
 # ------------------------------------------------------------------------------------------ zram
 def test_zram_written_verified_then_corruption_caught() -> None:
     with hot_zram("64M") as dev:
-        args = ["--name=z", f"--filename={dev}", "--size=16M", "--rw=randwrite", "--bs=64k", "--direct=1",
-                "--ioengine=io_uring", "--iodepth=16", "--verify=crc32c", f"--allow-destroy={dev}"]  # fmt: skip
+        args = [
+            "--name=z",
+            f"--filename={dev}",
+            "--size=16M",
+            "--rw=randwrite",
+            "--bs=64k",
+            "--direct=1",
+            "--ioengine=io_uring",
+            "--iodepth=16",
+            "--verify=crc32c",
+            f"--allow-destroy={dev}",
+        ]
         rc, doc, err = iolab_run(*args)
         assert rc == 0, err
         v = verify_of(doc)
@@ -269,19 +293,22 @@ def test_fio_checks_what_iolab_wrote_and_the_other_way_round(direct_dir: Path, k
     ours, theirs = direct_dir / "ours.dat", direct_dir / "theirs.dat"
     assert iolab_run(*job_args(ours, *extra, "--do_verify=0"))[0] == 0
     fio_args = [f"--size={SIZE}", "--rw=write", f"--bs={BS}", *extra, "--output-format=json"]
-    r = subprocess.run([fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"], capture_output=True,
-                       text=True)  # fmt: skip
+    r = subprocess.run(
+        [fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["jobs"][0]["read"]["io_bytes"] == SIZE
-    subprocess.run([fio, "--name=v", f"--filename={theirs}", *fio_args, "--do_verify=0"], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [fio, "--name=v", f"--filename={theirs}", *fio_args, "--do_verify=0"], check=True, capture_output=True
+    )
     rc, doc, err = iolab_run(*job_args(theirs, *extra, "--verify_only"))
     assert rc == 0, err
     assert verify_of(doc)["bytes"] == SIZE
     # and fio sees our corruption where we do
     corrupt(ours, 9 * BS + 300)
-    r = subprocess.run([fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"], capture_output=True,
-                       text=True)  # fmt: skip
+    r = subprocess.run(
+        [fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"], capture_output=True, text=True
+    )
     assert r.returncode != 0
     if kind == "pattern":  # fio names the block (its header-less message says "length 0")
         assert "bad pattern block offset 300" in r.stderr and f"requested block: offset={9 * BS}" in r.stderr
@@ -303,8 +330,12 @@ def test_verify_reads_as_fio(direct_dir: Path, extra: tuple[str, ...]) -> None:
     """The same job in both tools: the bytes read back and the number of verify reads agree."""
     fio = need_fio()
     common = ["--name=v", "--size=2M", "--bs=4k", "--verify=crc32c", *extra]
-    r = subprocess.run([fio, f"--filename={direct_dir / 'f.dat'}", *common, "--output-format=json"],
-                       capture_output=True, text=True, check=True)  # fmt: skip
+    r = subprocess.run(
+        [fio, f"--filename={direct_dir / 'f.dat'}", *common, "--output-format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     fjob = json.loads(r.stdout)["jobs"][0]
     rc, doc, err = iolab_run(f"--filename={direct_dir / 'i.dat'}", *common)
     assert rc == 0, err
@@ -322,4 +353,3 @@ def test_readme_documents_verify() -> None:
     assert "## Verify" in text and "iolab.verify" in text
     diff = (Path(__file__).resolve().parents[1] / "docs" / "fio-differences.md").read_text()
     assert "verify_state_save" in diff
-

@@ -1671,7 +1671,9 @@ _NOT_IMPLEMENTED: dict[str, dict[str, Any]] = {
     "verify_async": {"note": "iolab verifies in the job's thread, when a read completes"},
     "verify_async_cpus": {"note": "only verify_async uses it"},
     "experimental_verify": {"note": "iolab reads back what it logged, as fio does by default"},
-    "verify_state_load": {"note": "iolab keeps no verify state between runs; use verify_only after the write run"},
+    "verify_state_load": {
+        "note": "iolab keeps no verify state between runs; use verify_only after the write run"
+    },
     "verify_state_save": {
         "runs_as": (False, True),
         "note": "fio writes <type>-<job>-<n>-verify.state when a verify job fails or is stopped; iolab "

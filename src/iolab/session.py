@@ -26,9 +26,9 @@ from typing import Any
 
 from iolab import __version__, doctor, interrupt
 from iolab.analysis.core_result import CoreResult
-from iolab.analysis.verify import verify_messages
 from iolab.analysis.diskstats import disk_util
 from iolab.analysis.model import RunResult, job_result, run_result
+from iolab.analysis.verify import verify_messages
 from iolab.doctor import Finding
 from iolab.engine.runner import Phase, RunOutcome, prepare_files, run_plan
 from iolab.jobfile import JobDef

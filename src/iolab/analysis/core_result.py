@@ -188,8 +188,8 @@ class VerifyFailure:
     kind: str = field(
         default="",
         metadata={
-            "doc": "never written?, bad magic header, bad header length/offset/numberio/crc, checksum mismatch,"
-            " pattern mismatch, short read"
+            "doc": "never written?, bad magic header, bad header length/offset/numberio/crc,"
+            " checksum mismatch, pattern mismatch, short read"
         },
     )
     file: int = field(default=0, metadata={"doc": "index in the job's file list"})

@@ -12,7 +12,6 @@ from typing import Any
 from iolab.analysis.core_result import CoreDir, CoreHistogram, CoreRates, CoreResult, DirRates
 from iolab.analysis.histogram import Histogram, LatencyBuckets
 from iolab.analysis.reportopts import ReportOptions, as_bool, as_int
-from iolab.analysis.verify import verify_json
 from iolab.analysis.stats import (
     ALL_DIRS,
     FULL_INTERVAL,
@@ -24,6 +23,7 @@ from iolab.analysis.stats import (
     IoDepths,
     SampleStats,
 )
+from iolab.analysis.verify import verify_json
 
 
 @dataclass

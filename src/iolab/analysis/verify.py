@@ -70,7 +70,9 @@ def verify_messages(cv: CoreVerify, paths: Sequence[str]) -> list[str]:
         if f.kind not in ("never written?", "short read"):
             lines.append("       the block holds other data than was written: corrupted")
     if cv.failures > len(cv.failed):
-        lines.append(f"verify: {cv.failures - len(cv.failed)} more failures (only the first {len(cv.failed)} shown)")
+        lines.append(
+            f"verify: {cv.failures - len(cv.failed)} more failures (only the first {len(cv.failed)} shown)"
+        )
     return lines
 
 

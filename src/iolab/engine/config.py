@@ -236,15 +236,15 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     # data verification (verify.h)
     ConfigField("verify", _U32, 1, "fio's verify type number (verify.h enum iol_vtype); 0 = none"),
     ConfigField("verify_flags", _U32, 1, "IOL_VF_*: do_verify, verify_only, verify_fatal, check numberio"),
-    ConfigField("verify_interval", _U64, 1, "bytes per verify header (fio's verify_interval after its fixups)"),
-    ConfigField("verify_offset", _U64, 1, "the header is swapped to this offset in each chunk; 0 = at its start"),
+    ConfigField("verify_interval", _U64, 1, "bytes per verify header (fio's verify_interval, fixed up)"),
+    ConfigField("verify_offset", _U64, 1, "the header is swapped to this offset in each chunk (0: none)"),
     ConfigField("verify_backlog", _U64, 1, "read back after this many logged writes; 0 = only at the end"),
     ConfigField("verify_backlog_batch", _U64, 1, "blocks read back per backlog batch (0 = verify_backlog)"),
     ConfigField("verify_thread", _U32, 1, "fio's thread number, written into each header"),
     ConfigField("verify_pattern_len", _U32, 1, "bytes of verify_pattern; 0 = random data"),
     ConfigField("verify_fmt_n", _U32, 1, "%o formats in verify_pattern"),
     ConfigField("verify_fmt_off", _U32, 4, "where each %o pastes the block offset (8 little-endian bytes)"),
-    ConfigField("verify_pattern", _U64, 64, "verify_pattern bytes, little-endian in 64-bit words (512 bytes)"),
+    ConfigField("verify_pattern", _U64, 64, "verify_pattern bytes, little-endian 64-bit words (512 bytes)"),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}

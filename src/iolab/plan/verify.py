@@ -99,7 +99,7 @@ def parse_verify_pattern(text: str) -> tuple[bytes, list[int]]:
         if ch == '"':
             end = text.find('"', i + 1)
             if end < 0:
-                raise VerifyError("a \"string\" is not closed")
+                raise VerifyError('a "string" is not closed')
             if end == i + 1:
                 raise VerifyError('an empty "" string')
             out += text[i + 1 : end].encode()
@@ -125,8 +125,14 @@ def parse_verify_pattern(text: str) -> tuple[bytes, list[int]]:
     return bytes(out), fmts
 
 
-def _sizes(values: Mapping[str, Any], d: int, bs_min: Sequence[int], bs_max: Sequence[int],
-           split_n: Sequence[int], split_bs: Sequence[int]) -> tuple[int, int]:  # fmt: skip
+def _sizes(
+    values: Mapping[str, Any],
+    d: int,
+    bs_min: Sequence[int],
+    bs_max: Sequence[int],
+    split_n: Sequence[int],
+    split_bs: Sequence[int],
+) -> tuple[int, int]:
     sizes = [split_bs[d * 64 + i] for i in range(split_n[d])]
     if sizes:
         return min(sizes), max(sizes)
@@ -185,7 +191,9 @@ def verify_config(
             "write with verify, then read back with verify in a second job or with verify_only"
         )
     if writes and v.get("time_based"):
-        raise VerifyError("verify: a writing time_based job is not implemented by iolab (fio loops write+verify)")
+        raise VerifyError(
+            "verify: a writing time_based job is not implemented by iolab (fio loops write+verify)"
+        )
     if writes and int(v.get("loops") or 1) > 1:
         raise VerifyError("verify: loops > 1 is not implemented by iolab for a writing job")
     if int(v.get("ramp_time") or 0):
