@@ -304,14 +304,19 @@ static PyObject *verify_dict(const struct iol_job *j)
         return NULL;
     for (uint32_t i = 0; i < v->nfails; i++) {
         const struct iol_vfail *f = &v->fails[i];
+        /* verify_dump: the chunk as read and as written (empty when not kept) */
+        const char *dump = v->dump ? (const char *)v->dump + (size_t)i * 2 * v->dump_len : "";
+        Py_ssize_t got_len = (f->dumped & 1) ? (Py_ssize_t)f->len : 0;
+        Py_ssize_t want_len = (f->dumped & 2) ? (Py_ssize_t)f->len : 0;
         PyObject *d = Py_BuildValue(
-            "{s:s,s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:y#,s:y#}", "kind", iol_vfail_kind_name(f->kind), "file",
+            "{s:s,s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:y#,s:y#,s:y#,s:y#}", "kind", iol_vfail_kind_name(f->kind), "file",
             f->file, "offset", (unsigned long long)f->offset, "length", (unsigned long long)f->len, "block_offset",
             (unsigned long long)f->req_offset, "block_length", (unsigned long long)f->req_len, "expected",
             (unsigned long long)f->expected, "received", (unsigned long long)f->received, "bad_byte",
             (unsigned long long)f->bad_byte, "media_type", f->media_type, "csum_expected",
             (const char *)f->csum_expected, (Py_ssize_t)f->csum_len, "csum_received", (const char *)f->csum_received,
-            (Py_ssize_t)f->csum_len);
+            (Py_ssize_t)f->csum_len, "dump_received", dump, got_len, "dump_expected",
+            (f->dumped & 2) ? dump + v->dump_len : "", want_len);
         if (!d || PyList_Append(fails, d) < 0) {
             Py_XDECREF(d);
             Py_DECREF(fails);

@@ -201,6 +201,13 @@ int iol_verify_init(struct iol_job *j, uint64_t log_cap, char *err, size_t errle
     v->slot_write = calloc(j->depth, sizeof(uint32_t));
     if (!v->slot_verify || !v->slot_numberio || !v->slot_write)
         return ENOMEM;
+    if (v->flags & IOL_VF_DUMP) {
+        v->dump_len = j->buflen;
+        v->regen = malloc(j->buflen);
+        v->dump = malloc((size_t)IOL_VDUMP_MAX * 2 * j->buflen);
+        if (!v->regen || !v->dump)
+            return ENOMEM;
+    }
     if (v->pattern_len) {
         if (posix_memalign((void **)&v->scratch, 4096, j->buflen)) {
             v->scratch = NULL;
@@ -219,6 +226,8 @@ void iol_verify_free(struct iol_job *j)
     free(v->slot_numberio);
     free(v->slot_write);
     free(v->scratch);
+    free(v->regen);
+    free(v->dump);
 }
 
 static inline uint64_t chunk_len(const struct iol_verify *v, uint64_t len)
@@ -254,33 +263,30 @@ static void swap_bytes(uint8_t *a, uint8_t *b, uint32_t len)
     memcpy(b, tmp, len);
 }
 
-void iol_verify_fill(struct iol_job *j, struct iol_io *io)
+/* A block as written: payload (random from seed, or the pattern), then a header and checksum per chunk,
+ * each header swapped to verify_offset when `swap`. */
+static void fill_block(const struct iol_verify *v, uint8_t *buf, uint64_t len, uint64_t offset, uint64_t seed,
+                       uint32_t numberio, uint64_t t, int swap)
 {
-    struct iol_verify *v = &j->vfy;
-    uint8_t *buf = io->buf;
-    uint64_t seed = 0;
     if (v->pattern_len) {
-        fill_pattern(v, buf, io->len, io->offset);
+        fill_pattern(v, buf, len, offset);
     } else {
         /* fio's random payload: from a seed of its own, kept in the header */
         struct iol_rng r;
-        seed = iol_rng_next(&v->seeds);
         iol_rng_seed(&r, seed, 0);
-        iol_rng_fill(&r, buf, io->len);
+        iol_rng_fill(&r, buf, len);
     }
-    uint32_t numberio = v->numberio++;
     if (v->hdr_size) {
-        uint64_t t = iol_now_ns();
-        uint64_t inc = chunk_len(v, io->len);
+        uint64_t inc = chunk_len(v, len);
         uint64_t k = 0;
-        for (uint64_t p = 0; p + inc <= io->len; p += inc, k++) {
+        for (uint64_t p = 0; p + inc <= len; p += inc, k++) {
             uint8_t *c = buf + p;
             struct vhdr h = {
                 .magic = IOL_VHDR_MAGIC,
                 .verify_type = (uint16_t)v->type,
                 .len = (uint32_t)inc,
                 .rand_seed = seed,
-                .offset = io->offset + k * v->interval,
+                .offset = offset + k * v->interval,
                 .time_sec = (uint32_t)(t / 1000000000ull),
                 .time_nsec = (uint32_t)(t % 1000000000ull),
                 .thread = v->thread,
@@ -294,10 +300,18 @@ void iol_verify_fill(struct iol_job *j, struct iol_io *io)
                 memset(vh + dl, 0, v->vhdr_len - dl);
                 iol_csum_compute(v->csum, c + v->hdr_size, inc - v->hdr_size, vh);
             }
-            if (v->voffset)
+            if (v->voffset && swap)
                 swap_bytes(c, c + v->voffset, v->hdr_size);
         }
     }
+}
+
+void iol_verify_fill(struct iol_job *j, struct iol_io *io)
+{
+    struct iol_verify *v = &j->vfy;
+    uint64_t seed = v->pattern_len ? 0 : iol_rng_next(&v->seeds);
+    uint32_t numberio = v->numberio++;
+    fill_block(v, io->buf, io->len, io->offset, seed, numberio, v->hdr_size ? iol_now_ns() : 0, 1);
     if (v->log) {
         if (v->tail >= v->cap) {
             v->log_full = 1;
@@ -321,6 +335,31 @@ static int all_zero(const uint8_t *p, uint64_t len)
         if (p[i])
             return 0;
     return 1;
+}
+
+/* verify_dump: keep the chunk as read (and, for a data failure, as it was written: regenerated from the
+ * header, as fio does) for the runner to write to files. */
+static void keep_dump(struct iol_job *j, const struct iol_io *io, const uint8_t *c, uint64_t p, uint64_t inc,
+                      int with_expected)
+{
+    struct iol_verify *v = &j->vfy;
+    uint32_t i = v->nfails - 1;
+    if (!v->dump || i >= IOL_VDUMP_MAX || inc > v->dump_len)
+        return;
+    struct iol_vfail *f = &v->fails[i];
+    uint8_t *slot = v->dump + (size_t)i * 2 * v->dump_len;
+    memcpy(slot, c, inc);
+    f->dumped = 1;
+    if (!with_expected)
+        return;
+    struct vhdr h;
+    memcpy(&h, c, sizeof(h));
+    uint64_t seed = v->hdr_size ? h.rand_seed : 0;
+    uint32_t nr = v->hdr_size ? h.numberio : 0;
+    uint64_t t = v->hdr_size ? (uint64_t)h.time_sec * 1000000000ull + h.time_nsec : 0;
+    fill_block(v, v->regen, io->len, io->offset, seed, nr, t, 0);
+    memcpy(slot + v->dump_len, v->regen + p, inc);
+    f->dumped |= 2;
 }
 
 static struct iol_vfail *record(struct iol_job *j, uint32_t kind, const struct iol_io *io, uint64_t chunk_off,
@@ -392,6 +431,8 @@ static int header_fail(struct iol_job *j, const struct iol_io *io, uint32_t kind
         f->expected = expected;
         f->received = received;
         f->media_type = media;
+        if (kind != IOL_VFAIL_SHORT)
+            keep_dump(j, io, (const uint8_t *)io->buf + (off - io->offset), off - io->offset, len, 0);
     }
     set_message(j, kind, io, off, len, expected, received);
     return EILSEQ;
@@ -418,6 +459,7 @@ static int check_pattern(struct iol_job *j, const struct iol_io *io, const uint8
         f->expected = want[i];
         f->received = got[i];
         f->bad_byte = i;
+        keep_dump(j, io, c, p, inc, 1);
     }
     set_message(j, kind, io, off, inc, want[i], got[i]);
     return EILSEQ;
@@ -479,6 +521,7 @@ int iol_verify_check(struct iol_job *j, struct iol_io *io)
                     f->csum_len = (uint32_t)dl;
                     memcpy(f->csum_expected, c + IOL_VHDR_LEN, dl);
                     memcpy(f->csum_received, got, dl);
+                    keep_dump(j, io, c, p, inc, 1);
                 }
                 set_message(j, IOL_VFAIL_CHECKSUM, io, off, inc, 0, 0);
                 ret = EILSEQ;

@@ -49,6 +49,8 @@ enum iol_vtype {
 #define IOL_VF_ONLY 2u           /* verify_only: the writes are not issued, only read back */
 #define IOL_VF_FATAL 4u          /* verify_fatal: stop at the first bad chunk */
 #define IOL_VF_CHECK_NUMBERIO 8u /* fio checks the write number (fixed bs, not time_based, not verify_only) */
+#define IOL_VF_DUMP 16u          /* verify_dump: keep the bad chunks' data (IOL_VDUMP_MAX of them) */
+#define IOL_VDUMP_MAX 4u
 
 /* What a failed check found (the JSON's "kind"). */
 enum iol_vfail_kind {
@@ -76,6 +78,7 @@ struct iol_vfail {
     uint64_t bad_byte; /* pattern: offset of the first bad byte in the chunk */
     uint32_t media_type; /* the verify type the header names (0 if none) */
     uint32_t csum_len;
+    uint32_t dumped; /* verify_dump: bit 0 the chunk as read is kept, bit 1 as written */
     uint8_t csum_expected[IOL_CSUM_MAX_LEN * 2];
     uint8_t csum_received[IOL_CSUM_MAX_LEN * 2];
 };
@@ -122,6 +125,9 @@ struct iol_verify {
     uint8_t *slot_verify;  /* per I/O slot: 1 when the read in it is to be checked */
     uint32_t *slot_numberio; /* per I/O slot: the logged write number of the block read (bit 31: known) */
     uint8_t *scratch;      /* expected data (patterns), one block */
+    uint8_t *regen;        /* verify_dump: a block regenerated from its header, as written */
+    uint8_t *dump;         /* verify_dump: per kept failure, the chunk read then as written (dump_len each) */
+    uint64_t dump_len;
     int log_full;          /* a write could not be logged (should not happen: the plan sizes the log) */
     int last_ddir;         /* of the last I/O prepared (verify_backlog starts no batch after a read) */
     uint64_t fail_offset;  /* the first failure: where, and the job's error message for it */

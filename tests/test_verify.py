@@ -225,7 +225,6 @@ def test_read_job_with_verify_checks_every_read(direct_dir: Path) -> None:
         ("--experimental_verify=1", "experimental_verify"),
         ("--verify_async=2", "verify_async"),
         ("--verify_state_load=1", "verify_state_load"),
-        ("--verify_dump=1", "verify_dump"),
         ("--verify_pattern='pattern.bin'", "from a file"),
         ("--verify=pattern", "verify=pattern needs verify_pattern"),
     ],
@@ -353,3 +352,39 @@ def test_readme_documents_verify() -> None:
     assert "## Verify" in text and "iolab.verify" in text
     diff = (Path(__file__).resolve().parents[1] / "docs" / "fio-differences.md").read_text()
     assert "verify_state_save" in diff
+
+
+def test_verify_dump_writes_the_bad_chunks_and_never_overwrites(direct_dir: Path, tmp_path: Path) -> None:
+    target = direct_dir / "d.dat"
+    assert iolab_run(*job_args(target, "--verify=md5", "--do_verify=0"))[0] == 0
+    corrupt(target, 4 * BS + 300)
+    corrupt(target, 6 * BS + 8)  # in the header
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    precious = workdir / "d.dat.16384.expected"
+    precious.symlink_to(tmp_path / "precious")  # a symlink where the dump would go: never followed
+    (tmp_path / "precious").write_bytes(b"keep")
+    proc = subprocess.run(
+        [*IOLAB, "run", *job_args(target, "--verify=md5", "--verify_only", "--verify_dump=1",
+                                  "--continue_on_error=verify"), "--output-format=json"],
+        capture_output=True, text=True, timeout=120, cwd=workdir,
+    )  # fmt: skip
+    received = workdir / "d.dat.16384.received"
+    assert f"received data dumped as {received}" in proc.stderr
+    assert "expected data not dumped" in proc.stderr
+    assert (tmp_path / "precious").read_bytes() == b"keep"
+    got = received.read_bytes()
+    assert len(got) == BS and got[300:304] == b"XXXX"
+    assert (workdir / "d.dat.24576.hdr_fail").read_bytes()[8:12] == b"XXXX"
+    failed = json.loads(proc.stdout)["jobs"][0]["iolab"]["verify"]["failed"]
+    assert failed[0]["dumped"] == [str(received)]
+    assert failed[1]["dumped"] == [str(workdir / "d.dat.24576.hdr_fail")]
+    precious.unlink()
+    proc = subprocess.run(
+        [*IOLAB, "run", *job_args(target, "--verify=md5", "--verify_only", "--verify_dump=1"),
+         "--output-format=json"], capture_output=True, text=True, timeout=120, cwd=workdir,
+    )  # fmt: skip
+    # the block as written, regenerated from its header: the same bytes but the four dd wrote
+    expected = (workdir / "d.dat.16384.expected").read_bytes()
+    assert sum(a != b for a, b in zip(got, expected, strict=True)) == 4
+    assert "received data not dumped" in proc.stderr  # the first run's file stays as it was

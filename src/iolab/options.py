@@ -1102,7 +1102,14 @@ _cb(
     note="0x hex, decimal numbers, \"strings\" and %o; a pattern read from a file ('name') is refused",
 )
 _b("verify_fatal", "Stop at the first verify failure", C_VERIFY, supported=True)
-_b("verify_dump", "Dump data of failed verifies", C_VERIFY)
+_b(
+    "verify_dump",
+    "Dump data of failed verifies",
+    C_VERIFY,
+    supported=True,
+    note="the first 4 bad chunks, as FILE.OFFSET.received/.expected (.hdr_fail for a bad header) in the "
+    "working directory; an existing file is never overwritten",
+)
 _i("verify_async", "Threads doing verify", C_VERIFY, 0)
 _u("verify_backlog", "Verify after this many writes", C_VERIFY, None, supported=True)
 _i("verify_backlog_batch", "Blocks to verify per backlog run", C_VERIFY, None, supported=True)
@@ -1667,7 +1674,6 @@ _NOT_IMPLEMENTED: dict[str, dict[str, Any]] = {
     # buffers are 4096-aligned, so every smaller power of two is met too
     "iomem_align": {"runs_as": tuple([0] + [1 << i for i in range(13)])},
     # planned
-    "verify_dump": {"note": "iolab keeps the failing blocks' details in its JSON instead"},
     "verify_async": {"note": "iolab verifies in the job's thread, when a read completes"},
     "verify_async_cpus": {"note": "only verify_async uses it"},
     "experimental_verify": {"note": "iolab reads back what it logged, as fio does by default"},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from iolab import __version__, doctor, interrupt
 from iolab.analysis.core_result import CoreResult
 from iolab.analysis.diskstats import disk_util
 from iolab.analysis.model import RunResult, job_result, run_result
-from iolab.analysis.verify import verify_messages
+from iolab.analysis.verify import verify_messages, write_dumps
 from iolab.doctor import Finding
 from iolab.engine.runner import Phase, RunOutcome, prepare_files, run_plan
 from iolab.jobfile import JobDef
@@ -154,8 +155,11 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
             where = f", {ddir} at offset {raw.error_offset}" if ddir else ""
             say(f"job '{jp.name}' ({jp.jobnum}): {raw.error_msg} (errno {raw.error}{where})")
             status_code = 1
+        dumps: dict[int, list[tuple[str, str]]] = {}
         if raw.verify is not None:  # fio's report of each bad block (also those continue_on_error let pass)
-            for line in verify_messages(raw.verify, _paths(jp)):
+            if jp.options.get("verify_dump"):
+                dumps = write_dumps(raw.verify, _paths(jp), os.getcwd())
+            for line in verify_messages(raw.verify, _paths(jp), dumps):
                 say(line)
         raws[jp.index] = raw
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
@@ -173,6 +177,7 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
                 paths=_paths(jp),
+                verify_dumps=dumps,
             )
         )
     run_warnings: list[str] = []

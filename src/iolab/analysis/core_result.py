@@ -203,6 +203,10 @@ class VerifyFailure:
     media_type: int = field(default=0, metadata={"doc": "fio verify type named by the header read (0: none)"})
     csum_expected: bytes = field(default=b"", metadata={"doc": "checksum in the header"})
     csum_received: bytes = field(default=b"", metadata={"doc": "checksum of the data read"})
+    dump_received: bytes = field(default=b"", metadata={"doc": "verify_dump: the chunk as read (first 4)"})
+    dump_expected: bytes = field(
+        default=b"", metadata={"doc": "verify_dump: the chunk as written, regenerated (data failures)"}
+    )
 
 
 @dataclass(frozen=True)

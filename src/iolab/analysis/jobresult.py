@@ -208,6 +208,7 @@ def job_result(
     pid: int | None = None,
     finished_at: float | None = None,
     paths: Sequence[str] = (),
+    verify_dumps: Mapping[int, Sequence[tuple[str, str]]] | None = None,
 ) -> JobResult:
     """Turn the C core's result (docs/DESIGN.md section 3; a raw dict is typed first) into a JobResult.
 
@@ -358,5 +359,5 @@ def job_result(
         total_err=core.total_err,
         first_error=core.first_error,
         latency_depth=opts.iodepth if io_loop else 0,
-        verify=verify_json(core.verify, paths) if core.verify is not None else None,
+        verify=verify_json(core.verify, paths, verify_dumps) if core.verify is not None else None,
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from iolab.analysis.core_result import CoreVerify, VerifyFailure
 
-__all__ = ["verdict", "verify_json", "verify_messages"]
+__all__ = ["verdict", "verify_json", "verify_messages", "write_dumps"]
+
+#: what write_dumps wrote: failure index -> [(what, path or the reason it was not written)]
+Dumps = Mapping[int, Sequence[tuple[str, str]]]
 
 _MAGIC = 0xACCA
 _HEADER_KINDS = {
@@ -39,10 +43,41 @@ def _where(f: VerifyFailure, paths: Sequence[str]) -> str:
     )
 
 
-def verify_messages(cv: CoreVerify, paths: Sequence[str]) -> list[str]:
+def write_dumps(cv: CoreVerify, paths: Sequence[str], directory: str) -> dict[int, list[tuple[str, str]]]:
+    """verify_dump: the bad chunks the core kept, written as fio names them (NAME.OFFSET.received, .expected,
+    .hdr_fail for a bad header) into directory. A file of that name is never overwritten (nor a symlink
+    followed): that dump is skipped and said so."""
+    out: dict[int, list[tuple[str, str]]] = {}
+    for i, f in enumerate(cv.failed):
+        if not f.dump_received:
+            continue
+        base = os.path.basename(_name(paths, f.file))
+        header = f.kind in _HEADER_KINDS or (f.kind == "never written?" and not f.dump_expected)
+        parts = [("hdr_fail" if header else "received", f.dump_received)]
+        if f.dump_expected:
+            parts.append(("expected", f.dump_expected))
+        done: list[tuple[str, str]] = []
+        for what, data in parts:
+            path = os.path.join(directory, f"{base}.{f.offset}.{what}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                fd = os.open(path, flags, 0o644)
+            except OSError as exc:
+                done.append((what, f"not dumped: {path}: {exc.strerror}"))
+                continue
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+            done.append((what, path))
+        out[i] = done
+    return out
+
+
+def verify_messages(cv: CoreVerify, paths: Sequence[str], dumps: Dumps | None = None) -> list[str]:
     """fio's report of each failure kept (its wording where fio has one), plus iolab's verdict."""
     lines: list[str] = []
-    for f in cv.failed:
+    for i, f in enumerate(cv.failed):
         where = _where(f, paths)
         if f.kind == "never written?":
             if f.expected == _MAGIC:
@@ -69,6 +104,12 @@ def verify_messages(cv: CoreVerify, paths: Sequence[str]) -> list[str]:
             lines.append(f"       Received CRC: {f.csum_received.hex()}")
         if f.kind not in ("never written?", "short read"):
             lines.append("       the block holds other data than was written: corrupted")
+        for what, where_to in (dumps or {}).get(i, ()):
+            name = "received" if what == "hdr_fail" else what
+            if where_to.startswith("not dumped"):
+                lines.append(f"       {name} data {where_to}")
+            else:
+                lines.append(f"       {name} data dumped as {where_to}")
     if cv.failures > len(cv.failed):
         lines.append(
             f"verify: {cv.failures - len(cv.failed)} more failures (only the first {len(cv.failed)} shown)"
@@ -76,10 +117,10 @@ def verify_messages(cv: CoreVerify, paths: Sequence[str]) -> list[str]:
     return lines
 
 
-def verify_json(cv: CoreVerify, paths: Sequence[str]) -> dict[str, Any]:
+def verify_json(cv: CoreVerify, paths: Sequence[str], dumps: Dumps | None = None) -> dict[str, Any]:
     """The ``iolab.verify`` object of a job: counts, and the first failures (file, offset, kind)."""
     failed = []
-    for f in cv.failed:
+    for i, f in enumerate(cv.failed):
         item: dict[str, Any] = {
             "file": _name(paths, f.file),
             "offset": f.offset,
@@ -98,6 +139,9 @@ def verify_json(cv: CoreVerify, paths: Sequence[str]) -> dict[str, Any]:
             item.update(expected_csum=f.csum_expected.hex(), received_csum=f.csum_received.hex())
         if f.media_type:
             item["media_type"] = f.media_type
+        dumped = [p for _, p in (dumps or {}).get(i, ()) if not p.startswith("not dumped")]
+        if dumped:
+            item["dumped"] = dumped
         failed.append(item)
     return {
         "type": cv.type,

@@ -42,6 +42,7 @@ VF_DO_VERIFY = 1
 VF_ONLY = 2
 VF_FATAL = 4
 VF_CHECK_NUMBERIO = 8
+VF_DUMP = 16
 
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 
@@ -217,6 +218,8 @@ def verify_config(
         flags |= VF_ONLY
     if v.get("verify_fatal"):
         flags |= VF_FATAL
+    if v.get("verify_dump"):
+        flags |= VF_DUMP
     fixed = wmin == wmax and not split_n[1]
     if writes and fixed and not v.get("time_based") and not v.get("verify_only"):
         flags |= VF_CHECK_NUMBERIO
