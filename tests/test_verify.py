@@ -239,9 +239,23 @@ def test_what_is_not_implemented_is_refused(tmp_path: Path, opt: str, says: str)
 
 
 def test_mixed_and_time_based_writers_are_refused(tmp_path: Path) -> None:
-    for extra in (("--rw=randrw",), ("--time_based", "--runtime=1")):
+    for extra in (("--rw=randrw",), ("--time_based", "--runtime=1"), ("--loops=2",)):
         rc, _, err = iolab_run(*job_args(tmp_path / "t.dat", "--verify=md5"), *extra)
         assert rc != 0 and "verify" in err and "not implemented" in err
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (("--verify=sha512", "--verify_interval=128"), "the 168-byte header does not fit in 128-byte chunks"),
+        (("--verify=crc32c", "--verify_offset=4090"), "verify_offset=4090: the 44-byte header does not fit"),
+    ],
+)
+def test_header_that_cannot_fit_is_refused_before_any_io(tmp_path: Path, extra: tuple[str, ...], says: str) -> None:
+    target = tmp_path / "h.dat"
+    rc, doc, err = iolab_run(*job_args(target, *extra))
+    assert rc != 0 and doc is None and says in err
+    assert not target.exists()
 
 
 def test_pattern_syntax_as_fio() -> None:

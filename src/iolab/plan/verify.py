@@ -34,6 +34,8 @@ VERIFY_TYPES: dict[str, int] = {
 }
 #: verify_pattern without verify=: fio's VERIFY_PATTERN (a header, then the pattern)
 PATTERN_WITH_HEADER = 17
+#: bytes of fio's struct vhdr_<type> after the 40-byte header
+_VHDR_LEN = {"md5": 16, "crc32c": 4, "crc32c-intel": 4, "xxhash": 4, "sha1": 20, "sha256": 64, "sha512": 128}
 PATTERN_MAX = 512  # fio's MAX_PATTERN_SIZE
 FMT_MAX = 4
 
@@ -211,6 +213,17 @@ def verify_config(
         interval = rmin
     if not interval or wmin % interval or wmax % interval:
         interval = math.gcd(wmin, wmax)
+    header = 0 if vtype == VERIFY_TYPES["pattern"] else 40 + _VHDR_LEN.get(kind, 0)
+    if interval <= header:
+        raise VerifyError(
+            f"verify={kind}: the {header}-byte header does not fit in {interval}-byte chunks"
+            " (raise bs or verify_interval)"
+        )
+    voffset = int(v.get("verify_offset") or 0)
+    if voffset and voffset + header > interval:
+        raise VerifyError(
+            f"verify_offset={voffset}: the {header}-byte header does not fit in the {interval}-byte chunk"
+        )
     flags = 0
     if v.get("do_verify", True):
         flags |= VF_DO_VERIFY
@@ -229,7 +242,7 @@ def verify_config(
             "verify": vtype,
             "verify_flags": flags,
             "verify_interval": interval,
-            "verify_offset": int(v.get("verify_offset") or 0),
+            "verify_offset": voffset,
             "verify_backlog": int(v.get("verify_backlog") or 0),
             "verify_backlog_batch": int(v.get("verify_backlog_batch") or 0),
             "verify_pattern_len": len(pattern),
