@@ -251,7 +251,9 @@ def test_mixed_and_time_based_writers_are_refused(tmp_path: Path) -> None:
         (("--verify=crc32c", "--verify_offset=4090"), "verify_offset=4090: the 44-byte header does not fit"),
     ],
 )
-def test_header_that_cannot_fit_is_refused_before_any_io(tmp_path: Path, extra: tuple[str, ...], says: str) -> None:
+def test_header_that_cannot_fit_is_refused_before_any_io(
+    tmp_path: Path, extra: tuple[str, ...], says: str
+) -> None:
     target = tmp_path / "h.dat"
     rc, doc, err = iolab_run(*job_args(target, *extra))
     assert rc != 0 and doc is None and says in err
