@@ -546,6 +546,7 @@ static void vfy_dry_run(struct iol_job *j)
  * every logged write through the job's engine; each read is checked when it completes. */
 static void verify_phase(struct iol_job *j)
 {
+    uint64_t t0 = iol_now_ns();
     for (unsigned i = 0; i < j->nfiles; i++) {
         (void)fsync(j->files[i].fd); /* as fio, a file that cannot be synced is read back all the same */
         iol_drop_cache(j, &j->files[i]);
@@ -554,6 +555,7 @@ static void verify_phase(struct iol_job *j)
     j->vfy.phase = 1;
     run_loop(j);
     j->vfy.phase = 0;
+    j->vfy.phase_ns = iol_now_ns() - t0;
 }
 
 /* Issue one end_fsync after the loop and wait for it. */

@@ -324,11 +324,12 @@ static PyObject *verify_dict(const struct iol_job *j)
         }
         Py_DECREF(d);
     }
-    return Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:N}", "type", iol_vtype_name(v->type), "written",
+    return Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:N}", "type", iol_vtype_name(v->type), "written",
                          (unsigned long long)v->tail, "reads", (unsigned long long)v->reads, "bytes",
                          (unsigned long long)v->bytes, "chunks", (unsigned long long)v->chunks, "failures",
                          (unsigned long long)v->failures, "not_read", (unsigned long long)(v->tail - v->head),
-                         "log_full", v->log_full ? Py_True : Py_False, "failed", fails);
+                         "phase_ns", (unsigned long long)v->phase_ns, "log_full", v->log_full ? Py_True : Py_False,
+                         "failed", fails);
 }
 
 static PyObject *Job_raw_result(JobObject *self, PyObject *Py_UNUSED(ignored))

@@ -135,6 +135,7 @@ struct iol_verify {
 
     /* outcome */
     uint64_t reads, bytes, chunks, failures;
+    uint64_t phase_ns; /* the verify phase's wall time (fio reports it as the read runtime) */
     uint32_t nfails;
     struct iol_vfail fails[IOL_VFAIL_MAX];
 };

@@ -79,8 +79,10 @@ def test_write_then_verify_reads_every_block_back(
     assert job["error"] == 0
     v = verify_of(doc)
     assert (v["written"], v["reads"], v["bytes"], v["failures"]) == (SIZE // BS, SIZE // BS, SIZE, 0)
-    # as fio, the verify reads are the job's reads
+    # as fio, the verify reads are the job's reads, and the verify phase is their runtime
     assert (job["read"]["io_bytes"], job["read"]["total_ios"]) == (SIZE, SIZE // BS)
+    assert job["read"]["runtime"] >= 1 and job["write"]["runtime"] >= 1
+    assert abs(job["read"]["runtime"] + job["write"]["runtime"] - job["job_runtime"]) <= 2
     # fio's header at every block: magic 0xacca, type 5 (crc32c), length, offset
     data = target.read_bytes()
     for off in (0, BS, SIZE - BS):

@@ -220,6 +220,7 @@ class CoreVerify:
     chunks: int = field(default=0, metadata={"doc": "headers (verify_interval chunks) checked"})
     failures: int = field(default=0, metadata={"doc": "chunks that failed"})
     not_read: int = field(default=0, metadata={"doc": "logged writes never read back (the job ended first)"})
+    phase_ns: int = field(default=0, metadata={"doc": "wall time of the verify phase (after the writes)"})
     log_full: bool = field(default=False, metadata={"doc": "a write could not be logged (not read back)"})
     failed: tuple[VerifyFailure, ...] = field(default=(), metadata={"doc": "the first 16 failures"})
 

@@ -228,6 +228,11 @@ def job_result(
 
     err_code = core.error
     err_ddir = core.error_ddir
+    # as fio, a write job's verify phase is its read runtime, and the writes' runtime ends where it starts
+    dir_ms: dict[str, int] = {}
+    if core.verify is not None and core.verify.phase_ns:
+        phase_ms = core.verify.phase_ns // 1_000_000
+        dir_ms = {"read": phase_ms, "write": max(runtime_ns - core.verify.phase_ns, 0) // 1_000_000}
     dirs: dict[str, DirStats] = {}
     for d in ALL_DIRS:
         rd: CoreDir = getattr(core.ddir, d, None) or CoreDir()
@@ -244,7 +249,7 @@ def job_result(
             bytes=rd.bytes,
             short_ios=rd.short_ios,
             drop_ios=rd.dropped,
-            runtime_ms=(max(runtime_ms, 1) if ios else 0) if d != "sync" else 0,
+            runtime_ms=(max(dir_ms.get(d, runtime_ms), 1) if ios else 0) if d != "sync" else 0,
             # disable_clat/lat/slat (or gtod_reduce): fio keeps no such latencies, its report shows zeros
             clat=Histogram() if opts.disable_clat else _hist(rd.clat, sub_bits, nbuckets),
             lat=Histogram() if opts.disable_lat and d != "sync" else _hist(rd.lat, sub_bits, nbuckets),
