@@ -8,6 +8,7 @@ way round, and both read back the same bytes in the same number of reads.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -241,7 +242,7 @@ def test_what_is_not_implemented_is_refused(tmp_path: Path, opt: str, says: str)
 
 
 def test_mixed_and_time_based_writers_are_refused(tmp_path: Path) -> None:
-    for extra in (("--rw=randrw",), ("--time_based", "--runtime=1"), ("--loops=2",)):
+    for extra in (("--rw=randrw",), ("--time_based", "--runtime=1"), ("--loops=2",), ("--io_size=2M",)):
         rc, _, err = iolab_run(*job_args(tmp_path / "t.dat", "--verify=md5"), *extra)
         assert rc != 0 and "verify" in err and "not implemented" in err
 
@@ -406,3 +407,34 @@ def test_verify_dump_writes_the_bad_chunks_and_never_overwrites(direct_dir: Path
     expected = (workdir / "d.dat.16384.expected").read_bytes()
     assert sum(a != b for a, b in zip(got, expected, strict=True)) == 4
     assert "received data not dumped" in proc.stderr  # the first run's file stays as it was
+
+
+# ------------------------------------------------------------------------------ the read-back order
+@pytest.mark.parametrize("random, norandommap, passes", [(0, 0, 2), (1, 0, 1), (1, 1, 3)])
+def test_read_back_order_is_fios_io_piece_log(
+    direct_dir: Path, random: int, norandommap: int, passes: int
+) -> None:
+    """Sequential and norandommap jobs read back by offset, a later write replacing an earlier one at the
+    same place; a random job with a random map reads back in write order (fio's list)."""
+    from test_core import make_config, run_job
+
+    nblocks = 32
+    path = direct_dir / "o.dat"
+    path.write_bytes(bytes(nblocks * BS))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        cfg = make_config(
+            ddir_mask=2, random=random, norandommap=norandommap, io_size=passes * nblocks * BS,
+            io_size_set=int(passes > 1), verify=5, verify_flags=1 | 8, verify_interval=BS,
+        )  # fmt: skip
+        raw, trace = run_job(cfg, [(fd, 0, nblocks * BS)], trace=4 * passes * nblocks)
+    finally:
+        os.close(fd)
+    assert raw["error"] == 0 and raw["verify"]["failures"] == 0
+    writes = [r[0] for r in trace if r[3] == 1]
+    reads = [r[0] for r in trace if r[3] == 0]
+    assert len(writes) == passes * nblocks
+    if random and not norandommap:
+        assert reads == writes
+    else:
+        assert reads == sorted(set(writes))

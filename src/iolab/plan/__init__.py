@@ -322,6 +322,14 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 **pattern_cfg,
                 **verify_cfg,
             }
+            overwrites = random and v.get("norandommap")
+            if config["verify"] and writes and config["io_size"] > todo and not overwrites:
+                # fio writes size bytes, verifies them, and counts the reads against io_size: its loop
+                # of write+verify passes is not implemented
+                raise PlanError(
+                    f"{_where(jd, 'io_size')}: verify with io_size larger than size is not implemented"
+                    " by iolab (fio writes and verifies size bytes per pass)"
+                )
             if engine == "io_uring" and v.get("hipri"):
                 _check_hipri(jd, files)
             wait_for = v.get("wait_for")
