@@ -438,3 +438,14 @@ def test_read_back_order_is_fios_io_piece_log(
         assert reads == writes
     else:
         assert reads == sorted(set(writes))
+
+
+def test_group_reporting_sums_the_clones(direct_dir: Path) -> None:
+    rc, doc, err = iolab_run(
+        "--name=g", f"--directory={direct_dir}", "--numjobs=2", "--group_reporting", "--size=256k",
+        "--rw=write", f"--bs={BS}", "--verify=crc32c",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert doc is not None and len(doc["jobs"]) == 1
+    v = verify_of(doc)
+    assert (v["written"], v["reads"], v["bytes"]) == (128, 128, 2 * 256 * 1024)
