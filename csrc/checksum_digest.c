@@ -159,28 +159,37 @@ static void sha1_compress(void *state_, const uint8_t *block)
     for (int i = 16; i < 80; i++)
         w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
     uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t f, k;
-        if (i < 20) {
-            f = (b & c) | (~b & d);
-            k = 0x5a827999u;
-        } else if (i < 40) {
-            f = b ^ c ^ d;
-            k = 0x6ed9eba1u;
-        } else if (i < 60) {
-            f = (b & c) | (b & d) | (c & d);
-            k = 0x8f1bbcdcu;
-        } else {
-            f = b ^ c ^ d;
-            k = 0xca62c1d6u;
-        }
-        uint32_t t = rol32(a, 5) + f + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol32(b, 30);
-        b = a;
-        a = t;
-    }
+    /* one loop per round function (no branch per step), five steps per iteration renaming the
+     * variables instead of moving them */
+#define SHA1_STEP(a, b, c, d, e, f, k, i)                      \
+    do {                                                       \
+        e += rol32(a, 5) + (f) + (k) + w[i];                   \
+        b = rol32(b, 30);                                      \
+    } while (0)
+#define SHA1_FIVE(fn, k, i)                                    \
+    do {                                                       \
+        SHA1_STEP(a, b, c, d, e, fn(b, c, d), k, i);           \
+        SHA1_STEP(e, a, b, c, d, fn(a, b, c), k, i + 1);       \
+        SHA1_STEP(d, e, a, b, c, fn(e, a, b), k, i + 2);       \
+        SHA1_STEP(c, d, e, a, b, fn(d, e, a), k, i + 3);       \
+        SHA1_STEP(b, c, d, e, a, fn(c, d, e), k, i + 4);       \
+    } while (0)
+#define SHA1_CH(x, y, z) (((x) & (y)) | (~(x) & (z)))
+#define SHA1_PARITY(x, y, z) ((x) ^ (y) ^ (z))
+#define SHA1_MAJ(x, y, z) (((x) & (y)) | ((x) & (z)) | ((y) & (z)))
+    for (int i = 0; i < 20; i += 5)
+        SHA1_FIVE(SHA1_CH, 0x5a827999u, i);
+    for (int i = 20; i < 40; i += 5)
+        SHA1_FIVE(SHA1_PARITY, 0x6ed9eba1u, i);
+    for (int i = 40; i < 60; i += 5)
+        SHA1_FIVE(SHA1_MAJ, 0x8f1bbcdcu, i);
+    for (int i = 60; i < 80; i += 5)
+        SHA1_FIVE(SHA1_PARITY, 0xca62c1d6u, i);
+#undef SHA1_CH
+#undef SHA1_PARITY
+#undef SHA1_MAJ
+#undef SHA1_FIVE
+#undef SHA1_STEP
     s[0] += a;
     s[1] += b;
     s[2] += c;
@@ -246,19 +255,35 @@ static void sha256_compress(void *state_, const uint8_t *block)
         uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t v[8];
-    memcpy(v, s, sizeof v);
-    for (int i = 0; i < 64; i++) {
-        uint32_t e = v[4], a = v[0];
-        uint32_t t1 = v[7] + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & v[5]) ^ (~e & v[6])) +
-                      sha256_k[i] + w[i];
-        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & v[1]) ^ (a & v[2]) ^ (v[1] & v[2]));
-        memmove(v + 1, v, 7 * sizeof v[0]);
-        v[4] += t1;
-        v[0] = t1 + t2;
+    uint32_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+    /* eight steps per iteration, renaming the variables instead of shifting them */
+#define SHA256_STEP(a, b, c, d, e, f, g, h, i)                                                              \
+    do {                                                                                                    \
+        uint32_t t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[i] + \
+                      w[i];                                                                                 \
+        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));        \
+        d += t1;                                                                                            \
+        h = t1 + t2;                                                                                        \
+    } while (0)
+    for (int i = 0; i < 64; i += 8) {
+        SHA256_STEP(a, b, c, d, e, f, g, h, i);
+        SHA256_STEP(h, a, b, c, d, e, f, g, i + 1);
+        SHA256_STEP(g, h, a, b, c, d, e, f, i + 2);
+        SHA256_STEP(f, g, h, a, b, c, d, e, i + 3);
+        SHA256_STEP(e, f, g, h, a, b, c, d, i + 4);
+        SHA256_STEP(d, e, f, g, h, a, b, c, i + 5);
+        SHA256_STEP(c, d, e, f, g, h, a, b, i + 6);
+        SHA256_STEP(b, c, d, e, f, g, h, a, i + 7);
     }
-    for (int i = 0; i < 8; i++)
-        s[i] += v[i];
+#undef SHA256_STEP
+    s[0] += a;
+    s[1] += b;
+    s[2] += c;
+    s[3] += d;
+    s[4] += e;
+    s[5] += f;
+    s[6] += g;
+    s[7] += h;
 }
 
 void iol_sha256(const void *buf, size_t len, uint8_t out[32])
@@ -334,19 +359,34 @@ static void sha512_compress(void *state_, const uint8_t *block)
         uint64_t s1 = ror64(w[i - 2], 19) ^ ror64(w[i - 2], 61) ^ (w[i - 2] >> 6);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint64_t v[8];
-    memcpy(v, s, sizeof v);
-    for (int i = 0; i < 80; i++) {
-        uint64_t e = v[4], a = v[0];
-        uint64_t t1 = v[7] + (ror64(e, 14) ^ ror64(e, 18) ^ ror64(e, 41)) + ((e & v[5]) ^ (~e & v[6])) +
-                      sha512_k[i] + w[i];
-        uint64_t t2 = (ror64(a, 28) ^ ror64(a, 34) ^ ror64(a, 39)) + ((a & v[1]) ^ (a & v[2]) ^ (v[1] & v[2]));
-        memmove(v + 1, v, 7 * sizeof v[0]);
-        v[4] += t1;
-        v[0] = t1 + t2;
+    uint64_t a = s[0], b = s[1], c = s[2], d = s[3], e = s[4], f = s[5], g = s[6], h = s[7];
+#define SHA512_STEP(a, b, c, d, e, f, g, h, i)                                                                \
+    do {                                                                                                      \
+        uint64_t t1 = h + (ror64(e, 14) ^ ror64(e, 18) ^ ror64(e, 41)) + ((e & f) ^ (~e & g)) + sha512_k[i] + \
+                      w[i];                                                                                   \
+        uint64_t t2 = (ror64(a, 28) ^ ror64(a, 34) ^ ror64(a, 39)) + ((a & b) ^ (a & c) ^ (b & c));         \
+        d += t1;                                                                                              \
+        h = t1 + t2;                                                                                          \
+    } while (0)
+    for (int i = 0; i < 80; i += 8) {
+        SHA512_STEP(a, b, c, d, e, f, g, h, i);
+        SHA512_STEP(h, a, b, c, d, e, f, g, i + 1);
+        SHA512_STEP(g, h, a, b, c, d, e, f, i + 2);
+        SHA512_STEP(f, g, h, a, b, c, d, e, i + 3);
+        SHA512_STEP(e, f, g, h, a, b, c, d, i + 4);
+        SHA512_STEP(d, e, f, g, h, a, b, c, i + 5);
+        SHA512_STEP(c, d, e, f, g, h, a, b, i + 6);
+        SHA512_STEP(b, c, d, e, f, g, h, a, i + 7);
     }
-    for (int i = 0; i < 8; i++)
-        s[i] += v[i];
+#undef SHA512_STEP
+    s[0] += a;
+    s[1] += b;
+    s[2] += c;
+    s[3] += d;
+    s[4] += e;
+    s[5] += f;
+    s[6] += g;
+    s[7] += h;
 }
 
 void iol_sha512(const void *buf, size_t len, uint8_t out[64])

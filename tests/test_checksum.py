@@ -132,7 +132,7 @@ def test_fio_written_headers_match(kind: str, bs: int, tmp_path: Path) -> None:
     subprocess.run(
         ["fio", "--name=w", f"--filename={target}", f"--size={size}", f"--bs={bs}", "--rw=write",
          f"--verify={kind}", "--do_verify=0", "--ioengine=psync", "--randrepeat=0", "--output=/dev/null"],
-        check=True, capture_output=True, timeout=60,
+        check=True, capture_output=True, timeout=60, cwd=tmp_path,
     )  # fmt: skip
     image = target.read_bytes()
     assert len(image) == size
