@@ -27,9 +27,9 @@ SIZE = 1 << 20
 BS = 4096
 
 
-def iolab_run(*args: str) -> tuple[int, dict[str, Any] | None, str]:
+def iolab_run(*args: str, cwd: Path | None = None) -> tuple[int, dict[str, Any] | None, str]:
     proc = subprocess.run(
-        [*IOLAB, "run", *args, "--output-format=json"], capture_output=True, text=True, timeout=120
+        [*IOLAB, "run", *args, "--output-format=json"], capture_output=True, text=True, timeout=120, cwd=cwd
     )
     doc = json.loads(proc.stdout) if proc.stdout.strip() else None
     return proc.returncode, doc, proc.stderr
@@ -125,12 +125,12 @@ def test_region_never_written_is_told_apart(direct_dir: Path) -> None:
     target = direct_dir / "z.dat"
     with open(target, "wb") as fh:
         fh.truncate(SIZE)
-    rc, doc, err = iolab_run(*job_args(target, "--verify=crc32c", "--verify_only"))
+    rc, doc, err = iolab_run(*job_args(target, "--verify=crc32c", "--verify_only"), cwd=direct_dir)
     assert rc != 0
     assert "never written?" in err and "corrupted" not in err
     # fio's verify_state_save would leave a state file here: iolab says it writes none
     assert "fio would save its verify state (local-v-0-verify.state)" in err
-    assert not list(direct_dir.glob("*verify.state")) and not list(Path.cwd().glob("local-v-*"))
+    assert not list(direct_dir.glob("*verify.state"))
     f = verify_of(doc)["failed"][0]
     assert (f["offset"], f["kind"], f["verdict"]) == (0, "never written?", "never written")
 
@@ -315,12 +315,18 @@ def test_fio_checks_what_iolab_wrote_and_the_other_way_round(direct_dir: Path, k
     assert iolab_run(*job_args(ours, *extra, "--do_verify=0"))[0] == 0
     fio_args = [f"--size={SIZE}", "--rw=write", f"--bs={BS}", *extra, "--output-format=json"]
     r = subprocess.run(
-        [fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"], capture_output=True, text=True
+        [fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"],
+        capture_output=True,
+        text=True,
+        cwd=direct_dir,  # fio's verify state file lands here when it fails
     )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["jobs"][0]["read"]["io_bytes"] == SIZE
     subprocess.run(
-        [fio, "--name=v", f"--filename={theirs}", *fio_args, "--do_verify=0"], check=True, capture_output=True
+        [fio, "--name=v", f"--filename={theirs}", *fio_args, "--do_verify=0"],
+        check=True,
+        capture_output=True,
+        cwd=direct_dir,
     )
     rc, doc, err = iolab_run(*job_args(theirs, *extra, "--verify_only"))
     assert rc == 0, err
@@ -328,7 +334,10 @@ def test_fio_checks_what_iolab_wrote_and_the_other_way_round(direct_dir: Path, k
     # and fio sees our corruption where we do
     corrupt(ours, 9 * BS + 300)
     r = subprocess.run(
-        [fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"], capture_output=True, text=True
+        [fio, "--name=v", f"--filename={ours}", *fio_args, "--verify_only"],
+        capture_output=True,
+        text=True,
+        cwd=direct_dir,  # fio's verify state file lands here when it fails
     )
     assert r.returncode != 0
     if kind == "pattern":  # fio names the block (its header-less message says "length 0")
@@ -356,6 +365,7 @@ def test_verify_reads_as_fio(direct_dir: Path, extra: tuple[str, ...]) -> None:
         capture_output=True,
         text=True,
         check=True,
+        cwd=direct_dir,
     )
     fjob = json.loads(r.stdout)["jobs"][0]
     rc, doc, err = iolab_run(f"--filename={direct_dir / 'i.dat'}", *common)
