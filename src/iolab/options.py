@@ -1092,8 +1092,8 @@ _e(
 _b("do_verify", "Run the verify phase", C_VERIFY, True, supported=True)
 _add("verifysort", Kind.STR, FioType.SOFT_DEPRECATED, None, "Deprecated; fio ignores it", C_VERIFY)
 _add("verifysort_nr", Kind.STR, FioType.SOFT_DEPRECATED, None, "Deprecated; fio ignores it", C_VERIFY)
-_i("verify_interval", "Verify header every this many bytes", C_VERIFY, None, supported=True)
-_i("verify_offset", "Put the verify header at this offset", C_VERIFY, None, supported=True)
+_i("verify_interval", "Verify header every this many bytes", C_VERIFY, None, minval=80, supported=True)
+_i("verify_offset", "Put the verify header at this offset", C_VERIFY, None, minval=40, supported=True)
 _cb(
     "verify_pattern",
     "Pattern to write and check",

@@ -161,12 +161,6 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
                 dumps = write_dumps(raw.verify, _paths(jp), os.getcwd())
             for line in verify_messages(raw.verify, _paths(jp), dumps):
                 say(line)
-            if (raw.error or raw.stopped) and jp.options.get("verify_state_save", True):
-                state = f"local-{jp.name}-{jp.thread_number - 1}-verify.state"
-                say(
-                    f"note: {jp.name}: fio would save its verify state ({state}) here; iolab writes no"
-                    " state file (it cannot load one)"
-                )
         raws[jp.index] = raw
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
         results.append(

@@ -22,7 +22,7 @@ from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS, Kind, Option
 from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
-from iolab.plan.verify import VerifyError, verify_config
+from iolab.plan.verify import VerifyError, verify_config, verify_notes
 
 __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
 
@@ -352,7 +352,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     config=config,
                     options=v,
                     jobdef_index=jd.index,
-                    warnings=(*jd.warnings, *engine_notes),
+                    warnings=(*jd.warnings, *engine_notes, *verify_notes(v, jd.name, thread_number)),
                     # None: written without a value (time_based); fio's JSON leaves those entries out
                     job_options={r.name: r.value for r in jd.raw if not r.from_global},
                     cpus=_clone_cpus(cpu_set, thread_number - 1, cpu_policy),

@@ -18,6 +18,7 @@ __all__ = [
     "VerifyError",
     "parse_verify_pattern",
     "verify_config",
+    "verify_notes",
 ]
 
 #: fio's verify type numbers (enum in fio's verify.h) of the verify= values iolab implements
@@ -126,6 +127,20 @@ def parse_verify_pattern(text: str) -> tuple[bytes, list[int]]:
         if len(out) > PATTERN_MAX:
             raise VerifyError(f"the pattern is longer than {PATTERN_MAX} bytes (fio's limit)")
     return bytes(out), fmts
+
+
+def verify_notes(values: Mapping[str, Any], name: str, thread_number: int) -> list[str]:
+    """What iolab does differently, said for the job: fio writes its verify state file at the end of every
+    verify job (verify_state_save=1, the default); iolab writes none."""
+    if not values.get("verify_state_save", True):
+        return []
+    if str(values.get("verify") or "0") == "0" and not values.get("verify_pattern"):
+        return []
+    state = f"local-{name}-{thread_number - 1}-verify.state"
+    return [
+        f"verify_state_save: fio writes {state} into the working directory at the end; iolab writes no"
+        " verify state file (verify_state_load is not implemented); verify_state_save=0 silences this"
+    ]
 
 
 def _sizes(
