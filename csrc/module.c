@@ -175,10 +175,10 @@ static PyObject *Job_progress(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
         return NULL;
-    uint64_t p[5];
+    uint64_t p[7];
     iol_job_progress(self->job, p);
-    return Py_BuildValue("(KKKKi)", (unsigned long long)p[0], (unsigned long long)p[1], (unsigned long long)p[2],
-                         (unsigned long long)p[3], (int)p[4]);
+    return Py_BuildValue("(KKKKiKK)", (unsigned long long)p[0], (unsigned long long)p[1], (unsigned long long)p[2],
+                         (unsigned long long)p[3], (int)p[4], (unsigned long long)p[5], (unsigned long long)p[6]);
 }
 
 /* H = {"count", "min", "max", "sum", "sumsq", "buckets"} */
@@ -226,13 +226,16 @@ static PyObject *counts7(const uint64_t v[7])
                          (unsigned long long)v[6]);
 }
 
-/* I/O left out of the statistics (ramp, drained): {"read": {"ios", "bytes"}, "write": {...}, "syncs": n} */
+/* I/O left out of the statistics (ramp, drained): {"read": {"ios", "bytes"}, "write": {...}, "trim": {...},
+ * "syncs": n} */
 static PyObject *uncounted_dict(const uint64_t ios[IOL_DDIR_COUNT], const uint64_t bytes[IOL_DDIR_COUNT])
 {
-    return Py_BuildValue("{s:{s:K,s:K},s:{s:K,s:K},s:K}", "read", "ios", (unsigned long long)ios[IOL_DDIR_READ],
-                         "bytes", (unsigned long long)bytes[IOL_DDIR_READ], "write", "ios",
-                         (unsigned long long)ios[IOL_DDIR_WRITE], "bytes", (unsigned long long)bytes[IOL_DDIR_WRITE],
-                         "syncs", (unsigned long long)ios[IOL_DDIR_SYNC]);
+    return Py_BuildValue("{s:{s:K,s:K},s:{s:K,s:K},s:{s:K,s:K},s:K}", "read", "ios",
+                         (unsigned long long)ios[IOL_DDIR_READ], "bytes", (unsigned long long)bytes[IOL_DDIR_READ],
+                         "write", "ios", (unsigned long long)ios[IOL_DDIR_WRITE], "bytes",
+                         (unsigned long long)bytes[IOL_DDIR_WRITE], "trim", "ios", (unsigned long long)ios[IOL_DDIR_TRIM],
+                         "bytes", (unsigned long long)bytes[IOL_DDIR_TRIM], "syncs",
+                         (unsigned long long)ios[IOL_DDIR_SYNC]);
 }
 
 static PyObject *depth_dict(const struct iol_job *j)
@@ -261,9 +264,9 @@ static PyObject *poll_dict(const struct iol_poll *p)
 /* The statistics of a series: {"read": {"bw": (n, min, max, mean, m2), "iops": (...)}, "write": ...}. */
 static PyObject *sample_stats(const struct iol_sampler *sp)
 {
-    static const char *const names[2] = {"read", "write"};
+    static const char *const names[IOL_DDIR_IO] = {"read", "write", "trim"};
     PyObject *out = PyDict_New();
-    for (int d = 0; out && d < 2; d++) {
+    for (int d = 0; out && d < IOL_DDIR_IO; d++) {
         const struct iol_rstat *b = &sp->bw[d], *o = &sp->iops[d];
         PyObject *v = Py_BuildValue("{s:(Kdddd),s:(Kdddd)}", "bw", (unsigned long long)b->n, b->min, b->max,
                                     b->mean, b->m2, "iops", (unsigned long long)o->n, o->min, o->max, o->mean,
@@ -275,7 +278,7 @@ static PyObject *sample_stats(const struct iol_sampler *sp)
     return out;
 }
 
-/* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes). */
+/* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes, trim_ios, trim_bytes). */
 static PyObject *samples_list(const struct iol_sampler *sp)
 {
     PyObject *samples = PyList_New(sp->n);
@@ -283,9 +286,10 @@ static PyObject *samples_list(const struct iol_sampler *sp)
         return NULL;
     for (uint32_t i = 0; i < sp->n; i++) {
         const struct iol_sample *s = &sp->buf[i];
-        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
+        PyObject *t = Py_BuildValue("(KKKKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
                                     (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
-                                    (unsigned long long)s->bytes[1]);
+                                    (unsigned long long)s->bytes[1], (unsigned long long)s->ios[2],
+                                    (unsigned long long)s->bytes[2]);
         if (!t) {
             Py_DECREF(samples);
             return NULL;
@@ -343,7 +347,7 @@ static PyObject *Job_raw_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     const struct iol_job *j = self->job;
-    static const char *const ddir_names[IOL_DDIR_COUNT] = {"read", "write", "sync"};
+    static const char *const ddir_names[IOL_DDIR_COUNT] = {"read", "write", "trim", "sync"};
 
     PyObject *ddirs = PyDict_New();
     if (!ddirs)
@@ -516,7 +520,7 @@ static PyMethodDef Job_methods[] = {
     {"stop", (PyCFunction)Job_stop, METH_NOARGS,
      "stop()\n--\n\nAsk a running job to stop (thread-safe); run() returns soon after with valid results."},
     {"progress", (PyCFunction)Job_progress, METH_NOARGS,
-     "progress()\n--\n\n(read_ios, write_ios, read_bytes, write_bytes, phase); phase 0 setup, 1 ramp, "
+     "progress()\n--\n\n(read_ios, write_ios, read_bytes, write_bytes, phase, trim_ios, trim_bytes); phase 0 setup, 1 ramp, "
      "2 measuring, 3 done. Counters restart at 0 when the ramp ends."},
     {"result", (PyCFunction)Job_result, METH_NOARGS,
      "result()\n--\n\nThe typed result (iolab.analysis.core_result.CoreResult), after run() returned."},

@@ -247,7 +247,13 @@ def test_what_is_not_implemented_is_refused(tmp_path: Path, opt: str, says: str)
 
 
 def test_mixed_and_time_based_writers_are_refused(tmp_path: Path) -> None:
-    for extra in (("--rw=randrw",), ("--time_based", "--runtime=1"), ("--loops=2",), ("--io_size=2M",)):
+    for extra in (
+        ("--rw=randrw",),
+        ("--time_based", "--runtime=1"),
+        ("--loops=2",),
+        ("--io_size=2M",),
+        ("--rw=trimwrite",),
+    ):
         rc, _, err = iolab_run(*job_args(tmp_path / "t.dat", "--verify=md5"), *extra)
         assert rc != 0 and "verify" in err and "not implemented" in err
 

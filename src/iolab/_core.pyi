@@ -56,9 +56,9 @@ class Job:
         """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""
     def stop(self) -> None:
         """Thread-safe; run() returns soon after (after the I/O in progress) and results stay valid."""
-    def progress(self) -> tuple[int, int, int, int, int]:
-        """``(read_ios, write_ios, read_bytes, write_bytes, phase)``; phase 0 setup, 1 ramp,
-        2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
+    def progress(self) -> tuple[int, int, int, int, int, int, int]:
+        """``(read_ios, write_ios, read_bytes, write_bytes, phase, trim_ios, trim_bytes)``; phase 0 setup,
+        1 ramp, 2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
     def result(self) -> CoreResult:
         """The typed result, built by ``iolab.analysis.core_result``, the one declaration of its shape
         (DESIGN.md section 3 shows it). RuntimeError until run() has returned."""

@@ -178,6 +178,7 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
                 paths=_paths(jp),
                 verify_dumps=dumps,
+                steadystate=worker.steadystate,
             )
         )
     run_warnings: list[str] = []

@@ -162,6 +162,7 @@ def verify_config(
     *,
     reads: bool,
     writes: bool,
+    trims: bool = False,
     bs_min: Sequence[int],
     bs_max: Sequence[int],
     split_n: Sequence[int],
@@ -203,6 +204,11 @@ def verify_config(
         raise VerifyError(f"verify={kind} is not implemented by iolab (implemented: {known})")
     if kind == "pattern" and not pattern:
         raise VerifyError("verify=pattern needs verify_pattern (the bytes to write and check)")
+    if trims:
+        raise VerifyError(
+            "verify with a trim mode (rw=trim, randtrim, trimwrite) is not implemented by iolab"
+            " (fio also checks that trimmed blocks read back as zeros)"
+        )
     if reads and writes:
         raise VerifyError(
             "verify: a job that both reads and writes (rw=rw, randrw) is not implemented by iolab; "
