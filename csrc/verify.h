@@ -42,7 +42,7 @@ enum iol_vtype {
 #define IOL_VPATTERN_MAX 512u  /* fio's MAX_PATTERN_SIZE */
 #define IOL_VFMT_MAX 4u        /* %o formats in one pattern */
 #define IOL_VFAIL_MAX 16u      /* failures kept in detail (all are counted) */
-#define IOL_VLOG_MAX (1ull << 26) /* logged writes at most (24 bytes each) */
+#define IOL_VLOG_MAX (1ull << 26) /* logged writes at most (32 bytes each) */
 
 /* config verify_flags bits */
 #define IOL_VF_DO_VERIFY 1u      /* a write job reads back what it wrote (do_verify) */
