@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F31EEu
-#define IOL_CONFIG_SIZE 5968u
+#define IOL_CONFIG_MAGIC 0x494F1F97u
+#define IOL_CONFIG_SIZE 5976u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_IGNORE_ERROR_MAX 16
 #define IOL_ZONE_TABLE 100
@@ -203,6 +203,9 @@ struct iol_config {
     uint8_t _pad7[4]; /* explicit padding */
     /* verify_pattern bytes, little-endian 64-bit words (512 bytes) */
     uint64_t verify_pattern[64];
+    /* seed of fio's taus88 read/write mix stream (rand_seeds[FIO_RAND_MIX_OFF]) */
+    uint32_t rwmix_seed;
+    uint8_t _pad8[4]; /* explicit padding */
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -297,6 +300,7 @@ struct iol_config {
     X(verify_fmt_n) \
     X(verify_fmt_off) \
     X(verify_pattern) \
+    X(rwmix_seed) \
 
 /* cfg->engine: the engines' ids (iolab.ioengines.ENGINE_SPECS) */
 enum iol_engine_id {
@@ -330,7 +334,7 @@ enum iol_engine_id {
     X(IOL_ENGINE_LIBPMEM, iol_engine_libpmem, 65535u) \
 
 
-_Static_assert(sizeof(struct iol_config) == 5968, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5976, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -429,5 +433,7 @@ _Static_assert(offsetof(struct iol_config, verify_fmt_n) == 5432, "offset of ver
 _Static_assert(offsetof(struct iol_config, verify_fmt_off) == 5436, "offset of verify_fmt_off");
 _Static_assert(offsetof(struct iol_config, _pad7) == 5452, "offset of _pad7");
 _Static_assert(offsetof(struct iol_config, verify_pattern) == 5456, "offset of verify_pattern");
+_Static_assert(offsetof(struct iol_config, rwmix_seed) == 5968, "offset of rwmix_seed");
+_Static_assert(offsetof(struct iol_config, _pad8) == 5972, "offset of _pad8");
 
 #endif /* IOL_CONFIG_GEN_H */

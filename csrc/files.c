@@ -12,11 +12,11 @@ void iol_seed_pattern(struct iol_job *j)
 {
     uint64_t seed = j->cfg.seed;
     iol_rng_seed(&j->rng_off, seed, RNG_STREAM_OFFSET);
-    iol_rng_seed(&j->rng_mix, seed, RNG_STREAM_MIX);
     iol_rng_seed(&j->rng_bs, seed, RNG_STREAM_BS);
     iol_rng_seed(&j->rng_seq, seed, RNG_STREAM_SEQ);
     iol_rng_seed(&j->rng_zone, seed, RNG_STREAM_ZONE);
     iol_rng_seed(&j->rng_file, seed, RNG_STREAM_FILE);
+    iol_taus88_seed(&j->mix_rng, j->cfg.rwmix_seed);
 }
 
 /* fio drops a file's cached pages whenever it starts over on it (invalidate=1): a new loop reopens the
@@ -72,6 +72,7 @@ int iol_next_pass(struct iol_job *j)
      * file wraps around inside its loop instead */
     if (!(c->time_based && j->nfiles == 1))
         j->last_was_sync = 0;
+    j->mix_quota = 0; /* fio's reset_io_counters: the next I/O draws its direction afresh */
     iol_start_pass(j);
     return 1;
 }

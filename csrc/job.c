@@ -141,7 +141,17 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
         }
         struct iol_file *f = &j->files[fi];
         if (c->ddir_mask == 3) {
-            d = iol_rng_below(&j->rng_mix, 100) < c->rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+            if (j->mix_issues[j->mix_dir] >= j->mix_quota) {
+                uint32_t v = iol_taus88_between(&j->mix_rng, 1, 100);
+                int nd = v <= c->rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+                if (nd != j->mix_dir) {
+                    /* fio sizes the new run from the old direction's count and the new one's share */
+                    uint64_t share = nd == IOL_DDIR_READ ? c->rwmix_read : 100 - c->rwmix_read;
+                    j->mix_quota = j->mix_issues[j->mix_dir] * share / 100;
+                }
+                j->mix_dir = nd;
+            }
+            d = j->mix_dir;
         } else if (UNLIKELY(c->trimwrite)) {
             /* fio: a trim when the last write started where the last trim did, else the write */
             d = f->tw_write_start == f->tw_trim_start ? IOL_DDIR_TRIM : IOL_DDIR_WRITE;
@@ -189,6 +199,8 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
         }
     }
     struct iol_file *f = &j->files[fi];
+    if (c->ddir_mask == 3 && d < 2)
+        j->mix_issues[d]++;
     j->pass_bytes += len;
     j->pass_ios++;
     if (LIKELY(!c->trimwrite) || d == IOL_DDIR_WRITE)
@@ -235,6 +247,8 @@ static void begin_measure(struct iol_job *j, uint64_t t)
 {
     iol_reset_stats(j);
     j->writes_issued = 0; /* fio's reset_all_stats: the count of writes starts again */
+    j->mix_issues[0] = j->mix_issues[1] = 0; /* and so do fio's io_issues, */
+    j->mix_quota = 0;                         /* and its rwmix_issues */
     j->last_was_sync = 0;
     iol_start_schedule(j, t);
     iol_start_clock(j, t);

@@ -158,7 +158,13 @@ struct iol_job {
     uint64_t zone_bytes; /* strided zones: bytes issued in the current zone */
     uint64_t total_bytes, total_ios; /* issued in the measured phase (all passes) */
 
-    struct iol_rng rng_off, rng_mix, rng_bs, rng_buf, rng_seq, rng_zone, rng_file;
+    struct iol_rng rng_off, rng_bs, rng_buf, rng_seq, rng_zone, rng_file;
+    /* fio's read/write mix (io_u.c get_rw_ddir): a direction is drawn from fio's own stream and kept
+     * until its issued I/Os reach the quota set when the job switched to it */
+    struct iol_taus88 mix_rng;
+    uint64_t mix_issues[2]; /* issued reads, writes (fio's io_issues; reset when the ramp ends) */
+    uint64_t mix_quota;
+    int mix_dir;
 
     /* I/O pool and buffers */
     struct iol_io *ios;

@@ -22,7 +22,7 @@ from iolab.ioengines import ENGINE_SPECS, EngineSpec, depth_cap_message, engine_
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS, Kind, Option
-from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
+from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec, rwmix_seed
 from iolab.plan.verify import VerifyError, verify_config, verify_notes
 
 __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
@@ -420,6 +420,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 "norandommap": int(bool(v.get("norandommap")) or pattern_cfg["rand_dist"] != 0),
                 # every clone gets its own stream, as fio seeds per thread
                 "seed": (seed + jobnum * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF,
+                # fio's own stream for the read/write mix: the same directions as fio, in the same order
+                "rwmix_seed": rwmix_seed(v, thread_number, jd.set_at),
                 "sample_interval_ns": bw_ns,
                 "iops_interval_ns": iops_ns if iops_ns != bw_ns else 0,
                 "invalidate": int(bool(v.get("invalidate", True)) and not v.get("pre_read")),

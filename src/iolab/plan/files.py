@@ -35,6 +35,8 @@ FALLOCATE_MODES = {
 }
 #: fio's rand_seeds[] slot of the file size generator (FIO_RAND_FILE_SIZE_OFF)
 _FILE_SIZE_SEED_SLOT = 7
+#: fio's rand_seeds[] slot of the read/write mix generator (FIO_RAND_MIX_OFF)
+_RWMIX_SEED_SLOT = 4
 _SEED_MULT = 0x9E370001
 _FIO_RANDSEED = 0xB1899BED
 
@@ -98,16 +100,26 @@ class _Taus88:
         return self.s1 ^ self.s2 ^ self.s3
 
 
-def file_size_seed(values: Mapping[str, Any], thread_number: int, set_at: Mapping[str, Any]) -> int:
-    """The seed of fio's file size generator for the job with fio thread number `thread_number` (1-based)."""
+def fio_stream_seed(values: Mapping[str, Any], thread_number: int, set_at: Mapping[str, Any], slot: int) -> int:
+    """fio's rand_seeds[slot] for the job with fio thread number `thread_number` (1-based)."""
     if values.get("allrandrepeat"):
-        return (_FIO_RANDSEED * thread_number + _FILE_SIZE_SEED_SLOT) & M64
+        return (_FIO_RANDSEED * thread_number + slot) & M64
     if not values.get("randrepeat", True) and "randseed" not in set_at:
         return int.from_bytes(os.urandom(8), "little")
     seed = int(values.get("randseed") or 0) & M64
-    for _ in range(4 + _FILE_SIZE_SEED_SLOT):
+    for _ in range(4 + slot):
         seed = seed * _SEED_MULT & M64
-    return (seed * thread_number + _FILE_SIZE_SEED_SLOT) & M64
+    return (seed * thread_number + slot) & M64
+
+
+def file_size_seed(values: Mapping[str, Any], thread_number: int, set_at: Mapping[str, Any]) -> int:
+    """The seed of fio's file size generator for the job with fio thread number `thread_number` (1-based)."""
+    return fio_stream_seed(values, thread_number, set_at, _FILE_SIZE_SEED_SLOT)
+
+
+def rwmix_seed(values: Mapping[str, Any], thread_number: int, set_at: Mapping[str, Any]) -> int:
+    """The seed of fio's read/write mix generator (a taus88 seeded with the low 32 bits)."""
+    return fio_stream_seed(values, thread_number, set_at, _RWMIX_SEED_SLOT) & M32
 
 
 # --- names ---
