@@ -203,7 +203,7 @@ struct iol_config {
     uint8_t _pad7[4]; /* explicit padding */
     /* verify_pattern bytes, little-endian 64-bit words (512 bytes) */
     uint64_t verify_pattern[64];
-    /* seed of fio's taus88 read/write mix stream (rand_seeds[FIO_RAND_MIX_OFF]) */
+    /* seed of fio's taus88 read/write mix stream (its rand_seeds[4]) */
     uint32_t rwmix_seed;
     uint8_t _pad8[4]; /* explicit padding */
 };

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -432,3 +433,40 @@ def test_cli_globals_reach_first_file_only(tmp_path: Path) -> None:
     got = {j.name: (j.values["bs"][0], bool(j.values["stonewall"])) for j in res.jobs}
     assert got == {"c": (16384, False), "a": (8192, False), "b": (4096, True)}
     assert [j.index for j in res.jobs] == [0, 1, 2]
+
+
+# fio compares the steady state settings of the jobs of a reporting group when it adds each job (not with
+# --parse-only) and rejects a job whose settings differ from an earlier one's: (job text, fio accepts it)
+STEADYSTATE_GROUPS = [
+    ("[a]\nsteadystate_duration=10ms\n[b]\n", False),  # under a second still turns the settings on
+    ("[a]\n[b]\nsteadystate_duration=2s\n", False),
+    ("[a]\nsteadystate_duration=2s\n[b]\nsteadystate_duration=2s\n", True),
+    ("[a]\nsteadystate_duration=2s\n[b]\nstonewall\n", True),  # a group of its own
+    ("[a]\nsteadystate_duration=2s\n[b]\nsteadystate_duration=2500ms\n", True),  # whole seconds
+    ("[a]\nsteadystate_duration=2s\n[b]\nsteadystate_duration=3s\n", False),
+    ("[a]\nsteadystate_duration=2s\nsteadystate=bw:1%\n[b]\nsteadystate_duration=2s\n", False),
+    ("[a]\nsteadystate_duration=2s\nnumjobs=2\n", True),
+    ("[a]\nsteadystate_duration=2s\nsteadystate_ramp_time=1s\n[b]\nsteadystate_duration=2s\n", False),
+    ("[a]\nsteadystate_duration=0\n[b]\n", True),
+]
+
+
+@pytest.mark.parametrize(("text", "accepted"), STEADYSTATE_GROUPS)
+def test_steadystate_must_agree_within_a_group(tmp_path: Path, text: str, accepted: bool) -> None:
+    job = tmp_path / "job.fio"
+    job.write_text("[global]\nsize=4k\nfilename=f\n" + text)
+    fio = subprocess.run(
+        ["fio", "--output-format=json", str(job)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert (fio.returncode == 0) == accepted, fio.stderr
+    ours = subprocess.run(
+        [sys.executable, "-m", "iolab", "run", "--output-format=json", str(job)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert (ours.returncode == 0) == accepted, ours.stderr
+    if not accepted:
+        assert "steady state settings differ" in ours.stderr and "Traceback" not in ours.stderr
+        assert ours.stdout == ""

@@ -250,7 +250,7 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField("verify_fmt_n", _U32, 1, "%o formats in verify_pattern"),
     ConfigField("verify_fmt_off", _U32, 4, "where each %o pastes the block offset (8 little-endian bytes)"),
     ConfigField("verify_pattern", _U64, 64, "verify_pattern bytes, little-endian 64-bit words (512 bytes)"),
-    ConfigField("rwmix_seed", _U32, 1, "seed of fio's taus88 read/write mix stream (rand_seeds[FIO_RAND_MIX_OFF])"),
+    ConfigField("rwmix_seed", _U32, 1, "seed of fio's taus88 read/write mix stream (its rand_seeds[4])"),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}

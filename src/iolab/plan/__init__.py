@@ -17,12 +17,20 @@ from typing import Any
 
 from iolab.abi import IGNORE_ERROR_MAX, POLL_MODES
 from iolab.analysis.model import error_types
-from iolab.engine.steadystate import SteadyState
+from iolab.engine.steadystate import SteadyState, parse_limit
 from iolab.ioengines import ENGINE_SPECS, EngineSpec, depth_cap_message, engine_flags
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS, Kind, Option
-from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec, rwmix_seed
+from iolab.plan.files import (
+    FilePlan,
+    FileSetup,
+    LayoutSpec,
+    PlanError,
+    clone_file_names,
+    layout_spec,
+    rwmix_seed,
+)
 from iolab.plan.verify import VerifyError, verify_config, verify_notes
 
 __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
@@ -332,10 +340,27 @@ def _check_steadystate(jd: JobDef) -> None:
         )
 
 
+def _steadystate_key(v: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What fio compares between the jobs of a reporting group (steadystate.c): None without a duration.
+    fio keeps whole seconds of the duration but turns the settings on for any non-zero one."""
+    raw = int(v.get("steadystate_duration") or 0)
+    if raw == 0:
+        return None
+    metric = str(v.get("steadystate") or "iops_slope")
+    arg = v.get("steadystate_arg")
+    text = "0.01%" if arg is None else str(arg)
+    try:
+        limit: tuple[Any, ...] = parse_limit(metric, text, int(v.get("kb_base") or 1024))
+    except ValueError:  # _check_steadystate refused it already
+        limit = (text,)
+    return (raw // 1_000_000_000, metric, limit, int(v.get("steadystate_ramp_time") or 0) // 1000)
+
+
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     check_job_count(jobdefs)
     jobs: list[JobPlan] = []
     groupid = 0
+    ss_in_group: dict[int, tuple[tuple[Any, ...] | None, str]] = {}
     worker = 0
     for jd in jobdefs:
         mode = str(jd.values["rw"])
@@ -349,6 +374,16 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         v = jd.values
         if jobs and (v.get("stonewall") or v.get("new_group")):
             groupid += 1
+        # fio rejects a job whose steady state settings differ from an earlier job's in its reporting group
+        ss_key = _steadystate_key(v)
+        first_key, first_name = ss_in_group.setdefault(groupid, (ss_key, jd.name))
+        if ss_key != first_key:
+            raise PlanError(
+                f"{_where(jd, 'steadystate_duration')}: job {jd.name}: its steady state settings differ from"
+                f" job {first_name}'s in the same reporting group, which fio rejects; give both the same"
+                " steadystate, steadystate_duration and steadystate_ramp_time, or start a new group"
+                " (stonewall or new_group)"
+            )
         engine = str(v.get("ioengine") or "psync")
         if engine not in SUPPORTED_ENGINES:
             raise PlanError(

@@ -100,7 +100,9 @@ class _Taus88:
         return self.s1 ^ self.s2 ^ self.s3
 
 
-def fio_stream_seed(values: Mapping[str, Any], thread_number: int, set_at: Mapping[str, Any], slot: int) -> int:
+def fio_stream_seed(
+    values: Mapping[str, Any], thread_number: int, set_at: Mapping[str, Any], slot: int
+) -> int:
     """fio's rand_seeds[slot] for the job with fio thread number `thread_number` (1-based)."""
     if values.get("allrandrepeat"):
         return (_FIO_RANDSEED * thread_number + slot) & M64
