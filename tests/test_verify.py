@@ -470,3 +470,83 @@ def test_group_reporting_sums_the_clones(direct_dir: Path) -> None:
     assert doc is not None and len(doc["jobs"]) == 1
     v = verify_of(doc)
     assert (v["written"], v["reads"], v["bytes"]) == (128, 128, 2 * 256 * 1024)
+
+
+# ------------------------------------------------------------------------- stale blocks: the seed check
+# Job a writes 16 blocks slowly (thinktime) and reads them back; job b, started a second later, writes
+# block 0 again with another seed: a valid block, its header of the same offset and write number, as a
+# lost write leaves an earlier run's block (of another randseed). Only the seed in the header tells it from a's.
+STALE_JOB = """[global]
+filename={target}
+bs=4k
+verify=crc32c
+verify_state_save=0
+[a]
+rw={rw}
+size=64k
+thinktime=200ms
+[b]
+rw={rw}
+size=4k
+startdelay=1
+do_verify=0
+randseed=2
+"""
+
+
+def stale_job(tmp_path: Path, rw: str) -> Path:
+    job = tmp_path / f"stale-{rw.split()[0].replace('=', '')}.fio"
+    job.write_text(STALE_JOB.format(target=tmp_path / "stale.dat", rw=rw))
+    return job
+
+
+def test_valid_block_of_another_seed_is_caught_as_fio_with_its_seed_check(tmp_path: Path) -> None:
+    rc, doc, err = iolab_run(str(stale_job(tmp_path, "write")))
+    assert doc is not None, err
+    a = doc["jobs"][0]
+    assert a["error"] == 84 and rc != 0
+    (bad,) = a["iolab"]["verify"]["failed"]
+    assert (bad["offset"], bad["kind"], bad["verdict"]) == (0, "bad header rand_seed", "corrupted")
+    assert bad["expected"] != bad["received"]
+    assert f"verify: bad header rand_seed {bad['received']}, wanted {bad['expected']} at file" in err
+    # fio makes this check for jobs that read and write (rw=rw; with rwmixwrite=100 it writes as rw=write
+    # does): the same block, the same kind of failure
+    fio = need_fio()
+    (tmp_path / "stale.dat").unlink()
+    r = subprocess.run(
+        [fio, str(stale_job(tmp_path, "rw\nrwmixwrite=100")), "--output-format=json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    theirs = [ln for ln in r.stderr.splitlines() if ln.startswith("verify:")]
+    assert len(theirs) == 1 and theirs[0].startswith("verify: bad header rand_seed "), r.stderr
+    assert "at file " in theirs[0] and "offset 0, length 4096" in theirs[0]
+    assert json.loads(r.stdout[r.stdout.index("{") :])["jobs"][0]["error"] == 84  # after fio's "pid=" line
+    # with rw=write fio takes the seed from the header and passes the stale block (docs/fio-differences.md)
+    (tmp_path / "stale.dat").unlink()
+    r = subprocess.run(
+        [fio, str(stale_job(tmp_path, "write")), "--output-format=json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and "verify:" not in r.stderr
+
+
+def test_verify_only_takes_the_seed_from_the_header_as_fio(direct_dir: Path) -> None:
+    """verify_only writes nothing, so the blocks may be fio's or another seed's: neither fio nor iolab
+    checks the seed there (fio's check needs a job that reads and writes)."""
+    target = direct_dir / "s.dat"
+    assert iolab_run(*job_args(target, "--verify=crc32c", "--randseed=1"))[0] == 0
+    first = target.read_bytes()
+    assert iolab_run(*job_args(target, "--verify=crc32c", "--randseed=2", "--do_verify=0"))[0] == 0
+    assert target.read_bytes()[5 * BS : 6 * BS] != first[5 * BS : 6 * BS]
+    with open(target, "r+b") as fh:  # the write of block 5 was lost: run 1's block is still there
+        fh.seek(5 * BS)
+        fh.write(first[5 * BS : 6 * BS])
+    rc, doc, err = iolab_run(*job_args(target, "--verify=crc32c", "--randseed=2", "--verify_only"))
+    assert rc == 0 and verify_of(doc)["failures"] == 0, err
+    fio = need_fio()
+    r = subprocess.run(
+        [fio, "--name=v", f"--filename={target}", f"--size={SIZE}", "--rw=write", f"--bs={BS}",
+         "--verify=crc32c", "--randseed=2", "--verify_only", "--verify_state_save=0"],
+        capture_output=True, text=True, cwd=direct_dir, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and "verify:" not in r.stderr
