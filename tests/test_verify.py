@@ -475,7 +475,7 @@ def test_group_reporting_sums_the_clones(direct_dir: Path) -> None:
 # ------------------------------------------------------------------------- stale blocks: the seed check
 # Job a writes 16 blocks slowly (thinktime) and reads them back; job b, started a second later, writes
 # block 0 again with another seed: a valid block, its header of the same offset and write number, as a
-# lost write leaves an earlier run's block (of another randseed). Only the seed in the header tells it from a's.
+# lost write leaves an earlier run's block (of another randseed). Only the header's seed tells them apart.
 STALE_JOB = """[global]
 filename={target}
 bs=4k
