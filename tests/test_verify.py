@@ -550,3 +550,72 @@ def test_verify_only_takes_the_seed_from_the_header_as_fio(direct_dir: Path) -> 
         capture_output=True, text=True, cwd=direct_dir, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0 and "verify:" not in r.stderr
+
+
+# ------------------------------------------------------------------------- verify_only only reads
+def sha256_of(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def test_verify_only_on_a_device_with_a_file_system_needs_no_allow_destroy(direct_dir: Path) -> None:
+    """ext4 on a loop device: writing needs --allow-destroy (the gate sees the file system), reading the
+    blocks back with verify_only does not, raises no IOL-SAFE finding, and leaves every byte as it was."""
+    from test_doctor_support import attached, mkfs_ext4
+
+    image = direct_dir / "ext4.img"
+    with open(image, "wb") as fh:
+        fh.truncate(64 << 20)
+    mkfs_ext4(image)
+    with attached(image) as dev:
+        # a region clear of the primary superblock, so the device still carries ext4 after the write
+        args = ["--name=v", f"--filename={dev}", "--offset=32M", "--size=4M", "--rw=write", "--bs=64k",
+                "--direct=1", "--verify=crc32c", "--verify_state_save=0"]  # fmt: skip
+        before = sha256_of(dev)
+        rc, doc, err = iolab_run(*args)
+        assert rc != 0 and "IOL-SAFE-004" in err and "ext4" in err
+        assert sha256_of(dev) == before
+        rc, doc, err = iolab_run(*args, f"--allow-destroy={dev}")
+        assert rc == 0 and verify_of(doc)["bytes"] == 4 << 20, err
+        written = sha256_of(dev)
+        assert written != before
+        probe = ["blkid", "-p", "-o", "value", "-s", "TYPE", dev]
+        blkid = subprocess.run(probe, capture_output=True, text=True)
+        assert blkid.stdout.strip() == "ext4"  # still there: the gate would stop a writer
+        rc, doc, err = iolab_run(*args, "--verify_only")
+        assert rc == 0, err
+        assert "IOL-SAFE" not in err and "IOL-SAFE" not in json.dumps(doc)
+        v = verify_of(doc)
+        assert (v["reads"], v["bytes"], v["failures"]) == (64, 4 << 20, 0)
+        assert doc is not None and doc["jobs"][0]["write"]["io_bytes"] == 0
+        assert sha256_of(dev) == written
+        # and it reads what is there: a corrupted block is caught, still without writing
+        corrupt(dev, (32 << 20) + 5 * 65536 + 100)
+        corrupted = sha256_of(dev)
+        rc, doc, err = iolab_run(*args, "--verify_only")
+        assert rc != 0 and [f["offset"] for f in verify_of(doc)["failed"]] == [(32 << 20) + 5 * 65536]
+        assert sha256_of(dev) == corrupted
+
+
+def test_verify_only_never_creates_or_extends_a_file(direct_dir: Path) -> None:
+    """fio lays a missing or short file out under verify_only (and then reads zeros back); iolab refuses,
+    leaving the file as it was."""
+    missing = direct_dir / "missing.dat"
+    rc, doc, err = iolab_run(*job_args(missing, "--verify=crc32c", "--verify_only"))
+    assert rc != 0 and doc is None and "Traceback" not in err
+    assert f"{missing}, which does not exist; verify_only never creates or extends a file" in err
+    assert not missing.exists()
+    short = direct_dir / "short.dat"
+    short.write_bytes(os.urandom(SIZE // 4))
+    before = short.read_bytes()
+    rc, doc, err = iolab_run(*job_args(short, "--verify=crc32c", "--verify_only"))
+    assert rc != 0 and f"which holds {SIZE // 4} bytes" in err
+    assert short.read_bytes() == before
+    rc, doc, err = iolab_run(*job_args(short, "--verify_only", size=SIZE // 4))
+    assert rc != 0 and "verify_only=1 checks nothing without verify=" in err
+    assert short.read_bytes() == before

@@ -14,7 +14,7 @@ from typing import Any
 
 from iolab.doctor.findings import Finding, finding
 from iolab.jobfile import JobDef, Location, parse_cli
-from iolab.plan import JobPlan, PlanError, RunPlan, build_plan, mode_flags
+from iolab.plan import JobPlan, PlanError, RunPlan, build_plan, storage_flags
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _unplanned(jd: JobDef) -> JobView:
     """A JobDef the plan rejected: its values and the files it names, no regions."""
     v = jd.values
     # trims count as writes (they destroy data); a mode the plan does not know is taken as writing too
-    reads, writes, random = mode_flags(str(v["rw"])) or (False, True, str(v["rw"]).startswith("rand"))
+    reads, writes, random = storage_flags(v) or (False, True, str(v["rw"]).startswith("rand"))
     files = tuple(FileView(os.path.join(v["directory"] or "", name)) for name in v["filename"])
     return JobView(
         jd.name,

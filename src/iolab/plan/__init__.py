@@ -164,6 +164,16 @@ def mode_flags(mode: str) -> tuple[bool, bool, bool] | None:
     return None
 
 
+def storage_flags(values: Mapping[str, Any]) -> tuple[bool, bool, bool] | None:
+    """(reads, writes, random) of a job as its storage sees them: mode_flags, except that a verify_only job
+    only reads (it reads back what its writes would have written, and issues none). What opens files for
+    writing, lays them out and passes the safety gate follows these; the C config keeps the mode's."""
+    flags = mode_flags(str(values["rw"]))
+    if flags is None or not values.get("verify_only"):
+        return flags
+    return True, False, flags[2]
+
+
 def _trim_bs(values: Mapping[str, Any]) -> int:
     """The trims' block size: bs's third value (fio: a single bs sets all three)."""
     bs = values.get("bs_trim")
@@ -236,7 +246,7 @@ def _setup_files(jobdefs: Sequence[JobDef]) -> dict[tuple[int, int], tuple[list[
     for pos, clone, tn in serial + later:
         jd = jobdefs[pos]
         v = jd.values
-        flags = mode_flags(str(v["rw"]))
+        flags = storage_flags(v)
         if flags is None:
             continue  # refused by build_plan
         reads, writes, _ = _layout_dirs(str(v["rw"]), flags)
@@ -376,7 +386,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
         failure_cfg = _failure_config(jd)
         cpu_set = _cpu_set(jd)
-        layout = layout_spec(v, *_layout_dirs(mode, flags)[:2])
+        stored = storage_flags(v) or flags
+        layout = layout_spec(v, *_layout_dirs(mode, stored)[:2])
         cpu_policy = str(v.get("cpus_allowed_policy") or "shared")
         bw_ns, iops_ns = _sample_intervals(jd)
         # fio's thread order, which its reports follow: clone 0, then numjobs-1 down to 1
@@ -455,8 +466,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     groupid=groupid,
                     group_reporting=bool(v.get("group_reporting")),
                     files=tuple(files),
-                    reads=reads,
-                    writes=writes,
+                    reads=stored[0],
+                    writes=stored[1],
                     direct=bool(v.get("direct")),
                     create_on_open=bool(v.get("create_on_open")),
                     unlink=bool(v.get("unlink")),
