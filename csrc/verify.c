@@ -191,8 +191,9 @@ int iol_verify_init(struct iol_job *j, uint64_t log_cap, char *err, size_t errle
     v->sorted = !(c->random && !c->norandommap);
     v->read_job = !(c->ddir_mask & 2);
     /* verify_only writes nothing: the blocks it reads may come from fio or another seed; fio too takes
-     * the seed from the header there (its check needs rw=rw) */
-    v->check_seed = !v->read_job && !(v->flags & IOL_VF_ONLY) && !v->pattern_len;
+     * the seed from the header there (its check needs rw=rw), and with verify_backlog, where a block
+     * read back may have been written again since */
+    v->check_seed = !v->read_job && !(v->flags & IOL_VF_ONLY) && !v->pattern_len && !c->verify_backlog;
     if (!v->read_job && (v->flags & (IOL_VF_DO_VERIFY | IOL_VF_ONLY))) {
         v->cap = log_cap;
         v->log = calloc(log_cap ? log_cap : 1, sizeof(*v->log));

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -593,6 +594,17 @@ def test_verify_only_on_a_device_with_a_file_system_needs_no_allow_destroy(direc
         v = verify_of(doc)
         assert (v["reads"], v["bytes"], v["failures"]) == (64, 4 << 20, 0)
         assert doc is not None and doc["jobs"][0]["write"]["io_bytes"] == 0
+        assert sha256_of(dev) == written
+        # iolab doctor on the job file: the writer carries IOL-SAFE-004, the verify_only job nothing of it
+        for extra, codes in (("", {"IOL-SAFE-004"}), ("verify_only=1\n", set())):
+            jobfile = direct_dir / "v.fio"
+            jobfile.write_text(
+                f"[v]\nfilename={dev}\noffset=32M\nsize=4M\nrw=write\nbs=64k\ndirect=1\nverify=crc32c\n{extra}"
+            )
+            r = subprocess.run(
+                [*IOLAB, "doctor", str(jobfile), "--output-format=json"], capture_output=True, text=True
+            )
+            assert {c for c in re.findall(r"IOL-SAFE-\d+", r.stdout)} == codes, r.stdout + r.stderr
         assert sha256_of(dev) == written
         # and it reads what is there: a corrupted block is caught, still without writing
         corrupt(dev, (32 << 20) + 5 * 65536 + 100)
