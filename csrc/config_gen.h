@@ -19,7 +19,7 @@ struct iol_config {
     uint32_t magic;
     /* sizeof(struct iol_config); checked by C */
     uint32_t size;
-    /* 0 = psync, 1 = libaio, 2 = io_uring (enum iol_engine_id) */
+    /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = nbd (enum iol_engine_id) */
     uint32_t engine;
     /* bit0 = reads, bit1 = writes */
     uint32_t ddir_mask;
@@ -259,7 +259,8 @@ enum iol_engine_id {
     IOL_ENGINE_PSYNC = 0,
     IOL_ENGINE_LIBAIO = 1,
     IOL_ENGINE_IO_URING = 2,
-    IOL_ENGINE_COUNT = 3,
+    IOL_ENGINE_NBD = 3,
+    IOL_ENGINE_COUNT = 4,
 };
 
 /* cfg->engine_flags */
@@ -277,6 +278,7 @@ enum iol_engine_id {
     X(IOL_ENGINE_PSYNC, iol_engine_psync, 65535u) \
     X(IOL_ENGINE_LIBAIO, iol_engine_libaio, 65535u) \
     X(IOL_ENGINE_IO_URING, iol_engine_io_uring, 65535u) \
+    X(IOL_ENGINE_NBD, iol_engine_nbd, 65535u) \
 
 
 _Static_assert(sizeof(struct iol_config) == 5360, "iol_config size");

@@ -50,7 +50,10 @@ class Job:
     """
 
     def __init__(
-        self, config: bytes, files: Sequence[tuple[int, int, int] | tuple[int, int, int, int]]
+        self,
+        config: bytes,
+        files: Sequence[tuple[int, int, int] | tuple[int, int, int, int]],
+        engine_fds: Sequence[int] | None = None,
     ) -> None: ...
     def run(self) -> None:
         """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""

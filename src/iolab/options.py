@@ -1531,7 +1531,7 @@ _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
 # Engine options iolab implements, typed like fio's: declared by the engines' specs (iolab.ioengines).
 for _spec in ENGINE_SPECS:
     for _eo in _spec.options:
-        (_f if _eo.kind == "flag" else _i)(
+        {"flag": _f, "int": _i, "str": _s}[_eo.kind](
             _eo.name,
             _eo.help,
             C_ENGINE,
