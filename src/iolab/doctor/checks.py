@@ -215,7 +215,7 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 @check("IOL-CACHE-001", "IOL-CACHE-002")
 def check_cache(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
-    if job.direct:
+    if job.direct or job.values.get("ioengine") == "nbd":  # nbd: no page cache on the client's side
         return []
     out = [
         finding(
@@ -595,7 +595,7 @@ def check_buffers(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     v = job.values
-    if not job.writes or job.direct:
+    if not job.writes or job.direct or v.get("ioengine") == "nbd":  # nbd: nothing cached on our side
         return []
     synced = [
         k

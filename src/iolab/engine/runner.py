@@ -253,6 +253,10 @@ def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
     return None, note
 
 
+def _file_size(fp: FilePlan) -> int:
+    return 0 if fp.is_block or fp.is_char else fp.required_size
+
+
 def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
     """What fio does to a file it has just opened: drop its cached pages (invalidate=1, fio's default:
     posix_fadvise DONTNEED over the job's region of a file, BLKFLSBUF for a block device), then give the
@@ -408,7 +412,7 @@ class _Worker(threading.Thread):
                 # a regular file's size is the one its setup left (fio's real_file_size): a job does not
                 # see another job growing the file later
                 files = [
-                    (fd, fp.region_offset, fp.region_size, 0 if fp.is_block or fp.is_char else fp.required_size)
+                    (fd, fp.region_offset, fp.region_size, _file_size(fp))
                     for fd, fp in zip(fds, plan.files, strict=True)
                     if fp.region_size > 0  # fio ignores a file with nothing to do
                 ]

@@ -140,7 +140,9 @@ def _connect(uri: NbdUri) -> socket.socket:
     except OSError as exc:
         where = uri.path if uri.kind == "unix" else f"{uri.host}:{uri.port}"
         why = exc.strerror or str(exc)
-        raise NbdError(f"uri={uri}: cannot connect to the NBD server at {where}: {why} (is it running?)") from None
+        raise NbdError(
+            f"uri={uri}: cannot connect to the NBD server at {where}: {why} (is it running?)"
+        ) from None
 
 
 def _send_option(sock: socket.socket, option: int, data: bytes) -> None:
@@ -207,7 +209,9 @@ def connect(uri: NbdUri) -> tuple[socket.socket, ExportInfo]:
         if magic != proto.NBDMAGIC:
             raise NbdError(f"uri={uri}: not an NBD server (no NBDMAGIC greeting)")
         if second == _OLDSTYLE_MAGIC:
-            raise NbdError(f"uri={uri}: the server speaks the oldstyle handshake, which iolab does not support")
+            raise NbdError(
+                f"uri={uri}: the server speaks the oldstyle handshake, which iolab does not support"
+            )
         if second != proto.IHAVEOPT:
             raise NbdError(f"uri={uri}: not an NBD server (unknown handshake {second:#x})")
         (hflags,) = struct.unpack(">H", _recv_exact(sock, 2))

@@ -38,7 +38,9 @@ def _where(jd: JobDef, option: str) -> str:
     return f"{loc.file}:{loc.line}"
 
 
-def nbd_targets(jobdefs: Sequence[JobDef], modes: Mapping[str, tuple[bool, bool, bool]]) -> dict[int, NbdTarget]:
+def nbd_targets(
+    jobdefs: Sequence[JobDef], modes: Mapping[str, tuple[bool, bool, bool]]
+) -> dict[int, NbdTarget]:
     """The export of every ioengine=nbd job (by position in jobdefs). Raises PlanError."""
     from iolab.nbd.client import NbdError, probe
 
