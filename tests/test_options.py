@@ -103,7 +103,7 @@ def test_defaults_are_typed() -> None:
 
 
 def test_engines() -> None:
-    assert set(SUPPORTED_ENGINES) == {"psync", "sync", "libaio", "io_uring"}
+    assert set(SUPPORTED_ENGINES) == {"psync", "sync", "libaio", "io_uring", "nbd"}
     assert ENGINES["sync"].runs_as == "psync"
     assert ENGINES["libaio"].runs_as == "libaio" and ENGINES["io_uring"].runs_as == "io_uring"
     for e in ["mmap", "pvsync", "pvsync2", "vsync", "null", "net", "rdma"]:
