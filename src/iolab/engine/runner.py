@@ -440,6 +440,8 @@ class _Worker(threading.Thread):
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
             error_msg = name_files(raw.error_msg, paths) if raw.error_msg else raw.error_msg
+            if error_msg and plan.nbd is not None and plan.nbd.uri not in error_msg:
+                error_msg = f"{error_msg} (NBD server at uri={plan.nbd.uri})"
             # idle: doing nothing was the plan, not an interruption
             stopped = False if idle and not self._cancel.is_set() else raw.stopped
             # a stop that lands before the first I/O counts as one before the loop: in fio the window
