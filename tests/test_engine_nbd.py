@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nbd_helpers import clean_env, need_tool, proc, serve_cli
 
 from iolab import _core
 from iolab.engine.config import pack_config
 from iolab.jobfile import parse_cli
 from iolab.nbd import client
 from iolab.plan import build_plan
+from nbd_helpers import clean_env, need_tool, proc, serve_cli
 
 TIMEOUT = 120
 TRACE = struct.Struct("=QIHBxQQ")
@@ -67,7 +67,9 @@ def wait_ready(uri: str, timeout: float = 20.0) -> None:
 
 
 @contextlib.contextmanager
-def nbdkit(*, tcp: bool = False, read_only: bool = False, size: int = SIZE, filters: tuple[str, ...] = ()) -> Iterator[str]:
+def nbdkit(
+    *, tcp: bool = False, read_only: bool = False, size: int = SIZE, filters: tuple[str, ...] = ()
+) -> Iterator[str]:
     """nbdkit's memory plugin; yields its URI."""
     exe = need_tool("nbdkit", "nbdkit")
     with short_dir() as d:
@@ -149,7 +151,11 @@ def same_as_fio(uri: str, *job: str) -> dict[str, Any]:
     if any(a in ("--rw=rw", "--rw=randrw") for a in job):
         assert _mixed(ours) == _mixed(theirs), (job, ours, theirs)
         for d in ("read", "write"):
-            assert abs(ours[f"{d}_ios"] - theirs[f"{d}_ios"]) <= 0.2 * _mixed(ours)["ios"], (job, ours, theirs)
+            assert abs(ours[f"{d}_ios"] - theirs[f"{d}_ios"]) <= 0.2 * _mixed(ours)["ios"], (
+                job,
+                ours,
+                theirs,
+            )
     else:
         assert ours == theirs, (job, ours, theirs)
     return ours
@@ -231,7 +237,14 @@ def test_reads_return_the_exports_bytes(depth: int, tmp_path: Path) -> None:
     exe = need_tool("nbdcopy", "libnbd-bin")
     with nbdkit() as uri:
         subprocess.run([exe, str(image), uri], check=True, timeout=TIMEOUT, env=clean_env())
-        argv = ["--name=r", "--ioengine=nbd", f"--uri={uri}", "--rw=randread", "--bs=4k", f"--iodepth={depth}"]
+        argv = [
+            "--name=r",
+            "--ioengine=nbd",
+            f"--uri={uri}",
+            "--rw=randread",
+            "--bs=4k",
+            f"--iodepth={depth}",
+        ]
         plan = build_plan(parse_cli(argv).jobs)
         sock, info = client.connect(client.parse_uri(uri))
         try:
@@ -254,8 +267,6 @@ def test_reads_return_the_exports_bytes(depth: int, tmp_path: Path) -> None:
 def test_several_connections_spread_the_slots(tmp_path: Path) -> None:
     """nbd_conns=4 (iolab extension): four connections besides the plan's probe, same bytes as one."""
     log = tmp_path / "nbdkit.log"
-    with nbdkit(filters=("log",)) as uri:
-        pass
     exe = need_tool("nbdkit", "nbdkit")
     with short_dir() as d:
         uri = f"nbd+unix:///?socket={d / 's'}"
@@ -279,15 +290,24 @@ def test_several_connections_spread_the_slots(tmp_path: Path) -> None:
 
 
 def test_several_connections_need_multi_conn() -> None:
-    with nbdkit(filters=("multi-conn",)) as uri:
-        pass
     exe = need_tool("nbdkit", "nbdkit")
     with short_dir() as d:
         uri = f"nbd+unix:///?socket={d / 's'}"
-        cmd = [exe, "-f", "-U", str(d / "s"), "--filter=multi-conn", "memory", "size=1M", "multi-conn-mode=disable"]
+        cmd = [
+            exe,
+            "-f",
+            "-U",
+            str(d / "s"),
+            "--filter=multi-conn",
+            "memory",
+            "size=1M",
+            "multi-conn-mode=disable",
+        ]
         with proc(cmd):
             wait_ready(uri)
-            p = run_iolab("--name=m", "--ioengine=nbd", f"--uri={uri}", "--rw=randread", "--iodepth=4", "--nbd_conns=2")
+            p = run_iolab(
+                "--name=m", "--ioengine=nbd", f"--uri={uri}", "--rw=randread", "--iodepth=4", "--nbd_conns=2"
+            )
             assert p.returncode != 0 and "multi-conn" in p.stderr and "Traceback" not in p.stderr
             forced = iolab_json(
                 "--name=m", "--ioengine=nbd", f"--uri={uri}", "--rw=randread", "--iodepth=4", "--nbd_conns=2",
@@ -328,31 +348,45 @@ def test_missing_uri_and_local_file_options_are_refused() -> None:
     one_line_error(run_iolab("--name=j", "--ioengine=nbd", "--rw=read"), "needs uri=")
     with nbdkit() as uri:
         one_line_error(
-            run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--filename=/tmp/x"), "filename="
+            run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--filename=/tmp/x"),
+            "filename=",
         )
-        one_line_error(run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--size=32m"), "outside")
+        one_line_error(
+            run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--size=32m"), "outside"
+        )
 
 
 def test_server_down_is_a_clear_error_naming_the_uri() -> None:
     with short_dir() as d:
         uri = f"nbd+unix:///?socket={d / 'nobody'}"
-        one_line_error(run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read"), uri, "cannot connect")
+        one_line_error(
+            run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read"), uri, "cannot connect"
+        )
     uri = f"nbd://127.0.0.1:{free_port()}/"
-    one_line_error(run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read"), uri, "cannot connect")
+    one_line_error(
+        run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read"), uri, "cannot connect"
+    )
 
 
 def test_unknown_export_name_is_a_clear_error() -> None:
     with iolab_serve() as uri:
         bad = uri.replace(":///", ":///nosuchexport")
-        one_line_error(run_iolab("--name=j", "--ioengine=nbd", f"--uri={bad}", "--rw=read"), "refused", "nosuchexport")
+        one_line_error(
+            run_iolab("--name=j", "--ioengine=nbd", f"--uri={bad}", "--rw=read"), "refused", "nosuchexport"
+        )
 
 
 def test_read_only_export_refuses_writes_and_serves_reads() -> None:
     with nbdkit(read_only=True) as uri:
-        one_line_error(run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=randwrite"), "read-only", uri)
-        assert counts(iolab_json("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--bs=64k"))[
-            "read_bytes"
-        ] == SIZE
+        one_line_error(
+            run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=randwrite"), "read-only", uri
+        )
+        assert (
+            counts(iolab_json("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--bs=64k"))[
+                "read_bytes"
+            ]
+            == SIZE
+        )
 
 
 def test_server_dying_mid_run_ends_the_job_with_an_error(tmp_path: Path) -> None:
@@ -369,7 +403,7 @@ def test_server_dying_mid_run_ends_the_job_with_an_error(tmp_path: Path) -> None
             try:
                 time.sleep(1.5)
                 server.kill()
-                out, err = run.communicate(timeout=TIMEOUT)
+                _, err = run.communicate(timeout=TIMEOUT)
             finally:
                 if run.poll() is None:
                     run.kill()
@@ -393,8 +427,10 @@ def test_writing_over_a_file_system_needs_allow_destroy(tmp_path: Path) -> None:
         err = one_line_error(run_iolab(*job), "IOL-SAFE-008", "ext4")
         assert f"--allow-destroy={uri}" in err
         # nothing was written: the superblock is still there
-        assert b"\x53\xef" == export_bytes(uri, tmp_path / "still.img")[1080:1082]
+        assert export_bytes(uri, tmp_path / "still.img")[1080:1082] == b"\x53\xef"
         # reading is not gated
-        assert run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--size=1m").returncode == 0
+        assert (
+            run_iolab("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--size=1m").returncode == 0
+        )
         p = run_iolab(*job, f"--allow-destroy={uri}")
         assert p.returncode == 0, p.stderr
