@@ -49,6 +49,7 @@ struct nbd_conn {
     unsigned sq_head, sq_len;
     uint64_t sent_part; /* bytes of the head request (header + payload) already sent */
     unsigned awaiting;  /* requests sent (or partly sent) whose reply is due */
+    uint16_t last_sent; /* slot of the request sent last */
     /* the reply being read */
     unsigned char rhdr[NBD_REPLY_LEN];
     unsigned rgot;          /* header bytes read */
@@ -249,6 +250,7 @@ static int send_conn(struct nbd_state *s, struct nbd_conn *k)
             if (!now)
                 now = iol_now_ns();
             io->t_submit = now;
+            k->last_sent = io->index;
             if (++k->sq_head == s->depth)
                 k->sq_head = 0;
             k->sq_len--;
@@ -301,6 +303,49 @@ static int recv_conn(struct nbd_state *s, struct nbd_conn *k, unsigned max, stru
     unsigned n = 0;
     const int flags = wait ? MSG_WAITALL : MSG_DONTWAIT;
     while (n < max && k->awaiting) {
+        if (!k->rio && !k->rgot && k->awaiting == 1 && !k->sq_len && s->slots[k->last_sent].awaiting &&
+            s->ios[k->last_sent].op == IOL_OP_READ) {
+            /* the one request in flight is a read: its reply is the only thing that can come, so header
+             * and payload are taken by one call (an error reply has no payload: nothing more follows) */
+            struct iol_io *io = &s->ios[k->last_sent];
+            struct iovec iov[2] = {{k->rhdr, NBD_REPLY_LEN}, {io->buf, io->len}};
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+            ssize_t r = recvmsg(k->fd, &mh, wait ? 0 : MSG_DONTWAIT);
+            if (r <= 0) {
+                if (r < 0 && errno == EINTR)
+                    continue;
+                if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                    return (int)n;
+                return r == 0 ? -ECONNRESET : -errno;
+            }
+            if ((size_t)r < NBD_REPLY_LEN) {
+                k->rgot = (unsigned)r; /* the rest of the header comes by the general path */
+                continue;
+            }
+            uint32_t magic = get_be32(k->rhdr);
+            uint64_t cookie = get_be64(k->rhdr + 8);
+            if (magic != NBD_SIMPLE_REPLY_MAGIC || cookie != io->index)
+                return -EPROTO;
+            uint32_t e = get_be32(k->rhdr + 4);
+            if (e) {
+                if ((size_t)r > NBD_REPLY_LEN)
+                    return -EPROTO; /* bytes after an error reply */
+                io->error = nbd_errno(e);
+                io->error_offset = io->offset;
+            } else if ((uint64_t)r - NBD_REPLY_LEN < io->len) {
+                k->rio = io; /* the rest of the payload by the general path */
+                k->rpayload_got = (uint64_t)r - NBD_REPLY_LEN;
+                continue;
+            } else {
+                io->done = io->len;
+            }
+            s->slots[io->index].awaiting = 0;
+            k->awaiting--;
+            out[n++] = io;
+            if (wait)
+                return (int)n;
+            continue;
+        }
         if (!k->rio) {
             ssize_t r = recv(k->fd, k->rhdr + k->rgot, NBD_REPLY_LEN - k->rgot, flags);
             if (r <= 0) {
