@@ -118,7 +118,8 @@ def main() -> int:
             f = statistics.median(s[metric] for s in per["fio"])
             i = statistics.median(s[metric] for s in per["iolab"])
             ratio = i / f if f else float("nan")
-            pairs = [a[metric] / b[metric] for a, b in zip(per["iolab"], per["fio"], strict=True) if b[metric]]
+            both = zip(per["iolab"], per["fio"], strict=True)
+            pairs = [a[metric] / b[metric] for a, b in both if b[metric]]
             spread = f"{min(pairs):.2f}..{max(pairs):.2f}" if pairs else "-"
             print(f"{name:22} {metric:8} {f:10.1f} {i:10.1f} {ratio:10.3f} {spread:>14}")
     print(

@@ -35,6 +35,7 @@
 #define NBD_REQ_LEN 28
 #define NBD_REPLY_LEN 16
 #define NBD_MAX_CONNS 64
+#define NBD_MAX_PAYLOAD (32ull << 20) /* servers must accept requests up to this size (proto.md) */
 #define SEND_IOV_MAX 64 /* iovecs per sendmsg: up to 32 requests with payloads */
 
 struct nbd_slot {
@@ -119,6 +120,12 @@ static int nbd_init(const struct iol_engine_env *env, void **state, char *err, s
     unsigned nconn = 1 + env->nengine_fds;
     if (nconn > NBD_MAX_CONNS) {
         snprintf(err, errlen, "at most %d connections per job", NBD_MAX_CONNS);
+        return EINVAL;
+    }
+    if (env->cfg->max_bs > NBD_MAX_PAYLOAD) {
+        snprintf(err, errlen,
+                 "block size %llu is over 32 MiB, the largest request an NBD server must accept (use bs<=32m)",
+                 (unsigned long long)env->cfg->max_bs);
         return EINVAL;
     }
     if (env->depth > 65535) {

@@ -356,6 +356,14 @@ def test_missing_uri_and_local_file_options_are_refused() -> None:
         )
 
 
+def test_requests_over_32m_and_trim_are_refused() -> None:
+    with nbdkit(size=64 << 20) as uri:
+        job = ("--name=j", "--ioengine=nbd", f"--uri={uri}")
+        one_line_error(run_iolab(*job, "--rw=read", "--bs=64m"), "32 MiB")
+        # the trim modes are not implemented for nbd (nor anywhere yet): refused, never run as something else
+        one_line_error(run_iolab(*job, "--rw=trim"), "rw=trim")
+
+
 def test_server_down_is_a_clear_error_naming_the_uri() -> None:
     with short_dir() as d:
         uri = f"nbd+unix:///?socket={d / 'nobody'}"

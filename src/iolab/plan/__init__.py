@@ -22,7 +22,7 @@ from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
 from iolab.options import OPTIONS, Kind, Option
 from iolab.plan.files import FilePlan, FileSetup, LayoutSpec, PlanError, clone_file_names, layout_spec
-from iolab.plan.nbd import NbdTarget, nbd_targets
+from iolab.plan.nbd import NBD_MAX_REQUEST, NbdTarget, nbd_targets
 
 __all__ = ["FilePlan", "JobPlan", "LayoutSpec", "NbdTarget", "PlanError", "RunPlan", "build_plan"]
 
@@ -269,6 +269,11 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         bs_min, bs_max, align = _block_sizes(v, "bsrange" in jd.set_at)
         split_n, split_bs, split_perc = _bssplit(v)
         max_bs = max([*bs_max, *split_bs])
+        if engine == "nbd" and max_bs > NBD_MAX_REQUEST:
+            raise PlanError(
+                f"{_where(jd, 'bs')}: ioengine=nbd: block size {max_bs} is over 32 MiB, the largest request "
+                "an NBD server must accept; use bs=32m or less"
+            )
         numjobs = int(v.get("numjobs") or 1)
         engine_cfg, engine_notes = _engine_config(jd, engine, reads, writes)
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)

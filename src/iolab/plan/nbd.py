@@ -19,6 +19,8 @@ from iolab.plan.files import FilePlan, PlanError
 if TYPE_CHECKING:
     from iolab.nbd.client import ExportInfo
 
+#: the largest request every NBD server must accept (the protocol's 32 MiB)
+NBD_MAX_REQUEST = 32 << 20
 #: options that name local files, which an nbd job has none of (the export is uri=)
 _LOCAL_FILE_OPTIONS = ("filename", "directory", "filename_format", "nrfiles", "opendir")
 
