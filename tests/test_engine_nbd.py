@@ -442,3 +442,34 @@ def test_writing_over_a_file_system_needs_allow_destroy(tmp_path: Path) -> None:
         )
         p = run_iolab(*job, f"--allow-destroy={uri}")
         assert p.returncode == 0, p.stderr
+
+
+def test_doctor_reports_the_export_it_would_write_and_a_server_that_is_down(tmp_path: Path) -> None:
+    """`iolab doctor JOBFILE` on nbd jobs: IOL-SAFE-008 for a formatted export the job writes, and the
+    plan's one-line error (IOL-PLAN-001) naming the URI when the server is down."""
+    mkfs = need_tool("mkfs.ext4", "e2fsprogs")
+    image = tmp_path / "fs.img"
+    with open(image, "wb") as f:
+        f.truncate(SIZE)
+    subprocess.run([mkfs, "-q", "-F", str(image)], check=True, timeout=TIMEOUT)
+    exe = need_tool("nbdcopy", "libnbd-bin")
+
+    def doctor(uri: str) -> list[dict[str, Any]]:
+        jobfile = tmp_path / "job.fio"
+        jobfile.write_text(f"[j]\nioengine=nbd\nuri={uri}\nrw=write\nbs=1m\nsize=4m\n")
+        p = subprocess.run(
+            [sys.executable, "-m", "iolab", "doctor", "--output-format=json", str(jobfile)],
+            capture_output=True, text=True, timeout=TIMEOUT, env=clean_env(),
+        )  # fmt: skip
+        assert "Traceback" not in p.stderr, p.stderr
+        found: list[dict[str, Any]] = json.loads(p.stdout)["findings"]
+        return found
+
+    with nbdkit() as uri:
+        assert not [f for f in doctor(uri) if f["severity"] == "error"]  # an empty export
+        subprocess.run([exe, str(image), uri], check=True, timeout=TIMEOUT, env=clean_env())
+        safe = [f for f in doctor(uri) if f["code"] == "IOL-SAFE-008"]
+        assert len(safe) == 1 and safe[0]["severity"] == "error" and safe[0]["evidence"]["uri"] == uri
+        assert safe[0]["evidence"]["signatures"][0]["type"] == "ext4"
+    down = [f for f in doctor(uri) if f["code"] == "IOL-PLAN-001"]
+    assert len(down) == 1 and uri in down[0]["message"] and "cannot connect" in down[0]["message"]
