@@ -46,8 +46,8 @@ class Job:
     region_size[, file_size])`` per file; ``file_size`` is fio's real_file_size, the size the job's
     setup left (0 or left out: the file's size now). ``engine_fds``: more descriptors for the engine
     (ioengine=nbd: connections to the export besides the one of file 0), at most 64. The caller opens
-    the fds (with O_DIRECT if wanted) and closes them after the job. ValueError for a bad config or file list, TypeError for
-    wrongly typed ``files``.
+    the fds (with O_DIRECT if wanted) and closes them after the job. ValueError for a bad config or
+    file list, TypeError for wrongly typed ``files``.
     """
 
     def __init__(
