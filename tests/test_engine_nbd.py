@@ -473,3 +473,24 @@ def test_doctor_reports_the_export_it_would_write_and_a_server_that_is_down(tmp_
         assert safe[0]["evidence"]["signatures"][0]["type"] == "ext4"
     down = [f for f in doctor(uri) if f["code"] == "IOL-PLAN-001"]
     assert len(down) == 1 and uri in down[0]["message"] and "cannot connect" in down[0]["message"]
+
+
+def test_an_io_error_of_the_server_fails_the_job_at_its_offset_as_in_fio() -> None:
+    """iolab serve with a blkdebug rule failing reads of sector 2048 (EIO): both engines end the job with
+    error 5, iolab's message names the offset and the URI."""
+    with short_dir() as d:
+        image = d / "disk.img"
+        with open(image, "wb") as f:
+            f.truncate(SIZE)
+        rules = d / "rules.conf"
+        rules.write_text('[inject-error]\nevent = "read_aio"\nerrno = "5"\nsector = "2048"\n')
+        with serve_cli(str(image), "--listen", f"unix:{d / 's'}", "--blkdebug", str(rules)) as (_, ready):
+            uri = str(ready["uris"][0])
+            job = ("--name=j", "--ioengine=nbd", f"--uri={uri}", "--rw=read", "--bs=4k", "--iodepth=4")
+            p = run_iolab(*job, "--output-format=json")
+            assert p.returncode != 0 and "Traceback" not in p.stderr
+            assert json.loads(p.stdout)["jobs"][0]["error"] == 5
+            assert "offset 1048576" in p.stderr and uri in p.stderr and "Input/output error" in p.stderr, (
+                p.stderr
+            )
+            assert fio_json(*job, check=False)["jobs"][0]["error"] == 5
