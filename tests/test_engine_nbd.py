@@ -170,6 +170,18 @@ JOBS = [
     pytest.param(("--rw=randwrite", "--bs=4k", "--iodepth=1", "--fsync=8"), id="randwrite-fsync-qd1"),
     pytest.param(("--rw=write", "--bs=1m", "--iodepth=16", "--end_fsync=1"), id="write-1m-end_fsync"),
     pytest.param(("--rw=read", "--bs=128k", "--iodepth=4", "--size=4m", "--offset=8m"), id="read-offset"),
+    pytest.param(
+        (
+            "--rw=randwrite",
+            "--bs=4k",
+            "--iodepth=8",
+            "--numjobs=3",
+            "--size=4m",
+            "--offset_increment=4m",
+            "--group_reporting",
+        ),
+        id="numjobs3-group",
+    ),
 ]
 
 
