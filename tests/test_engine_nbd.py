@@ -102,7 +102,7 @@ def run_iolab(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
-        env=clean_env(),
+        # iolab itself keeps the environment (the sanitizer preload of `make test-sanitize`)
     )
 
 
@@ -418,7 +418,7 @@ def test_server_dying_mid_run_ends_the_job_with_an_error(tmp_path: Path) -> None
             run = subprocess.Popen(
                 [sys.executable, "-m", "iolab", "run", "--name=j", "--ioengine=nbd", f"--uri={uri}",
                  "--rw=randread", "--iodepth=16", "--time_based", "--runtime=30"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
             try:
                 time.sleep(1.5)
@@ -471,7 +471,7 @@ def test_doctor_reports_the_export_it_would_write_and_a_server_that_is_down(tmp_
         jobfile.write_text(f"[j]\nioengine=nbd\nuri={uri}\nrw=write\nbs=1m\nsize=4m\n")
         p = subprocess.run(
             [sys.executable, "-m", "iolab", "doctor", "--output-format=json", str(jobfile)],
-            capture_output=True, text=True, timeout=TIMEOUT, env=clean_env(),
+            capture_output=True, text=True, timeout=TIMEOUT,
         )  # fmt: skip
         assert "Traceback" not in p.stderr, p.stderr
         found: list[dict[str, Any]] = json.loads(p.stdout)["findings"]
