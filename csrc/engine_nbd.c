@@ -180,11 +180,16 @@ static int nbd_queue(void *state, struct iol_io *io)
     case IOL_OP_WRITE:
         type = NBD_CMD_WRITE;
         break;
-    default: /* fsync and fdatasync: the server's flush covers every write it has completed */
+    case IOL_OP_FSYNC:
+    case IOL_OP_FDATASYNC: /* the server's flush covers every write it has completed */
         type = NBD_CMD_FLUSH;
         off = 0;
         len = 0;
         break;
+    default: /* an operation this engine does not know is failed, never sent as another */
+        io->error = EOPNOTSUPP;
+        io->error_offset = io->offset;
+        return IOL_Q_COMPLETED;
     }
     put_be16(sl->hdr + 4, 0);
     put_be16(sl->hdr + 6, type);

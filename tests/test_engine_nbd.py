@@ -19,6 +19,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -506,3 +507,65 @@ def test_an_io_error_of_the_server_fails_the_job_at_its_offset_as_in_fio() -> No
                 p.stderr
             )
             assert fio_json(*job, check=False)["jobs"][0]["error"] == 5
+
+
+class _OldServer:
+    """A minimal fixed-newstyle server without NBD_OPT_GO (it answers NBD_REP_ERR_UNSUP), or one speaking
+    the oldstyle handshake: what iolab.nbd.client must fall back from, or refuse."""
+
+    def __init__(self, path: Path, oldstyle: bool = False) -> None:
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(path))
+        self.listener.listen(1)
+        self.oldstyle = oldstyle
+        self.seen: list[int] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            if self.oldstyle:
+                conn.sendall(struct.pack(">QQQI", 0x4E42444D41474943, 0x00420281861253, SIZE, 1) + bytes(124))
+                return
+            conn.sendall(
+                struct.pack(">QQH", 0x4E42444D41474943, 0x49484156454F5054, 1)
+            )  # fixed newstyle only
+            conn.recv(4)
+            while True:
+                head = conn.recv(16, socket.MSG_WAITALL)
+                if len(head) < 16:
+                    return
+                _, option, length = struct.unpack(">QII", head)
+                data = conn.recv(length, socket.MSG_WAITALL) if length else b""
+                self.seen.append(option)
+                if option == 7:  # GO: unknown to this server
+                    conn.sendall(struct.pack(">QIII", 0x3E889045565A9, option, (1 << 31) + 1, 0))
+                elif option == 1:  # EXPORT_NAME: size, flags, 124 zero bytes (no NO_ZEROES)
+                    assert data == b"disk"
+                    conn.sendall(struct.pack(">QH", SIZE, 1 | 4) + bytes(124))
+                    conn.recv(28, socket.MSG_WAITALL)  # the client's NBD_CMD_DISC
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(10)
+
+
+def test_handshake_falls_back_to_export_name_and_refuses_oldstyle() -> None:
+    with short_dir() as d:
+        server = _OldServer(d / "old")
+        try:
+            uri, info = client.probe(f"nbd+unix:///disk?socket={d / 'old'}")
+        finally:
+            server.close()
+        assert server.seen == [7, 1] and uri.export == "disk"
+        assert (info.size, info.can_flush, info.read_only) == (SIZE, True, False)
+        server = _OldServer(d / "oldstyle", oldstyle=True)
+        try:
+            p = run_iolab(
+                "--name=j", "--ioengine=nbd", f"--uri=nbd+unix:///?socket={d / 'oldstyle'}", "--rw=read"
+            )
+        finally:
+            server.close()
+        one_line_error(p, "oldstyle")

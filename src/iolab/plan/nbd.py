@@ -72,6 +72,11 @@ def nbd_targets(
                 raise PlanError(f"{_where(jd, 'uri')}: {exc}") from None
         info = seen[uri]
         mode = str(v.get("rw"))
+        if "trim" in mode:
+            raise PlanError(
+                f"{_where(jd, 'rw')}: rw={mode}: the nbd engine does not send NBD_CMD_TRIM yet; use a read or "
+                "write mode"
+            )
         _, writes, _ = modes.get(mode, (True, True, False))
         if writes and info.read_only:
             raise PlanError(
