@@ -22,10 +22,17 @@ enum iol_csum {
     IOL_CSUM_COUNT = 7,
 };
 
-/* Largest digest any algorithm writes (sha512). */
-#define IOL_CSUM_MAX_LEN 64
+/* Largest digest any algorithm writes: fio's sha512 header field (128 bytes, see below). */
+#define IOL_CSUM_MAX_LEN 128
 
-/* Bytes of the digest of `kind` (0 for IOL_CSUM_NONE or an unknown kind). */
+/* Bytes of the digest of `kind` as fio stores it (0 for IOL_CSUM_NONE or an unknown kind): crc32c 4,
+ * xxhash 4, md5 16, sha1 20, sha256 64, sha512 128 -- the sizes of fio's struct vhdr_*.
+ *
+ * fio 3.33 quirks reproduced so its headers and ours compare equal (checksum_digest.c has the detail):
+ * sha1 is the state words in host order (each 4-byte group reversed from the printed digest on
+ * little-endian); sha256 appends the bit length little-endian and keeps 8 state low bytes plus 56 bytes
+ * of the last block, not a SHA-256 digest; sha512 is never finalized and holds data bytes only
+ * (the last len % 128 bytes of the data, then bytes len % 128..127 of its first 128). */
 size_t iol_csum_len(enum iol_csum kind);
 
 /* Checksum len bytes at buf into out (iol_csum_len(kind) bytes). Returns 0, or EINVAL for an unknown

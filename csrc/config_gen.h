@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494FDF40u
-#define IOL_CONFIG_SIZE 5360u
+#define IOL_CONFIG_MAGIC 0x494F7E41u
+#define IOL_CONFIG_SIZE 5384u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_IGNORE_ERROR_MAX 16
 #define IOL_ZONE_TABLE 100
@@ -21,7 +21,7 @@ struct iol_config {
     uint32_t size;
     /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = nbd (enum iol_engine_id) */
     uint32_t engine;
-    /* bit0 = reads, bit1 = writes */
+    /* bit0 = reads, bit1 = writes, bit2 = trims */
     uint32_t ddir_mask;
     /* 1 = random offsets */
     uint32_t random;
@@ -83,6 +83,12 @@ struct iol_config {
     uint32_t bssplit_perc[128];
     /* largest block size any direction can issue (buffer size) */
     uint64_t max_bs;
+    /* trims (ddir_mask bit 2): block size (bs's third value) */
+    uint64_t trim_bs;
+    /* trims: random offset alignment (0: the trim block size) */
+    uint64_t trim_blockalign;
+    /* ddir_mask 6: trim a block, then write it (fio trimwrite / randtrimwrite) */
+    uint32_t trimwrite;
     /* submit when this many I/Os are queued (1..iodepth; fio default 1) */
     uint32_t iodepth_batch_submit;
     /* fewest completions to wait for when reaping (0: as fio, 1 when a reap is due) */
@@ -103,6 +109,7 @@ struct iol_config {
     uint32_t poll_grow;
     /* adaptive: window divisor when a wait exceeds poll_max_ns (0 = to 0) */
     uint32_t poll_shrink;
+    uint8_t _pad2[4]; /* explicit padding */
     /* largest poll window */
     uint64_t poll_max_ns;
     /* bytes/s cap per direction (rate, or rate_iops * smallest bs); 0 = none */
@@ -133,7 +140,7 @@ struct iol_config {
     uint32_t ignore_error_n[2];
     /* ignore_error errnos, direction-major: d*16 + i */
     uint32_t ignore_error[32];
-    uint8_t _pad2[4]; /* explicit padding */
+    uint8_t _pad3[4]; /* explicit padding */
     /* fail when an I/O's total latency exceeds this; 0 = none */
     uint64_t max_latency_ns[2];
     /* fail when bytes/s over a rate_cycle fall below this; 0 = none */
@@ -146,7 +153,7 @@ struct iol_config {
     uint32_t perc_rand[2];
     /* random offsets: 0 uniform, 1 zipf, 2 pareto, 3 normal, 4 zoned, 5 zoned_abs */
     uint32_t rand_dist;
-    uint8_t _pad3[4]; /* explicit padding */
+    uint8_t _pad4[4]; /* explicit padding */
     /* zipf theta / pareto h / normal deviation %: IEEE double bits */
     uint64_t rand_dist_val;
     /* zipf/pareto/normal center 0..1 as IEEE double bits; -1.0 = none */
@@ -163,7 +170,7 @@ struct iol_config {
     uint64_t fst_val;
     /* zonemode=strided */
     uint32_t zonemode_strided;
-    uint8_t _pad4[4]; /* explicit padding */
+    uint8_t _pad5[4]; /* explicit padding */
     /* strided: bytes of I/O per zone */
     uint64_t zone_size;
     /* strided: zone length */
@@ -172,7 +179,7 @@ struct iol_config {
     uint64_t zone_skip;
     /* randrepeat: every new pass (not time_based) repeats the same random choices */
     uint32_t rand_repeat;
-    uint8_t _pad5[4]; /* explicit padding */
+    uint8_t _pad6[4]; /* explicit padding */
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -210,6 +217,9 @@ struct iol_config {
     X(bssplit_bs) \
     X(bssplit_perc) \
     X(max_bs) \
+    X(trim_bs) \
+    X(trim_blockalign) \
+    X(trimwrite) \
     X(iodepth_batch_submit) \
     X(iodepth_batch_complete_min) \
     X(iodepth_batch_complete_max) \
@@ -281,7 +291,7 @@ enum iol_engine_id {
     X(IOL_ENGINE_NBD, iol_engine_nbd, 65535u) \
 
 
-_Static_assert(sizeof(struct iol_config) == 5360, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5384, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -317,52 +327,56 @@ _Static_assert(offsetof(struct iol_config, bssplit_n) == 192, "offset of bssplit
 _Static_assert(offsetof(struct iol_config, bssplit_bs) == 200, "offset of bssplit_bs");
 _Static_assert(offsetof(struct iol_config, bssplit_perc) == 1224, "offset of bssplit_perc");
 _Static_assert(offsetof(struct iol_config, max_bs) == 1736, "offset of max_bs");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1744, "offset of iodepth_batch_submit");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1748, "offset of iodepth_batch_complete_min");
-_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1752, "offset of iodepth_batch_complete_max");
-_Static_assert(offsetof(struct iol_config, iodepth_low) == 1756, "offset of iodepth_low");
-_Static_assert(offsetof(struct iol_config, engine_flags) == 1760, "offset of engine_flags");
-_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1764, "offset of sqthread_poll_cpu");
-_Static_assert(offsetof(struct iol_config, force_async) == 1768, "offset of force_async");
-_Static_assert(offsetof(struct iol_config, poll_mode) == 1772, "offset of poll_mode");
-_Static_assert(offsetof(struct iol_config, poll_grow) == 1776, "offset of poll_grow");
-_Static_assert(offsetof(struct iol_config, poll_shrink) == 1780, "offset of poll_shrink");
-_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1784, "offset of poll_max_ns");
-_Static_assert(offsetof(struct iol_config, rate_bps) == 1792, "offset of rate_bps");
-_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1808, "offset of rate_min_bs");
-_Static_assert(offsetof(struct iol_config, rate_process) == 1824, "offset of rate_process");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1828, "offset of thinktime_blocks");
-_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1832, "offset of thinktime_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1840, "offset of thinktime_spin_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1848, "offset of thinktime_iotime_ns");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1856, "offset of thinktime_blocks_type");
-_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1860, "offset of thinktime_blocks_set");
-_Static_assert(offsetof(struct iol_config, invalidate) == 1864, "offset of invalidate");
-_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1868, "offset of scramble_buffers");
-_Static_assert(offsetof(struct iol_config, coe_mask) == 1872, "offset of coe_mask");
-_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1876, "offset of ignore_error_n");
-_Static_assert(offsetof(struct iol_config, ignore_error) == 1884, "offset of ignore_error");
-_Static_assert(offsetof(struct iol_config, _pad2) == 2012, "offset of _pad2");
-_Static_assert(offsetof(struct iol_config, max_latency_ns) == 2016, "offset of max_latency_ns");
-_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2032, "offset of rate_min_bps");
-_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2048, "offset of rate_min_iops");
-_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2064, "offset of rate_cycle_ns");
-_Static_assert(offsetof(struct iol_config, perc_rand) == 2072, "offset of perc_rand");
-_Static_assert(offsetof(struct iol_config, rand_dist) == 2080, "offset of rand_dist");
-_Static_assert(offsetof(struct iol_config, _pad3) == 2084, "offset of _pad3");
-_Static_assert(offsetof(struct iol_config, rand_dist_val) == 2088, "offset of rand_dist_val");
-_Static_assert(offsetof(struct iol_config, rand_center) == 2096, "offset of rand_center");
-_Static_assert(offsetof(struct iol_config, zone_lo) == 2104, "offset of zone_lo");
-_Static_assert(offsetof(struct iol_config, zone_hi) == 3704, "offset of zone_hi");
-_Static_assert(offsetof(struct iol_config, fst_mode) == 5304, "offset of fst_mode");
-_Static_assert(offsetof(struct iol_config, fst_nr) == 5308, "offset of fst_nr");
-_Static_assert(offsetof(struct iol_config, fst_val) == 5312, "offset of fst_val");
-_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5320, "offset of zonemode_strided");
-_Static_assert(offsetof(struct iol_config, _pad4) == 5324, "offset of _pad4");
-_Static_assert(offsetof(struct iol_config, zone_size) == 5328, "offset of zone_size");
-_Static_assert(offsetof(struct iol_config, zone_range) == 5336, "offset of zone_range");
-_Static_assert(offsetof(struct iol_config, zone_skip) == 5344, "offset of zone_skip");
-_Static_assert(offsetof(struct iol_config, rand_repeat) == 5352, "offset of rand_repeat");
-_Static_assert(offsetof(struct iol_config, _pad5) == 5356, "offset of _pad5");
+_Static_assert(offsetof(struct iol_config, trim_bs) == 1744, "offset of trim_bs");
+_Static_assert(offsetof(struct iol_config, trim_blockalign) == 1752, "offset of trim_blockalign");
+_Static_assert(offsetof(struct iol_config, trimwrite) == 1760, "offset of trimwrite");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_submit) == 1764, "offset of iodepth_batch_submit");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_min) == 1768, "offset of iodepth_batch_complete_min");
+_Static_assert(offsetof(struct iol_config, iodepth_batch_complete_max) == 1772, "offset of iodepth_batch_complete_max");
+_Static_assert(offsetof(struct iol_config, iodepth_low) == 1776, "offset of iodepth_low");
+_Static_assert(offsetof(struct iol_config, engine_flags) == 1780, "offset of engine_flags");
+_Static_assert(offsetof(struct iol_config, sqthread_poll_cpu) == 1784, "offset of sqthread_poll_cpu");
+_Static_assert(offsetof(struct iol_config, force_async) == 1788, "offset of force_async");
+_Static_assert(offsetof(struct iol_config, poll_mode) == 1792, "offset of poll_mode");
+_Static_assert(offsetof(struct iol_config, poll_grow) == 1796, "offset of poll_grow");
+_Static_assert(offsetof(struct iol_config, poll_shrink) == 1800, "offset of poll_shrink");
+_Static_assert(offsetof(struct iol_config, _pad2) == 1804, "offset of _pad2");
+_Static_assert(offsetof(struct iol_config, poll_max_ns) == 1808, "offset of poll_max_ns");
+_Static_assert(offsetof(struct iol_config, rate_bps) == 1816, "offset of rate_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_bs) == 1832, "offset of rate_min_bs");
+_Static_assert(offsetof(struct iol_config, rate_process) == 1848, "offset of rate_process");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks) == 1852, "offset of thinktime_blocks");
+_Static_assert(offsetof(struct iol_config, thinktime_ns) == 1856, "offset of thinktime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_spin_ns) == 1864, "offset of thinktime_spin_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_iotime_ns) == 1872, "offset of thinktime_iotime_ns");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_type) == 1880, "offset of thinktime_blocks_type");
+_Static_assert(offsetof(struct iol_config, thinktime_blocks_set) == 1884, "offset of thinktime_blocks_set");
+_Static_assert(offsetof(struct iol_config, invalidate) == 1888, "offset of invalidate");
+_Static_assert(offsetof(struct iol_config, scramble_buffers) == 1892, "offset of scramble_buffers");
+_Static_assert(offsetof(struct iol_config, coe_mask) == 1896, "offset of coe_mask");
+_Static_assert(offsetof(struct iol_config, ignore_error_n) == 1900, "offset of ignore_error_n");
+_Static_assert(offsetof(struct iol_config, ignore_error) == 1908, "offset of ignore_error");
+_Static_assert(offsetof(struct iol_config, _pad3) == 2036, "offset of _pad3");
+_Static_assert(offsetof(struct iol_config, max_latency_ns) == 2040, "offset of max_latency_ns");
+_Static_assert(offsetof(struct iol_config, rate_min_bps) == 2056, "offset of rate_min_bps");
+_Static_assert(offsetof(struct iol_config, rate_min_iops) == 2072, "offset of rate_min_iops");
+_Static_assert(offsetof(struct iol_config, rate_cycle_ns) == 2088, "offset of rate_cycle_ns");
+_Static_assert(offsetof(struct iol_config, perc_rand) == 2096, "offset of perc_rand");
+_Static_assert(offsetof(struct iol_config, rand_dist) == 2104, "offset of rand_dist");
+_Static_assert(offsetof(struct iol_config, _pad4) == 2108, "offset of _pad4");
+_Static_assert(offsetof(struct iol_config, rand_dist_val) == 2112, "offset of rand_dist_val");
+_Static_assert(offsetof(struct iol_config, rand_center) == 2120, "offset of rand_center");
+_Static_assert(offsetof(struct iol_config, zone_lo) == 2128, "offset of zone_lo");
+_Static_assert(offsetof(struct iol_config, zone_hi) == 3728, "offset of zone_hi");
+_Static_assert(offsetof(struct iol_config, fst_mode) == 5328, "offset of fst_mode");
+_Static_assert(offsetof(struct iol_config, fst_nr) == 5332, "offset of fst_nr");
+_Static_assert(offsetof(struct iol_config, fst_val) == 5336, "offset of fst_val");
+_Static_assert(offsetof(struct iol_config, zonemode_strided) == 5344, "offset of zonemode_strided");
+_Static_assert(offsetof(struct iol_config, _pad5) == 5348, "offset of _pad5");
+_Static_assert(offsetof(struct iol_config, zone_size) == 5352, "offset of zone_size");
+_Static_assert(offsetof(struct iol_config, zone_range) == 5360, "offset of zone_range");
+_Static_assert(offsetof(struct iol_config, zone_skip) == 5368, "offset of zone_skip");
+_Static_assert(offsetof(struct iol_config, rand_repeat) == 5376, "offset of rand_repeat");
+_Static_assert(offsetof(struct iol_config, _pad6) == 5380, "offset of _pad6");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -27,15 +27,20 @@
 enum iol_ddir {
     IOL_DDIR_READ = 0,
     IOL_DDIR_WRITE = 1,
-    IOL_DDIR_SYNC = 2, /* fsync / fdatasync, for statistics */
-    IOL_DDIR_COUNT = 3,
+    IOL_DDIR_TRIM = 2,
+    IOL_DDIR_SYNC = 3, /* fsync / fdatasync, for statistics */
+    IOL_DDIR_COUNT = 4,
 };
+
+/* The directions that address data (fio's ddir order: read, write, trim); sync comes after them. */
+#define IOL_DDIR_IO 3
 
 enum iol_op {
     IOL_OP_READ = 0,
     IOL_OP_WRITE = 1,
     IOL_OP_FSYNC = 2,
     IOL_OP_FDATASYNC = 3,
+    IOL_OP_TRIM = 4, /* discard the range: BLKDISCARD on a block device, a punched hole in a file */
 };
 
 /* enum iol_engine_id, the IOL_EF_* engine_flags bits and IOL_ENGINE_LIST come from config_gen.h,
@@ -46,6 +51,7 @@ struct iol_io {
     uint8_t op;     /* enum iol_op */
     uint8_t ddir;   /* enum iol_ddir */
     uint8_t eof;    /* set by the engine: nothing could be transferred (end of file/device) */
+    uint8_t blockdev; /* fd is a block device (a trim is a BLKDISCARD there, else a punched hole) */
     uint16_t index; /* slot in the job's I/O pool */
     uint32_t file;  /* index into the job's file list */
     int fd;
@@ -170,6 +176,10 @@ static inline uint64_t iol_io_rest_len(const struct iol_io *io)
 {
     return io->len - io->done;
 }
+
+/* A trim, done synchronously by every engine (as fio's engines do): the range is discarded on a block
+ * device (BLKDISCARD), a hole is punched in a regular file. Sets done or error/error_offset. */
+void iol_io_trim(struct iol_io *io);
 
 /* Reset the completion fields before an I/O is queued. */
 static inline void iol_io_clear(struct iol_io *io)

@@ -147,6 +147,10 @@ static inline void prep_iocb(struct iocb *cb, struct iol_io *io)
 static int laio_queue(void *state, struct iol_io *io)
 {
     struct laio *a = state;
+    if (io->op == IOL_OP_TRIM) { /* no asynchronous discard here: done now, as fio's libaio does */
+        iol_io_trim(io);
+        return IOL_Q_COMPLETED;
+    }
     struct iocb *cb = &a->iocbs[io->index];
     prep_iocb(cb, io);
     a->queued[a->nqueued++] = cb;

@@ -32,6 +32,7 @@
 #define NBD_CMD_READ 0
 #define NBD_CMD_WRITE 1
 #define NBD_CMD_FLUSH 3
+#define NBD_CMD_TRIM 4
 #define NBD_REQ_LEN 28
 #define NBD_REPLY_LEN 16
 #define NBD_MAX_CONNS 64
@@ -179,6 +180,9 @@ static int nbd_queue(void *state, struct iol_io *io)
         break;
     case IOL_OP_WRITE:
         type = NBD_CMD_WRITE;
+        break;
+    case IOL_OP_TRIM: /* asynchronous like reads and writes: no payload either way */
+        type = NBD_CMD_TRIM;
         break;
     case IOL_OP_FSYNC:
     case IOL_OP_FDATASYNC: /* the server's flush covers every write it has completed */

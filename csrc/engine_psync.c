@@ -33,6 +33,11 @@ static int psync_queue(void *state, struct iol_io *io)
         return IOL_Q_COMPLETED;
     }
 
+    if (io->op == IOL_OP_TRIM) {
+        iol_io_trim(io);
+        return IOL_Q_COMPLETED;
+    }
+
     char *buf = io->buf;
     uint64_t len = io->len, off = io->offset, done = 0;
     for (;;) {

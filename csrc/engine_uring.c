@@ -379,6 +379,10 @@ static int ur_submit(struct ur *u);
 static int ur_queue(void *state, struct iol_io *io)
 {
     struct ur *u = state;
+    if (io->op == IOL_OP_TRIM) { /* done now, as fio's io_uring engine does (it sends no discards) */
+        iol_io_trim(io);
+        return IOL_Q_COMPLETED;
+    }
     /* The ring holds at least iodepth entries and no more are ever pending, so it is only full when a
      * submission thread has not taken the entries yet: wait for it to make room. */
     for (int tries = 0; u->sq_local_tail - __atomic_load_n(u->sq_head, __ATOMIC_ACQUIRE) >= u->sq_entries;

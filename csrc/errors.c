@@ -7,7 +7,7 @@
 
 static void record_error(struct iol_job *j, const struct iol_io *io)
 {
-    static const char *const opname[] = {"read", "write", "fsync", "fdatasync"};
+    static const char *const opname[] = {"read", "write", "fsync", "fdatasync", "trim"};
     char ebuf[128];
     j->error = io->error;
     j->error_offset = io->error_offset;

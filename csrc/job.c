@@ -78,8 +78,9 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
     for (;;) {
         /* fio's issue limits: (io_size or size) x loops bytes, number_ios x loops I/Os (the ramp's
          * I/O included, as in fio) */
-        if (!c->time_based &&
-            (j->total_bytes >= c->io_size * c->loops || (c->number_ios && j->total_ios >= c->number_ios * c->loops)))
+        /* trimwrite: the bytes are the writes' (fio), and number_ios counts both halves of each pair */
+        if (!c->time_based && (j->total_bytes >= c->io_size * c->loops ||
+                               (c->number_ios && j->total_ios >= (c->number_ios << c->trimwrite) * c->loops)))
             return 0;
         uint8_t sop = sync_due(j);
         if (UNLIKELY(sop)) {
@@ -92,13 +93,36 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
                 return 0;
             continue;
         }
-        if (c->ddir_mask == 3)
-            d = iol_rng_below(&j->rng_mix, 100) < c->rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
-        else
-            d = c->ddir_mask == 1 ? IOL_DDIR_READ : IOL_DDIR_WRITE;
         struct iol_file *f = &j->files[fi];
-        if (LIKELY(fill_io(j, f, d, &off, &len)))
+        if (c->ddir_mask == 3) {
+            d = iol_rng_below(&j->rng_mix, 100) < c->rwmix_read ? IOL_DDIR_READ : IOL_DDIR_WRITE;
+        } else if (UNLIKELY(c->trimwrite)) {
+            /* fio: a trim when the last write started where the last trim did, else the write */
+            d = f->tw_write_start == f->tw_trim_start ? IOL_DDIR_TRIM : IOL_DDIR_WRITE;
+            if (d == IOL_DDIR_WRITE && c->random) {
+                /* randtrimwrite: the write covers the block just trimmed */
+                off = f->tw_trim_start;
+                len = f->tw_trim_len;
+                f->tw_write_start = off;
+                break;
+            }
+        } else {
+            d = __builtin_ctz(c->ddir_mask); /* one direction: bit 0 read, 1 write, 2 trim */
+        }
+        if (LIKELY(fill_io(j, f, d, &off, &len))) {
+            if (UNLIKELY(c->trimwrite)) {
+                if (d == IOL_DDIR_TRIM) {
+                    /* a random trim on the block of the last pair: the write must still follow (fio) */
+                    if (f->tw_trim_start == off)
+                        f->tw_write_start--;
+                    f->tw_trim_start = off;
+                    f->tw_trim_len = len;
+                } else {
+                    f->tw_write_start = off;
+                }
+            }
             break;
+        }
         if (c->time_based && c->random) {
             /* fio starts a used-up file of a time_based random job over at once (and drops the cache
              * of a buffered one) */
@@ -121,12 +145,14 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
     struct iol_file *f = &j->files[fi];
     j->pass_bytes += len;
     j->pass_ios++;
-    j->total_bytes += len;
+    if (LIKELY(!c->trimwrite) || d == IOL_DDIR_WRITE)
+        j->total_bytes += len;
     j->total_ios++;
 
     char *rbuf = (char *)j->bufmem + (size_t)io->index * 2 * j->buflen;
-    io->op = (uint8_t)d;
+    io->op = d == IOL_DDIR_TRIM ? IOL_OP_TRIM : (uint8_t)d;
     io->ddir = (uint8_t)d;
+    io->blockdev = (uint8_t)f->is_block;
     io->file = fi;
     io->fd = f->fd;
     io->offset = off;
@@ -194,7 +220,7 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
         j->end_syncs++;
         return 0; /* end_fsync: fio neither counts it nor times it */
     }
-    j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < 2;
+    j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < IOL_DDIR_SYNC;
     if (UNLIKELY(io->error)) {
         if (iol_io_error(j, io, 1))
             return 1;
@@ -357,17 +383,23 @@ static inline int issue(struct iol_job *j, struct iol_io *io)
         j->lag_sum += lag;
         j->lag_n++;
     }
+    if (UNLIKELY(io->op == IOL_OP_TRIM) && j->uncommitted && commit(j) < 0) {
+        /* the engine does a trim at once: what was queued before it goes first (fio's FIO_Q_BUSY) */
+        j->free_ios[j->nfree++] = io;
+        return -1;
+    }
     io->t_issue = sched;
     io->t_submit = t;
     iol_io_clear(io);
-    j->think_count += j->cfg.thinktime_blocks_type == 1 && io->ddir < 2;
+    j->think_count += j->cfg.thinktime_blocks_type == 1 && io->ddir < IOL_DDIR_SYNC;
     if (LIKELY(j->eng->queue(j->eng_state, io) == IOL_Q_COMPLETED)) {
         uint64_t tc = iol_now_ns();
         j->free_ios[j->nfree++] = io;
         j->depths.level[0]++;
         j->depths.submit[1]++;
         j->depths.complete[1]++;
-        j->depths.max_inflight = 1;
+        if (!j->depths.max_inflight)
+            j->depths.max_inflight = 1;
         return complete_io(j, io, tc);
     }
     j->inflight++;
@@ -530,8 +562,10 @@ void iol_job_stop(struct iol_job *j)
     atomic_store_explicit(&j->stop, 1, memory_order_relaxed);
 }
 
-void iol_job_progress(struct iol_job *j, uint64_t out[5])
+void iol_job_progress(struct iol_job *j, uint64_t out[7])
 {
+    out[5] = atomic_load_explicit(&j->prog_ios[IOL_DDIR_TRIM], memory_order_relaxed);
+    out[6] = atomic_load_explicit(&j->prog_bytes[IOL_DDIR_TRIM], memory_order_relaxed);
     out[0] = atomic_load_explicit(&j->prog_ios[0], memory_order_relaxed);
     out[1] = atomic_load_explicit(&j->prog_ios[1], memory_order_relaxed);
     out[2] = atomic_load_explicit(&j->prog_bytes[0], memory_order_relaxed);

@@ -38,8 +38,8 @@ int iol_job_create_ex(struct iol_job **out, const void *cfg, size_t cfg_len, con
 void iol_job_destroy(struct iol_job *job);
 void iol_job_run(struct iol_job *job);
 void iol_job_stop(struct iol_job *job);
-/* out: read_ios, write_ios, read_bytes, write_bytes, phase */
-void iol_job_progress(struct iol_job *job, uint64_t out[5]);
+/* out: read_ios, write_ios, read_bytes, write_bytes, phase, trim_ios, trim_bytes */
+void iol_job_progress(struct iol_job *job, uint64_t out[7]);
 /* One line on how the engine was set up (flags the kernel accepted, fallbacks); "" if none. */
 const char *iol_job_engine_info(struct iol_job *job);
 /* Record up to cap I/Os of the measured phase into buf (NULL disables). Call before run. */

@@ -33,8 +33,19 @@ static int setup_dir(struct iol_job *j, int d, char *err, size_t errlen)
 {
     const struct iol_config *c = &j->cfg;
     struct iol_dir *dr = &j->dir[d];
-    const char *name = d ? "write" : "read";
+    const char *name = d == IOL_DDIR_TRIM ? "trim" : d ? "write" : "read";
     dr->enabled = 1;
+    if (d == IOL_DDIR_TRIM) {
+        /* trims take one block size (the plan refuses bsrange and bssplit for them) */
+        dr->bs_min = dr->bs_max = c->trim_bs;
+        if (dr->bs_min == 0 || dr->bs_min > IOL_MAX_BS)
+            return fail(err, errlen, "trim block size %llu is invalid (need 1..%llu)",
+                        (unsigned long long)dr->bs_min, (unsigned long long)IOL_MAX_BS);
+        dr->bs_gran = dr->bs_min;
+        dr->bs_steps = 1;
+        dr->ba = c->trim_blockalign ? c->trim_blockalign : dr->bs_min;
+        return IOL_OK;
+    }
     if (c->bssplit_n[d] > IOL_BSSPLIT_MAX)
         return fail(err, errlen, "bssplit_n[%d] is %u, at most %d entries allowed", d, c->bssplit_n[d],
                     IOL_BSSPLIT_MAX);
@@ -90,8 +101,12 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
     if (!j->eng)
         return fail(err, errlen, "unknown engine %u (known: 0 = psync, 1 = libaio, 2 = io_uring)", c->engine);
     j->eng_sync = !!(j->eng->flags & IOL_ENGINE_SYNC);
-    if (c->ddir_mask == 0 || (c->ddir_mask & ~3u))
-        return fail(err, errlen, "ddir_mask is %u, expected 1 (read), 2 (write) or 3 (both)", c->ddir_mask);
+    if (c->ddir_mask == 0 || (c->ddir_mask & ~7u) || c->ddir_mask == 5 || c->ddir_mask == 7 ||
+        (c->ddir_mask == 6) != (c->trimwrite != 0))
+        return fail(err, errlen,
+                    "ddir_mask is %u (trimwrite %u), expected 1 (read), 2 (write), 3 (both), 4 (trim) or 6 "
+                    "(trimwrite, with trimwrite set)",
+                    c->ddir_mask, c->trimwrite);
     if (c->rwmix_read > 100)
         return fail(err, errlen, "rwmix_read is %u, expected a percentage 0..100", c->rwmix_read);
     if ((int64_t)c->rw_hole > (1ll << 60) || (int64_t)c->rw_hole < -(1ll << 60))
@@ -108,7 +123,7 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
                         (unsigned long long)c->zone_lo[i], (unsigned long long)c->zone_hi[i]);
     if (c->zonemode_strided && (c->zone_size == 0 || c->zone_range == 0))
         return fail(err, errlen, "zonemode strided needs zone_size and zone_range");
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
         if (c->ddir_mask & (1u << d)) {
             int r = setup_dir(j, d, err, errlen);
             if (r)
@@ -116,7 +131,7 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
         }
     }
     uint64_t unit = UINT64_MAX, biggest = 0;
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
         if (!j->dir[d].enabled)
             continue;
         if (j->dir[d].bs_min < unit)
@@ -127,8 +142,8 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
     j->unit = unit;
     j->unit_pow2 = is_pow2(unit);
     j->unit_shift = j->unit_pow2 ? (unsigned)__builtin_ctzll(unit) : 0;
-    for (int d = 0; d < 2; d++) {
-        uint64_t ba = c->blockalign[d];
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
+        uint64_t ba = d < 2 ? c->blockalign[d] : c->trim_blockalign;
         /* offsets are multiples of the unit already: extra alignment only if blockalign does not
          * divide it */
         j->dir[d].align = (ba > 1 && unit % ba) ? ba : 0;
@@ -240,7 +255,7 @@ int iol_job_create_ex(struct iol_job **out, const void *cfg, size_t cfg_len, con
     j->error_ddir = -1;
     atomic_init(&j->stop, 0);
     atomic_init(&j->phase, IOL_PHASE_SETUP);
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
         atomic_init(&j->prog_ios[d], 0);
         atomic_init(&j->prog_bytes[d], 0);
     }

@@ -64,8 +64,8 @@ struct iol_depths {
 
 struct iol_sample {
     uint64_t t_ns; /* end of the interval, from the start of the measured phase */
-    uint64_t ios[2];
-    uint64_t bytes[2];
+    uint64_t ios[IOL_DDIR_IO];
+    uint64_t bytes[IOL_DDIR_IO];
 };
 
 /* Running min/max/mean/variance (Welford) of per-interval rates. */
@@ -84,9 +84,9 @@ struct iol_sampler {
     uint64_t next;     /* absolute time of the next base boundary */
     uint64_t last_t;   /* absolute time of the last base boundary */
     uint64_t entry_t;  /* absolute time the last buffer entry ended */
-    uint64_t last_ios[2], last_bytes[2];   /* counters at the last base boundary */
-    uint64_t open_ios[2], open_bytes[2];   /* counts since the last buffer entry */
-    struct iol_rstat bw[2], iops[2];        /* per direction: KiB/s and I/Os per second */
+    uint64_t last_ios[IOL_DDIR_IO], last_bytes[IOL_DDIR_IO]; /* counters at the last base boundary */
+    uint64_t open_ios[IOL_DDIR_IO], open_bytes[IOL_DDIR_IO]; /* counts since the last buffer entry */
+    struct iol_rstat bw[IOL_DDIR_IO], iops[IOL_DDIR_IO];      /* per direction: KiB/s and I/Os per second */
 };
 
 /* Per-file state of a zipf/pareto/normal offset (or file) generator. */
@@ -105,7 +105,10 @@ struct iol_file {
     uint64_t base;  /* region start now (fio's file_offset: strided zones move it) */
     uint64_t size;  /* region length (fio's per-file io_size) */
     uint64_t real_size; /* file length (fio's real_file_size) */
-    uint64_t last_pos[2]; /* absolute end of the previous I/O per direction (fio's last_pos) */
+    uint64_t last_pos[IOL_DDIR_IO]; /* absolute end of the previous I/O per direction (fio's last_pos) */
+    /* trimwrite: start of the last trim and of the last write (fio's last_start); equal: a trim is next */
+    uint64_t tw_trim_start, tw_write_start;
+    uint64_t tw_trim_len; /* randtrimwrite: the write covers the trimmed block */
     int done;             /* no more I/O this pass */
     struct iol_dist dist;
     /* random modes */
@@ -140,7 +143,7 @@ struct iol_job {
     unsigned nfiles;
     unsigned cur_file;
 
-    struct iol_dir dir[2];
+    struct iol_dir dir[IOL_DDIR_IO];
     uint64_t unit;       /* random map unit = smallest block size any enabled direction issues */
     unsigned unit_shift; /* log2(unit) if a power of two, else 0 with unit_pow2 = 0 */
     int unit_pow2;
@@ -235,8 +238,8 @@ struct iol_job {
     /* shared with other threads */
     atomic_int stop;
     atomic_int phase;
-    atomic_uint_fast64_t prog_ios[2];
-    atomic_uint_fast64_t prog_bytes[2];
+    atomic_uint_fast64_t prog_ios[IOL_DDIR_IO];
+    atomic_uint_fast64_t prog_bytes[IOL_DDIR_IO];
 
     /* continue_on_error: I/Os that failed with an error let pass (per direction), all errors counted
      * (the fatal one too when its type continues) and the first of them */

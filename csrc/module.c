@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "checksum.h"
+#include "checksum_impl.h"
 #include "job.h"
 
 enum { STATE_READY = 0, STATE_RUNNING = 1, STATE_DONE = 2 };
@@ -198,10 +200,10 @@ static PyObject *Job_progress(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
         return NULL;
-    uint64_t p[5];
+    uint64_t p[7];
     iol_job_progress(self->job, p);
-    return Py_BuildValue("(KKKKi)", (unsigned long long)p[0], (unsigned long long)p[1], (unsigned long long)p[2],
-                         (unsigned long long)p[3], (int)p[4]);
+    return Py_BuildValue("(KKKKiKK)", (unsigned long long)p[0], (unsigned long long)p[1], (unsigned long long)p[2],
+                         (unsigned long long)p[3], (int)p[4], (unsigned long long)p[5], (unsigned long long)p[6]);
 }
 
 /* H = {"count", "min", "max", "sum", "sumsq", "buckets"} */
@@ -249,13 +251,16 @@ static PyObject *counts7(const uint64_t v[7])
                          (unsigned long long)v[6]);
 }
 
-/* I/O left out of the statistics (ramp, drained): {"read": {"ios", "bytes"}, "write": {...}, "syncs": n} */
+/* I/O left out of the statistics (ramp, drained): {"read": {"ios", "bytes"}, "write": {...}, "trim": {...},
+ * "syncs": n} */
 static PyObject *uncounted_dict(const uint64_t ios[IOL_DDIR_COUNT], const uint64_t bytes[IOL_DDIR_COUNT])
 {
-    return Py_BuildValue("{s:{s:K,s:K},s:{s:K,s:K},s:K}", "read", "ios", (unsigned long long)ios[IOL_DDIR_READ],
-                         "bytes", (unsigned long long)bytes[IOL_DDIR_READ], "write", "ios",
-                         (unsigned long long)ios[IOL_DDIR_WRITE], "bytes", (unsigned long long)bytes[IOL_DDIR_WRITE],
-                         "syncs", (unsigned long long)ios[IOL_DDIR_SYNC]);
+    return Py_BuildValue("{s:{s:K,s:K},s:{s:K,s:K},s:{s:K,s:K},s:K}", "read", "ios",
+                         (unsigned long long)ios[IOL_DDIR_READ], "bytes", (unsigned long long)bytes[IOL_DDIR_READ],
+                         "write", "ios", (unsigned long long)ios[IOL_DDIR_WRITE], "bytes",
+                         (unsigned long long)bytes[IOL_DDIR_WRITE], "trim", "ios", (unsigned long long)ios[IOL_DDIR_TRIM],
+                         "bytes", (unsigned long long)bytes[IOL_DDIR_TRIM], "syncs",
+                         (unsigned long long)ios[IOL_DDIR_SYNC]);
 }
 
 static PyObject *depth_dict(const struct iol_job *j)
@@ -284,9 +289,9 @@ static PyObject *poll_dict(const struct iol_poll *p)
 /* The statistics of a series: {"read": {"bw": (n, min, max, mean, m2), "iops": (...)}, "write": ...}. */
 static PyObject *sample_stats(const struct iol_sampler *sp)
 {
-    static const char *const names[2] = {"read", "write"};
+    static const char *const names[IOL_DDIR_IO] = {"read", "write", "trim"};
     PyObject *out = PyDict_New();
-    for (int d = 0; out && d < 2; d++) {
+    for (int d = 0; out && d < IOL_DDIR_IO; d++) {
         const struct iol_rstat *b = &sp->bw[d], *o = &sp->iops[d];
         PyObject *v = Py_BuildValue("{s:(Kdddd),s:(Kdddd)}", "bw", (unsigned long long)b->n, b->min, b->max,
                                     b->mean, b->m2, "iops", (unsigned long long)o->n, o->min, o->max, o->mean,
@@ -298,7 +303,7 @@ static PyObject *sample_stats(const struct iol_sampler *sp)
     return out;
 }
 
-/* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes). */
+/* A sample series as a list of (t_ns, read_ios, read_bytes, write_ios, write_bytes, trim_ios, trim_bytes). */
 static PyObject *samples_list(const struct iol_sampler *sp)
 {
     PyObject *samples = PyList_New(sp->n);
@@ -306,9 +311,10 @@ static PyObject *samples_list(const struct iol_sampler *sp)
         return NULL;
     for (uint32_t i = 0; i < sp->n; i++) {
         const struct iol_sample *s = &sp->buf[i];
-        PyObject *t = Py_BuildValue("(KKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
+        PyObject *t = Py_BuildValue("(KKKKKKK)", (unsigned long long)s->t_ns, (unsigned long long)s->ios[0],
                                     (unsigned long long)s->bytes[0], (unsigned long long)s->ios[1],
-                                    (unsigned long long)s->bytes[1]);
+                                    (unsigned long long)s->bytes[1], (unsigned long long)s->ios[2],
+                                    (unsigned long long)s->bytes[2]);
         if (!t) {
             Py_DECREF(samples);
             return NULL;
@@ -329,7 +335,7 @@ static PyObject *Job_raw_result(JobObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     const struct iol_job *j = self->job;
-    static const char *const ddir_names[IOL_DDIR_COUNT] = {"read", "write", "sync"};
+    static const char *const ddir_names[IOL_DDIR_COUNT] = {"read", "write", "trim", "sync"};
 
     PyObject *ddirs = PyDict_New();
     if (!ddirs)
@@ -493,7 +499,7 @@ static PyMethodDef Job_methods[] = {
     {"stop", (PyCFunction)Job_stop, METH_NOARGS,
      "stop()\n--\n\nAsk a running job to stop (thread-safe); run() returns soon after with valid results."},
     {"progress", (PyCFunction)Job_progress, METH_NOARGS,
-     "progress()\n--\n\n(read_ios, write_ios, read_bytes, write_bytes, phase); phase 0 setup, 1 ramp, "
+     "progress()\n--\n\n(read_ios, write_ios, read_bytes, write_bytes, phase, trim_ios, trim_bytes); phase 0 setup, 1 ramp, "
      "2 measuring, 3 done. Counters restart at 0 when the ramp ends."},
     {"result", (PyCFunction)Job_result, METH_NOARGS,
      "result()\n--\n\nThe typed result (iolab.analysis.core_result.CoreResult), after run() returned."},
@@ -612,7 +618,71 @@ done:
     return result;
 }
 
+/* Test hook: one checksum by name. The verify kinds give the bytes fio stores in its header; the
+ * -std kinds the standard digests; crc32c-table / crc32c-sse42 one CRC32C path each. */
+static PyObject *core_checksum(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *kind;
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "sy*:checksum", &kind, &data))
+        return NULL;
+    static const struct {
+        const char *name;
+        enum iol_csum kind;
+    } verify_kinds[] = {
+        {"crc32c", IOL_CSUM_CRC32C}, {"md5", IOL_CSUM_MD5},       {"sha1", IOL_CSUM_SHA1},
+        {"sha256", IOL_CSUM_SHA256}, {"sha512", IOL_CSUM_SHA512}, {"xxhash", IOL_CSUM_XXHASH},
+    };
+    uint8_t out[IOL_CSUM_MAX_LEN];
+    size_t out_len = 0;
+    uint32_t word;
+    for (size_t i = 0; i < sizeof verify_kinds / sizeof verify_kinds[0]; i++) {
+        if (strcmp(kind, verify_kinds[i].name) == 0) {
+            out_len = iol_csum_len(verify_kinds[i].kind);
+            iol_csum_compute(verify_kinds[i].kind, data.buf, (size_t)data.len, out);
+            goto done;
+        }
+    }
+    if (strcmp(kind, "sha1-std") == 0) {
+        iol_sha1(data.buf, (size_t)data.len, out);
+        out_len = 20;
+    } else if (strcmp(kind, "sha256-std") == 0) {
+        iol_sha256(data.buf, (size_t)data.len, out);
+        out_len = 32;
+    } else if (strcmp(kind, "sha512-std") == 0) {
+        iol_sha512(data.buf, (size_t)data.len, out);
+        out_len = 64;
+    } else if (strcmp(kind, "crc32c-table") == 0 ||
+               (strcmp(kind, "crc32c-sse42") == 0 && iol_crc32c_hw())) {
+        word = kind[7] == 't' ? iol_crc32c_table(data.buf, (size_t)data.len)
+                              : iol_crc32c_sse42(data.buf, (size_t)data.len);
+        memcpy(out, &word, sizeof word);
+        out_len = sizeof word;
+    } else {
+        PyBuffer_Release(&data);
+        PyErr_Format(PyExc_ValueError, "checksum: unknown or unavailable kind %s", kind);
+        return NULL;
+    }
+done:
+    PyBuffer_Release(&data);
+    return PyBytes_FromStringAndSize((const char *)out, (Py_ssize_t)out_len);
+}
+
+static PyObject *core_crc32c_hw(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyBool_FromLong(iol_crc32c_hw());
+}
+
 static PyMethodDef core_methods[] = {
+    {"checksum", core_checksum, METH_VARARGS,
+     "checksum(kind, data, /)\n--\n\nTest hook: the checksum of data. kind: crc32c, md5, sha1, sha256, sha512, "
+     "xxhash (the bytes fio stores in its verify header), sha1-std, sha256-std, sha512-std (standard digests), "
+     "crc32c-table, crc32c-sse42 (one CRC32C path; the latter only where crc32c_hw())."},
+    {"crc32c_hw", core_crc32c_hw, METH_NOARGS,
+     "crc32c_hw()\n--\n\nTrue when crc32c runs on the SSE4.2 crc32 instruction."},
     {"_poll_simulate", (PyCFunction)(void (*)(void))core_poll_simulate, METH_VARARGS | METH_KEYWORDS,
      "_poll_simulate(mode, max_ns, grow, shrink, arrivals, tick_ns=100, wake_ns=5000)\n--\n\n"
      "Test hook: run the C completion-wait (poll, then block, then adjust the window) against a scripted clock. "

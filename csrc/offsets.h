@@ -15,7 +15,9 @@
 static inline void file_reset(struct iol_job *j, struct iol_file *f)
 {
     (void)j;
-    f->last_pos[0] = f->last_pos[1] = f->base;
+    f->last_pos[0] = f->last_pos[1] = f->last_pos[2] = f->base;
+    f->tw_trim_start = f->tw_write_start = UINT64_MAX;
+    f->tw_trim_len = 0;
     if (f->map)
         iol_map_reset(f);
 }
@@ -188,7 +190,9 @@ static inline int fill_io(struct iol_job *j, struct iol_file *f, int d, uint64_t
     uint64_t pos;
     int random = 0;
     if (hit && c->random) {
-        if (c->perc_rand[d] >= 100 || iol_rng_below(&j->rng_seq, 100) < c->perc_rand[d]) {
+        /* trims: always random (the plan refuses percentage_random for them) */
+        const uint32_t perc = d < 2 ? c->perc_rand[d] : 100;
+        if (perc >= 100 || iol_rng_below(&j->rng_seq, 100) < perc) {
             if (rand_pos(j, f, d, &pos))
                 return 0;
             random = 1;

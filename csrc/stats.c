@@ -32,7 +32,7 @@ void iol_reset_stats(struct iol_job *j)
         iol_hist_reset(&s->clat);
         iol_hist_reset(&s->slat);
     }
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
         atomic_store_explicit(&j->prog_ios[d], 0, memory_order_relaxed);
         atomic_store_explicit(&j->prog_bytes[d], 0, memory_order_relaxed);
     }
@@ -41,7 +41,7 @@ void iol_reset_stats(struct iol_job *j)
         sp->n = 0;
         memset(sp->bw, 0, sizeof(sp->bw));
         memset(sp->iops, 0, sizeof(sp->iops));
-        for (int d = 0; d < 2; d++)
+        for (int d = 0; d < IOL_DDIR_IO; d++)
             sp->last_ios[d] = sp->last_bytes[d] = sp->open_ios[d] = sp->open_bytes[d] = 0;
     }
     j->trace_n = 0;
@@ -74,7 +74,7 @@ static void close_entry(struct iol_job *j, struct iol_sampler *sp, uint64_t t_ab
         for (uint32_t i = 0; i < IOL_SAMPLES_CAP / 2; i++) {
             struct iol_sample *a = &sp->buf[2 * i], *b = &sp->buf[2 * i + 1];
             struct iol_sample m = *b;
-            for (int d = 0; d < 2; d++) {
+            for (int d = 0; d < IOL_DDIR_IO; d++) {
                 m.ios[d] += a->ios[d];
                 m.bytes[d] += a->bytes[d];
             }
@@ -87,7 +87,7 @@ static void close_entry(struct iol_job *j, struct iol_sampler *sp, uint64_t t_ab
     }
     struct iol_sample *s = &sp->buf[sp->n++];
     s->t_ns = rel;
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
         s->ios[d] = sp->open_ios[d];
         s->bytes[d] = sp->open_bytes[d];
         sp->open_ios[d] = sp->open_bytes[d] = 0;
@@ -102,7 +102,7 @@ static void tick_sample(struct iol_job *j, struct iol_sampler *sp, uint64_t t_ab
 {
     uint64_t len = t_abs - sp->last_t;
     int counted = len > 0 && (!partial || (double)len >= IOL_FULL_INTERVAL * (double)sp->base);
-    for (int d = 0; d < 2; d++) {
+    for (int d = 0; d < IOL_DDIR_IO; d++) {
         uint64_t ios = j->ds[d].ios - sp->last_ios[d];
         uint64_t bytes = j->ds[d].bytes - sp->last_bytes[d];
         if (counted && bytes) {

@@ -63,7 +63,7 @@ static inline void account(struct iol_job *j, const struct iol_io *io, uint64_t 
         iol_hist_add(&s->clat, t - io->t_submit);
         iol_hist_add(&s->slat, io->t_submit - io->t_issue);
     }
-    if (LIKELY(io->ddir < 2)) {
+    if (LIKELY(io->ddir < IOL_DDIR_IO)) {
         atomic_store_explicit(&j->prog_ios[io->ddir], s->ios, memory_order_relaxed);
         atomic_store_explicit(&j->prog_bytes[io->ddir], s->bytes, memory_order_relaxed);
     }

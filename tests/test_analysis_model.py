@@ -297,8 +297,9 @@ def _separate_iops(raw: dict[str, Any], step_ns: int) -> dict[str, Any]:
 
 def test_iops_series_of_its_own() -> None:
     raw = _separate_iops(synthetic_raw(rw="randread", read_ios=2000, runtime_ns=2_000_000_000), 100_000_000)
-    j = job_result(raw, name="t", jobnum=0, groupid=0, options=OPTS, sample_interval_ms=500,
-                   iops_interval_ms=100)
+    j = job_result(
+        raw, name="t", jobnum=0, groupid=0, options=OPTS, sample_interval_ms=500, iops_interval_ms=100
+    )
     r = j.dirs["read"]
     assert r.bw_stats.samples == 4 and len(r.bw_samples) == len(j.sample_times_ms) == 4
     assert r.iops_stats.samples == 20 and len(r.iops_samples) == len(j.iops_times_ms) == 20
@@ -311,8 +312,15 @@ def test_iops_series_of_its_own() -> None:
 
 def test_merge_sums_each_series_at_its_interval() -> None:
     jobs = [
-        job_result(_separate_iops(synthetic_raw(rw="randread", read_ios=n, runtime_ns=rt), 100_000_000),
-                   name="g", jobnum=i, groupid=0, options=OPTS, sample_interval_ms=500, iops_interval_ms=100)
+        job_result(
+            _separate_iops(synthetic_raw(rw="randread", read_ios=n, runtime_ns=rt), 100_000_000),
+            name="g",
+            jobnum=i,
+            groupid=0,
+            options=OPTS,
+            sample_interval_ms=500,
+            iops_interval_ms=100,
+        )
         for i, (n, rt) in enumerate([(1000, 1_000_000_000), (3000, 3_000_000_000)])
     ]
     m = merge_jobs(jobs)

@@ -53,15 +53,19 @@ def both(tmp_path: Path, args: list[str], size: int = 1 << 20) -> tuple[str, str
     return out[0], out[1]
 
 
-@pytest.mark.parametrize("args", [
-    ["--rw=randread", "--size=1m", "--loops=3"],
-    ["--rw=read", "--size=1m", "--loops=2", "--direct=1"],
-    ["--rw=read", "--size=256k", "--offset=512k"],
-    ["--rw=randwrite", "--size=1m", "--fadvise_hint=sequential"],
-    ["--rw=read", "--size=1m", "--fadvise_hint=random"],
-    ["--rw=read", "--size=1m", "--fadvise_hint=0"],
-    ["--rw=read", "--size=1m", "--invalidate=0"],
-], ids=lambda a: " ".join(a))
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rw=randread", "--size=1m", "--loops=3"],
+        ["--rw=read", "--size=1m", "--loops=2", "--direct=1"],
+        ["--rw=read", "--size=256k", "--offset=512k"],
+        ["--rw=randwrite", "--size=1m", "--fadvise_hint=sequential"],
+        ["--rw=read", "--size=1m", "--fadvise_hint=random"],
+        ["--rw=read", "--size=1m", "--fadvise_hint=0"],
+        ["--rw=read", "--size=1m", "--invalidate=0"],
+    ],
+    ids=lambda a: " ".join(a),
+)
 def test_invalidate_and_fadvise_like_fio(tmp_path: Path, args: list[str]) -> None:
     fio, ours = both(tmp_path, args)
     fio_adv, our_adv = advice(fio), advice(ours)
@@ -83,8 +87,10 @@ def test_buffered_time_based_wraps_drop_the_cache_each_time(tmp_path: Path) -> N
     assert fio_drops > 3 and our_drops > 3, (fio_drops, our_drops)
 
 
-@pytest.mark.parametrize(("value", "flag"), [("sync", "O_SYNC"), ("1", "O_SYNC"), ("dsync", "O_DSYNC"),
-                                              ("0", None), ("none", None)])
+@pytest.mark.parametrize(
+    ("value", "flag"),
+    [("sync", "O_SYNC"), ("1", "O_SYNC"), ("dsync", "O_DSYNC"), ("0", None), ("none", None)],
+)
 def test_sync_opens_like_fio(tmp_path: Path, value: str, flag: str | None) -> None:
     fio, ours = both(tmp_path, ["--rw=write", "--size=64k", f"--sync={value}"], size=64 << 10)
     for trace in (fio, ours):
@@ -103,13 +109,27 @@ def test_scramble_buffers_makes_every_written_sector_unique_like_fio(tmp_path: P
         d = tmp_path / tool
         d.mkdir()
         cmd = ["fio"] if tool == "fio" else [sys.executable, "-m", "iolab", "run"]
-        proc = subprocess.run([*cmd, "--name=j", "--filename=f", "--rw=write", "--bs=4k", "--size=256k",
-                               f"--scramble_buffers={scramble}", "--output-format=json"],
-                              cwd=d, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [
+                *cmd,
+                "--name=j",
+                "--filename=f",
+                "--rw=write",
+                "--bs=4k",
+                "--size=256k",
+                f"--scramble_buffers={scramble}",
+                "--output-format=json",
+            ],
+            cwd=d,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         data = (d / "f").read_bytes()
-        blocks = {data[i:i + 4096] for i in range(0, len(data), 4096)}
-        sectors = {data[i:i + 512] for i in range(0, len(data), 512)}
+        blocks = {data[i : i + 4096] for i in range(0, len(data), 4096)}
+        sectors = {data[i : i + 512] for i in range(0, len(data), 512)}
         if scramble == "1":
             assert len(sectors) == len(data) // 512, tool
         else:

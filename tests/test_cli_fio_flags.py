@@ -105,8 +105,16 @@ def _value_for(name: str) -> list[str]:
 @pytest.mark.parametrize("name", sorted(n for n, f in FIO_FLAGS.items() if not f.supported))
 def test_unimplemented_flag_is_refused_and_nothing_runs(name: str, tmp_path: Path) -> None:
     target = tmp_path / "data"
-    proc = iolab("run", *_value_for(name), "--name=x", f"--filename={target}", "--size=64k",
-                 "--rw=write", cwd=tmp_path, timeout=30)
+    proc = iolab(
+        "run",
+        *_value_for(name),
+        "--name=x",
+        f"--filename={target}",
+        "--size=64k",
+        "--rw=write",
+        cwd=tmp_path,
+        timeout=30,
+    )
     assert proc.returncode == 1, (name, proc.stdout, proc.stderr)
     assert f"'--{name}'" in proc.stderr and "refused" in proc.stderr
     assert not target.exists(), "the job ran"
@@ -159,8 +167,17 @@ def test_time_based_without_runtime_like_fio(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["json", "json+", "terse", "json,terse"])
 def test_warnings_and_findings_reach_stderr(fmt: str, tmp_path: Path) -> None:
     # runtime=1min (1 us to fio): a parser warning; no ramp_time and buffered I/O: doctor findings
-    proc = iolab("run", "--name=x", f"--filename={tmp_path / 'f'}", "--size=64k", "--runtime=1min",
-                 "--rw=read", f"--output-format={fmt}", "--eta=never", timeout=60)
+    proc = iolab(
+        "run",
+        "--name=x",
+        f"--filename={tmp_path / 'f'}",
+        "--size=64k",
+        "--runtime=1min",
+        "--rw=read",
+        f"--output-format={fmt}",
+        "--eta=never",
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: x: <cmdline>:4: runtime=1min" in proc.stderr
     assert "IOL-RAMP-001" in proc.stderr and "IOL-CACHE-001" in proc.stderr
@@ -178,8 +195,15 @@ def test_normal_output_keeps_findings_on_stdout_once(tmp_path: Path) -> None:
     assert "IOL-RAMP-001" in proc.stdout and "IOL-RAMP-001" not in proc.stderr
     # to a file, the report holds them and stderr says them too
     out = tmp_path / "report.txt"
-    proc = iolab("run", "--name=x", f"--filename={tmp_path / 'f'}", "--size=64k", "--rw=read",
-                 f"--output={out}", timeout=60)
+    proc = iolab(
+        "run",
+        "--name=x",
+        f"--filename={tmp_path / 'f'}",
+        "--size=64k",
+        "--rw=read",
+        f"--output={out}",
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == ""
     assert "IOL-RAMP-001" in out.read_text() and "IOL-RAMP-001" in proc.stderr
 
@@ -189,18 +213,54 @@ def test_normal_output_keeps_findings_on_stdout_once(tmp_path: Path) -> None:
 
 def _device(name: str, driver: str, slaves: tuple[str, ...] = ()) -> BlockDevice:
     return BlockDevice(
-        name=name, devno=(1, 0), is_partition=False, parent=None, driver=driver, size_bytes=256 << 20,
-        rotational=False, write_cache="write through", scheduler=None, logical_block_size=4096,
-        physical_block_size=4096, nr_requests=None, max_sectors_kb=None, read_only=False, holders=(),
+        name=name,
+        devno=(1, 0),
+        is_partition=False,
+        parent=None,
+        driver=driver,
+        size_bytes=256 << 20,
+        rotational=False,
+        write_cache="write through",
+        scheduler=None,
+        logical_block_size=4096,
+        physical_block_size=4096,
+        nr_requests=None,
+        max_sectors_kb=None,
+        read_only=False,
+        holders=(),
         slaves=slaves,
     )
 
 
 def _view(path: str) -> JobView:
-    values = parse_cli(["--name=zr", f"--filename={path}", "--rw=randread", "--bs=4k", "--direct=1",
-                        "--ioengine=psync", "--ramp_time=2s", "--runtime=30s", "--time_based"]).jobs[0].values
-    return JobView(name="zr", jobnum=0, jobdef_index=0, values=values,
-                   files=(FileView(path, 0, 256 << 20),), reads=True, writes=False, random=True, direct=True)
+    values = (
+        parse_cli(
+            [
+                "--name=zr",
+                f"--filename={path}",
+                "--rw=randread",
+                "--bs=4k",
+                "--direct=1",
+                "--ioengine=psync",
+                "--ramp_time=2s",
+                "--runtime=30s",
+                "--time_based",
+            ]
+        )
+        .jobs[0]
+        .values
+    )
+    return JobView(
+        name="zr",
+        jobnum=0,
+        jobdef_index=0,
+        values=values,
+        files=(FileView(path, 0, 256 << 20),),
+        reads=True,
+        writes=False,
+        random=True,
+        direct=True,
+    )
 
 
 def _findings(path: str, target: TargetInfo) -> list[Any]:

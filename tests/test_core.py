@@ -59,6 +59,9 @@ DEFAULTS: dict[str, int | list[int]] = {
     "bssplit_bs": [],
     "bssplit_perc": [],
     "max_bs": BS,
+    "trim_bs": BS,
+    "trim_blockalign": 0,
+    "trimwrite": 0,
     "iodepth_batch_submit": 1,
     "iodepth_batch_complete_min": 1,
     "iodepth_batch_complete_max": 1,
@@ -332,13 +335,13 @@ def test_run_once_and_result_order(ddir: Path) -> None:
     path = make_file(ddir / "f", 16 * BS)
     with opened(path, os.O_RDONLY) as fd:
         job = _core.Job(make_config(io_size=16 * BS), [(fd, 0, 16 * BS)])
-        assert job.progress() == (0, 0, 0, 0, 0)
+        assert job.progress() == (0, 0, 0, 0, 0, 0, 0)
         with pytest.raises(RuntimeError, match="not been called"):
             job.raw_result()
         job.run()
         with pytest.raises(RuntimeError, match="once"):
             job.run()
-        assert job.progress() == (16, 0, 16 * BS, 0, 3)
+        assert job.progress() == (16, 0, 16 * BS, 0, 3, 0, 0)
         assert job.raw_result()["ddir"]["read"]["ios"] == 16
 
 
@@ -389,7 +392,8 @@ def test_result_shape(ddir: Path) -> None:
         "engine", "engine_info", "tid", "depth", "poll", "rate", "cpus", "ramp", "drained", "total_err",
         "first_error", "end_syncs", "sample_stats",
     }  # fmt: skip
-    none = {"read": {"ios": 0, "bytes": 0}, "write": {"ios": 0, "bytes": 0}, "syncs": 0}
+    zero = {"ios": 0, "bytes": 0}
+    none = {"read": zero, "write": zero, "trim": zero, "syncs": 0}
     assert res["ramp"] == res["drained"] == none  # no ramp; psync has nothing in flight at the end
     assert res["cpus"] == sorted(os.sched_getaffinity(0))[:64]
     assert res["engine"] == "psync" and res["engine_info"] == "" and res["tid"] > 0
@@ -403,7 +407,7 @@ def test_result_shape(ddir: Path) -> None:
     assert res["ramp_done"] is True and res["stopped"] is False
     assert (res["error"], res["error_msg"], res["error_offset"], res["error_ddir"]) == (0, "", 0, "")
     assert res["runtime_ns"] > 0
-    assert set(res["ddir"]) == {"read", "write", "sync"}
+    assert set(res["ddir"]) == {"read", "write", "trim", "sync"}
     for name, d in res["ddir"].items():
         keys = {"ios", "bytes", "short_ios", "dropped", "clat", "lat", "slat", "err_ios", "datasync_ios"}
         assert set(d) == keys
@@ -416,12 +420,12 @@ def test_result_shape(ddir: Path) -> None:
     rd, wr, sy = (res["ddir"][k] for k in ("read", "write", "sync"))
     assert rd["ios"] + wr["ios"] == 32
     assert sy["bytes"] == 0
-    points = _fio_sync_points([t[3] for t in tr if t[3] != 2], 4)
-    assert sy["ios"] == len(points) and [i for i, t in enumerate(tr) if t[3] == 2] == points
+    points = _fio_sync_points([t[3] for t in tr if t[3] != 3], 4)
+    assert sy["ios"] == len(points) and [i for i, t in enumerate(tr) if t[3] == 3] == points
     for key in ("usr_ns", "sys_ns", "ctx", "majf", "minf"):
         assert isinstance(res[key], int) and res[key] >= 0
     last = res["samples"][-1]
-    assert last == (res["runtime_ns"], rd["ios"], rd["bytes"], wr["ios"], wr["bytes"])
+    assert last == (res["runtime_ns"], rd["ios"], rd["bytes"], wr["ios"], wr["bytes"], 0, 0)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -612,7 +616,7 @@ def test_fsync_counts(ddir: Path) -> None:
         res, tr = run_job(make_config(ddir_mask=2, io_size=64 * BS, fsync_blocks=4), [(fd, 0, 64 * BS)], 200)
         assert res["ddir"]["sync"]["ios"] == 15
         # a sync follows every 4th write but the last (fio decides it before the next I/O)
-        assert [t[3] for t in tr] == [1, 1, 1, 1, 2] * 15 + [1, 1, 1, 1]
+        assert [t[3] for t in tr] == [1, 1, 1, 1, 3] * 15 + [1, 1, 1, 1]  # 3: sync (after read, write, trim)
         # fio: a write count that is a multiple of both issues the fsync only; end_fsync is not counted
         res, _ = run_job(
             make_config(ddir_mask=2, io_size=64 * BS, fsync_blocks=4, fdatasync_blocks=8, end_fsync=1),
@@ -691,8 +695,13 @@ def test_iops_samples_at_their_own_interval(ddir: Path) -> None:
     path = make_file(ddir / "f", 64 * BS)
     with opened(path, os.O_RDONLY) as fd:
         res, _ = run_job(
-            make_config(time_based=1, runtime_ns=S, io_size=64 * BS, sample_interval_ns=100 * MS,
-                        iops_interval_ns=30 * MS),
+            make_config(
+                time_based=1,
+                runtime_ns=S,
+                io_size=64 * BS,
+                sample_interval_ns=100 * MS,
+                iops_interval_ns=30 * MS,
+            ),
             [(fd, 0, 64 * BS)],
         )
     rd = res["ddir"]["read"]
@@ -926,8 +935,14 @@ def test_continue_on_error_counts_errors_and_meets_the_deadline(ddir: Path) -> N
     # every read fails (EBADF on a write-only fd); continue_on_error=read with EBADF listed lets each pass
     path = make_file(ddir / "f", 16 * BS)
     with opened(path, os.O_WRONLY) as fd:
-        cfg = make_config(io_size=16 * BS, time_based=1, runtime_ns=300 * MS, coe_mask=1,
-                          ignore_error_n=[1, 0], ignore_error=[errno.EBADF])
+        cfg = make_config(
+            io_size=16 * BS,
+            time_based=1,
+            runtime_ns=300 * MS,
+            coe_mask=1,
+            ignore_error_n=[1, 0],
+            ignore_error=[errno.EBADF],
+        )
         t0 = time.monotonic()
         res, _ = run_job(cfg, [(fd, 0, 16 * BS)])
     assert time.monotonic() - t0 < 2.0  # the deadline ends the job although no I/O succeeds
@@ -942,8 +957,12 @@ def test_errors_continue_on_error_does_not_let_pass_end_the_job(
     # without the error type in continue_on_error, or with an error not in the list (default EIO, EILSEQ)
     path = make_file(ddir / "f", 16 * BS)
     with opened(path, os.O_WRONLY) as fd:
-        cfg = make_config(io_size=16 * BS, coe_mask=mask, ignore_error_n=[len(listed), len(listed)],
-                          ignore_error=[*listed, *([0] * (16 - len(listed))), *listed])
+        cfg = make_config(
+            io_size=16 * BS,
+            coe_mask=mask,
+            ignore_error_n=[len(listed), len(listed)],
+            ignore_error=[*listed, *([0] * (16 - len(listed))), *listed],
+        )
         res, _ = run_job(cfg, [(fd, 0, 16 * BS)])
     assert res["error"] == errno.EBADF and res["ddir"]["read"]["err_ios"] == 1
     assert (res["total_err"], res["first_error"]) == (total, errno.EBADF if total else 0)

@@ -40,7 +40,8 @@ def test_generator_is_repeatable_and_draws_only_supported_options() -> None:
 def test_example_rewrite_keeps_runs_small_and_off_devices() -> None:
     text, notes, skip = rewrite(
         "[global]\nfilename=/dev/nvme0n1\noffset_increment=124g\nio_size=120g\nnumjobs=30\n"
-        "time_based\nruntime=900\n[a]\nrw=write\ndirectory=/scratch\n[b]\nioengine=sg\n")
+        "time_based\nruntime=900\n[a]\nrw=write\ndirectory=/scratch\n[b]\nioengine=sg\n"
+    )
     assert "/dev/" not in text and "/scratch" not in text
     assert "offset_increment=1048576" in text and "numjobs=4" in text and "runtime=200ms" in text
     assert skip and "sg" in skip
@@ -84,8 +85,11 @@ def test_classify_refusals_internal_errors_and_exit_codes() -> None:
     assert r.verdict == INTERNAL and r.unlisted
     assert classify(case, fio, _obs("iolab", -11)).verdict == INTERNAL
     assert classify(case, _obs("fio", 1), _obs("iolab", 1, "iolab: error")).verdict == AGREE
-    r = classify(case, fio, _obs("iolab", 0, doc={"jobs": [{**doc["jobs"][0], "read": {"io_bytes": 8192,
-                                                                                      "total_ios": 2}}]}))
+    r = classify(
+        case,
+        fio,
+        _obs("iolab", 0, doc={"jobs": [{**doc["jobs"][0], "read": {"io_bytes": 8192, "total_ios": 2}}]}),
+    )
     assert r.verdict == DISAGREE and {f.field for f in r.findings} >= {"io.read.io_bytes", "io.total_ios"}
     skipped = Case("ex-y", "example", "[j]\nioengine=sg\n", skip_fio="ioengine=sg")
     refusal = _obs("iolab", 1, "iolab: ioengine 'sg' is not supported")
@@ -107,8 +111,10 @@ def test_fio_empty_job_entries_are_not_compared() -> None:
 
 def test_allow_list_matches_field_option_and_case(tmp_path: Path) -> None:
     doc = tmp_path / "d.md"
-    doc.write_text("# x\n```\n### in-a-fence\nmatch: field=nothing\n```\n"
-                   "### bare-flags\nmatch: field=json_keys.options option=blocksize\nreason: r\n")
+    doc.write_text(
+        "# x\n```\n### in-a-fence\nmatch: field=nothing\n```\n"
+        "### bare-flags\nmatch: field=json_keys.options option=blocksize\nreason: r\n"
+    )
     entries = allow.load(doc)
     assert [e.id for e in entries] == ["bare-flags"]
     case = Case("gen-z", "gen", "[j]\nbs=4k\n")
@@ -129,9 +135,14 @@ def test_iolab_agrees_with_fio(tmp_path: Path) -> None:
     bad = [r for r in results if r.unlisted]
     if bad:
         text = harness.format_summary(summary, sum(r.seconds for r in results))
-        lines = [f"{r.case.id} {r.verdict}: "
-                 + "; ".join(f"{f.field} fio={f.fio!r} iolab={f.iolab!r} {f.detail}" for f in r.unlisted)
-                 for r in bad]
-        pytest.fail(f"{len(bad)} case(s) disagree with fio beyond docs/fio-differences.md (all results: "
-                    f"{report}; rerun one: python -m tests.difftest --examples --only ID -v --keep "
-                    f"--workdir DIR)\n" + text + "\n" + "\n".join(lines[:40]), pytrace=False)
+        lines = [
+            f"{r.case.id} {r.verdict}: "
+            + "; ".join(f"{f.field} fio={f.fio!r} iolab={f.iolab!r} {f.detail}" for f in r.unlisted)
+            for r in bad
+        ]
+        pytest.fail(
+            f"{len(bad)} case(s) disagree with fio beyond docs/fio-differences.md (all results: "
+            f"{report}; rerun one: python -m tests.difftest --examples --only ID -v --keep "
+            f"--workdir DIR)\n" + text + "\n" + "\n".join(lines[:40]),
+            pytrace=False,
+        )

@@ -253,7 +253,7 @@ def run_check(*args: str) -> dict[str, Any]:
 
 def measured_only(issued: dict[str, Any]) -> Issued:
     """What the job's own statistics count: the issued totals without the ramp and the drained I/O."""
-    left = {k: issued[k] for k in ("read_ios", "read_bytes", "write_ios", "write_bytes", "flushes")}
+    left = {k: issued[k] for k in Issued().counts()}
     for part in ("ramp", "drained"):
         for k, v in issued.get(part, {}).items():
             left[k] -= v
@@ -362,7 +362,8 @@ def test_issued_from_raw_includes_ramp_and_drained_io() -> None:
     }
     issued = Issued.from_raw([raw, raw])
     assert issued.counts() == {
-        "read_ios": 18, "read_bytes": 73728, "write_ios": 4, "write_bytes": 16384, "flushes": 6
+        "read_ios": 18, "read_bytes": 73728, "write_ios": 4, "write_bytes": 16384, "flushes": 6,
+        "trim_ios": 0, "trim_bytes": 0,
     }  # fmt: skip
     assert issued.ramp == Issued(10, 40960, 0, 0, 4)
     assert issued.drained == Issued(2, 8192, 0, 0, 0)
@@ -392,3 +393,40 @@ def test_runner_phases_follow_stonewall_and_wait_for(direct_dir: Path) -> None:
     assert names == [["a", "b", "b"], ["c"], ["d"]]
     assert [(p.before, p.after) for p in outcome.phases] == [(1, 2), (3, 4), (5, 6)]
     assert all(w.raw is not None and w.raw["ddir"]["read"]["bytes"] == MiB for w in outcome.workers)
+
+
+def test_trims_that_reach_the_device_as_discards_are_consistent(loop_device: str) -> None:
+    """rw=trim on a raw loop device made here (no file system on it: the gate lets it through): every trim
+    is a BLKDISCARD the loop device counts, so the check is consistent and counts the trims it issued."""
+    size = 8 * MiB
+    check = run_check(
+        "--name=trim", f"--filename={loop_device}", "--rw=trim", "--bs=1m", f"--size={size}",
+    )  # fmt: skip
+    phase = check["phases"][0]
+    issued = phase["issued"]
+    assert (issued["trim_ios"], issued["trim_bytes"]) == (8, size)
+    assert (issued["write_bytes"], issued["read_bytes"]) == (0, 0)
+    top = phase["devices"][0]
+    assert top["device"] == sysname(loop_device)
+    assert top["observed"]["discard_bytes"] >= size
+    assert "IOL-LIE-006" not in {f["code"] for f in phase["findings"]}
+    assert phase["verdict"] == "consistent", phase
+
+
+def test_lie_006_punched_holes_that_never_reach_the_device(ext4_loop) -> None:  # type: ignore[no-untyped-def]
+    """rw=trim on a file of an ext4 mounted without -o discard (made here): the holes are punched in the
+    file system, the loop device under it sees no discard, and the check says the trim rate is not the
+    device's."""
+    dev, mnt = ext4_loop
+    path = write_random(mnt / "punched.bin", 8 * MiB)
+    check = run_check("--name=punch", f"--filename={path}", "--rw=trim", "--bs=1m", "--size=8m")
+    phase = check["phases"][0]
+    assert phase["issued"]["trim_bytes"] == 8 * MiB
+    top = phase["devices"][0]
+    assert top["device"] == sysname(dev)
+    assert top["observed"]["discard_bytes"] < 4 * MiB
+    found = {f["code"]: f for f in phase["findings"]}
+    assert "IOL-LIE-006" in found, phase
+    assert found["IOL-LIE-006"]["severity"] == "info"
+    assert found["IOL-LIE-006"]["evidence"]["issued_trim_bytes"] == 8 * MiB
+    assert "discards dropped" in phase["verdict"]

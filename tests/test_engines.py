@@ -351,7 +351,7 @@ def test_fsync_waits_for_the_writes_before_it(engine: int, direct_dir: Path) -> 
     writes = 0
     syncs = 0
     for rec in recs:
-        if rec[3] == 2:
+        if rec[3] == 3:  # sync (after read, write, trim)
             syncs += 1
             assert writes >= 4 * syncs  # every sync comes after the writes it covers
         else:

@@ -47,8 +47,11 @@ def task_priorities(pid: int) -> set[tuple[int, int]]:
     return seen
 
 
-@pytest.mark.parametrize("args", [["--nice=5"], ["--prio=3", "--prioclass=2"], ["--prioclass=3"],
-                                  ["--nice=7", "--prio=6"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [["--nice=5"], ["--prio=3", "--prioclass=2"], ["--prioclass=3"], ["--nice=7", "--prio=6"]],
+    ids=" ".join,
+)
 def test_priorities_of_the_io_thread_like_fio(tmp_path: Path, args: list[str]) -> None:
     import platform
 
@@ -58,9 +61,22 @@ def test_priorities_of_the_io_thread_like_fio(tmp_path: Path, args: list[str]) -
     for tool in ("fio", "iolab"):
         d = tmp_path / tool
         d.mkdir()
-        proc = subprocess.Popen([*command(tool), "--name=j", "--filename=f", "--size=64k", "--time_based",
-                                 "--runtime=1500ms", "--output-format=json", *args],
-                                cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                *command(tool),
+                "--name=j",
+                "--filename=f",
+                "--size=64k",
+                "--time_based",
+                "--runtime=1500ms",
+                "--output-format=json",
+                *args,
+            ],
+            cwd=d,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 1.2
         found: set[tuple[int, int]] = set()
         while time.monotonic() < deadline:
@@ -79,10 +95,21 @@ def test_exec_prerun_and_postrun_like_fio(tmp_path: Path) -> None:
     for tool in ("fio", "iolab"):
         d = tmp_path / tool
         d.mkdir()
-        proc = subprocess.run([*command(tool), "--name=j", "--filename=f", "--size=64k",
-                               "--exec_prerun=echo before; test -e f || echo no-file-yet",
-                               "--exec_postrun=echo after; ls f"],
-                              cwd=d, capture_output=True, text=True, timeout=60, check=False)
+        proc = subprocess.run(
+            [
+                *command(tool),
+                "--name=j",
+                "--filename=f",
+                "--size=64k",
+                "--exec_prerun=echo before; test -e f || echo no-file-yet",
+                "--exec_postrun=echo after; ls f",
+            ],
+            cwd=d,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         files[tool] = {p.name: p.read_text() for p in d.glob("*.txt")}
     assert files["iolab"] == files["fio"]
@@ -93,9 +120,21 @@ def test_exec_prerun_and_postrun_like_fio(tmp_path: Path) -> None:
 def test_failing_exec_prerun_fails_the_job(tmp_path: Path) -> None:
     """fio 3.33 skips the job and prints nothing, with exit status 0 (no result at all); iolab reports the
     failed job and exits 1 (docs/fio-differences.md)."""
-    proc = subprocess.run([*command("iolab"), "--name=j", "--filename=f", "--size=64k",
-                           "--exec_prerun=exit 3", "--output-format=json"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            *command("iolab"),
+            "--name=j",
+            "--filename=f",
+            "--size=64k",
+            "--exec_prerun=exit 3",
+            "--output-format=json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 1
     assert "exec_prerun command exited with status 3" in proc.stderr
     json.loads(proc.stdout)

@@ -39,8 +39,7 @@ def test_no_name_means_no_job() -> None:
 
 
 def test_values_forms() -> None:
-    r = parse_cli(["--name=a", "--bs", "8k", "-iodepth=4", "--time_based", "--direct", "1",
-                   "--runtime=10"])
+    r = parse_cli(["--name=a", "--bs", "8k", "-iodepth=4", "--time_based", "--direct", "1", "--runtime=10"])
     v = r.jobs[0].values
     assert v["bs"] == (8192, 8192) and v["iodepth"] == 4 and v["time_based"] and v["direct"]
     assert v["runtime"] == 10 * 10**9
@@ -65,11 +64,30 @@ def test_files_and_cmdline_jobs_order(tmp_path: Path) -> None:
 
 
 def test_flags() -> None:
-    r = parse_cli(["--output=out.txt", "--minimal", "--eta=never", "--section=a", "--section=b",
-                   "--parse-only", "--showcmd", "--alloc-size=1024", "--readonly"])
-    assert r.flags == {"output": "out.txt", "output-format": ["terse"], "minimal": True,
-                       "eta": "never", "section": ["a", "b"], "parse-only": True, "showcmd": True,
-                       "alloc-size": "1024", "readonly": True}
+    r = parse_cli(
+        [
+            "--output=out.txt",
+            "--minimal",
+            "--eta=never",
+            "--section=a",
+            "--section=b",
+            "--parse-only",
+            "--showcmd",
+            "--alloc-size=1024",
+            "--readonly",
+        ]
+    )
+    assert r.flags == {
+        "output": "out.txt",
+        "output-format": ["terse"],
+        "minimal": True,
+        "eta": "never",
+        "section": ["a", "b"],
+        "parse-only": True,
+        "showcmd": True,
+        "alloc-size": "1024",
+        "readonly": True,
+    }
     e = cli_error(["--output-format=jsn"])
     assert e.suggestion == "json" and e.option == "output-format"
     with pytest.raises(JobFileError, match="global"):
@@ -123,12 +141,21 @@ def test_cli_globals_and_several_files_warn(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
-@pytest.mark.parametrize("argv", [
-    ["--name=a", "--bs=4k"], ["--name=a", "--bsz=4k"], ["--name=a", "--bs", "8k"],
-    ["--name=a", "--direct=true"], ["--name=a", "--time_based"], ["--name=a", "--runt=5"],
-    ["--name=a", "--rw=randread:8", "--name=b", "--rw=reed"], ["--output-format=json", "--name=a"],
-    ["--output-format=xml", "--name=a"], ["--eta=sometimes", "--name=a"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--name=a", "--bs=4k"],
+        ["--name=a", "--bsz=4k"],
+        ["--name=a", "--bs", "8k"],
+        ["--name=a", "--direct=true"],
+        ["--name=a", "--time_based"],
+        ["--name=a", "--runt=5"],
+        ["--name=a", "--rw=randread:8", "--name=b", "--rw=reed"],
+        ["--output-format=json", "--name=a"],
+        ["--output-format=xml", "--name=a"],
+        ["--eta=sometimes", "--name=a"],
+    ],
+)
 def test_cli_verdict_matches_fio(argv: list[str]) -> None:
     proc = subprocess.run(["fio", "--parse-only", *argv], capture_output=True, text=True, check=False)
     try:

@@ -21,9 +21,14 @@ MiB = 1 << 20
     [
         (
             "delai:write=5ms",
-            "unknown filter 'delai' (blkdebug, delay, error-rate, log); did you mean 'delay'?",
+            "unknown filter 'delai' (bit-rot, blkdebug, delay, error-rate, log, lost-write, "
+            "misdirected-write, torn-write); did you mean 'delay'?",
         ),
-        ("nope", "unknown filter 'nope' (blkdebug, delay, error-rate, log)"),
+        (
+            "nope",
+            "unknown filter 'nope' (bit-rot, blkdebug, delay, error-rate, log, lost-write, "
+            "misdirected-write, torn-write)",
+        ),
         (
             "delay:wrte=5ms",
             "filter delay: unknown setting 'wrte' (operations: read, write, flush, trim, zero, "
@@ -53,6 +58,10 @@ def test_every_registered_filter_builds_from_its_settings(tmp_path: Path) -> Non
         "error-rate": "error-rate:read=1%,read.errno=ENOSPC,seed=3",
         "log": f"log:file={tmp_path / 'log'}",
         "blkdebug": f"blkdebug:config={rules}",
+        "lost-write": "lost-write:ops=write+trim,offset=4k,length=8k,every=2,limit=3",
+        "torn-write": "torn-write:keep=25%,lands=tail,probability=50%,seed=2",
+        "misdirected-write": "misdirected-write:shift=-64k,once=on,id=mis",
+        "bit-rot": "bit-rot:bits=3,persist=on,state=2,enabled=off",
     }
     assert set(valid) == set(filters.FILTERS)
     backend = FileBackend(str(img))

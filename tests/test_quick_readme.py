@@ -159,8 +159,9 @@ def _env_for(cmd: str) -> dict[str, str]:
 
 
 def sh(cmd: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-c", cmd], cwd=cwd, env=_env_for(cmd), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["bash", "-c", cmd], cwd=cwd, env=_env_for(cmd), capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture
@@ -181,9 +182,15 @@ def background() -> Iterator[list[subprocess.Popen[str]]]:
 def start(
     cmd: str, cwd: Path, procs: list[subprocess.Popen[str]], merge: bool = False
 ) -> subprocess.Popen[str]:
-    p = subprocess.Popen(["bash", "-c", cmd.rstrip().removesuffix("&")], cwd=cwd, env=_env_for(cmd),
-                         text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT if merge else subprocess.PIPE, start_new_session=True)
+    p = subprocess.Popen(
+        ["bash", "-c", cmd.rstrip().removesuffix("&")],
+        cwd=cwd,
+        env=_env_for(cmd),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+        start_new_session=True,
+    )
     procs.append(p)
     return p
 
@@ -259,8 +266,14 @@ MAKE_ENV = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEF
 def test_readme_make_run(tmp_path: Path) -> None:
     find("make run")
     # `make -n` shows the recipe without building: it ends in `iolab quick` with no arguments
-    recipe = subprocess.run(["make", "-n", "--no-print-directory", "run"], cwd=ROOT, capture_output=True,
-                            text=True, check=True, env=MAKE_ENV).stdout
+    recipe = subprocess.run(
+        ["make", "-n", "--no-print-directory", "run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=MAKE_ENV,
+    ).stdout
     assert recipe.strip().splitlines()[-1].split() == [".venv/bin/iolab", "quick"]
     # ... which writes a 1 GiB file in the current directory (one workload, shortened, to check it)
     proc = sh("iolab quick --only latency-reads --runtime 1 --ramp-time 0", tmp_path)
@@ -271,8 +284,14 @@ def test_readme_make_run(tmp_path: Path) -> None:
 
 def test_readme_make_test() -> None:
     find("make test")
-    recipe = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT, capture_output=True,
-                            text=True, check=True, env=MAKE_ENV).stdout
+    recipe = subprocess.run(
+        ["make", "-n", "--no-print-directory", "test"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=MAKE_ENV,
+    ).stdout
     assert "pytest" in recipe and "apt-get" in recipe  # system packages as root, then the suite
 
 
@@ -285,8 +304,12 @@ def test_quick_colon_target_and_small_size(tmp_path: Path) -> None:
     assert "each job reads 8 MiB" in proc.stderr  # 8 parallel readers share the 64 MiB
     head, _, rows = quick_table(proc.stdout.strip("\n").splitlines())
     assert head.group(1) == str(target) and (head.group(2), head.group(3)) == ("500 ms", "1 s")
-    assert [r[0] for r in rows] == ["High-throughput parallel reads", "Latency-sensitive random reads",
-                                    "Mixed workload (70/30)", "Mixed workload (70/30)"]
+    assert [r[0] for r in rows] == [
+        "High-throughput parallel reads",
+        "Latency-sensitive random reads",
+        "Mixed workload (70/30)",
+        "Mixed workload (70/30)",
+    ]
     assert "error" not in proc.stderr
 
 
@@ -451,8 +474,9 @@ def test_readme_bench_commands() -> None:
         argv = shlex.split(c.text)
         script = ROOT / argv[1]
         assert script.is_file(), c.text
-        helptext = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True,
-                                  timeout=60)
+        helptext = subprocess.run(
+            [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60
+        )
         assert helptext.returncode == 0, (c.text, helptext.stderr)
         for flag in (a for a in argv[2:] if a.startswith("--")):
             assert flag.split("=")[0] in helptext.stdout, (c.text, flag)

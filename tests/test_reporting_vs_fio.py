@@ -113,8 +113,14 @@ def test_unified_rw_reporting_normal_like_fio(dirs: tuple[Path, Path], mode: str
 @pytest.mark.parametrize("version", [2, 3, 4, 5])
 @pytest.mark.parametrize("mode", ["none", "mixed", "both"])
 def test_terse_versions_like_fio(dirs: tuple[Path, Path], version: int, mode: str) -> None:
-    p = run_both(dirs, *RANDRW, f"--unified_rw_reporting={mode}", "--description=hello", "--minimal",
-                 f"--terse-version={version}")
+    p = run_both(
+        dirs,
+        *RANDRW,
+        f"--unified_rw_reporting={mode}",
+        "--description=hello",
+        "--minimal",
+        f"--terse-version={version}",
+    )
     assert p.fio.returncode == p.ours.returncode == 0, p.ours.stderr
     lf, lo = p.fio.stdout.splitlines(), p.ours.stdout.splitlines()
     if version == 2:  # the description goes on a line of its own
@@ -144,8 +150,16 @@ def test_terse_version_alone_keeps_normal_output_and_bad_versions_fail(dirs: tup
 
 # ------------------------------------------------------------------------------------ stats, latency switches
 def test_stats_0_job_runs_but_is_not_reported(dirs: tuple[Path, Path]) -> None:
-    args = ["--name=a", "--filename=fa", "--size=256k", "--rw=randread", "--stats=0",
-            "--name=b", "--filename=fb", "--size=256k"]
+    args = [
+        "--name=a",
+        "--filename=fa",
+        "--size=256k",
+        "--rw=randread",
+        "--stats=0",
+        "--name=b",
+        "--filename=fb",
+        "--size=256k",
+    ]
     p = run_both(dirs, *args, "--output-format=json")
     assert p.fio.returncode == p.ours.returncode == 0, p.ours.stderr
     # fio 3.33 also appends an empty entry without a jobname for the stats=0 job (a fio bug; iolab does not)
@@ -163,8 +177,18 @@ def test_stats_0_job_runs_but_is_not_reported(dirs: tuple[Path, Path]) -> None:
 @pytest.mark.parametrize("engine", ["psync", "libaio"])
 def test_latency_switches_like_fio(dirs: tuple[Path, Path], option: str, engine: str) -> None:
     depth = ["--iodepth=4"] if engine == "libaio" else []
-    p = run_both(dirs, "--name=t", "--filename=f", "--size=1m", "--bs=4k", "--rw=randread",
-                 f"--ioengine={engine}", *depth, f"--{option}=1", "--output-format=json")
+    p = run_both(
+        dirs,
+        "--name=t",
+        "--filename=f",
+        "--size=1m",
+        "--bs=4k",
+        "--rw=randread",
+        f"--ioengine={engine}",
+        *depth,
+        f"--{option}=1",
+        "--output-format=json",
+    )
     assert p.fio.returncode == p.ours.returncode == 0, p.ours.stderr
     df, do = doc(p.fio), doc(p.ours)
     assert keyset(df) == keyset(do)
@@ -253,8 +277,18 @@ def test_max_latency_fails_the_job_like_fio(dirs: tuple[Path, Path]) -> None:
 @pytest.mark.slow
 def test_rate_min_fails_a_slow_job_like_fio(dirs: tuple[Path, Path]) -> None:
     # 4 KiB every 100 ms is 40 KiB/s: fio checks after 2 s, then each rate_cycle (1 s), and fails with EIO
-    p = run_both(dirs, "--name=t", "--filename=f", "--size=1m", "--rw=read", "--thinktime=100ms",
-                 "--rate_min=1m", "--time_based", "--runtime=6s", "--output-format=json")
+    p = run_both(
+        dirs,
+        "--name=t",
+        "--filename=f",
+        "--size=1m",
+        "--rw=read",
+        "--thinktime=100ms",
+        "--rate_min=1m",
+        "--time_based",
+        "--runtime=6s",
+        "--output-format=json",
+    )
     assert p.fio.returncode == p.ours.returncode == 1
     for j in (doc(p.fio)["jobs"][0], doc(p.ours)["jobs"][0]):
         assert j["error"] == 5
@@ -270,9 +304,22 @@ def test_rate_min_combinations_fio_refuses(dirs: tuple[Path, Path], extra: list[
 
 
 # ------------------------------------------------------------------------------------ exitall
-EXITALL_JOBS = ["--name=a", "--filename=fa", "--size=256k",
-                "--name=b", "--filename=fb", "--size=1m", "--time_based", "--runtime=3s",
-                "--name=c", "--stonewall", "--filename=fc", "--size=1m", "--time_based", "--runtime=1s"]
+EXITALL_JOBS = [
+    "--name=a",
+    "--filename=fa",
+    "--size=256k",
+    "--name=b",
+    "--filename=fb",
+    "--size=1m",
+    "--time_based",
+    "--runtime=3s",
+    "--name=c",
+    "--stonewall",
+    "--filename=fc",
+    "--size=1m",
+    "--time_based",
+    "--runtime=1s",
+]
 
 
 @pytest.mark.slow
@@ -293,9 +340,22 @@ def test_exitall_stops_jobs_like_fio(dirs: tuple[Path, Path], what: str) -> None
 
 @pytest.mark.slow
 def test_exitall_on_error_stops_the_group_like_fio(dirs: tuple[Path, Path]) -> None:
-    p = run_both(dirs, "--name=a", "--filename=fa", "--size=1m", "--bs=4k", "--direct=1", "--rw=read:1000",
-                 "--exitall_on_error", "--name=b", "--filename=fb", "--size=1m", "--time_based",
-                 "--runtime=3s", "--output-format=json")
+    p = run_both(
+        dirs,
+        "--name=a",
+        "--filename=fa",
+        "--size=1m",
+        "--bs=4k",
+        "--direct=1",
+        "--rw=read:1000",
+        "--exitall_on_error",
+        "--name=b",
+        "--filename=fb",
+        "--size=1m",
+        "--time_based",
+        "--runtime=3s",
+        "--output-format=json",
+    )
     assert p.fio.returncode == p.ours.returncode == 1
     for d in (doc(p.fio), doc(p.ours)):
         jobs = {j["jobname"]: j for j in d["jobs"]}
@@ -305,8 +365,17 @@ def test_exitall_on_error_stops_the_group_like_fio(dirs: tuple[Path, Path]) -> N
 
 # ------------------------------------------------------------------------------------ job options
 def test_options_without_value_are_left_out_of_json_like_fio(dirs: tuple[Path, Path]) -> None:
-    p = run_both(dirs, "--time_based", "--name=t", "--filename=f", "--size=64k", "--runtime=100ms",
-                 "--stonewall", "--group_reporting", "--output-format=json")
+    p = run_both(
+        dirs,
+        "--time_based",
+        "--name=t",
+        "--filename=f",
+        "--size=64k",
+        "--runtime=100ms",
+        "--stonewall",
+        "--group_reporting",
+        "--output-format=json",
+    )
     assert p.fio.returncode == p.ours.returncode == 0, p.ours.stderr
     assert keyset(doc(p.fio)) == keyset(doc(p.ours))
     for out in (p.fio.stdout, p.ours.stdout):

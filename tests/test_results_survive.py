@@ -229,6 +229,7 @@ def test_terminal_hangup_still_writes_output(tmp_path: Path, fmt: str) -> None:
 
 def test_an_ignored_sighup_stays_ignored(tmp_path: Path) -> None:
     """`nohup iolab run ...`: SIGHUP ignored by the parent stays ignored; SIGTERM still ends the run."""
+
     def like_nohup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 

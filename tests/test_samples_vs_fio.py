@@ -31,16 +31,25 @@ def _run(cmd: list[str], cwd: Path, *args: str) -> dict[str, Any]:
     proc = subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    parsed: dict[str, Any] = json.loads(out[out.index("{"):])
+    parsed: dict[str, Any] = json.loads(out[out.index("{") :])
     return parsed
 
 
 def counts(tmp_path: Path, runtime_s: int, bw_ms: int, iops_ms: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """A time-based read of a 64 KiB file (from the page cache), by fio then by iolab, one after the other
     so that neither slows the other down: their JSON "read" parts."""
-    args = ("--name=s", "--filename=f", "--size=64k", "--bs=4k", "--rw=read", "--time_based",
-            f"--runtime={runtime_s}", f"--bwavgtime={bw_ms}", f"--iopsavgtime={iops_ms}",
-            "--output-format=json")
+    args = (
+        "--name=s",
+        "--filename=f",
+        "--size=64k",
+        "--bs=4k",
+        "--rw=read",
+        "--time_based",
+        f"--runtime={runtime_s}",
+        f"--bwavgtime={bw_ms}",
+        f"--iopsavgtime={iops_ms}",
+        "--output-format=json",
+    )
     out: list[dict[str, Any]] = []
     for name, cmd in (("fio", [str(FIO)]), ("iolab", IOLAB)):
         d = tmp_path / name

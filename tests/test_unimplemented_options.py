@@ -14,8 +14,11 @@ from iolab.jobfile import JobFileError, parse_text
 from iolab.options import OPTIONS, FioType, Kind, Option, format_options_listing, unimplemented
 
 UNIMPLEMENTED = [
-    o for o in OPTIONS.values()
-    if not o.supported and not o.engines and not o.profile
+    o
+    for o in OPTIONS.values()
+    if not o.supported
+    and not o.engines
+    and not o.profile
     and o.fio_type not in (FioType.DEPRECATED, FioType.SOFT_DEPRECATED)
 ]
 
@@ -61,12 +64,25 @@ def _other_value(kind: Kind, o: Option) -> str | None:
     if kind is Kind.TIME:
         return "3"
     if kind is Kind.STR:
-        return {"exec_prerun": "true", "exec_postrun": "true", "ioscheduler": "none", "cgroup": "x",
-                "profile": "tiobench", "write_iolog": "x.log", "read_iolog": "x.log", "opendir": "/tmp",
-                "numa_cpu_nodes": "0", "numa_mem_policy": "local", "buffer_pattern": "0xaa",
-                "verify_pattern": "0xaa", "verify_async_cpus": "0", "ignore_error": "EIO",
-                "log_compression_cpus": "0", "replay_skip": "read", "merge_blktrace_file": "x",
-                }.get(name, "x")
+        return {
+            "exec_prerun": "true",
+            "exec_postrun": "true",
+            "ioscheduler": "none",
+            "cgroup": "x",
+            "profile": "tiobench",
+            "write_iolog": "x.log",
+            "read_iolog": "x.log",
+            "opendir": "/tmp",
+            "numa_cpu_nodes": "0",
+            "numa_mem_policy": "local",
+            "buffer_pattern": "0xaa",
+            "verify_pattern": "0xaa",
+            "verify_async_cpus": "0",
+            "ignore_error": "EIO",
+            "log_compression_cpus": "0",
+            "replay_skip": "read",
+            "merge_blktrace_file": "x",
+        }.get(name, "x")
     return None
 
 
@@ -114,8 +130,14 @@ def test_options_listing_says_what_happens() -> None:
 
 
 def run_iolab(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "iolab", "run", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "iolab", "run", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_run_refuses_with_file_line_and_exit_1(tmp_path: Path) -> None:
@@ -131,8 +153,9 @@ def test_run_refuses_with_file_line_and_exit_1(tmp_path: Path) -> None:
 def test_run_warns_on_stderr_for_an_ignorable_option_in_json_mode(tmp_path: Path) -> None:
     import json
 
-    proc = run_iolab("--name=j", "--filename=f", "--size=64k", "--clocksource=cpu", "--output-format=json",
-                     cwd=tmp_path)
+    proc = run_iolab(
+        "--name=j", "--filename=f", "--size=64k", "--clocksource=cpu", "--output-format=json", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     json.loads(proc.stdout)
     assert "clocksource: not implemented by iolab, and ignored" in proc.stderr

@@ -60,9 +60,9 @@ class Job:
         """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""
     def stop(self) -> None:
         """Thread-safe; run() returns soon after (after the I/O in progress) and results stay valid."""
-    def progress(self) -> tuple[int, int, int, int, int]:
-        """``(read_ios, write_ios, read_bytes, write_bytes, phase)``; phase 0 setup, 1 ramp,
-        2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
+    def progress(self) -> tuple[int, int, int, int, int, int, int]:
+        """``(read_ios, write_ios, read_bytes, write_bytes, phase, trim_ios, trim_bytes)``; phase 0 setup,
+        1 ramp, 2 measuring, 3 done. The counters restart from 0 when the ramp ends."""
     def result(self) -> CoreResult:
         """The typed result, built by ``iolab.analysis.core_result``, the one declaration of its shape
         (DESIGN.md section 3 shows it). RuntimeError until run() has returned."""
@@ -75,3 +75,12 @@ class Job:
         8-byte aligned, ``_TRACE_RECORD_SIZE`` bytes a record) until it is full; before run()."""
     def _trace_count(self) -> int:
         """Records written by the test hook."""
+
+def checksum(kind: str, data: bytes | bytearray | memoryview, /) -> bytes:
+    """Test hook: the checksum of ``data``. ``kind``: crc32c, md5, sha1, sha256, sha512, xxhash (the bytes fio
+    3.33 stores in its verify header: sizes 4, 16, 20, 64, 128, 4), sha1-std, sha256-std, sha512-std (standard
+    digests), crc32c-table, crc32c-sse42 (one CRC32C path each; the latter only where ``crc32c_hw()``).
+    ValueError for any other kind."""
+
+def crc32c_hw() -> bool:
+    """True when crc32c runs on the SSE4.2 crc32 instruction."""

@@ -109,6 +109,9 @@ class EngineSpec:
     #: the plan's warning for direct=0 with iodepth>1, when the engine cannot keep a buffered queue full
     buffered_depth_note: str = ""
     options: tuple[EngineOption, ...] = ()
+    #: does trims (rw=trim, randtrim, trimwrite, randtrimwrite): the C engine handles IOL_OP_TRIM; an engine
+    #: without it gets those jobs refused
+    trim: bool = False
 
     @property
     def c_name(self) -> str:
@@ -123,6 +126,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         engine_id=0,
         note="",
         runs_as=(("sync", "run with pread/pwrite (psync); results are equivalent"),),
+        trim=True,
     ),
     EngineSpec(
         name="libaio",
@@ -130,6 +134,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         note="io_submit/io_getevents system calls, no libaio library",
         is_async=True,
         polling=True,
+        trim=True,
         buffered_depth_note="ioengine=libaio without direct=1: Linux does buffered I/O synchronously inside "
         "io_submit, so the iodepth is not reached (use direct=1)",
         options=(
@@ -151,6 +156,7 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         note="io_uring system calls and mmapped rings, no liburing",
         is_async=True,
         polling=True,
+        trim=True,
         options=(
             EngineOption(
                 "fixedbufs",
@@ -227,6 +233,7 @@ ENGINE_SPECS += (
         note="NBD client over raw sockets (nbd:// and nbd+unix:// URIs), no libnbd",
         is_async=True,
         needs_direct_alignment=False,
+        trim=True,
         options=(
             EngineOption(
                 "uri",

@@ -162,6 +162,7 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
                 warnings=[*(w for w in jp.warnings if w not in reported), *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
+                steadystate=worker.steadystate,
             )
         )
     run_warnings: list[str] = []

@@ -67,8 +67,14 @@ class StatusLine:
             dw = max(0, p.write_ios - last.write_ios) / dt
             br = max(0, p.read_bytes - last.read_bytes) / dt
             bw = max(0, p.write_bytes - last.write_bytes) / dt
-            parts.append(f"r={_bw(br)},w={_bw(bw)}")
-            parts.append(f"r={_rate(dr)},w={_rate(dw)} IOPS")
+            if p.trim_ios or last.trim_ios:  # fio adds the trim rate only for jobs that trim
+                dt_ = max(0, p.trim_ios - last.trim_ios) / dt
+                bt = max(0, p.trim_bytes - last.trim_bytes) / dt
+                parts.append(f"r={_bw(br)},w={_bw(bw)},t={_bw(bt)}")
+                parts.append(f"r={_rate(dr)},w={_rate(dw)},t={_rate(dt_)} IOPS")
+            else:
+                parts.append(f"r={_bw(br)},w={_bw(bw)}")
+                parts.append(f"r={_rate(dr)},w={_rate(dw)} IOPS")
         parts.append("measuring" if p.measuring else "ramp/setup")
         if p.eta_s is not None:
             parts.append(f"ETA {_clock(p.eta_s)}")

@@ -47,20 +47,25 @@ def main(argv: list[str] | None = None) -> int:
 
     def progress(r: Result) -> None:
         if args.verbose or r.verdict in (DISAGREE, INTERNAL):
-            fields = ",".join(f.field + ("" if f.field not in r.allowed_by else "(listed)")
-                              for f in r.findings)
+            fields = ",".join(
+                f.field + ("" if f.field not in r.allowed_by else "(listed)") for f in r.findings
+            )
             print(f"{r.case.id:<28} {r.verdict:<14} {fields or r.refused_by or ''}", flush=True)
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="difftest-") as tmp:
         workdir = args.workdir or Path(tmp)
-        results = harness.run_all(cases, workdir, iolab, args.timeout, args.jobs, entries, args.keep,
-                                  progress)
+        results = harness.run_all(
+            cases, workdir, iolab, args.timeout, args.jobs, entries, args.keep, progress
+        )
     summary = harness.summarize(results)
     print(harness.format_summary(summary, time.monotonic() - t0))
     if args.report:
-        args.report.write_text(json.dumps({"seed": args.seed, "summary": summary,
-                                           "results": [r.as_dict() for r in results]}, indent=1))
+        args.report.write_text(
+            json.dumps(
+                {"seed": args.seed, "summary": summary, "results": [r.as_dict() for r in results]}, indent=1
+            )
+        )
     return 1 if summary["unlisted_cases"] else 0
 
 

@@ -38,7 +38,8 @@ def refused_feature(message: str) -> str | None:
         if opt is not None and not opt.supported:
             return n
     m = re.search(r"ioengine '?([a-z0-9_-]+)'? is not supported", message) or re.search(
-        r"ioengine=([a-z0-9_-]+)", message)
+        r"ioengine=([a-z0-9_-]+)", message
+    )
     if m and m.group(1) in ENGINES and ENGINES[m.group(1)].runs_as is None:
         return f"ioengine={m.group(1)}"
     if _REFUSAL_WORDS.search(message):
@@ -123,8 +124,9 @@ def compare_jobs(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result
             # where a file's last block ends (cut, shortened or past the end) depends on the sizes drawn
             res.skipped_compares.append(f"bytes of {name}: random block sizes, compared within 5% + 64 KiB")
             if abs(ftotal - ltotal) > 0.05 * max(ftotal, ltotal) + 65536:
-                res.findings.append(Finding("io.total_bytes", ftotal, ltotal,
-                                            f"job {name} (random block sizes)"))
+                res.findings.append(
+                    Finding("io.total_bytes", ftotal, ltotal, f"job {name} (random block sizes)")
+                )
         elif ftotal != ltotal:
             res.findings.append(Finding("io.total_bytes", ftotal, ltotal, f"job {name}"))
         fios, lios = sum(v[1] for v in fc.values()), sum(v[1] for v in lc.values())
@@ -145,8 +147,14 @@ def compare_jobs(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result
             n = (fios + lios) / 2
             tol = 6 * math.sqrt(n * p * (1 - p)) + 2 + (0.2 * n if info.varied_bs else 0)
             if abs(fc["read"][1] - lc["read"][1]) > tol:
-                res.findings.append(Finding("io.read.total_ios", fc["read"][1], lc["read"][1],
-                                            f"job {name}: reads of a mixed job, beyond {tol:.0f} I/Os"))
+                res.findings.append(
+                    Finding(
+                        "io.read.total_ios",
+                        fc["read"][1],
+                        lc["read"][1],
+                        f"job {name}: reads of a mixed job, beyond {tol:.0f} I/Os",
+                    )
+                )
             continue
         fs, ls = _dir_counts(fjob, "sync")[1], _dir_counts(ljob, "sync")[1]
         if fs != ls:
@@ -166,24 +174,50 @@ def compare_files(case: Case, fio: Observation, lab: Observation, res: Result) -
     fnames = {n for n in fio.files if not n.endswith(".log")}
     lnames = {n for n in lab.files if not n.endswith(".log")}
     if fnames != lnames:
-        res.findings.append(Finding("files.names", _short(sorted(fnames - lnames)),
-                                    _short(sorted(lnames - fnames)), "files only one tool left"))
-    sizes = [(n, fio.files[n][0], lab.files[n][0]) for n in sorted(fnames & lnames)
-             if fio.files[n][0] != lab.files[n][0]]
+        res.findings.append(
+            Finding(
+                "files.names",
+                _short(sorted(fnames - lnames)),
+                _short(sorted(lnames - fnames)),
+                "files only one tool left",
+            )
+        )
+    sizes = [
+        (n, fio.files[n][0], lab.files[n][0])
+        for n in sorted(fnames & lnames)
+        if fio.files[n][0] != lab.files[n][0]
+    ]
     if sizes:
-        res.findings.append(Finding("files.size", {n: a for n, a, _ in sizes[:8]},
-                                    {n: b for n, _, b in sizes[:8]}, f"{len(sizes)} file(s) differ in size"))
+        res.findings.append(
+            Finding(
+                "files.size",
+                {n: a for n, a, _ in sizes[:8]},
+                {n: b for n, _, b in sizes[:8]},
+                f"{len(sizes)} file(s) differ in size",
+            )
+        )
     infos = jobtext.jobs(case.text)
     if any(i.rng_coverage for i in infos):
         res.skipped_compares.append("blocks: a write job's coverage depends on the random sequence or clock")
         return
-    diff = [n for n in sorted(fnames & lnames)
-            if fio.files[n][1] is not None and lab.files[n][1] is not None
-            and fio.files[n][0] == lab.files[n][0] and fio.files[n][1] != lab.files[n][1]]
+    diff = [
+        n
+        for n in sorted(fnames & lnames)
+        if fio.files[n][1] is not None
+        and lab.files[n][1] is not None
+        and fio.files[n][0] == lab.files[n][0]
+        and fio.files[n][1] != lab.files[n][1]
+    ]
     if diff:
         n = diff[0]
-        res.findings.append(Finding("blocks", str(fio.files[n][1])[:200], str(lab.files[n][1])[:200],
-                                    f"non-zero 512-byte sectors of {n} ({len(diff)} file(s) differ)"))
+        res.findings.append(
+            Finding(
+                "blocks",
+                str(fio.files[n][1])[:200],
+                str(lab.files[n][1])[:200],
+                f"non-zero 512-byte sectors of {n} ({len(diff)} file(s) differ)",
+            )
+        )
 
 
 def compare_keys(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result) -> None:
@@ -208,8 +242,14 @@ def compare_keys(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result
         f_only = sorted(k for k in fk - lk if _is_options_key(k) == pick)
         l_only = sorted(k for k in lk - fk if _is_options_key(k) == pick)
         if f_only or l_only:
-            res.findings.append(Finding(field, _short(f_only), _short(l_only),
-                                        "JSON keys only one tool printed (iolab's own keys left out)"))
+            res.findings.append(
+                Finding(
+                    field,
+                    _short(f_only),
+                    _short(l_only),
+                    "JSON keys only one tool printed (iolab's own keys left out)",
+                )
+            )
 
 
 def _is_options_key(path: str) -> bool:
@@ -234,7 +274,8 @@ def drop_fio_phantoms(fj: dict[str, Any], res: Result) -> dict[str, Any]:
         return fj
     res.skipped_compares.append(
         f"fio's {len(jobs) - len(kept)} empty job entr{'y' if len(jobs) - len(kept) == 1 else 'ies'}"
-        " (no jobname, groupid 4294967295): a fio bug iolab does not copy")
+        " (no jobname, groupid 4294967295): a fio bug iolab does not copy"
+    )
     return dict(fj, jobs=kept)
 
 
@@ -255,8 +296,14 @@ def classify(case: Case, fio: Observation | None, lab: Observation) -> Result:
             res.refused_by = refused_feature(res.message) or case.skip_fio
         else:
             res.verdict = DISAGREE
-            res.findings.append(Finding("exit_code", f"not run: {case.skip_fio}", 0,
-                                        "iolab ran a job that needs what the harness does not have"))
+            res.findings.append(
+                Finding(
+                    "exit_code",
+                    f"not run: {case.skip_fio}",
+                    0,
+                    "iolab ran a job that needs what the harness does not have",
+                )
+            )
         return res
     if fio.rc != 0 and lab.rc != 0:
         res.message = error_line(lab.stderr)
@@ -272,8 +319,11 @@ def classify(case: Case, fio: Observation | None, lab: Observation) -> Result:
         return res
     if fio.rc != 0:
         res.verdict = DISAGREE
-        why = f"fio hung: killed after {fio.seconds:.0f}s" if fio.timed_out else "fio: " + error_line(
-            fio.stderr, fio.stdout)
+        why = (
+            f"fio hung: killed after {fio.seconds:.0f}s"
+            if fio.timed_out
+            else "fio: " + error_line(fio.stderr, fio.stdout)
+        )
         res.findings.append(Finding("exit_code", fio.rc, 0, why))
         return res
     assert lab.json is not None

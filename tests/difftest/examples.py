@@ -24,8 +24,9 @@ _COMMENT = re.compile(r"\s+[;#].*$")
 SIZE_KEYS = ("size", "filesize", "io_size")
 # Every other byte-valued option of the table (offsets, zones, ...) is scaled like the sizes and then
 # capped too: an example's offset_increment=124g once made a 79 GiB file.
-SCALED_KEYS = tuple(o.name for o in OPTIONS.values()
-                    if (o.kind is Kind.SIZE or o.zone_ok) and o.name not in SIZE_KEYS)
+SCALED_KEYS = tuple(
+    o.name for o in OPTIONS.values() if (o.kind is Kind.SIZE or o.zone_ok) and o.name not in SIZE_KEYS
+)
 RATE_KEYS = {"rate": "16m"}
 IOPS_KEYS = {"rate_iops": 10000}
 COUNT_CAPS = {"numjobs": 4, "nrfiles": 4, "loops": 2, "openfiles": 4}
@@ -34,8 +35,9 @@ COUNT_CAPS = {"numjobs": 4, "nrfiles": 4, "loops": 2, "openfiles": 4}
 def example_dir() -> Path | None:
     """Where the fio-examples package put the job files (dpkg -L), or None."""
     try:
-        out = subprocess.run(["dpkg", "-L", "fio-examples"], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            ["dpkg", "-L", "fio-examples"], capture_output=True, text=True, check=False
+        ).stdout
     except OSError:
         out = ""
     dirs = sorted({str(Path(p).parent) for p in out.split() if p.endswith(".fio")})
@@ -74,8 +76,12 @@ def rewrite(text: str) -> tuple[str, list[str], str | None]:
     skip: str | None = None
     infos = jobtext.jobs(text)
     time_based = any(i.flag("time_based") for i in infos)
-    sizes = [size_bytes(v) for _n, opts in jobtext.parse_lines(text) for k, v in opts.items()
-             if k in ("size", "filesize")]
+    sizes = [
+        size_bytes(v)
+        for _n, opts in jobtext.parse_lines(text)
+        for k, v in opts.items()
+        if k in ("size", "filesize")
+    ]
     biggest = max([s for s in sizes if s], default=0)
     ratio = CAP / biggest if biggest > CAP else 1.0
     devices = False
@@ -104,8 +110,19 @@ def rewrite(text: str) -> tuple[str, list[str], str | None]:
             parts = [_plain_name(p, notes) for p in _split_files(value)]
             devices |= any(p.startswith("/dev/") for p in _split_files(value))
             new = ":".join(p.replace(":", "\\:") for p in parts)
-        elif canon in ("filename_format", "write_bw_log", "write_lat_log", "write_iops_log",
-                       "write_hist_log", "read_iolog", "write_iolog") and "/" in value:
+        elif (
+            canon
+            in (
+                "filename_format",
+                "write_bw_log",
+                "write_lat_log",
+                "write_iops_log",
+                "write_hist_log",
+                "read_iolog",
+                "write_iolog",
+            )
+            and "/" in value
+        ):
             new = _plain_name(value, notes)
         elif canon in ("directory", "opendir"):
             new = None
@@ -137,12 +154,14 @@ def rewrite(text: str) -> tuple[str, list[str], str | None]:
                 new = str(COUNT_CAPS[canon])
         elif canon in RATE_KEYS:
             parts = value.split(",")
-            new = ",".join(p if (size_bytes(p) or 0) >= 16 << 20 or not p else RATE_KEYS[canon]
-                           for p in parts)
+            new = ",".join(
+                p if (size_bytes(p) or 0) >= 16 << 20 or not p else RATE_KEYS[canon] for p in parts
+            )
         elif canon in IOPS_KEYS:
             parts = value.split(",")
-            new = ",".join(p if not p.isdigit() or int(p) >= IOPS_KEYS[canon] else str(IOPS_KEYS[canon])
-                           for p in parts)
+            new = ",".join(
+                p if not p.isdigit() or int(p) >= IOPS_KEYS[canon] else str(IOPS_KEYS[canon]) for p in parts
+            )
         if new is None:
             continue
         if new != value:

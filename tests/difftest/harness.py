@@ -34,9 +34,16 @@ def run_case(case: Case, workdir: Path, iolab: list[str], timeout: float, keep: 
     return res
 
 
-def run_all(cases: Iterable[Case], workdir: Path, iolab: list[str], timeout: float = 60.0, jobs: int = 1,
-            entries: list[allow.Entry] | None = None, keep: bool = False,
-            progress: Callable[[Result], None] | None = None) -> list[Result]:
+def run_all(
+    cases: Iterable[Case],
+    workdir: Path,
+    iolab: list[str],
+    timeout: float = 60.0,
+    jobs: int = 1,
+    entries: list[allow.Entry] | None = None,
+    keep: bool = False,
+    progress: Callable[[Result], None] | None = None,
+) -> list[Result]:
     entries = entries if entries is not None else allow.load()
 
     def one(case: Case) -> Result:
@@ -80,7 +87,8 @@ def summarize(results: list[Result]) -> dict[str, Any]:
         n = len(ids)
         cat["suspects"] = sorted(
             (o for o, c in opts.items() if c / n >= 0.6 and c / n - all_opts[o] / len(results) >= 0.3),
-            key=lambda o: -opts[o])[:6]
+            key=lambda o: -opts[o],
+        )[:6]
         cat["count"] = n
     refused = Counter(r.refused_by or "?" for r in results if r.verdict == REFUSED)
     unlisted = [r.case.id for r in results if r.unlisted]
@@ -104,8 +112,9 @@ def _gist(message: str) -> str:
 
 def format_summary(summary: dict[str, Any], seconds: float) -> str:
     c = summary["counts"]
-    lines = [f"difftest: {sum(c.values())} cases in {seconds:.0f}s: "
-             + ", ".join(f"{v} {k}" for k, v in c.items())]
+    lines = [
+        f"difftest: {sum(c.values())} cases in {seconds:.0f}s: " + ", ".join(f"{v} {k}" for k, v in c.items())
+    ]
     for src, sc in summary["by_source"].items():
         lines.append(f"  {src}: " + ", ".join(f"{v} {k}" for k, v in sorted(sc.items())))
     if summary["categories"]:
@@ -118,8 +127,10 @@ def format_summary(summary: dict[str, Any], seconds: float) -> str:
     if summary["refused_by"]:
         lines.append("refused by iolab: " + ", ".join(f"{k} ({v})" for k, v in summary["refused_by"].items()))
     if summary["unlisted_cases"]:
-        lines.append(f"{len(summary['unlisted_cases'])} case(s) disagree beyond docs/fio-differences.md: "
-                     + " ".join(summary["unlisted_cases"][:30]))
+        lines.append(
+            f"{len(summary['unlisted_cases'])} case(s) disagree beyond docs/fio-differences.md: "
+            + " ".join(summary["unlisted_cases"][:30])
+        )
     return "\n".join(lines)
 
 

@@ -13,8 +13,16 @@ from dataclasses import dataclass
 from iolab.options import lookup
 
 _TIME = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|usec|ms|msec|s|m|h|d)?\s*$", re.I)
-_TIME_UNITS = {"us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-               "d": 86400.0}
+_TIME_UNITS = {
+    "us": 1e-6,
+    "usec": 1e-6,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
 MIXED = ("rw", "readwrite", "randrw", "trimwrite", "randtrimwrite")
 
 
@@ -124,8 +132,15 @@ class JobInfo:
         if not self.random:
             return False
         # filesize: the budget (size) can be less than the region, so the blocks picked are a random subset
-        keys = ("norandommap", "io_size", "number_ios", "percentage_random", "random_distribution",
-                "zonemode", "filesize")
+        keys = (
+            "norandommap",
+            "io_size",
+            "number_ios",
+            "percentage_random",
+            "random_distribution",
+            "zonemode",
+            "filesize",
+        )
         return any(k in self.opts for k in keys) or ":" in self.opts.get("rw", "")
 
 

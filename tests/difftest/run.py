@@ -148,9 +148,16 @@ def run_tool(tool: str, case: Case, workdir: Path, iolab: list[str], timeout: fl
     # Output goes to files, not pipes: a process that outlives a kill can't hold the harness up.
     # A session of its own, so a timeout can stop fio's job processes too.
     with out_path.open("w") as out, err_path.open("w") as err:
-        proc = subprocess.Popen(tool_command(tool, iolab, jobfile), cwd=rundir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True, preexec_fn=_limit_child)
+        proc = subprocess.Popen(
+            tool_command(tool, iolab, jobfile),
+            cwd=rundir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_limit_child,
+        )
         timed_out = False
         try:
             proc.wait(timeout=timeout)

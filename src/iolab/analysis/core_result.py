@@ -29,6 +29,8 @@ class Sample(NamedTuple):
     read_bytes: int
     write_ios: int
     write_bytes: int
+    trim_ios: int = 0
+    trim_bytes: int = 0
 
 
 class RateStat(NamedTuple):
@@ -89,6 +91,7 @@ class CoreDirs:
 
     read: CoreDir | None = field(default=None, metadata={"doc": "reads"})
     write: CoreDir | None = field(default=None, metadata={"doc": "writes"})
+    trim: CoreDir | None = field(default=None, metadata={"doc": "trims (discards, punched holes)"})
     sync: CoreDir | None = field(default=None, metadata={"doc": "fsync/fdatasync (only lat is meaningful)"})
 
 
@@ -106,6 +109,7 @@ class CoreRates:
 
     read: DirRates | None = field(default=None, metadata={"doc": "reads"})
     write: DirRates | None = field(default=None, metadata={"doc": "writes"})
+    trim: DirRates | None = field(default=None, metadata={"doc": "trims"})
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ class Uncounted:
 
     read: IoCount = field(default=IoCount(), metadata={"doc": "reads"})
     write: IoCount = field(default=IoCount(), metadata={"doc": "writes"})
+    trim: IoCount = field(default=IoCount(), metadata={"doc": "trims"})
     syncs: int = field(default=0, metadata={"doc": "fsyncs and fdatasyncs"})
 
 
@@ -191,7 +196,7 @@ class CoreResult:
     error: int = field(default=0, metadata={"doc": "errno of the error that ended the job (0: none)"})
     error_msg: str = field(default="", metadata={"doc": "what failed, in words"})
     error_offset: int = field(default=0, metadata={"doc": "where the failing transfer started"})
-    error_ddir: str = field(default="", metadata={"doc": '"read", "write", "sync" or ""'})
+    error_ddir: str = field(default="", metadata={"doc": '"read", "write", "trim", "sync" or ""'})
     total_err: int = field(
         default=0, metadata={"doc": "continue_on_error: errors counted (fio's total_err_count)"}
     )

@@ -61,6 +61,9 @@ class JobResult:
     #: fio's latency_depth: the queue depth the job ran its I/O loop with; 0 when it never got there
     #: (create_only), and then fio's JSON has no latency_* keys
     latency_depth: int = 1
+    #: steadystate=: fio's JSON "steadystate" object and iolab's own additions (when it was attained)
+    steadystate: dict[str, Any] | None = None
+    steadystate_iolab: dict[str, Any] | None = None
 
     @property
     def job_runtime_ms(self) -> int:
@@ -204,6 +207,7 @@ def job_result(
     elapsed_s: int | None = None,
     pid: int | None = None,
     finished_at: float | None = None,
+    steadystate: Any = None,
 ) -> JobResult:
     """Turn the C core's result (docs/DESIGN.md section 3; a raw dict is typed first) into a JobResult.
 
@@ -265,7 +269,7 @@ def job_result(
     want_iops = float(sample_interval_ms if iops_interval_ms is None else iops_interval_ms)
     raw_iops = core.iops_samples
     iops_series = bw_series if raw_iops is None else _Series.read(raw_iops, runtime_ns, want_iops)
-    for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4))):
+    for d, (io_col, byte_col) in (("read", (1, 2)), ("write", (3, 4)), ("trim", (5, 6))):
         ds = dirs[d]
         if ds.ios == 0:
             continue
@@ -292,7 +296,12 @@ def job_result(
 
     stopped = core.stopped
     ramp_done = core.ramp_done
-    if stopped:
+    if steadystate is not None and steadystate.attained:
+        notes.append(
+            f"steady state ({steadystate.metric}) attained after {steadystate.attained_after_s:.1f} s:"
+            " the job was stopped there"
+        )
+    elif stopped:
         notes.append("job was stopped before it finished; results cover the time it ran")
     if not ramp_done and as_int(options.get("ramp_time"), 0) > 0:
         if stopped:
@@ -320,6 +329,8 @@ def job_result(
         # as fio: errors continue_on_error let pass still show as the job's error (the exit status stays 0)
         err = ErrorInfo(code=first_error, msg=os.strerror(first_error))
     return JobResult(
+        steadystate=steadystate.fio_json() if steadystate is not None else None,
+        steadystate_iolab=steadystate.iolab_json() if steadystate is not None else None,
         name=name,
         jobnum=jobnum,
         groupid=groupid,

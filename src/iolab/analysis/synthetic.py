@@ -118,21 +118,23 @@ def synthetic_result(
         t = end
 
     busy = runtime_ns // 2
-    return CoreResult.from_core({
-        "runtime_ns": runtime_ns,
-        "ramp_done": True,
-        "stopped": stopped,
-        "error": error,
-        "error_msg": error_msg,
-        "error_offset": 0,
-        "error_ddir": "read" if error and reads else ("write" if error else ""),
-        "usr_ns": busy // 10,
-        "sys_ns": busy,
-        "ctx": read_ios + write_ios + sync_ios,
-        "majf": 0,
-        "minf": 12,
-        "hist_sub_bits": SUB_BITS,
-        "hist_buckets": NBUCKETS,
-        "ddir": ddir,
-        "samples": samples,
-    })
+    return CoreResult.from_core(
+        {
+            "runtime_ns": runtime_ns,
+            "ramp_done": True,
+            "stopped": stopped,
+            "error": error,
+            "error_msg": error_msg,
+            "error_offset": 0,
+            "error_ddir": "read" if error and reads else ("write" if error else ""),
+            "usr_ns": busy // 10,
+            "sys_ns": busy,
+            "ctx": read_ios + write_ios + sync_ios,
+            "majf": 0,
+            "minf": 12,
+            "hist_sub_bits": SUB_BITS,
+            "hist_buckets": NBUCKETS,
+            "ddir": ddir,
+            "samples": samples,
+        }
+    )

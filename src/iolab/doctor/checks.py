@@ -595,7 +595,9 @@ def check_buffers(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     v = job.values
-    if not job.writes or job.direct or v.get("ioengine") == "nbd":  # nbd: nothing cached on our side
+    # nbd: nothing cached on our side; a pure trim job counts as writing (the safety gate) but writes
+    # nothing through the page cache
+    if not job.writes or job.direct or v.get("ioengine") == "nbd" or v.get("rw") in ("trim", "randtrim"):
         return []
     synced = [
         k

@@ -161,7 +161,8 @@ def devices_for(jobs: Jobs) -> list[str]:
     return devices_under(f.path for v in views for f in v.files)
 
 
-_COUNTS = (("read", "ios"), ("read", "bytes"), ("write", "ios"), ("write", "bytes"))
+_COUNTS = tuple((d, k) for d in ("read", "write", "trim") for k in ("ios", "bytes"))
+_FLUSHES = len(_COUNTS)  # index of the flush count after the per-direction counts
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ class Issued:
     write_ios: int = 0
     write_bytes: int = 0
     flushes: int = 0  # fsync/fdatasync calls
+    trim_ios: int = 0
+    trim_bytes: int = 0
     direct: bool | None = None
     #: included in the totals above: issued during ramp_time (None: no ramp_time, no ramp I/O)
     ramp: Issued | None = None
@@ -187,26 +190,28 @@ class Issued:
     def from_raw(
         cls, raws: Iterable[Mapping[str, Any]], direct: bool | None = None, *, ramp_time: bool = False
     ) -> Issued:
-        """Sum raw C results (DESIGN.md section 3): ddir.read/write ios and bytes, ddir.sync ios, plus the
-        `ramp` and `drained` I/O the statistics leave out. `ramp_time`: the jobs had one (`ramp` is then set
-        even when it is all zeros)."""
-        tot = [0, 0, 0, 0, 0]
-        ramp = [0, 0, 0, 0, 0]
-        drained = [0, 0, 0, 0, 0]
+        """Sum raw C results (DESIGN.md section 3): ddir.read/write/trim ios and bytes, ddir.sync ios, plus
+        the `ramp` and `drained` I/O the statistics leave out. `ramp_time`: the jobs had one (`ramp` is then
+        set even when it is all zeros)."""
+        tot = [0] * (_FLUSHES + 1)
+        ramp = [0] * (_FLUSHES + 1)
+        drained = [0] * (_FLUSHES + 1)
         for raw in raws:
             dd = raw.get("ddir", {})
             for i, (d, k) in enumerate(_COUNTS):
                 tot[i] += int(dd.get(d, {}).get(k, 0))
             # end_fsync is out of the statistics, as in fio, but it reached the device
-            tot[4] += int(dd.get("sync", {}).get("ios", 0)) + int(raw.get("end_syncs", 0))
+            tot[_FLUSHES] += int(dd.get("sync", {}).get("ios", 0)) + int(raw.get("end_syncs", 0))
             for part, acc in (("ramp", ramp), ("drained", drained)):
                 extra = raw.get(part) or {}
                 for i, (d, k) in enumerate(_COUNTS):
                     acc[i] += int(extra.get(d, {}).get(k, 0))
-                acc[4] += int(extra.get("syncs", 0))
+                acc[_FLUSHES] += int(extra.get("syncs", 0))
 
         def make(v: list[int], **kw: Any) -> Issued:
-            return cls(v[0], v[1], v[2], v[3], v[4], **kw)
+            # v is in _COUNTS order, then the flushes
+            r_ios, r_bytes, w_ios, w_bytes, t_ios, t_bytes, flushes = v
+            return cls(r_ios, r_bytes, w_ios, w_bytes, flushes, t_ios, t_bytes, **kw)
 
         return make(
             [t + r + x for t, r, x in zip(tot, ramp, drained, strict=True)],
@@ -221,6 +226,8 @@ class Issued:
             "read_bytes": self.read_bytes,
             "write_ios": self.write_ios,
             "write_bytes": self.write_bytes,
+            "trim_ios": self.trim_ios,
+            "trim_bytes": self.trim_bytes,
             "flushes": self.flushes,
         }
 
@@ -236,7 +243,9 @@ class Issued:
     def describe(self) -> str:
         return (
             f"read {self.read_ios} ios / {self.read_bytes} B, "
-            f"write {self.write_ios} ios / {self.write_bytes} B, flushes {self.flushes}"
+            f"write {self.write_ios} ios / {self.write_bytes} B, "
+            + (f"trim {self.trim_ios} ios / {self.trim_bytes} B, " if self.trim_ios else "")
+            + f"flushes {self.flushes}"
         )
 
 
@@ -369,6 +378,25 @@ def lie_report(
             )
         if name != top:
             continue
+        if issued.trim_bytes >= CACHE_MIN_BYTES and o.discard_bytes < CACHE_RATIO * issued.trim_bytes:
+            dv.verdicts.append("discards dropped")
+            report.findings.append(
+                finding(
+                    "IOL-LIE-006",
+                    f"/dev/{name} discarded {o.discard_bytes} B while the job trimmed {issued.trim_bytes} B "
+                    f"({o.discard_bytes / issued.trim_bytes:.1%}): the trims did not reach the device as "
+                    "discards, so the trim rate is not the device's",
+                    {
+                        **ev_base,
+                        "issued_trim_bytes": issued.trim_bytes,
+                        "device_discard_bytes": o.discard_bytes,
+                        "issued_trim_ios": issued.trim_ios,
+                        "device_discard_ios": o["discard_ios"],
+                    },
+                    "trim the raw device (filename=/dev/...), or mount the file system with -o discard "
+                    "if punched holes should reach the device",
+                )
+            )
         amplified = []
         if o.write_bytes > AMPLIFY_RATIO * issued.write_bytes + AMPLIFY_SLACK:
             amplified.append(("write", issued.write_bytes, o.write_bytes))

@@ -49,6 +49,7 @@ CODES: dict[str, CodeInfo] = {
     "IOL-LIE-003": CodeInfo("amplified: the device saw more bytes than were issued", "warning"),
     "IOL-LIE-004": CodeInfo("merged or split: the device's request size differs from the issued one", "info"),
     "IOL-LIE-005": CodeInfo("flushes not reaching the device", "warning"),
+    "IOL-LIE-006": CodeInfo("trims not reaching the device as discards", "info"),
     "IOL-SAFE-001": CodeInfo("write to a mounted block device", "error"),
     "IOL-SAFE-002": CodeInfo("write to a block device that has holders", "error"),
     "IOL-SAFE-003": CodeInfo("write to an active swap device", "error"),

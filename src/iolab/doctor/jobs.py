@@ -14,7 +14,7 @@ from typing import Any
 
 from iolab.doctor.findings import Finding, finding
 from iolab.jobfile import JobDef, Location, parse_cli
-from iolab.plan import MODES, JobPlan, NbdTarget, PlanError, RunPlan, build_plan
+from iolab.plan import JobPlan, NbdTarget, PlanError, RunPlan, build_plan, mode_flags
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def views_from_plan(jobs: Sequence[JobPlan], jobdefs: Sequence[JobDef] | None = 
 def _unplanned(jd: JobDef) -> JobView:
     """A JobDef the plan rejected: its values and the files it names, no regions."""
     v = jd.values
-    # the plan knows every mode but the trim family, which destroys data as writes do
-    reads, writes, random = MODES.get(v["rw"], (False, True, str(v["rw"]).startswith("rand")))
+    # trims count as writes (they destroy data); a mode the plan does not know is taken as writing too
+    reads, writes, random = mode_flags(str(v["rw"])) or (False, True, str(v["rw"]).startswith("rand"))
     files = tuple(FileView(os.path.join(v["directory"] or "", name)) for name in v["filename"])
     return JobView(
         jd.name,

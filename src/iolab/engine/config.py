@@ -84,7 +84,7 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
         1,
         ", ".join(f"{s.engine_id} = {s.name}" for s in ENGINE_SPECS) + " (enum iol_engine_id)",
     ),
-    ConfigField("ddir_mask", _U32, 1, "bit0 = reads, bit1 = writes"),
+    ConfigField("ddir_mask", _U32, 1, "bit0 = reads, bit1 = writes, bit2 = trims"),
     ConfigField("random", _U32, 1, "1 = random offsets"),
     ConfigField(
         "rw_seq_nr",
@@ -140,6 +140,11 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField("bssplit_bs", _U64, 2 * BSSPLIT_MAX, "bssplit entries, direction-major: index d*64 + i"),
     ConfigField("bssplit_perc", _U32, 2 * BSSPLIT_MAX, "matching percentages (sum 100)"),
     ConfigField("max_bs", _U64, 1, "largest block size any direction can issue (buffer size)"),
+    ConfigField("trim_bs", _U64, 1, "trims (ddir_mask bit 2): block size (bs's third value)"),
+    ConfigField("trim_blockalign", _U64, 1, "trims: random offset alignment (0: the trim block size)"),
+    ConfigField(
+        "trimwrite", _U32, 1, "ddir_mask 6: trim a block, then write it (fio trimwrite / randtrimwrite)"
+    ),
     # queue depth (asynchronous engines)
     ConfigField(
         "iodepth_batch_submit", _U32, 1, "submit when this many I/Os are queued (1..iodepth; fio default 1)"

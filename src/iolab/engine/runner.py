@@ -36,6 +36,7 @@ from typing import Any
 from iolab import _core, interrupt
 from iolab.analysis.core_result import CoreResult
 from iolab.engine.config import ENGINE_PSYNC, pack_config
+from iolab.engine.steadystate import SteadyState
 from iolab.nbd import client as nbd_client
 from iolab.plan import FilePlan, JobPlan, NbdTarget, RunPlan
 from iolab.plan.anchor import Anchors
@@ -55,6 +56,8 @@ class WorkerOutcome:
     iowq_workers: int = 0
     #: what fio would print as information while setting the job up (a cache drop that failed)
     notes: list[str] = field(default_factory=list)
+    #: steadystate= (ss_dur set): the runner's per-second checks and their outcome
+    steadystate: SteadyState | None = None
 
 
 def iowq_workers(tid: int) -> int:
@@ -94,6 +97,8 @@ class Progress:
     write_bytes: int
     measuring: bool
     eta_s: float | None
+    trim_ios: int = 0
+    trim_bytes: int = 0
 
 
 @dataclass
@@ -285,7 +290,7 @@ def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
 class _Worker(threading.Thread):
     def __init__(self, plan: JobPlan, cancel: threading.Event, anchors: Anchors) -> None:
         super().__init__(name=f"iolab-{plan.name}.{plan.jobnum}", daemon=True)
-        self.outcome = WorkerOutcome(plan)
+        self.outcome = WorkerOutcome(plan, steadystate=SteadyState.from_options(plan.options))
         self._anchors = anchors
         self.job: _core.Job | None = None
         self._cancel = cancel
@@ -666,6 +671,8 @@ def _schedule(
             next_iowq = now + 0.5
             for worker in running:
                 worker.check_iowq()
+        for worker in running:
+            _check_steadystate(worker, now)
         if on_progress is not None and now >= next_progress:
             next_progress = now + progress_interval_s
             on_progress(_progress(running, len(finished), len(plan.jobs), now - t0, now))
@@ -676,6 +683,22 @@ def _schedule(
         signal=signum,
         phases=phases,
     )
+
+
+def _check_steadystate(worker: _Worker, now: float) -> None:
+    """steadystate=: once a second, from the job's live counters; the job is stopped when it settled."""
+    ss = worker.outcome.steadystate
+    job = worker.job
+    if ss is None or job is None or ss.attained or (ss.started and not ss.due(now)):
+        return
+    r_ios, w_ios, r_bytes, w_bytes, phase, t_ios, t_bytes = job.progress()
+    ios, nbytes = r_ios + w_ios + t_ios, r_bytes + w_bytes + t_bytes
+    if not ss.started:
+        if phase in (1, 2):  # the job is doing I/O (ramp or measured): the clock starts
+            ss.start(now, ios, nbytes)
+        return
+    if phase in (1, 2) and ss.sample(now, ios, nbytes):
+        job.stop()
 
 
 def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> None:
@@ -697,14 +720,15 @@ def _abandon(running: Sequence[_Worker], outcomes: dict[int, WorkerOutcome]) -> 
 
 
 def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float, now: float) -> Progress:
-    totals = [0, 0, 0, 0]
+    totals = [0, 0, 0, 0, 0, 0]
     measuring = False
     for worker in running:
         job = worker.job
         if job is None:
             continue
-        r_ios, w_ios, r_bytes, w_bytes, phase = job.progress()
-        totals = [totals[0] + r_ios, totals[1] + w_ios, totals[2] + r_bytes, totals[3] + w_bytes]
+        r_ios, w_ios, r_bytes, w_bytes, phase, t_ios, t_bytes = job.progress()
+        now_counts = (r_ios, w_ios, r_bytes, w_bytes, t_ios, t_bytes)
+        totals = [a + b for a, b in zip(totals, now_counts, strict=True)]
         measuring = measuring or phase == 2
     return Progress(
         elapsed_s=elapsed,
@@ -717,4 +741,6 @@ def _progress(running: Sequence[_Worker], done: int, total: int, elapsed: float,
         write_bytes=totals[3],
         measuring=measuring,
         eta_s=_eta(running, now),
+        trim_ios=totals[4],
+        trim_bytes=totals[5],
     )

@@ -297,6 +297,11 @@ def _part_warnings(name: str, raw: str, parts: list[str], results: list[Part], u
 # per kind
 
 
+def trim_key(name: str) -> str:
+    """Where the trim value of a per-direction option ('bs=r,w,t') is kept: NAME_trim."""
+    return f"{name}_trim"
+
+
 def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
     kb_base = int(values.get("kb_base") or 1024)
     parts = fio_split(raw, "num")
@@ -312,8 +317,9 @@ def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
     n = len(results)
     if opt.kind in (Kind.BS_PAIR, Kind.INT_PAIR):
         cur = values.get(name)
-        slots: list[Any] = list(cur) if isinstance(cur, tuple) else [None, None]
-        slots = ([*slots, None, None, None])[:3]
+        slots: list[Any] = list(cur)[:2] if isinstance(cur, tuple) else [None, None]
+        # the trims' value (fio's third) is kept apart, under NAME_trim: the pair stays (read, write)
+        slots = [*slots, values.get(trim_key(name), slots[1] if isinstance(cur, tuple) else None)]
         for i, r in enumerate(results):
             more = i < n - 1
             if not r.ok:
@@ -334,6 +340,7 @@ def _numeric(opt: Option, raw: str, values: Mapping[str, Any]) -> Applied:
                     slots[2] = r.value
                 used.add(i)
         app.updates[name] = (slots[0], slots[1])
+        app.updates[trim_key(name)] = slots[2]
         if name == "bs" and n > 1 and any(p.find("-") >= 0 for p in parts[:1]) and "," not in raw:
             app.warnings.append(
                 f"{name}={raw}: fio takes this as read={_h(slots[0])},"
@@ -465,8 +472,6 @@ def _rw(opt: Option, raw: str, token: str, values: Mapping[str, Any]) -> Applied
     rest = raw[len(token) :]
     if rest and not rest.startswith(":"):
         app.warnings.append(f"{opt.name}={raw}: fio ignores '{rest}' after '{token}'")
-    if mode in ("trim", "randtrim", "trimwrite", "randtrimwrite"):
-        app.warnings.append(f"{opt.name}={raw}: trim workloads are parsed but not implemented by iolab")
     return app
 
 

@@ -157,6 +157,35 @@ class NBDServer:
     def stats(self, export: str = "") -> dict[str, Any]:
         return self.command("stats", export=export)
 
+    def faults(self, fault_id: str = "", export: str = "", log: bool = True) -> list[dict[str, Any]]:
+        """The storage-fault filters (all, or the one with this id): settings, counts, log of injections."""
+        args: dict[str, Any] = {"export": export, "log": log}
+        if fault_id:
+            args["id"] = fault_id
+        found: list[dict[str, Any]] = self.command("faults", **args)["faults"]
+        return found
+
+    def fault_log(self, fault_id: str, export: str = "") -> list[dict[str, Any]]:
+        """The injections of one fault filter, oldest first."""
+        log: list[dict[str, Any]] = self.faults(fault_id, export)[0]["log"]
+        return log
+
+    def fault_enable(self, fault_id: str, enabled: bool = True, export: str = "") -> None:
+        self.command("fault_enable" if enabled else "fault_disable", id=fault_id, export=export)
+
+    def fault_reset(self, fault_id: str = "", export: str = "") -> None:
+        if fault_id:
+            self.command("fault_reset", export=export, id=fault_id)
+        else:
+            self.command("fault_reset", export=export)
+
+    def fault_add(self, spec: str, export: str = "") -> str:
+        """Add a fault filter outermost at run time; returns its id."""
+        return str(self.command("fault_add", spec=spec, export=export)["fault"]["id"])
+
+    def fault_remove(self, fault_id: str, export: str = "") -> None:
+        self.command("fault_remove", id=fault_id, export=export)
+
     def close(self) -> None:
         """Stop: release breakpoints, finish in-flight requests, close connections and the image."""
         if self._loop is not None and self._stop is not None and self._thread.is_alive():

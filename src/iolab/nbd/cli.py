@@ -25,6 +25,12 @@ commands:
   state                    blkdebug state, rules, suspended requests (JSON)
   stats                    per-command counters (JSON)
   exports                  exports and URIs (JSON)
+  faults [ID] [--no-log]   storage-fault filters: settings, counts, log of injected faults (JSON)
+  fault_enable ID          start injecting again
+  fault_disable ID         stop injecting (requests pass untouched)
+  fault_reset [ID]         clear the counts and the log (all fault filters without ID)
+  fault_add SPEC           add a fault filter outermost, e.g. lost-write:offset=1M,length=4k,once=on
+  fault_remove ID          take a fault filter out
 """
 
 
@@ -60,7 +66,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="SPEC",
-        help="delay:write=5ms | error-rate:read=0.01,seed=1 | log:file=PATH | blkdebug:config=PATH; "
+        help="delay:write=5ms | error-rate:read=0.01,seed=1 | log:file=PATH | blkdebug:config=PATH | "
+        "lost-write:... | torn-write:... | misdirected-write:... | bit-rot:... (docs/nbd.md); "
         "the first is outermost",
     )
     p.add_argument(
@@ -344,6 +351,21 @@ def ctl_request(argv: list[str]) -> dict[str, Any]:
         req["values"] = values
     elif cmd in ("state", "stats", "exports") and not rest:
         pass
+    elif cmd == "faults" and len(rest) <= 2:
+        for item in rest:
+            if item == "--no-log":
+                req["log"] = False
+            elif "id" not in req and not item.startswith("-"):
+                req["id"] = item
+            else:
+                raise ValueError(f"faults: unexpected {item!r} (faults [ID] [--no-log])")
+    elif cmd in ("fault_enable", "fault_disable", "fault_remove") and len(rest) == 1:
+        req["id"] = rest[0]
+    elif cmd == "fault_reset" and len(rest) <= 1:
+        if rest:
+            req["id"] = rest[0]
+    elif cmd == "fault_add" and len(rest) == 1:
+        req["spec"] = rest[0]
     else:
         raise ValueError(f"bad arguments for {cmd!r}")
     return req

@@ -1,5 +1,5 @@
-"""Filters besides blkdebug: delay, error-rate, log; the registry of filters; building a stack from
-`--filter` specs.
+"""Filters besides blkdebug and the storage faults (faults.py): delay, error-rate, log; the registry of
+filters; building a stack from `--filter` specs.
 
 A spec is `NAME[:key=value,...]`. `FILTERS` maps each name to its class, which lists the keys it takes
 (`settings`) and reads their values (`from_spec`). Per-operation settings are keyed by operation name
@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, Any, TypeVar
 
-from iolab.nbd import blkdebug
+from iolab.nbd import blkdebug, faults
 from iolab.nbd.layers import OPS, Buffer, Extents, Filter, Layer, NBDError
 
 T = TypeVar("T")
@@ -244,7 +244,8 @@ class Log(Filter):
 
 
 # The filters `--filter NAME:...` can build, by name.
-FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in (blkdebug.Blkdebug, Delay, ErrorRate, Log)}
+_FILTER_CLASSES: tuple[type[Filter], ...] = (blkdebug.Blkdebug, Delay, ErrorRate, Log, *faults.FAULT_FILTERS)
+FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in _FILTER_CLASSES}
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:

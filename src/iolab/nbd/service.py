@@ -2,8 +2,9 @@
 
 The control protocol is JSON lines: one request object per line (`{"cmd": "break", "event": "write_aio",
 "tag": "A"}`), one reply object per line (`{"ok": true, ...}` or `{"ok": false, "error": "...", "errno": N}`).
-Commands: break, remove_break, resume, wait_break, inject, rule, state, stats, exports. Each takes an
-optional "export" (default: the default export).
+Commands: break, remove_break, resume, wait_break, inject, rule, state, stats, exports, and for the
+storage-fault filters faults, fault_enable, fault_disable, fault_reset, fault_add, fault_remove. Each
+takes an optional "export" (default: the default export).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab.nbd import blkdebug, filters
+from iolab.nbd import blkdebug, faults, filters
 from iolab.nbd.addresses import (
     DEFAULT_SOCKET_MODE,
     Address,
@@ -125,6 +126,7 @@ def build_export(cfg: ExportConfig) -> Export:
         elif dbg is not None:
             for rule in rules:
                 dbg.dbg.add(rule)
+        faults.attach(top, dbg.dbg if dbg is not None else None)
         export = Export(cfg.name, top, min_block=cfg.min_block, blkdebug=dbg, description=cfg.description)
         export.gate_findings = gate_findings
         return export
@@ -297,6 +299,8 @@ class Service:
         if cmd == "stats":
             export = self._export(req)
             return {"export": export.name, **export.stats.as_dict()}
+        if cmd in _FAULT_COMMANDS:
+            return self._fault_command(cmd, req)
         if cmd == "exports":
             return {
                 "exports": [e.info() for e in self.server.exports.values()],
@@ -304,6 +308,49 @@ class Service:
                 "tls": self.server.tls.mode if self.server.tls is not None else "off",
             }
         raise NBDError(errno.EINVAL, f"unknown command {cmd!r}")
+
+    def _fault_command(self, cmd: str, req: dict[str, Any]) -> dict[str, Any]:
+        """faults, fault_enable, fault_disable, fault_reset, fault_add, fault_remove (faults.py)."""
+        export = self._export(req)
+        if cmd == "fault_add":
+            if len(faults.find_faults(export.top)) >= faults.MAX_FAULT_FILTERS:
+                raise NBDError(
+                    errno.EINVAL,
+                    f"export {export.name!r} has {faults.MAX_FAULT_FILTERS} fault filters already",
+                )
+            try:
+                added = filters.build_filter(str(req["spec"]), export.top)
+            except ValueError as exc:
+                raise NBDError(errno.EINVAL, str(exc)) from None
+            if not isinstance(added, faults.StorageFault):
+                names = ", ".join(f.name for f in faults.FAULT_FILTERS)
+                raise NBDError(errno.EINVAL, f"only fault filters can be added at run time ({names})")
+            try:
+                faults.attach(added, export.blkdebug.dbg if export.blkdebug is not None else None)
+            except ValueError as exc:
+                raise NBDError(errno.EINVAL, str(exc)) from None
+            export.top = added  # outermost: the next request passes through it
+            return {"fault": added.describe(with_log=False)}
+        if cmd == "faults":
+            chosen = (
+                [faults.lookup(export.top, str(req["id"]))] if "id" in req else faults.find_faults(export.top)
+            )
+            with_log = bool(req.get("log", True))
+            return {"export": export.name, "faults": [f.describe(with_log) for f in chosen]}
+        if cmd == "fault_reset" and "id" not in req:
+            chosen = faults.find_faults(export.top)
+        else:
+            chosen = [faults.lookup(export.top, str(req["id"]))]
+        for f in chosen:
+            if cmd == "fault_enable":
+                f.enabled = True
+            elif cmd == "fault_disable":
+                f.enabled = False
+            elif cmd == "fault_reset":
+                f.reset()
+            else:  # fault_remove: unlink it; requests already inside it finish through it
+                faults.unlink(export, f)
+        return {"faults": [f.describe(with_log=False) for f in chosen]}
 
     async def stop(self) -> None:
         for srv in self._control_servers:
@@ -411,13 +458,25 @@ _COMMAND_KEYS: dict[str, frozenset[str]] = {
     "state": frozenset(),
     "stats": frozenset(),
     "exports": frozenset(),
+    "faults": frozenset({"id", "log"}),
+    "fault_enable": frozenset({"id"}),
+    "fault_disable": frozenset({"id"}),
+    "fault_reset": frozenset({"id"}),
+    "fault_add": frozenset({"spec"}),
+    "fault_remove": frozenset({"id"}),
 }
+_FAULT_COMMANDS = frozenset(k for k in _COMMAND_KEYS if k.startswith("fault"))
+MAX_FILTER_SPEC = 1024
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "break": ("event", "tag"),
     "remove_break": ("tag",),
     "resume": ("tag",),
     "wait_break": ("tag",),
     "rule": ("section",),
+    "fault_enable": ("id",),
+    "fault_disable": ("id",),
+    "fault_add": ("spec",),
+    "fault_remove": ("id",),
 }
 
 
@@ -496,9 +555,13 @@ def validate_request(req: dict[str, Any]) -> None:
             raise ValueError(f"{cmd} needs {key!r}")
     if "export" in req and not isinstance(req["export"], str):
         raise ValueError(f"export must be a string, not {_json_type(req['export'])}")
-    for key in ("tag", "event"):
+    for key in ("tag", "event", "id"):
         if key in req:
             _string(key, req[key])
+    if "spec" in req:
+        _string("spec", req["spec"], MAX_FILTER_SPEC)
+    if "log" in req and not isinstance(req["log"], bool):
+        raise ValueError(f"log must be true or false, not {_json_type(req['log'])}")
     if "timeout" in req:
         timeout = req["timeout"]
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):

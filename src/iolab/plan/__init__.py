@@ -17,6 +17,7 @@ from typing import Any
 
 from iolab.abi import IGNORE_ERROR_MAX, POLL_MODES
 from iolab.analysis.model import error_types
+from iolab.engine.steadystate import SteadyState
 from iolab.ioengines import ENGINE_SPECS, EngineSpec, depth_cap_message, engine_flags
 from iolab.jobfile import JobDef
 from iolab.jobfile.numbers import read_size
@@ -145,6 +146,32 @@ MODES = {
 }
 
 
+#: fio's trim modes: (random, writes each trimmed block after the trim). A trim destroys data as a write
+#: does, so a job of these modes counts as writing everywhere (the safety gate, opening files for writing).
+TRIM_MODES = {
+    "trim": (False, False),
+    "randtrim": (True, False),
+    "trimwrite": (False, True),
+    "randtrimwrite": (True, True),
+}
+
+
+def mode_flags(mode: str) -> tuple[bool, bool, bool] | None:
+    """(reads, writes, random) of an rw mode, trims counted as writes; None for a mode the plan lacks."""
+    if mode in MODES:
+        return MODES[mode]
+    if mode in TRIM_MODES:
+        random, _ = TRIM_MODES[mode]
+        return False, True, random
+    return None
+
+
+def _trim_bs(values: Mapping[str, Any]) -> int:
+    """The trims' block size: bs's third value (fio: a single bs sets all three)."""
+    bs = values.get("bs_trim")
+    return int(bs) if bs else int(values["bs"][1])
+
+
 def _where(job: JobDef, option: str) -> str:
     loc = job.set_at.get(option) or job.source
     return f"{loc.file}:{loc.line}"
@@ -176,8 +203,12 @@ def _io_min_bs(jd: JobDef) -> tuple[int, int]:
         # bssplit sets a direction's block sizes (fio's min_bs is the smallest entry)
         bs_min = [min(int(size) for size, _ in (split[d] if d < len(split) else split[0])) for d in (0, 1)]
     mode = str(jd.values["rw"])
+    trim_bs = _trim_bs(jd.values)
+    if mode in TRIM_MODES:
+        issued = [trim_bs] + ([bs_min[1]] if TRIM_MODES[mode][1] else [])
+        return min(*bs_min, trim_bs), min(issued)
     reads, writes, _ = MODES.get(mode, (True, True, False))
-    return min(bs_min), min(bs_min[d] for d in (0, 1) if (reads, writes)[d])
+    return min(*bs_min, trim_bs), min(bs_min[d] for d in (0, 1) if (reads, writes)[d])
 
 
 def _setup_files(
@@ -212,9 +243,10 @@ def _setup_files(
     for pos, clone, tn in serial + later:
         jd = jobdefs[pos]
         v = jd.values
-        if str(v["rw"]) not in MODES:
+        flags = mode_flags(str(v["rw"]))
+        if flags is None:
             continue  # refused by build_plan
-        reads, writes, _ = MODES[str(v["rw"])]
+        reads, writes, _ = _layout_dirs(str(v["rw"]), flags)
         fio_min, io_min = _io_min_bs(jd)
         files, nr = names[(pos, clone)]
         if not files:
@@ -239,6 +271,74 @@ def _setup_files(
     return out
 
 
+def _layout_dirs(mode: str, flags: tuple[bool, bool, bool]) -> tuple[bool, bool, bool]:
+    """(reads, writes, random) as the file setup sees the job: fio lays a file out for a pure trim job as it
+    does for a reading one (the job does not write)."""
+    if mode in TRIM_MODES and not TRIM_MODES[mode][1]:
+        return True, False, flags[2]
+    return flags
+
+
+def _ddir_mask(mode: str, reads: bool, writes: bool) -> int:
+    """The C config's directions: bit 0 reads, bit 1 writes, bit 2 trims."""
+    if mode in TRIM_MODES:
+        return 4 | (2 if TRIM_MODES[mode][1] else 0)
+    return (1 if reads else 0) | (2 if writes else 0)
+
+
+#: per-direction options whose trim value (their third) iolab does not apply yet, with fio's default for it
+_TRIM_UNSUPPORTED = ("rate", "rate_min", "rate_iops", "rate_iops_min")
+
+
+def _check_trim_job(jd: JobDef) -> None:
+    """Refuse what a trim job would do differently from fio here (never accept and ignore)."""
+    v = jd.values
+    mode = str(v["rw"])
+    engine = str(v.get("ioengine") or "psync")
+    spec = SUPPORTED_ENGINES.get(engine)
+    if spec is not None and not spec.trim:
+        raise PlanError(
+            f"{_where(jd, 'ioengine')}: rw={mode} needs an engine that trims; ioengine={engine} does not "
+            f"(use {', '.join(s.name for s in ENGINE_SPECS if s.trim)})"
+        )
+    for key in ("bsrange", "bssplit"):
+        if key in jd.set_at:
+            raise PlanError(
+                f"{_where(jd, key)}: {key} with rw={mode} is not supported yet (use bs=READ,WRITE,TRIM)"
+            )
+    for key in _TRIM_UNSUPPORTED:
+        if v.get(f"{key}_trim"):
+            raise PlanError(
+                f"{_where(jd, key)}: {key} sets a limit for trims (its third value, or one value for all "
+                f"directions), which iolab does not apply yet; give it for reads and writes only ({key}=R,W,)"
+            )
+    if v.get("max_latency"):
+        raise PlanError(f"{_where(jd, 'max_latency')}: max_latency with rw={mode} is not supported yet")
+    perc = v.get("percentage_random_trim")
+    if perc is not None and int(perc) != 100:
+        raise PlanError(f"{_where(jd, 'percentage_random')}: percentage_random for trims is not supported")
+
+
+def _check_steadystate(jd: JobDef) -> None:
+    """steadystate=/ss_dur: a threshold fio takes, and no group-wide detection (not implemented)."""
+    v = jd.values
+    if "steadystate" in jd.set_at and v.get("steadystate_arg") is None:
+        raise PlanError(
+            f"{_where(jd, 'steadystate')}: steadystate={v['steadystate']} needs a threshold after the"
+            f" criterion (e.g. {v['steadystate']}:1% or {v['steadystate']}:10), as fio requires"
+        )
+    try:
+        ss = SteadyState.from_options(v)
+    except ValueError as exc:
+        raise PlanError(f"{_where(jd, 'steadystate')}: {exc}") from None
+    if ss is not None and v.get("group_reporting"):
+        raise PlanError(
+            f"{_where(jd, 'group_reporting')}: steadystate with group_reporting (fio judges the group's"
+            " summed IOPS or bandwidth) is not supported yet; without group_reporting each job is judged"
+            " on its own"
+        )
+
+
 def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     check_job_count(jobdefs)
     jobs: list[JobPlan] = []
@@ -246,9 +346,12 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
     worker = 0
     for jd in jobdefs:
         mode = str(jd.values["rw"])
-        if mode not in MODES:
+        if mode_flags(mode) is None:
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} is not supported yet")
-    exports = nbd_targets(jobdefs, MODES)
+        if mode in TRIM_MODES:
+            _check_trim_job(jd)
+        _check_steadystate(jd)
+    exports = nbd_targets(jobdefs, mode_flags)
     clone_files = _setup_files(jobdefs, exports)
     for pos, jd in enumerate(jobdefs):
         v = jd.values
@@ -261,14 +364,16 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                 f"(use {', '.join(SUPPORTED_ENGINES)})"
             )
         mode = str(v["rw"])
-        if mode not in MODES:
+        flags = mode_flags(mode)
+        if flags is None:
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} is not supported yet")
-        reads, writes, random = MODES[mode]
+        reads, writes, random = flags
+        trims = mode in TRIM_MODES
         if writes and v.get("readonly"):
             raise PlanError(f"{_where(jd, 'rw')}: rw={mode} writes but readonly=1 is set")
         bs_min, bs_max, align = _block_sizes(v, "bsrange" in jd.set_at)
         split_n, split_bs, split_perc = _bssplit(v)
-        max_bs = max([*bs_max, *split_bs])
+        max_bs = max([*bs_max, *split_bs, _trim_bs(v) if trims else 0])
         if engine == "nbd" and max_bs > NBD_MAX_REQUEST:
             raise PlanError(
                 f"{_where(jd, 'bs')}: ioengine=nbd: block size {max_bs} is over 32 MiB, the largest request "
@@ -279,7 +384,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
         failure_cfg = _failure_config(jd)
         cpu_set = _cpu_set(jd)
-        layout = layout_spec(v, reads, writes)
+        layout = layout_spec(v, *_layout_dirs(mode, flags)[:2])
         cpu_policy = str(v.get("cpus_allowed_policy") or "shared")
         bw_ns, iops_ns = _sample_intervals(jd)
         # fio's thread order, which its reports follow: clone 0, then numjobs-1 down to 1
@@ -294,7 +399,10 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             config: dict[str, Any] = {
                 **plain_fields(v),
                 "engine": SUPPORTED_ENGINES[engine].engine_id,
-                "ddir_mask": (1 if reads else 0) | (2 if writes else 0),
+                "ddir_mask": _ddir_mask(mode, reads, writes),
+                "trim_bs": _trim_bs(v) if trims else 0,
+                "trim_blockalign": int(v.get("ba_trim") or 0) if trims else 0,
+                "trimwrite": int(trims and TRIM_MODES[mode][1]),
                 "random": int(random),
                 # fio keeps the count as an unsigned int: 0 (and a negative one) never jumps again
                 "rw_seq_nr": (int(modifier) & 0xFFFFFFFF) if (random and modifier is not None) else 1,

@@ -9,7 +9,7 @@ multi-conn. The export is sized and cut like a block device (the region must lie
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -41,7 +41,7 @@ def _where(jd: JobDef, option: str) -> str:
 
 
 def nbd_targets(
-    jobdefs: Sequence[JobDef], modes: Mapping[str, tuple[bool, bool, bool]]
+    jobdefs: Sequence[JobDef], mode_flags: Callable[[str], tuple[bool, bool, bool] | None]
 ) -> dict[int, NbdTarget]:
     """The export of every ioengine=nbd job (by position in jobdefs). Raises PlanError."""
     from iolab.nbd.client import NbdError, probe
@@ -72,16 +72,17 @@ def nbd_targets(
                 raise PlanError(f"{_where(jd, 'uri')}: {exc}") from None
         info = seen[uri]
         mode = str(v.get("rw"))
-        if "trim" in mode:
-            raise PlanError(
-                f"{_where(jd, 'rw')}: rw={mode}: the nbd engine does not send NBD_CMD_TRIM yet; use a read or "
-                "write mode"
-            )
-        _, writes, _ = modes.get(mode, (True, True, False))
+        # a trim destroys data as a write does: mode_flags counts trim modes as writing
+        _, writes, _ = mode_flags(mode) or (True, True, False)
         if writes and info.read_only:
             raise PlanError(
                 f"{_where(jd, 'rw')}: uri={uri}: the export is read-only, and rw={mode} writes; use a "
                 "reading rw= or export it writable"
+            )
+        if "trim" in mode and not info.can_trim:
+            raise PlanError(
+                f"{_where(jd, 'rw')}: uri={uri}: the server does not support trim (NBD_CMD_TRIM), which "
+                f"rw={mode} needs; use a read or write mode"
             )
         syncs = [n for n in ("fsync", "fdatasync", "end_fsync") if v.get(n)]
         if syncs and writes and not info.can_flush:

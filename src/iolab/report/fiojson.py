@@ -172,14 +172,14 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         "interval_ms": float(job.sample_interval_ms),
         "t_ns": list(job.sample_times_ns),
     }
-    for d in ("read", "write"):
+    for d in RW_DIRS:
         ds = job.dirs[d]
         if ds.sample_ios:
             series[d] = {"ios": list(ds.sample_ios), "bytes": list(ds.sample_bytes)}
     if job.iops_times_ns != job.sample_times_ns:
         # iopsavgtime differs from bwavgtime: the I/O counts of the IOPS intervals too
         iops: dict[str, Any] = {"interval_ms": float(job.iops_interval_ms), "t_ns": list(job.iops_times_ns)}
-        for d in ("read", "write"):
+        for d in RW_DIRS:
             if job.dirs[d].iops_ios:
                 iops[d] = {"ios": list(job.dirs[d].iops_ios)}
         series["iops"] = iops
@@ -290,6 +290,10 @@ def job_obj(
             "latency_ms": lb.ms,
         }
     )
+    if job.steadystate is not None:  # fio: after the latency buckets, for a job with ss_dur
+        j["steadystate"] = job.steadystate
+        if job.steadystate_iolab is not None:
+            j["iolab_steadystate"] = job.steadystate_iolab
     if o.continue_on_error:
         j["total_err"] = job.total_err
         j["first_error"] = job.first_error

@@ -213,7 +213,29 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
             f"     latency   : target={o.latency_target}, window={o.latency_window}, "
             f"percentile={o.latency_percentile:.2f}%, depth={job.latency_depth}"
         )
+    if job.steadystate is not None:
+        lines.append(_steadystate_line(job.steadystate, o))
     return lines
+
+
+def _steadystate_line(ss: Mapping[str, Any], o: ReportOptions) -> str:
+    """fio's steadystate line: the window's means (bandwidth in whole KiB first, as fio divides) and the
+    criterion."""
+    data = ss["data"]
+    kib = int(data["bw_mean"]) // o.kb_base
+    sig = o.significant_figures
+    bw = num2str(kib * 1024, sig, pow2=True, unit="B/s")
+    bw_alt = num2str(kib * 1000, sig, pow2=False, unit="B/s")
+    iops = num2str(int(data["iops_mean"]), sig, pow2=False)
+    metric = str(ss["ss"]).split(":", 1)[0]
+    what = "iops" if metric.startswith("iops") else "bw"
+    what += " slope" if metric.endswith("_slope") else " mean dev"
+    crit = str(ss["criterion"])
+    pct = "%" if crit.endswith("%") else ""
+    return (
+        f"  steadystate  : attained={'yes' if ss['attained'] else 'no'}, bw={bw} ({bw_alt}), iops={iops}, "
+        f"{what}={float(crit.rstrip('%')):.3f}{pct}"
+    )
 
 
 def group_lines(group: GroupResult) -> list[str]:
