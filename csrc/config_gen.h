@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IOL_CONFIG_MAGIC 0x494F7E41u
-#define IOL_CONFIG_SIZE 5384u
+#define IOL_CONFIG_MAGIC 0x494F31EEu
+#define IOL_CONFIG_SIZE 5968u
 #define IOL_BSSPLIT_MAX 64
 #define IOL_IGNORE_ERROR_MAX 16
 #define IOL_ZONE_TABLE 100
@@ -19,7 +19,7 @@ struct iol_config {
     uint32_t magic;
     /* sizeof(struct iol_config); checked by C */
     uint32_t size;
-    /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = nbd (enum iol_engine_id) */
+    /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = mmap, 4 = libpmem, 5 = nbd (enum iol_engine_id) */
     uint32_t engine;
     /* bit0 = reads, bit1 = writes, bit2 = trims */
     uint32_t ddir_mask;
@@ -179,7 +179,30 @@ struct iol_config {
     uint64_t zone_skip;
     /* randrepeat: every new pass (not time_based) repeats the same random choices */
     uint32_t rand_repeat;
+    /* fio's verify type number (verify.h enum iol_vtype); 0 = none */
+    uint32_t verify;
+    /* IOL_VF_*: do_verify, verify_only, verify_fatal, check numberio */
+    uint32_t verify_flags;
     uint8_t _pad6[4]; /* explicit padding */
+    /* bytes per verify header (fio's verify_interval, fixed up) */
+    uint64_t verify_interval;
+    /* the header is swapped to this offset in each chunk (0: none) */
+    uint64_t verify_offset;
+    /* read back after this many logged writes; 0 = only at the end */
+    uint64_t verify_backlog;
+    /* blocks read back per backlog batch (0 = verify_backlog) */
+    uint64_t verify_backlog_batch;
+    /* fio's thread number, written into each header */
+    uint32_t verify_thread;
+    /* bytes of verify_pattern; 0 = random data */
+    uint32_t verify_pattern_len;
+    /* %o formats in verify_pattern */
+    uint32_t verify_fmt_n;
+    /* where each %o pastes the block offset (8 little-endian bytes) */
+    uint32_t verify_fmt_off[4];
+    uint8_t _pad7[4]; /* explicit padding */
+    /* verify_pattern bytes, little-endian 64-bit words (512 bytes) */
+    uint64_t verify_pattern[64];
 };
 
 /* X-macro over the fields (not the padding), in order. */
@@ -263,14 +286,27 @@ struct iol_config {
     X(zone_range) \
     X(zone_skip) \
     X(rand_repeat) \
+    X(verify) \
+    X(verify_flags) \
+    X(verify_interval) \
+    X(verify_offset) \
+    X(verify_backlog) \
+    X(verify_backlog_batch) \
+    X(verify_thread) \
+    X(verify_pattern_len) \
+    X(verify_fmt_n) \
+    X(verify_fmt_off) \
+    X(verify_pattern) \
 
 /* cfg->engine: the engines' ids (iolab.ioengines.ENGINE_SPECS) */
 enum iol_engine_id {
     IOL_ENGINE_PSYNC = 0,
     IOL_ENGINE_LIBAIO = 1,
     IOL_ENGINE_IO_URING = 2,
-    IOL_ENGINE_NBD = 3,
-    IOL_ENGINE_COUNT = 4,
+    IOL_ENGINE_MMAP = 3,
+    IOL_ENGINE_LIBPMEM = 4,
+    IOL_ENGINE_NBD = 5,
+    IOL_ENGINE_COUNT = 6,
 };
 
 /* cfg->engine_flags */
@@ -282,16 +318,21 @@ enum iol_engine_id {
 #define IOL_EF_HIPRI 0x20u /* io_uring: polled completions (IORING_SETUP_IOPOLL) */
 #define IOL_EF_NONVECTORED 0x40u /* io_uring: force IORING_OP_READ/WRITE */
 #define IOL_EF_VECTORED 0x80u /* io_uring: force IORING_OP_READV/WRITEV (nonvectored=0) */
+#define IOL_EF_MADVISE 0x100u /* mmap: fadvise_hint is on: madvise the mapping random or sequential by the pattern */
+#define IOL_EF_SYNC_IO 0x200u /* libpmem: sync=1 (or dsync): drain after every write */
+#define IOL_EF_THP 0x400u /* mmap: thp=1: MAP_PRIVATE mapping advised MADV_HUGEPAGE, as fio */
 
 /* X-macro over the engines: (id, vtable defined in csrc/engine_<name>.c, most I/Os in flight) */
 #define IOL_ENGINE_LIST(X) \
     X(IOL_ENGINE_PSYNC, iol_engine_psync, 65535u) \
     X(IOL_ENGINE_LIBAIO, iol_engine_libaio, 65535u) \
     X(IOL_ENGINE_IO_URING, iol_engine_io_uring, 65535u) \
+    X(IOL_ENGINE_MMAP, iol_engine_mmap, 65535u) \
+    X(IOL_ENGINE_LIBPMEM, iol_engine_libpmem, 65535u) \
     X(IOL_ENGINE_NBD, iol_engine_nbd, 65535u) \
 
 
-_Static_assert(sizeof(struct iol_config) == 5384, "iol_config size");
+_Static_assert(sizeof(struct iol_config) == 5968, "iol_config size");
 _Static_assert(offsetof(struct iol_config, magic) == 0, "offset of magic");
 _Static_assert(offsetof(struct iol_config, size) == 4, "offset of size");
 _Static_assert(offsetof(struct iol_config, engine) == 8, "offset of engine");
@@ -377,6 +418,18 @@ _Static_assert(offsetof(struct iol_config, zone_size) == 5352, "offset of zone_s
 _Static_assert(offsetof(struct iol_config, zone_range) == 5360, "offset of zone_range");
 _Static_assert(offsetof(struct iol_config, zone_skip) == 5368, "offset of zone_skip");
 _Static_assert(offsetof(struct iol_config, rand_repeat) == 5376, "offset of rand_repeat");
-_Static_assert(offsetof(struct iol_config, _pad6) == 5380, "offset of _pad6");
+_Static_assert(offsetof(struct iol_config, verify) == 5380, "offset of verify");
+_Static_assert(offsetof(struct iol_config, verify_flags) == 5384, "offset of verify_flags");
+_Static_assert(offsetof(struct iol_config, _pad6) == 5388, "offset of _pad6");
+_Static_assert(offsetof(struct iol_config, verify_interval) == 5392, "offset of verify_interval");
+_Static_assert(offsetof(struct iol_config, verify_offset) == 5400, "offset of verify_offset");
+_Static_assert(offsetof(struct iol_config, verify_backlog) == 5408, "offset of verify_backlog");
+_Static_assert(offsetof(struct iol_config, verify_backlog_batch) == 5416, "offset of verify_backlog_batch");
+_Static_assert(offsetof(struct iol_config, verify_thread) == 5424, "offset of verify_thread");
+_Static_assert(offsetof(struct iol_config, verify_pattern_len) == 5428, "offset of verify_pattern_len");
+_Static_assert(offsetof(struct iol_config, verify_fmt_n) == 5432, "offset of verify_fmt_n");
+_Static_assert(offsetof(struct iol_config, verify_fmt_off) == 5436, "offset of verify_fmt_off");
+_Static_assert(offsetof(struct iol_config, _pad7) == 5452, "offset of _pad7");
+_Static_assert(offsetof(struct iol_config, verify_pattern) == 5456, "offset of verify_pattern");
 
 #endif /* IOL_CONFIG_GEN_H */

@@ -48,7 +48,7 @@ static inline uint8_t sync_due(const struct iol_job *j)
 {
     const struct iol_config *c = &j->cfg;
     if (LIKELY(!c->fsync_blocks && !c->fdatasync_blocks) || j->last_was_sync || !(c->ddir_mask & 2) ||
-        !j->writes_issued)
+        !j->writes_issued || j->vfy.phase)
         return 0;
     if (c->fsync_blocks && j->writes_issued % c->fsync_blocks == 0)
         return IOL_OP_FSYNC;
@@ -67,6 +67,48 @@ static inline void prep_sync(struct iol_job *j, struct iol_io *io, uint8_t op, u
     io->len = 0;
 }
 
+/* A read of the oldest logged write not read back yet (verify phase, verify_backlog); 0 when there is
+ * none, or when that write has not completed. */
+static int vfy_prep_read(struct iol_job *j, struct iol_io *io)
+{
+    struct iol_verify *v = &j->vfy;
+    while (v->head < v->tail && (v->log[v->head].state & IOL_VLOG_DROPPED))
+        v->head++;
+    if (v->head >= v->tail || (v->log[v->head].state & IOL_VLOG_INFLIGHT))
+        return 0;
+    const struct iol_vlog *e = &v->log[v->head++];
+    io->op = IOL_OP_READ;
+    io->ddir = IOL_DDIR_READ;
+    io->file = e->file;
+    io->fd = j->files[e->file].fd;
+    io->offset = e->offset;
+    io->len = e->len;
+    io->buf = (char *)j->bufmem + (size_t)io->index * 2 * j->buflen;
+    v->slot_verify[io->index] = 1;
+    v->slot_numberio[io->index] = e->numberio | 0x80000000u;
+    v->last_ddir = IOL_DDIR_READ;
+    return 1;
+}
+
+/* fio's verify_backlog: once the log holds a multiple of verify_backlog writes (and the last I/O was
+ * not a verify read), a batch of verify_backlog_batch (default verify_backlog) reads back the oldest. */
+static int vfy_backlog(struct iol_job *j, struct iol_io *io)
+{
+    struct iol_verify *v = &j->vfy;
+    uint64_t len = v->tail - v->head;
+    if (!len)
+        return 0;
+    if (!v->backlog_left) {
+        if (len % j->cfg.verify_backlog || v->last_ddir == IOL_DDIR_READ)
+            return 0;
+        v->backlog_left = j->cfg.verify_backlog_batch ? j->cfg.verify_backlog_batch : j->cfg.verify_backlog;
+    }
+    if (!vfy_prep_read(j, io))
+        return 0;
+    v->backlog_left--;
+    return 1;
+}
+
 /* Fill io with the next I/O to issue; 0 when there is none left. */
 static inline int prep_next(struct iol_job *j, struct iol_io *io)
 {
@@ -75,6 +117,8 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
     int d;
     unsigned fi;
     unsigned failures = 0;
+    if (UNLIKELY(j->vfy.phase))
+        return vfy_prep_read(j, io);
     for (;;) {
         /* fio's issue limits: (io_size or size) x loops bytes, number_ios x loops I/Os (the ramp's
          * I/O included, as in fio) */
@@ -87,6 +131,8 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
             prep_sync(j, io, sop, j->sync_wfile);
             return 1;
         }
+        if (UNLIKELY(c->verify_backlog) && j->vfy.log && vfy_backlog(j, io))
+            return 1;
         fi = next_file(j);
         if (fi == UINT32_MAX) {
             if (!iol_next_pass(j))
@@ -157,11 +203,18 @@ static inline int prep_next(struct iol_job *j, struct iol_io *io)
     io->fd = f->fd;
     io->offset = off;
     io->len = len;
+    if (UNLIKELY(c->verify)) {
+        j->vfy.last_ddir = d;
+        j->vfy.slot_verify[io->index] = j->vfy.read_job;
+        j->vfy.slot_numberio[io->index] = 0;
+    }
     if (d == IOL_DDIR_WRITE) {
         j->writes_issued++;
         j->sync_wfile = fi;
         io->buf = rbuf + j->buflen;
-        if (c->refill_buffers && !c->zero_buffers)
+        if (UNLIKELY(c->verify))
+            iol_verify_fill(j, io); /* header, checksum and payload; logged to be read back */
+        else if (c->refill_buffers && !c->zero_buffers)
             iol_rng_fill(&j->rng_buf, io->buf, len);
         else if (j->cfg.scramble_buffers && !j->cfg.zero_buffers)
             scramble(j, io);
@@ -212,6 +265,37 @@ static int handle_event(struct iol_job *j, uint64_t t)
     return t >= j->deadline ? EV_FINISH : EV_ACCOUNT;
 }
 
+/* A write completed: its log entry may be read back now (a failed write is not read back, as fio
+ * drops it from its log). */
+static inline void vfy_write_done(struct iol_job *j, const struct iol_io *io)
+{
+    struct iol_verify *v = &j->vfy;
+    uint32_t at = v->slot_write[io->index];
+    if (!at)
+        return;
+    v->slot_write[io->index] = 0;
+    v->log[at - 1].state = io->error ? IOL_VLOG_DROPPED : 0;
+}
+
+/* A read to check completed (and was accounted, as fio counts verify reads as reads). Nonzero when the
+ * job must end: a bad block is an EILSEQ error of the read (continue_on_error=verify lets it pass), and
+ * verify_fatal stops the job at the first one. */
+static int vfy_read_done(struct iol_job *j, struct iol_io *io)
+{
+    j->vfy.slot_verify[io->index] = 0;
+    if (LIKELY(!iol_verify_check(j, io)))
+        return 0;
+    io->error = EILSEQ;
+    io->error_offset = j->vfy.fail_offset;
+    int end = iol_io_error(j, io, 0);
+    io->error = 0;
+    if (end) {
+        memcpy(j->error_msg, j->vfy.msg, sizeof(j->error_msg));
+        j->error_offset = j->vfy.fail_offset;
+    }
+    return end || (j->vfy.flags & IOL_VF_FATAL);
+}
+
 /* Returns nonzero when the job must end. */
 static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
 {
@@ -221,6 +305,8 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
         return 0; /* end_fsync: fio neither counts it nor times it */
     }
     j->think_count += j->cfg.thinktime_blocks_type == 0 && io->ddir < IOL_DDIR_SYNC;
+    if (UNLIKELY(j->cfg.verify) && io->ddir == IOL_DDIR_WRITE)
+        vfy_write_done(j, io);
     if (UNLIKELY(io->error)) {
         if (iol_io_error(j, io, 1))
             return 1;
@@ -238,6 +324,9 @@ static inline int complete_io(struct iol_job *j, struct iol_io *io, uint64_t t)
     }
     account(j, io, t);
     j->datasyncs += io->op == IOL_OP_FDATASYNC;
+    if (UNLIKELY(j->cfg.verify) && io->ddir == IOL_DDIR_READ && j->vfy.slot_verify[io->index] &&
+        vfy_read_done(j, io))
+        return 1;
     if (UNLIKELY(j->checks) && completion_checks(j, io, t))
         return 1;
     return ev == EV_FINISH;
@@ -423,7 +512,7 @@ static void run_loop(struct iol_job *j)
     for (;;) {
         if (more && UNLIKELY(atomic_load_explicit(&j->stop, memory_order_relaxed)))
             more = 0;
-        if (more && UNLIKELY(j->cfg.thinktime_ns) && think_due(j)) {
+        if (more && UNLIKELY(j->cfg.thinktime_ns) && !j->vfy.phase && think_due(j)) {
             if (think(j))
                 more = 0;
             continue;
@@ -469,6 +558,36 @@ static void run_loop(struct iol_job *j)
             } while (full && j->inflight > j->depth_low);
         }
     }
+}
+
+/* verify_only: the writes are generated and logged (their seeds and numbers too), not issued. */
+static void vfy_dry_run(struct iol_job *j)
+{
+    struct iol_verify *v = &j->vfy;
+    struct iol_io *io = j->free_ios[j->nfree - 1];
+    while (!atomic_load_explicit(&j->stop, memory_order_relaxed) && prep_next(j, io)) {
+        j->last_was_sync = io->ddir == IOL_DDIR_SYNC;
+        if (io->ddir == IOL_DDIR_WRITE && v->slot_write[io->index]) {
+            v->log[v->slot_write[io->index] - 1].state = 0;
+            v->slot_write[io->index] = 0;
+        }
+    }
+}
+
+/* fio's do_verify: flush the files and drop their cache (so the reads reach the device), then read back
+ * every logged write through the job's engine; each read is checked when it completes. */
+static void verify_phase(struct iol_job *j)
+{
+    uint64_t t0 = iol_now_ns();
+    for (unsigned i = 0; i < j->nfiles; i++) {
+        (void)fsync(j->files[i].fd); /* as fio, a file that cannot be synced is read back all the same */
+        iol_drop_cache(j, &j->files[i]);
+    }
+    iol_verify_prepare_phase(j);
+    j->vfy.phase = 1;
+    run_loop(j);
+    j->vfy.phase = 0;
+    j->vfy.phase_ns = iol_now_ns() - t0;
 }
 
 /* Issue one end_fsync after the loop and wait for it. */
@@ -518,7 +637,10 @@ void iol_job_run(struct iol_job *j)
             iol_start_pass(j);
             begin_measure(j, j->t_start);
         }
-        run_loop(j);
+        if (UNLIKELY(j->vfy.flags & IOL_VF_ONLY) && j->vfy.log)
+            vfy_dry_run(j);
+        else
+            run_loop(j);
     }
 
     j->stopped = atomic_load_explicit(&j->stop, memory_order_relaxed) != 0;
@@ -535,6 +657,9 @@ void iol_job_run(struct iol_job *j)
                 final_sync(j, io);
             }
         }
+        if (j->vfy.log && !j->error && iol_now_ns() < j->deadline &&
+            !atomic_load_explicit(&j->stop, memory_order_relaxed))
+            verify_phase(j);
     }
     j->t_end = iol_now_ns();
     if (measuring) {

@@ -14,6 +14,8 @@
 #include "job.h"
 #include "randmap.h"
 
+static int iol_job_fail_free(struct iol_job *j, int r);
+
 static int is_pow2(uint64_t v)
 {
     return v && !(v & (v - 1));
@@ -331,6 +333,28 @@ int iol_job_create_ex(struct iol_job **out, const void *cfg, size_t cfg_len, con
     }
     j->nfree = j->depth;
 
+    if (c->verify) {
+        /* the log holds every write of the job: io_size x loops bytes of the smallest write */
+        uint64_t cap = 0;
+        if (c->ddir_mask & 2) {
+            if (c->time_based)
+                return iol_job_fail_free(j, fail(err, errlen, "verify with time_based is not implemented"));
+            cap = c->io_size / j->dir[1].bs_min * (c->loops ? c->loops : 1) + 2;
+            if (c->number_ios && c->number_ios * c->loops < cap)
+                cap = c->number_ios * c->loops + 2;
+            if (cap > IOL_VLOG_MAX)
+                return iol_job_fail_free(
+                    j, fail(err, errlen,
+                            "verify: %llu blocks to remember, at most %llu (use a larger bs or a smaller size)",
+                            (unsigned long long)cap, (unsigned long long)IOL_VLOG_MAX));
+        }
+        int ve = iol_verify_init(j, cap, err, errlen);
+        if (ve == ENOMEM)
+            goto fail;
+        if (ve)
+            return iol_job_fail_free(j, IOL_EINVAL);
+    }
+
     /* bandwidth samples, and IOPS samples of their own when iopsavgtime differs from bwavgtime */
     j->nsmp = c->iops_interval_ns && c->iops_interval_ns != c->sample_interval_ns ? 2 : 1;
     for (unsigned k = 0; k < j->nsmp; k++) {
@@ -371,6 +395,13 @@ fail:
     return r;
 }
 
+static int iol_job_fail_free(struct iol_job *j, int r)
+{
+    j->eng = NULL; /* the engine is not set up yet */
+    iol_job_destroy(j);
+    return r;
+}
+
 void iol_job_destroy(struct iol_job *j)
 {
     if (!j)
@@ -390,5 +421,6 @@ void iol_job_destroy(struct iol_job *j)
     free(j->bufmem);
     free(j->smp[0].buf);
     free(j->smp[1].buf);
+    iol_verify_free(j);
     free(j);
 }

@@ -14,13 +14,14 @@
 #include "histogram.h"
 #include "pollwin.h"
 #include "rand.h"
+#include "verify.h"
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* The job's random streams (see iol_rng_seed): one per choice, so that one choice never shifts another. */
 enum { RNG_STREAM_OFFSET = 1, RNG_STREAM_MIX = 2, RNG_STREAM_BS = 3, RNG_STREAM_BUF = 4, RNG_STREAM_RATE = 5, RNG_STREAM_SEQ = 6,
-       RNG_STREAM_ZONE = 7, RNG_STREAM_FILE = 8 };
+       RNG_STREAM_ZONE = 7, RNG_STREAM_FILE = 8, RNG_STREAM_VERIFY = 9 };
 
 #define IOL_SAMPLES_CAP 2048 /* preallocated samples; when full, pairs merge and the interval doubles */
 #define IOL_FULL_INTERVAL 0.9 /* a last, partial interval counts as a sample if it lasted this much of one */
@@ -250,6 +251,9 @@ struct iol_job {
     uint64_t lat_exceeded; /* max_latency: the latency that failed the job */
     /* rate_min: counts and time at the last check, per direction (counts 0: no check yet) */
     uint64_t rmin_t[2], rmin_bytes[2], rmin_ios[2];
+
+    /* data verification (verify.h) */
+    struct iol_verify vfy;
 
     /* test hook */
     struct iol_trace_rec *trace;

@@ -324,6 +324,43 @@ static PyObject *samples_list(const struct iol_sampler *sp)
     return samples;
 }
 
+/* verify=: what was read back and checked, and the first failures in detail. */
+static PyObject *verify_dict(const struct iol_job *j)
+{
+    const struct iol_verify *v = &j->vfy;
+    PyObject *fails = PyList_New(0);
+    if (!fails)
+        return NULL;
+    for (uint32_t i = 0; i < v->nfails; i++) {
+        const struct iol_vfail *f = &v->fails[i];
+        /* verify_dump: the chunk as read and as written (empty when not kept) */
+        const char *dump = v->dump ? (const char *)v->dump + (size_t)i * 2 * v->dump_len : "";
+        Py_ssize_t got_len = (f->dumped & 1) ? (Py_ssize_t)f->len : 0;
+        Py_ssize_t want_len = (f->dumped & 2) ? (Py_ssize_t)f->len : 0;
+        PyObject *d = Py_BuildValue(
+            "{s:s,s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:I,s:y#,s:y#,s:y#,s:y#}", "kind", iol_vfail_kind_name(f->kind), "file",
+            f->file, "offset", (unsigned long long)f->offset, "length", (unsigned long long)f->len, "block_offset",
+            (unsigned long long)f->req_offset, "block_length", (unsigned long long)f->req_len, "expected",
+            (unsigned long long)f->expected, "received", (unsigned long long)f->received, "bad_byte",
+            (unsigned long long)f->bad_byte, "media_type", f->media_type, "csum_expected",
+            (const char *)f->csum_expected, (Py_ssize_t)f->csum_len, "csum_received", (const char *)f->csum_received,
+            (Py_ssize_t)f->csum_len, "dump_received", dump, got_len, "dump_expected",
+            (f->dumped & 2) ? dump + v->dump_len : "", want_len);
+        if (!d || PyList_Append(fails, d) < 0) {
+            Py_XDECREF(d);
+            Py_DECREF(fails);
+            return NULL;
+        }
+        Py_DECREF(d);
+    }
+    return Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:O,s:N}", "type", iol_vtype_name(v->type), "written",
+                         (unsigned long long)v->tail, "reads", (unsigned long long)v->reads, "bytes",
+                         (unsigned long long)v->bytes, "chunks", (unsigned long long)v->chunks, "failures",
+                         (unsigned long long)v->failures, "not_read", (unsigned long long)(v->tail - v->head),
+                         "phase_ns", (unsigned long long)v->phase_ns, "log_full", v->log_full ? Py_True : Py_False,
+                         "failed", fails);
+}
+
 static PyObject *Job_raw_result(JobObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (check_init(self) < 0)
@@ -417,6 +454,15 @@ static PyObject *Job_raw_result(JobObject *self, PyObject *Py_UNUSED(ignored))
     Py_DECREF(total_err);
     Py_DECREF(first_error);
     Py_DECREF(end_syncs);
+    if (j->vfy.type) {
+        PyObject *vd = verify_dict(j);
+        if (!vd || PyDict_SetItemString(res, "verify", vd) < 0) {
+            Py_XDECREF(vd);
+            Py_DECREF(res);
+            return NULL;
+        }
+        Py_DECREF(vd);
+    }
     /* iopsavgtime differs from bwavgtime: the IOPS series at its own interval */
     static const char *const keys[2][2] = {{"samples", "sample_stats"}, {"iops_samples", "iops_sample_stats"}};
     for (unsigned k = 0; k < j->nsmp; k++) {

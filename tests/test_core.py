@@ -107,6 +107,17 @@ DEFAULTS: dict[str, int | list[int]] = {
     "zone_range": 0,
     "zone_skip": 0,
     "rand_repeat": 0,
+    "verify": 0,
+    "verify_flags": 0,
+    "verify_interval": 0,
+    "verify_offset": 0,
+    "verify_backlog": 0,
+    "verify_backlog_batch": 0,
+    "verify_thread": 1,
+    "verify_pattern_len": 0,
+    "verify_fmt_n": 0,
+    "verify_fmt_off": [],
+    "verify_pattern": [],
 }
 
 

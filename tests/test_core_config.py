@@ -97,6 +97,17 @@ DESIGN_FIELDS = [
     ("zone_range", "uint64_t", 1),
     ("zone_skip", "uint64_t", 1),
     ("rand_repeat", "uint32_t", 1),
+    ("verify", "uint32_t", 1),
+    ("verify_flags", "uint32_t", 1),
+    ("verify_interval", "uint64_t", 1),
+    ("verify_offset", "uint64_t", 1),
+    ("verify_backlog", "uint64_t", 1),
+    ("verify_backlog_batch", "uint64_t", 1),
+    ("verify_thread", "uint32_t", 1),
+    ("verify_pattern_len", "uint32_t", 1),
+    ("verify_fmt_n", "uint32_t", 1),
+    ("verify_fmt_off", "uint32_t", 4),
+    ("verify_pattern", "uint64_t", 64),
 ]
 
 

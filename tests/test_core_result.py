@@ -58,6 +58,7 @@ def test_core_sends_exactly_the_declared_keys(ddir: Path, iops_interval: int) ->
     assert {k: back[k] for k in raw} == {k: (_plain(v)) for k, v in raw.items()}
     # the core sends every declared key but those the runner adds (and the IOPS series only when asked)
     optional = {"iops_samples", "iops_sample_stats"} if not iops_interval else set()
+    optional.add("verify")  # verify= jobs only
     assert set(raw) == {f.name for f in dataclasses.fields(CoreResult)} - RUNNER_ONLY - optional
     assert declared_keys(CoreResult, raw) <= dataclass_keys(typed)
     assert typed.ddir.read is not None and typed.ddir.read.ios + typed.ddir.write.ios == 64  # type: ignore[union-attr]

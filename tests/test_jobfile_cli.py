@@ -109,7 +109,7 @@ def test_errors() -> None:
     assert e.option == "bs" and e.got == "zz"
     e = cli_error(["--name=a", "--hostname=x"])
     assert "net" in str(e)
-    e = cli_error(["--name=a", "--ioengine=mmap"])
+    e = cli_error(["--name=a", "--ioengine=pvsync2"])
     assert "not supported yet" in str(e)
     e = cli_error(["--name=a", "--hipri", "--ioengine=io_uring"])
     assert "io_uring" in str(e) and e.option == "hipri"

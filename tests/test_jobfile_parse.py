@@ -285,9 +285,9 @@ def test_ioengines() -> None:
     assert one("[a]\nioengine=psync\n").values["ioengine"] == "psync"
     j = one("[a]\nioengine=sync\n")
     assert j.values["ioengine"] == "psync" and any("psync" in w for w in j.warnings)
-    for eng in ("libaio", "io_uring"):
+    for eng in ("libaio", "io_uring", "mmap", "libpmem"):
         assert one(f"[a]\nioengine={eng}\n").values["ioengine"] == eng
-    for eng in ("mmap", "pvsync", "null"):
+    for eng in ("dev-dax", "pvsync", "null"):
         e = err(f"[a]\nioengine={eng}\n")
         assert "not supported yet" in str(e) and "psync" in str(e) and eng in str(e)
     e = err("[a]\nioengine=psycn\n")

@@ -229,7 +229,7 @@ def test_same_verdict_as_fio(tmp_path: Path, line: str) -> None:
 DELIBERATE = {
     "size=150%": "fio takes it as 18446744073709551465 bytes",
     "size=10z": "zone units (zonemode) are not supported",
-    "ioengine=mmap": "iolab runs psync, libaio and io_uring only",
+    "ioengine=pvsync2": "iolab runs psync, libaio, io_uring, mmap and libpmem only",
     "ioengine=bogus": "fio fails only when the job starts",
 }
 

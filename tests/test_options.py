@@ -146,10 +146,11 @@ def test_defaults_are_typed() -> None:
 
 
 def test_engines() -> None:
-    assert set(SUPPORTED_ENGINES) == {"psync", "sync", "libaio", "io_uring", "nbd"}
+    assert {"psync", "sync", "libaio", "io_uring", "mmap", "libpmem", "nbd"} <= set(SUPPORTED_ENGINES)
     assert ENGINES["sync"].runs_as == "psync"
     assert ENGINES["libaio"].runs_as == "libaio" and ENGINES["io_uring"].runs_as == "io_uring"
-    for e in ["mmap", "pvsync", "pvsync2", "vsync", "null", "net", "rdma"]:
+    assert ENGINES["mmap"].runs_as == "mmap" and ENGINES["libpmem"].runs_as == "libpmem"
+    for e in ["dev-dax", "pvsync", "pvsync2", "vsync", "null", "net", "rdma"]:
         assert ENGINES[e].runs_as is None
     assert engine_option_owners("hostname") == ("net", "rdma", "libhdfs")
     assert engine_option_owners("userspace_reap") == ("libaio",)

@@ -99,4 +99,4 @@ def test_each_check_reports_exactly_the_codes_it_is_registered_with() -> None:
 def test_checks_run_in_the_table_order_target_first() -> None:
     names = [run.__name__ for run in CHECKS]
     assert names[0] == "check_target" and names[1] == "check_cache"
-    assert len(names) == 10
+    assert len(names) == 11

@@ -184,9 +184,9 @@ def test_bad_job_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_unsupported_engine_is_a_clear_error(tmp_path: Path) -> None:
-    proc = iolab("run", "--name=x", "--filename=/nonexistent", "--ioengine=mmap", check=False)
+    proc = iolab("run", "--name=x", "--filename=/nonexistent", "--ioengine=pvsync2", check=False)
     assert proc.returncode != 0
-    assert "mmap" in proc.stderr and "psync" in proc.stderr
+    assert "pvsync2" in proc.stderr and "psync" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -118,7 +118,7 @@ def test_global_value_set_back_in_the_job_is_accepted() -> None:
 
 def test_planned_options_name_their_issue() -> None:
     with pytest.raises(JobFileError, match="planned in the verify issue"):
-        parse_text("[j]\nsize=64k\nverify=crc32c\n")
+        parse_text("[j]\nsize=64k\ntrim_backlog=8\n")
     with pytest.raises(JobFileError, match="planned in the log-files issue"):
         parse_text("[j]\nsize=64k\nwrite_bw_log=x\n")
 

@@ -11,7 +11,7 @@ This module imports nothing of iolab's: the option table and the C config genera
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ __all__ = [
     "ENGINE_FLAGS",
     "ENGINE_SPECS",
     "GIVEN",
+    "JOB_FLAGS",
     "SYNC_ENGINES",
     "EngineOption",
     "EngineSpec",
@@ -39,6 +40,9 @@ ENGINE_FLAGS: tuple[tuple[str, str], ...] = (
     ("HIPRI", "io_uring: polled completions (IORING_SETUP_IOPOLL)"),
     ("NONVECTORED", "io_uring: force IORING_OP_READ/WRITE"),
     ("VECTORED", "io_uring: force IORING_OP_READV/WRITEV (nonvectored=0)"),
+    ("MADVISE", "mmap: fadvise_hint is on: madvise the mapping random or sequential by the pattern"),
+    ("SYNC_IO", "libpmem: sync=1 (or dsync): drain after every write"),
+    ("THP", "mmap: thp=1: MAP_PRIVATE mapping advised MADV_HUGEPAGE, as fio"),
 )
 
 
@@ -109,6 +113,13 @@ class EngineSpec:
     #: the plan's warning for direct=0 with iodepth>1, when the engine cannot keep a buffered queue full
     buffered_depth_note: str = ""
     options: tuple[EngineOption, ...] = ()
+    #: the engine can write past a file's end (else, as fio's FIO_NOEXTEND, a writer's files are laid out
+    #: whole before the job, and file_append is refused)
+    extends_files: bool = True
+    #: ``engine_flags`` this engine takes from fio's general options (see :data:`JOB_FLAGS`)
+    job_flags: tuple[str, ...] = ()
+    #: the normal output shows the engine's setup line (what it chose changes what the numbers mean)
+    setup_in_text: bool = False
     #: does trims (rw=trim, randtrim, trimwrite, randtrimwrite): the C engine handles IOL_OP_TRIM; an engine
     #: without it gets those jobs refused
     trim: bool = False
@@ -222,6 +233,37 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
             ),
         ),
     ),
+    EngineSpec(
+        name="mmap",
+        engine_id=3,
+        note="files mapped whole (MAP_SHARED), I/O by memcpy; fsync/fdatasync are msync(MS_SYNC)",
+        needs_direct_alignment=False,
+        extends_files=False,
+        job_flags=("MADVISE",),
+        setup_in_text=True,
+        options=(
+            EngineOption(
+                "thp",
+                "mmap: 1 maps the files MAP_PRIVATE and advises MADV_HUGEPAGE (writes stay in memory)",
+                "int",
+                0,
+                note="engine-specific: only with ioengine=mmap; as in fio, thp=1 makes the mapping"
+                " private, so writes never reach the file",
+                minval=0,
+                sets_flags=((True, ("THP",)),),
+            ),
+        ),
+    ),
+    EngineSpec(
+        name="libpmem",
+        engine_id=4,
+        note="persistent memory without PMDK: MAP_SYNC mapping (page cache where the file system has no DAX),"
+        " flushes by clwb/clflushopt/clflush + sfence, movnt with direct=1",
+        needs_direct_alignment=False,
+        extends_files=False,
+        job_flags=("SYNC_IO",),
+        setup_in_text=True,
+    ),
 )
 
 _NBD = "engine-specific: only with ioengine=nbd"
@@ -229,7 +271,7 @@ _NBD = "engine-specific: only with ioengine=nbd"
 ENGINE_SPECS += (
     EngineSpec(
         name="nbd",
-        engine_id=3,
+        engine_id=5,
         note="NBD client over raw sockets (nbd:// and nbd+unix:// URIs), no libnbd",
         is_async=True,
         needs_direct_alignment=False,
@@ -265,7 +307,7 @@ ENGINE_SPECS += (
 )
 
 #: fio's synchronous engines iolab does not run: one request at a time whatever iodepth says
-_FIO_ONLY_SYNC = ("vsync", "pvsync", "pvsync2", "mmap", "splice")
+_FIO_ONLY_SYNC = ("vsync", "pvsync", "pvsync2", "splice", "dev-dax")
 
 #: fio engine names (iolab's and fio's others) that have one request in flight whatever iodepth says
 SYNC_ENGINES: frozenset[str] = frozenset(
@@ -291,9 +333,21 @@ def spec_of(name: str) -> EngineSpec | None:
     return next((s for s in ENGINE_SPECS if s.name == name), None)
 
 
+#: ``engine_flags`` set from fio's general options, for the engines whose spec lists them in job_flags:
+#: flag name -> whether a job's option values ask for it
+JOB_FLAGS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    # fio's mmap engine advises by the pattern for any hint but 0, "random"/"sequential" included
+    "MADVISE": lambda v: str(v.get("fadvise_hint", "1")) not in ("0", "False", "false"),
+    "SYNC_IO": lambda v: str(v.get("sync") or "none") not in ("none", "0"),
+}
+
+
 def engine_flags(spec: EngineSpec, values: Mapping[str, Any]) -> int:
     """The ``engine_flags`` word for a job of ``spec`` with option ``values``."""
     bits = 0
+    for name in spec.job_flags:
+        if JOB_FLAGS[name](values):
+            bits |= engine_flag_bit(name)
     for opt in spec.options:
         bits |= opt.flags_for(values.get(opt.name))
     # sqthread_poll_cpu pins the submission thread only when there is one (fio ignores it otherwise)

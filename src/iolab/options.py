@@ -360,7 +360,7 @@ _add(
     C_RATE,
 )
 _i("flow_sleep", "Microseconds to sleep when flow control holds the job back", C_RATE, 0)
-_f("verify_only", "Only verify data written earlier, do not write", C_VERIFY)
+_f("verify_only", "Only verify data written earlier, do not write", C_VERIFY, supported=True)
 _i("hugepage-size", "Huge page size used for shmhuge/mmaphuge memory", C_BUF, 2 * 1024 * 1024)
 _u("lockmem", "Lock this much memory to simulate less RAM", C_MISC, 0)
 _s("ioscheduler", "Switch the device to this I/O scheduler", C_FILE)
@@ -1087,18 +1087,33 @@ _e(
         "null",
     ),
     "0",
+    supported=True,
+    note="crc64, crc32, crc16, crc7, sha3-* and null are refused (not implemented by iolab)",
 )
-_b("do_verify", "Run the verify phase", C_VERIFY, True)
+_b("do_verify", "Run the verify phase", C_VERIFY, True, supported=True)
 _add("verifysort", Kind.STR, FioType.SOFT_DEPRECATED, None, "Deprecated; fio ignores it", C_VERIFY)
 _add("verifysort_nr", Kind.STR, FioType.SOFT_DEPRECATED, None, "Deprecated; fio ignores it", C_VERIFY)
-_i("verify_interval", "Verify header every this many bytes", C_VERIFY, None)
-_i("verify_offset", "Put the verify header at this offset", C_VERIFY, None)
-_cb("verify_pattern", "Pattern to write and check", C_VERIFY)
-_b("verify_fatal", "Stop at the first verify failure", C_VERIFY)
-_b("verify_dump", "Dump data of failed verifies", C_VERIFY)
+_i("verify_interval", "Verify header every this many bytes", C_VERIFY, None, minval=80, supported=True)
+_i("verify_offset", "Put the verify header at this offset", C_VERIFY, None, minval=40, supported=True)
+_cb(
+    "verify_pattern",
+    "Pattern to write and check",
+    C_VERIFY,
+    supported=True,
+    note="0x hex, decimal numbers, \"strings\" and %o; a pattern read from a file ('name') is refused",
+)
+_b("verify_fatal", "Stop at the first verify failure", C_VERIFY, supported=True)
+_b(
+    "verify_dump",
+    "Dump data of failed verifies",
+    C_VERIFY,
+    supported=True,
+    note="the first 4 bad chunks, as FILE.OFFSET.received/.expected (.hdr_fail for a bad header) in the "
+    "working directory; an existing file is never overwritten",
+)
 _i("verify_async", "Threads doing verify", C_VERIFY, 0)
-_u("verify_backlog", "Verify after this many writes", C_VERIFY, None)
-_i("verify_backlog_batch", "Blocks to verify per backlog run", C_VERIFY, None)
+_u("verify_backlog", "Verify after this many writes", C_VERIFY, None, supported=True)
+_i("verify_backlog_batch", "Blocks to verify per backlog run", C_VERIFY, None, supported=True)
 _cb("verify_async_cpus", "CPUs for the verify threads", C_VERIFY)
 _b("experimental_verify", "Verify with the experimental method", C_VERIFY)
 _b("verify_state_load", "Load the verify state of a previous run", C_VERIFY)
@@ -1665,21 +1680,17 @@ _NOT_IMPLEMENTED: dict[str, dict[str, Any]] = {
     # buffers are 4096-aligned, so every smaller power of two is met too
     "iomem_align": {"runs_as": tuple([0] + [1 << i for i in range(13)])},
     # planned
-    "verify_only": {"planned": _V12},
-    "do_verify": {"planned": _V12},
-    "verify_interval": {"planned": _V12},
-    "verify_offset": {"planned": _V12},
-    "verify_pattern": {"planned": _V12},
-    "verify_fatal": {"planned": _V12},
-    "verify_dump": {"planned": _V12},
-    "verify_async": {"planned": _V12},
-    "verify_backlog": {"planned": _V12},
-    "verify_backlog_batch": {"planned": _V12},
-    "verify_async_cpus": {"planned": _V12},
-    "experimental_verify": {"planned": _V12},
-    "verify_state_load": {"planned": _V12},
-    "verify_state_save": {"planned": _V12},
-    "verify": {"planned": _V12, "runs_as": ("0",)},
+    "verify_async": {"note": "iolab verifies in the job's thread, when a read completes"},
+    "verify_async_cpus": {"note": "only verify_async uses it"},
+    "experimental_verify": {"note": "iolab reads back what it logged, as fio does by default"},
+    "verify_state_load": {
+        "note": "iolab keeps no verify state between runs; use verify_only after the write run"
+    },
+    "verify_state_save": {
+        "runs_as": (False, True),
+        "note": "fio writes <type>-<job>-<n>-verify.state when a verify job fails or is stopped; iolab "
+        "writes no state file (it cannot load one), and reports the failure in its JSON",
+    },
     "trim_percentage": {"planned": _V12},
     "trim_verify_zero": {"planned": _V12},
     "trim_backlog": {"planned": _V12},

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,11 +29,12 @@ from iolab import __version__, doctor, interrupt
 from iolab.analysis.core_result import CoreResult
 from iolab.analysis.diskstats import disk_util
 from iolab.analysis.model import RunResult, job_result, run_result
+from iolab.analysis.verify import verify_messages, write_dumps
 from iolab.doctor import Finding
 from iolab.engine.runner import Phase, RunOutcome, prepare_files, run_plan
 from iolab.jobfile import JobDef
 from iolab.output import OutputError, ReportFile, say
-from iolab.plan import PlanError, RunPlan, build_plan
+from iolab.plan import JobPlan, PlanError, RunPlan, build_plan
 from iolab.report import PreambleJob, render, render_preamble
 from iolab.status import StatusLine
 
@@ -120,6 +122,12 @@ def _run_engine(plan: RunPlan, gate: doctor.RunGate, opts: RunOptions) -> _Ran:
     return _Ran(outcome, doctor.DeviceCounters.diff(counters_before, counters_after))
 
 
+def _paths(jp: JobPlan) -> list[str]:
+    """The job's files in the core's numbering (a file with nothing to do is left out, as the runner
+    does)."""
+    return [fp.path for fp in jp.files if fp.region_size > 0]
+
+
 def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions) -> tuple[RunResult, int]:
     """The workers' raw results -> a RunResult (with the doctor's findings and the device check) and the
     exit status."""
@@ -147,6 +155,12 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
             where = f", {ddir} at offset {raw.error_offset}" if ddir else ""
             say(f"job '{jp.name}' ({jp.jobnum}): {raw.error_msg} (errno {raw.error}{where})")
             status_code = 1
+        dumps: dict[int, list[tuple[str, str]]] = {}
+        if raw.verify is not None:  # fio's report of each bad block (also those continue_on_error let pass)
+            if jp.options.get("verify_dump"):
+                dumps = write_dumps(raw.verify, _paths(jp), os.getcwd())
+            for line in verify_messages(raw.verify, _paths(jp), dumps):
+                say(line)
         raws[jp.index] = raw
         elapsed_ms = max(elapsed_ms, int((worker.finished_at - worker.started_at) * 1000))
         results.append(
@@ -162,6 +176,8 @@ def _analyse(plan: RunPlan, ran: _Ran, findings: list[Finding], opts: RunOptions
                 warnings=[*(w for w in jp.warnings if w not in reported), *worker.notes],
                 job_options=jp.job_options,
                 elapsed_s=max(1, round(worker.finished_at - worker.started_at)),
+                paths=_paths(jp),
+                verify_dumps=dumps,
                 steadystate=worker.steadystate,
             )
         )

@@ -187,6 +187,50 @@ class Uncounted:
 
 
 @dataclass(frozen=True)
+class VerifyFailure:
+    """One block that failed verification (csrc/verify.h struct iol_vfail)."""
+
+    kind: str = field(
+        default="",
+        metadata={
+            "doc": "never written?, bad magic header, bad header length/offset/numberio/crc,"
+            " checksum mismatch, pattern mismatch, short read"
+        },
+    )
+    file: int = field(default=0, metadata={"doc": "index in the job's file list"})
+    offset: int = field(default=0, metadata={"doc": "offset of the failing chunk (verify_interval bytes)"})
+    length: int = field(default=0, metadata={"doc": "its length"})
+    block_offset: int = field(default=0, metadata={"doc": "offset of the block read"})
+    block_length: int = field(default=0, metadata={"doc": "length of the block read"})
+    expected: int = field(default=0, metadata={"doc": "header field (or pattern byte) expected"})
+    received: int = field(default=0, metadata={"doc": "what was read"})
+    bad_byte: int = field(default=0, metadata={"doc": "pattern: offset of the first bad byte in the chunk"})
+    media_type: int = field(default=0, metadata={"doc": "fio verify type named by the header read (0: none)"})
+    csum_expected: bytes = field(default=b"", metadata={"doc": "checksum in the header"})
+    csum_received: bytes = field(default=b"", metadata={"doc": "checksum of the data read"})
+    dump_received: bytes = field(default=b"", metadata={"doc": "verify_dump: the chunk as read (first 4)"})
+    dump_expected: bytes = field(
+        default=b"", metadata={"doc": "verify_dump: the chunk as written, regenerated (data failures)"}
+    )
+
+
+@dataclass(frozen=True)
+class CoreVerify:
+    """verify=: what was written, read back and checked."""
+
+    type: str = field(default="", metadata={"doc": "verify type (crc32c, md5, pattern, ...)"})
+    written: int = field(default=0, metadata={"doc": "writes logged to be read back"})
+    reads: int = field(default=0, metadata={"doc": "reads checked"})
+    bytes: int = field(default=0, metadata={"doc": "bytes checked"})
+    chunks: int = field(default=0, metadata={"doc": "headers (verify_interval chunks) checked"})
+    failures: int = field(default=0, metadata={"doc": "chunks that failed"})
+    not_read: int = field(default=0, metadata={"doc": "logged writes never read back (the job ended first)"})
+    phase_ns: int = field(default=0, metadata={"doc": "wall time of the verify phase (after the writes)"})
+    log_full: bool = field(default=False, metadata={"doc": "a write could not be logged (not read back)"})
+    failed: tuple[VerifyFailure, ...] = field(default=(), metadata={"doc": "the first 16 failures"})
+
+
+@dataclass(frozen=True)
 class CoreResult:
     """What one job did, as the C core measured it."""
 
@@ -246,6 +290,7 @@ class CoreResult:
         default=0,
         metadata={"doc": "end_fsync calls: out of the statistics as in fio; the device check counts them"},
     )
+    verify: CoreVerify | None = field(default=None, metadata={"doc": "verify= jobs only"})
     io_loop: bool = field(default=True, metadata={"doc": "runner: the job entered its I/O loop"})
     iowq_workers: int = field(
         default=0, metadata={"doc": "runner: io_uring worker threads seen for the job's thread"}

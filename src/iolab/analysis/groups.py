@@ -168,6 +168,17 @@ def _sum_counts(series: Sequence[Sequence[int]]) -> list[int]:
     return out
 
 
+def merge_verify(parts: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The iolab.verify objects of a group's jobs as one: counts summed, failures in job order."""
+    if not parts:
+        return None
+    out = dict(parts[0])
+    for key in ("written", "reads", "bytes", "chunks", "failures", "not_read"):
+        out[key] = sum(int(p[key]) for p in parts)
+    out["failed"] = [f for p in parts for f in p["failed"]]
+    return out
+
+
 def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
     """Merge the jobs of one group into a single :class:`JobResult` (fio's group_reporting)."""
     if not jobs:
@@ -258,6 +269,7 @@ def merge_jobs(jobs: Sequence[JobResult]) -> JobResult:
         finished_at=max(j.finished_at for j in jobs),
         total_err=sum(j.total_err for j in jobs),
         first_error=next((j.first_error for j in jobs if j.first_error), 0),
+        verify=merge_verify([j.verify for j in jobs if j.verify is not None]),
     )
 
 

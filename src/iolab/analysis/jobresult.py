@@ -23,6 +23,7 @@ from iolab.analysis.stats import (
     IoDepths,
     SampleStats,
 )
+from iolab.analysis.verify import verify_json
 
 
 @dataclass
@@ -61,6 +62,8 @@ class JobResult:
     #: fio's latency_depth: the queue depth the job ran its I/O loop with; 0 when it never got there
     #: (create_only), and then fio's JSON has no latency_* keys
     latency_depth: int = 1
+    #: verify=: the JSON's iolab.verify object (iolab.analysis.verify.verify_json); None without verify
+    verify: dict[str, Any] | None = None
     #: steadystate=: fio's JSON "steadystate" object and iolab's own additions (when it was attained)
     steadystate: dict[str, Any] | None = None
     steadystate_iolab: dict[str, Any] | None = None
@@ -207,6 +210,8 @@ def job_result(
     elapsed_s: int | None = None,
     pid: int | None = None,
     finished_at: float | None = None,
+    paths: Sequence[str] = (),
+    verify_dumps: Mapping[int, Sequence[tuple[str, str]]] | None = None,
     steadystate: Any = None,
 ) -> JobResult:
     """Turn the C core's result (docs/DESIGN.md section 3; a raw dict is typed first) into a JobResult.
@@ -227,6 +232,11 @@ def job_result(
 
     err_code = core.error
     err_ddir = core.error_ddir
+    # as fio, a write job's verify phase is its read runtime, and the writes' runtime ends where it starts
+    dir_ms: dict[str, int] = {}
+    if core.verify is not None and core.verify.phase_ns:
+        phase_ms = core.verify.phase_ns // 1_000_000
+        dir_ms = {"read": phase_ms, "write": max(runtime_ns - core.verify.phase_ns, 0) // 1_000_000}
     dirs: dict[str, DirStats] = {}
     for d in ALL_DIRS:
         rd: CoreDir = getattr(core.ddir, d, None) or CoreDir()
@@ -243,7 +253,7 @@ def job_result(
             bytes=rd.bytes,
             short_ios=rd.short_ios,
             drop_ios=rd.dropped,
-            runtime_ms=(max(runtime_ms, 1) if ios else 0) if d != "sync" else 0,
+            runtime_ms=(max(dir_ms.get(d, runtime_ms), 1) if ios else 0) if d != "sync" else 0,
             # disable_clat/lat/slat (or gtod_reduce): fio keeps no such latencies, its report shows zeros
             clat=Histogram() if opts.disable_clat else _hist(rd.clat, sub_bits, nbuckets),
             lat=Histogram() if opts.disable_lat and d != "sync" else _hist(rd.lat, sub_bits, nbuckets),
@@ -365,4 +375,5 @@ def job_result(
         total_err=core.total_err,
         first_error=core.first_error,
         latency_depth=opts.iodepth if io_loop else 0,
+        verify=verify_json(core.verify, paths, verify_dumps) if core.verify is not None else None,
     )

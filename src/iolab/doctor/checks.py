@@ -7,6 +7,7 @@ them all. Thresholds are named constants so the evidence can quote them.
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -616,6 +617,73 @@ def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
             job=job.name,
         )
     ]
+
+
+#: mmap(2) flags of the DAX probe (linux/mman.h): MAP_SYNC is only accepted with MAP_SHARED_VALIDATE
+_MAP_SHARED_VALIDATE = 0x03
+_MAP_SYNC = 0x80000
+
+
+def dax_probe(path: str, info: TargetInfo) -> tuple[bool, str]:
+    """Whether ``path`` is mapped DAX (persistent memory, no page cache), and how that was found.
+
+    An existing non-empty file is asked the way the libpmem engine asks at run time: a one-page mapping
+    with MAP_SYNC, which the kernel grants only on DAX. A file not laid out yet can only be judged by
+    its file system's mount options (dax, dax=always)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > 0:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            return False, f"cannot open it to probe MAP_SYNC: {exc.strerror}"
+        try:
+            with mmap.mmap(fd, mmap.PAGESIZE, flags=_MAP_SHARED_VALIDATE | _MAP_SYNC, prot=mmap.PROT_READ):
+                return True, "MAP_SYNC mapping granted"
+        except OSError as exc:
+            return False, f"MAP_SYNC mapping refused ({exc.strerror})"
+        finally:
+            os.close(fd)
+    mount = info.mount
+    options = f"{mount.options},{mount.super_options}".split(",") if mount else []
+    if any(o == "dax" or o == "dax=always" for o in options):
+        return True, "file system mounted with dax"
+    fs = info.fstype or "unknown"
+    return False, f"{fs} file system not mounted with dax"
+
+
+@check("IOL-PMEM-001")
+def check_pmem(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
+    job = clones[0]
+    if str(job.values["ioengine"]) != "libpmem":
+        return []
+    out: list[Finding] = []
+    seen: set[str] = set()
+    for clone in clones:
+        for f in clone.files:
+            if f.path in seen:
+                continue
+            seen.add(f.path)
+            info = ctx.target(f.path)
+            dax, how = dax_probe(f.path, info)
+            if dax:
+                continue
+            out.append(
+                finding(
+                    "IOL-PMEM-001",
+                    f"ioengine=libpmem on {f.path}, which is not on persistent memory (no DAX): the file "
+                    "lives in the page cache, the engine falls back to msync, and the numbers are "
+                    "page-cache numbers, not pmem",
+                    {"path": f.path, "fstype": info.fstype or "", "dax": False, "how": how},
+                    job.fix(
+                        "filename= a file on a file system mounted with -o dax on a pmem device", "filename"
+                    ),
+                    job=job.name,
+                )
+            )
+    return out
 
 
 def pre_run(

@@ -30,6 +30,7 @@ CODES: dict[str, CodeInfo] = {
         "loop device without direct I/O: its backing file's page cache serves I/O", "warning"
     ),
     "IOL-ENGINE-001": CodeInfo("synchronous engine with iodepth>1 (capped at 1)", "warning"),
+    "IOL-PMEM-001": CodeInfo("ioengine=libpmem on a file without DAX: page-cache numbers", "warning"),
     "IOL-JOBS-001": CodeInfo("numjobs clones share the same file region", "warning"),
     "IOL-RAMP-001": CodeInfo("no ramp_time", "warning"),
     "IOL-TIME-001": CodeInfo("runtime too short for the target", "warning"),

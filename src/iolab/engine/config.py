@@ -238,6 +238,18 @@ CONFIG_FIELDS: tuple[ConfigField, ...] = (
     ConfigField(
         "rand_repeat", _U32, 1, "randrepeat: every new pass (not time_based) repeats the same random choices"
     ),
+    # data verification (verify.h)
+    ConfigField("verify", _U32, 1, "fio's verify type number (verify.h enum iol_vtype); 0 = none"),
+    ConfigField("verify_flags", _U32, 1, "IOL_VF_*: do_verify, verify_only, verify_fatal, check numberio"),
+    ConfigField("verify_interval", _U64, 1, "bytes per verify header (fio's verify_interval, fixed up)"),
+    ConfigField("verify_offset", _U64, 1, "the header is swapped to this offset in each chunk (0: none)"),
+    ConfigField("verify_backlog", _U64, 1, "read back after this many logged writes; 0 = only at the end"),
+    ConfigField("verify_backlog_batch", _U64, 1, "blocks read back per backlog batch (0 = verify_backlog)"),
+    ConfigField("verify_thread", _U32, 1, "fio's thread number, written into each header"),
+    ConfigField("verify_pattern_len", _U32, 1, "bytes of verify_pattern; 0 = random data"),
+    ConfigField("verify_fmt_n", _U32, 1, "%o formats in verify_pattern"),
+    ConfigField("verify_fmt_off", _U32, 4, "where each %o pastes the block offset (8 little-endian bytes)"),
+    ConfigField("verify_pattern", _U64, 64, "verify_pattern bytes, little-endian 64-bit words (512 bytes)"),
 )
 
 _SIZEOF = {_U32: 4, _U64: 8}

@@ -19,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iolab.ioengines import spec_of
+
 M32 = 0xFFFFFFFF
 M64 = (1 << 64) - 1
 #: fio's fallocate spellings -> the mode (0 and 1 are fio's old boolean forms)
@@ -381,7 +383,10 @@ def layout_spec(values: Mapping[str, Any], reads: bool, writes: bool) -> LayoutS
     """fio's extend_file decisions for a job (fio turns overwrite on for every job that reads)."""
     append = bool(values.get("file_append"))
     overwrite = bool(values.get("overwrite")) or reads
-    write_data = reads or (writes and overwrite and not append)
+    spec = spec_of(str(values.get("ioengine") or "psync"))
+    # fio lays a writer's file out whole when its engine cannot extend a file (FIO_NOEXTEND: mmap)
+    cannot_extend = spec is not None and not spec.extends_files
+    write_data = reads or (writes and ((overwrite and not append) or cannot_extend))
     mode = str(values.get("fallocate") or "native")
     return LayoutSpec(
         write_data=write_data,

@@ -185,7 +185,7 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         series["iops"] = iops
     eng = job.engine
     poll = eng.poll
-    return {
+    block = {
         "version": __version__,
         "jobs": job.num_jobs,
         "runtime_ns": job.runtime_ns,
@@ -240,6 +240,9 @@ def _iolab_job_block(job: JobResult, run_warnings: list[str]) -> dict[str, Any]:
         "warnings": list(job.warnings),
         "run_warnings": list(run_warnings),
     }
+    if job.verify is not None:
+        block["verify"] = job.verify
+    return block
 
 
 def job_obj(

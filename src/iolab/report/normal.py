@@ -37,6 +37,7 @@ from iolab.analysis.model import (
     RunResult,
     mixed_dir,
 )
+from iolab.ioengines import spec_of
 from iolab.report.fiojson import bw_agg_pct
 from iolab.report.units import (
     fmt_percentile_block,
@@ -180,6 +181,9 @@ def job_block(job: JobResult, group: GroupResult) -> list[str]:
         f"  cpu          : usr={c.usr_pct:3.2f}%, sys={c.sys_pct:3.2f}%, "
         f"ctx={c.ctx}, majf={c.majf}, minf={c.minf}"
     )
+    spec = spec_of(job.engine.name)
+    if spec is not None and spec.setup_in_text and job.engine.info:
+        lines.append(f"  engine       : {job.engine.info}")
     p = job.engine.poll
     if p.mode != "off":
         lines.append(
