@@ -183,6 +183,17 @@ JOBS = [
         ),
         id="numjobs3-group",
     ),
+    pytest.param(
+        (
+            "--rw=randwrite",
+            "--bs=4k",
+            "--iodepth=16",
+            "--size=4m",
+            "--verify=crc32c",
+            "--verify_state_save=0",
+        ),
+        id="verify-crc32c-qd16",
+    ),
 ]
 
 
