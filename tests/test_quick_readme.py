@@ -122,6 +122,7 @@ COVERED = {
     "python bench/": "test_readme_bench_commands",
     "iolab run --name=r --ioengine=nbd": "test_readme_nbd_engine",
     "iolab run --name=w --ioengine=nbd": "test_readme_nbd_engine",
+    "iolab run --name=v --filename=v.dat": "test_readme_verify",
 }
 
 
@@ -499,6 +500,26 @@ def test_readme_nbd_engine(tmp_path: Path) -> None:
         for p in servers:
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(10)
+
+
+def test_readme_verify(direct_dir: Path) -> None:
+    """The Verify section's two commands as typed: write and verify, verify alone, then verify alone after
+    dd overwrote one block, which must fail at that block."""
+    write, check = (
+        c.text for c in readme_commands() if c.text.startswith("iolab run --name=v --filename=v.dat")
+    )
+    assert check == write + " --verify_only"
+    for cmd in (write, check):
+        proc = sh(cmd, direct_dir)
+        assert proc.returncode == 0, (cmd, proc.stderr)
+        assert "err= 0" in proc.stdout
+    bad = 77 * 65536
+    with open(direct_dir / "v.dat", "r+b") as fh:
+        fh.seek(bad + 1000)
+        fh.write(os.urandom(512))
+    proc = sh(check, direct_dir)
+    assert proc.returncode == 1
+    assert f"crc32c: verify failed at file v.dat offset {bad}, length 65536" in proc.stderr, proc.stderr
 
 
 def _listening(port: int) -> bool:
