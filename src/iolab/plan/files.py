@@ -207,8 +207,12 @@ class FileSetup:
     sizes: dict[str, int | None] = field(default_factory=dict)
     #: generated names taken by jobs with numjobs > 1 (fio's clone sibling check)
     allocated: set[str] = field(default_factory=set)
+    #: NBD exports (ioengine=nbd) by URI -> their size: sized like a block device, never stat()ed
+    exports: dict[str, int] = field(default_factory=dict)
 
     def _stat(self, path: str) -> tuple[str, int | None]:
+        if path in self.exports:
+            return "block", self.exports[path]
         key = os.path.realpath(path)
         if key in self.sizes:
             return "file", self.sizes[key]
