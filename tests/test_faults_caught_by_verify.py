@@ -88,6 +88,21 @@ def test_lost_write_is_caught_where_it_was_lost(server: NBDServer) -> None:
     assert f"offset {1 << 20}" in err
 
 
+def test_lost_write_over_stale_blocks_is_caught(server: NBDServer) -> None:
+    """The subtle lost write: the block still holds an earlier, valid block of the same layout (a previous
+    run with another seed). Magic, length and offset are right; only the seed (and so the checksum of the
+    new data) tells the stale block from the new one."""
+    rc, doc, err = run_verify(server.uri, "--randseed=1")
+    assert rc == 0, err
+    server.fault_add("lost-write:offset=2M,length=1,once=on,id=lost")
+    rc, doc, err = run_verify(server.uri, "--randseed=2")
+    (entry,) = server.fault_log("lost")
+    assert (entry["offset"], entry["length"]) == (2 << 20, BS)
+    bad = caught(rc, doc)
+    assert list(bad) == [2 << 20], bad
+    assert bad[2 << 20]["verdict"] == "corrupted"
+
+
 @pytest.mark.parametrize("server", [["torn-write:keep=512,offset=512k,length=1,once=on"]], indirect=True)
 def test_torn_write_is_caught_where_it_tore(server: NBDServer) -> None:
     """Only the first sector lands: the new header is there, the rest is old, so the checksum fails."""
