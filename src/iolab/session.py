@@ -225,6 +225,7 @@ def _device_check(plan: RunPlan, phases: Sequence[Phase], raws: dict[int, CoreRe
             [raws[i].to_core() for i in phase.jobs if i in raws],
             direct=all(jp.direct for jp in jobs),
             ramp_time=any(jp.config["ramp_ns"] for jp in jobs),
+            trims_punch_files=any(not (f.is_block or f.is_char) for jp in jobs for f in jp.files),
         )
         diff = doctor.DeviceCounters.diff(phase.before, phase.after)
         observed = {name: diff[name] for name in doctor.devices_for(jobs) if name in diff}
