@@ -113,7 +113,7 @@ def test_torn_write_is_caught_where_it_tore(server: NBDServer) -> None:
     bad = caught(rc, doc)
     assert list(bad) == [512 << 10], bad
     assert bad[512 << 10]["kind"] == "checksum mismatch" and bad[512 << 10]["verdict"] == "corrupted"
-    assert "crc32c: verify failed at file" in err and f"offset {512 << 10}" in err
+    assert f"crc32c: verify failed at file {server.uri} offset {512 << 10}, length {BS}" in err
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,9 @@ def _run_engine(plan: RunPlan, gate: doctor.RunGate, opts: RunOptions) -> _Ran:
 
 def _paths(jp: JobPlan) -> list[str]:
     """The job's files in the core's numbering (a file with nothing to do is left out, as the runner
-    does)."""
+    does); an nbd job's one file is its export, named by its URI."""
+    if jp.nbd is not None:
+        return [jp.nbd.uri]
     return [fp.path for fp in jp.files if fp.region_size > 0]
 
 
