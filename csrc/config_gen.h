@@ -19,7 +19,7 @@ struct iol_config {
     uint32_t magic;
     /* sizeof(struct iol_config); checked by C */
     uint32_t size;
-    /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = mmap, 4 = libpmem (enum iol_engine_id) */
+    /* 0 = psync, 1 = libaio, 2 = io_uring, 3 = mmap, 4 = libpmem, 5 = nbd (enum iol_engine_id) */
     uint32_t engine;
     /* bit0 = reads, bit1 = writes, bit2 = trims */
     uint32_t ddir_mask;
@@ -309,7 +309,8 @@ enum iol_engine_id {
     IOL_ENGINE_IO_URING = 2,
     IOL_ENGINE_MMAP = 3,
     IOL_ENGINE_LIBPMEM = 4,
-    IOL_ENGINE_COUNT = 5,
+    IOL_ENGINE_NBD = 5,
+    IOL_ENGINE_COUNT = 6,
 };
 
 /* cfg->engine_flags */
@@ -332,6 +333,7 @@ enum iol_engine_id {
     X(IOL_ENGINE_IO_URING, iol_engine_io_uring, 65535u) \
     X(IOL_ENGINE_MMAP, iol_engine_mmap, 65535u) \
     X(IOL_ENGINE_LIBPMEM, iol_engine_libpmem, 65535u) \
+    X(IOL_ENGINE_NBD, iol_engine_nbd, 65535u) \
 
 
 _Static_assert(sizeof(struct iol_config) == 5976, "iol_config size");

@@ -86,6 +86,8 @@ struct iol_engine_env {
     void *bufmem;         /* I/O buffers: slot i owns slot_len bytes at bufmem + i * slot_len */
     size_t slot_len;
     struct iol_poll *poll; /* completion-wait policy and counters, owned by the job */
+    const int *engine_fds; /* more descriptors for the engine (nbd: extra connections); valid in init() */
+    unsigned nengine_fds;
 };
 
 #define IOL_ENGINE_SYNC 1u /* queue() always completes: clat == lat, no slat, depth 1 */

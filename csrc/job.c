@@ -86,6 +86,7 @@ static int vfy_prep_read(struct iol_job *j, struct iol_io *io)
     io->buf = (char *)j->bufmem + (size_t)io->index * 2 * j->buflen;
     v->slot_verify[io->index] = 1;
     v->slot_numberio[io->index] = e->numberio | 0x80000000u;
+    v->slot_seed[io->index] = e->seed;
     v->last_ddir = IOL_DDIR_READ;
     return 1;
 }

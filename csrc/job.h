@@ -32,6 +32,9 @@ enum iol_create_status {
 /* Validates cfg (cfg_len bytes) and files, allocates everything the run needs. */
 int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const struct iol_file_spec *files,
                    size_t nfiles, char *err, size_t errlen);
+/* The same, with descriptors the engine gets besides the files (nbd: more connections to the export). */
+int iol_job_create_ex(struct iol_job **out, const void *cfg, size_t cfg_len, const struct iol_file_spec *files,
+                      size_t nfiles, const int *engine_fds, size_t nengine_fds, char *err, size_t errlen);
 void iol_job_destroy(struct iol_job *job);
 void iol_job_run(struct iol_job *job);
 void iol_job_stop(struct iol_job *job);

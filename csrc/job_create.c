@@ -235,6 +235,12 @@ static int validate_and_setup(struct iol_job *j, const struct iol_file_spec *fil
 int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const struct iol_file_spec *files,
                    size_t nfiles, char *err, size_t errlen)
 {
+    return iol_job_create_ex(out, cfg, cfg_len, files, nfiles, NULL, 0, err, errlen);
+}
+
+int iol_job_create_ex(struct iol_job **out, const void *cfg, size_t cfg_len, const struct iol_file_spec *files,
+                      size_t nfiles, const int *engine_fds, size_t nengine_fds, char *err, size_t errlen)
+{
     *out = NULL;
     if (cfg_len != sizeof(struct iol_config))
         return fail(err, errlen, "config is %zu bytes, expected %zu (packed for another build of iolab._core?)",
@@ -371,6 +377,8 @@ int iol_job_create(struct iol_job **out, const void *cfg, size_t cfg_len, const 
         .bufmem = j->bufmem,
         .slot_len = 2 * j->buflen,
         .poll = &j->poll,
+        .engine_fds = engine_fds,
+        .nengine_fds = (unsigned)nengine_fds,
     };
     int er = j->eng->init(&env, &j->eng_state, err, errlen);
     free(ef);

@@ -97,11 +97,35 @@ fail_seq:
 
 static int Job_init(JobObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"config", "files", NULL};
+    static char *kwlist[] = {"config", "files", "engine_fds", NULL};
     Py_buffer cfg;
     PyObject *files;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*O:Job", kwlist, &cfg, &files))
+    PyObject *efds_obj = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "y*O|O:Job", kwlist, &cfg, &files, &efds_obj))
         return -1;
+    int efds[64];
+    Py_ssize_t nefds = 0;
+    if (efds_obj && efds_obj != Py_None) {
+        PyObject *seq = PySequence_Fast(efds_obj, "engine_fds must be a list of file descriptors");
+        if (!seq) {
+            PyBuffer_Release(&cfg);
+            return -1;
+        }
+        nefds = PySequence_Fast_GET_SIZE(seq);
+        int bad = nefds > 64;
+        for (Py_ssize_t i = 0; !bad && i < nefds; i++) {
+            long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+            bad = (v == -1 && PyErr_Occurred()) || v < 0 || v > INT32_MAX;
+            efds[i] = (int)v;
+        }
+        Py_DECREF(seq);
+        if (bad) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "engine_fds: at most 64 file descriptors (ints >= 0)");
+            PyBuffer_Release(&cfg);
+            return -1;
+        }
+    }
     if (self->state == STATE_RUNNING) {
         PyBuffer_Release(&cfg);
         PyErr_SetString(PyExc_RuntimeError, "cannot re-initialize a running Job");
@@ -117,7 +141,8 @@ static int Job_init(JobObject *self, PyObject *args, PyObject *kwds)
     }
     char err[512] = "";
     struct iol_job *job = NULL;
-    int r = iol_job_create(&job, cfg.buf, (size_t)cfg.len, specs, (size_t)n, err, sizeof(err));
+    int r = iol_job_create_ex(&job, cfg.buf, (size_t)cfg.len, specs, (size_t)n, efds, (size_t)nefds, err,
+                              sizeof(err));
     PyMem_Free(specs);
     PyBuffer_Release(&cfg);
     switch (r) {

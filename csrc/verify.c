@@ -27,7 +27,7 @@ _Static_assert(sizeof(struct vhdr) == IOL_VHDR_LEN, "fio's verify header is 40 b
 
 static const char *const kind_names[IOL_VFAIL_KINDS] = {
     "never written?", "bad magic header", "bad header length", "bad header offset", "bad header numberio",
-    "bad header crc", "checksum mismatch", "pattern mismatch", "short read",
+    "bad header crc", "checksum mismatch", "pattern mismatch", "short read", "bad header rand_seed",
 };
 
 /* fio's size of struct vhdr_<type> (sha256 and sha512 reserve twice their digest). */
@@ -190,6 +190,10 @@ int iol_verify_init(struct iol_job *j, uint64_t log_cap, char *err, size_t errle
     /* fio sorts the log by offset unless the job keeps a random map (then it reads back in write order) */
     v->sorted = !(c->random && !c->norandommap);
     v->read_job = !(c->ddir_mask & 2);
+    /* verify_only writes nothing: the blocks it reads may come from fio or another seed; fio too takes
+     * the seed from the header there (its check needs rw=rw), and with verify_backlog, where a block
+     * read back may have been written again since */
+    v->check_seed = !v->read_job && !(v->flags & IOL_VF_ONLY) && !v->pattern_len && !c->verify_backlog;
     if (!v->read_job && (v->flags & (IOL_VF_DO_VERIFY | IOL_VF_ONLY))) {
         v->cap = log_cap;
         v->log = calloc(log_cap ? log_cap : 1, sizeof(*v->log));
@@ -199,7 +203,8 @@ int iol_verify_init(struct iol_job *j, uint64_t log_cap, char *err, size_t errle
     v->slot_verify = calloc(j->depth, 1);
     v->slot_numberio = calloc(j->depth, sizeof(uint32_t));
     v->slot_write = calloc(j->depth, sizeof(uint32_t));
-    if (!v->slot_verify || !v->slot_numberio || !v->slot_write)
+    v->slot_seed = calloc(j->depth, sizeof(uint64_t));
+    if (!v->slot_verify || !v->slot_numberio || !v->slot_write || !v->slot_seed)
         return ENOMEM;
     if (v->flags & IOL_VF_DUMP) {
         v->dump_len = j->buflen;
@@ -225,6 +230,7 @@ void iol_verify_free(struct iol_job *j)
     free(v->slot_verify);
     free(v->slot_numberio);
     free(v->slot_write);
+    free(v->slot_seed);
     free(v->scratch);
     free(v->regen);
     free(v->dump);
@@ -319,6 +325,7 @@ void iol_verify_fill(struct iol_job *j, struct iol_io *io)
         }
         struct iol_vlog *e = &v->log[v->tail];
         e->offset = io->offset;
+        e->seed = seed;
         e->len = (uint32_t)io->len;
         e->file = io->file;
         e->numberio = numberio;
@@ -409,6 +416,7 @@ static void set_message(struct iol_job *j, uint32_t kind, const struct iol_io *i
     case IOL_VFAIL_LENGTH:
     case IOL_VFAIL_OFFSET:
     case IOL_VFAIL_NUMBERIO:
+    case IOL_VFAIL_SEED:
         snprintf(msg, msglen, "verify: %s %llu, wanted %llu at offset %llu of file %u, length %llu: corrupted",
                  what, (unsigned long long)received, (unsigned long long)expected, (unsigned long long)off, io->file,
                  (unsigned long long)len);
@@ -525,10 +533,19 @@ int iol_verify_check(struct iol_job *j, struct iol_io *io)
                 }
                 set_message(j, IOL_VFAIL_CHECKSUM, io, off, inc, 0, 0);
                 ret = EILSEQ;
+                continue;
             }
         } else if (v->pattern_len && check_pattern(j, io, c, p, inc, off)) {
             ret = EILSEQ; /* meta with verify_pattern, or the pattern after a header */
+            continue;
         }
+        /* fio's rand_seed check, which fio makes only for rw=rw/randrw jobs without verify_backlog
+         * (where its replay of the seeds is in step). iolab logs each block's seed, so it checks every
+         * block this run wrote, after fio's other checks (so it reports what fio reports, and more): a
+         * valid block of an earlier run, left in place by a lost write, fails here. */
+        if (v->check_seed && h.rand_seed != v->slot_seed[io->index])
+            return header_fail(j, io, IOL_VFAIL_SEED, off, inc, v->slot_seed[io->index], h.rand_seed,
+                               h.verify_type);
     }
     return ret;
 }

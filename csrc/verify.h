@@ -63,7 +63,8 @@ enum iol_vfail_kind {
     IOL_VFAIL_CHECKSUM = 6,      /* the data does not match its checksum: corrupted */
     IOL_VFAIL_PATTERN = 7,       /* a byte differs from verify_pattern */
     IOL_VFAIL_SHORT = 8,         /* the read returned less than the block (end of file) */
-    IOL_VFAIL_KINDS = 9,
+    IOL_VFAIL_SEED = 9,          /* a valid block written with another seed: stale (lost write) */
+    IOL_VFAIL_KINDS = 10,
 };
 
 struct iol_vfail {
@@ -86,6 +87,7 @@ struct iol_vfail {
 /* One logged write. */
 struct iol_vlog {
     uint64_t offset;
+    uint64_t seed;  /* the payload seed written into the block's header */
     uint32_t len;
     uint32_t file;
     uint32_t numberio;
@@ -124,6 +126,8 @@ struct iol_verify {
     int read_job;          /* a read-only job with verify=: every read is checked */
     uint8_t *slot_verify;  /* per I/O slot: 1 when the read in it is to be checked */
     uint32_t *slot_numberio; /* per I/O slot: the logged write number of the block read (bit 31: known) */
+    uint64_t *slot_seed;     /* per I/O slot: the seed the block read was written with (check_seed jobs) */
+    int check_seed;          /* the blocks read back were written by this run: their seeds are known */
     uint8_t *scratch;      /* expected data (patterns), one block */
     uint8_t *regen;        /* verify_dump: a block regenerated from its header, as written */
     uint8_t *dump;         /* verify_dump: per kept failure, the chunk read then as written (dump_len each) */

@@ -35,7 +35,7 @@ def test_every_engine_option_is_in_the_option_table_as_its_spec_declares() -> No
         for eo in spec.options:
             o = OPTIONS[eo.name]
             assert o.supported and spec.name in o.engines, eo.name
-            assert o.kind == (Kind.BOOL if eo.kind == "flag" else Kind.INT), eo.name
+            assert o.kind == {"flag": Kind.BOOL, "int": Kind.INT, "str": Kind.STR}[eo.kind], eo.name
             assert (o.default, o.help, o.note, o.config_field) == (
                 eo.default,
                 eo.help,
@@ -56,7 +56,7 @@ def test_engine_names_come_from_the_specs() -> None:
     for spec in ENGINE_SPECS:
         for alias, _ in spec.runs_as:
             assert ENGINES[alias].runs_as == spec.name
-    assert ASYNC_ENGINES == tuple(s.name for s in ENGINE_SPECS if s.is_async) == ("libaio", "io_uring")
+    assert ASYNC_ENGINES == tuple(s.name for s in ENGINE_SPECS if s.is_async) == ("libaio", "io_uring", "nbd")
     assert {"psync", "sync"} <= SYNC_ENGINES and not SYNC_ENGINES & set(ASYNC_ENGINES)
 
 
@@ -126,7 +126,12 @@ def _config(**over: Any) -> bytes:
     return cfgmod.pack_config(values)
 
 
-@pytest.mark.parametrize("spec", ENGINE_SPECS, ids=[s.name for s in ENGINE_SPECS])
+#: engines whose files are not local files (nbd: a connected socket), run by their own tests
+_SOCKET_ENGINES = ("nbd",)  # tests/test_engine_nbd.py
+_FILE_ENGINES = [s for s in ENGINE_SPECS if s.name not in _SOCKET_ENGINES]
+
+
+@pytest.mark.parametrize("spec", _FILE_ENGINES, ids=[s.name for s in _FILE_ENGINES])
 def test_each_spec_is_registered_in_c(spec: Any, tmp_path: Path) -> None:
     depth = 4 if spec.is_async else 1
     fd = os.open(_direct_file(tmp_path), os.O_RDONLY)

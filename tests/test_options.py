@@ -146,7 +146,7 @@ def test_defaults_are_typed() -> None:
 
 
 def test_engines() -> None:
-    assert {"psync", "sync", "libaio", "io_uring", "mmap", "libpmem"} <= set(SUPPORTED_ENGINES)
+    assert {"psync", "sync", "libaio", "io_uring", "mmap", "libpmem", "nbd"} <= set(SUPPORTED_ENGINES)
     assert ENGINES["sync"].runs_as == "psync"
     assert ENGINES["libaio"].runs_as == "libaio" and ENGINES["io_uring"].runs_as == "io_uring"
     assert ENGINES["mmap"].runs_as == "mmap" and ENGINES["libpmem"].runs_as == "libpmem"

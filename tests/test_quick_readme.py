@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,6 +120,9 @@ COVERED = {
     "qemu-io -f raw": "test_readme_nbd_blocks",
     "iolab ctl ctl.sock": "test_readme_nbd_blocks",
     "python bench/": "test_readme_bench_commands",
+    "iolab run --name=r --ioengine=nbd": "test_readme_nbd_engine",
+    "iolab run --name=w --ioengine=nbd": "test_readme_nbd_engine",
+    "iolab run --name=v --filename=v.dat": "test_readme_verify",
 }
 
 
@@ -461,6 +465,66 @@ def test_readme_nbd_blocks(tmp_path: Path, background: list[subprocess.Popen[str
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait(10)
+
+
+def test_readme_nbd_engine(tmp_path: Path) -> None:
+    """The nbd engine's README commands against nbdkit (memory plugin) on the socket and port they name."""
+    nbdkit = shutil.which("nbdkit")
+    need(nbdkit is not None, "nbdkit is not installed (Debian package nbdkit)")
+    assert nbdkit is not None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    sock = tmp_path / "nbd.sock"
+    servers = [
+        subprocess.Popen([nbdkit, "-f", "-U", str(sock), "memory", "size=16M"], start_new_session=True),
+        subprocess.Popen(
+            [nbdkit, "-f", "-i", "127.0.0.1", "-p", str(port), "memory", "size=16M"], start_new_session=True
+        ),
+    ]
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists() or not _listening(port):
+            assert time.monotonic() < deadline, "nbdkit did not start"
+            time.sleep(0.05)
+        for prefix in ("iolab run --name=r --ioengine=nbd", "iolab run --name=w --ioengine=nbd"):
+            text = (
+                find(prefix)
+                .text.replace("/tmp/nbd.sock", str(sock))
+                .replace("127.0.0.1:10809", f"127.0.0.1:{port}")
+            )
+            proc = sh(text, tmp_path)
+            assert proc.returncode == 0, (text, proc.stderr)
+            assert "ioengine=nbd" in proc.stdout and "err= 0" in proc.stdout, proc.stdout
+    finally:
+        for p in servers:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(10)
+
+
+def test_readme_verify(direct_dir: Path) -> None:
+    """The Verify section's two commands as typed: write and verify, verify alone, then verify alone after
+    dd overwrote one block, which must fail at that block."""
+    write, check = (
+        c.text for c in readme_commands() if c.text.startswith("iolab run --name=v --filename=v.dat")
+    )
+    assert check == write + " --verify_only"
+    for cmd in (write, check):
+        proc = sh(cmd, direct_dir)
+        assert proc.returncode == 0, (cmd, proc.stderr)
+        assert "err= 0" in proc.stdout
+    bad = 77 * 65536
+    with open(direct_dir / "v.dat", "r+b") as fh:
+        fh.seek(bad + 1000)
+        fh.write(os.urandom(512))
+    proc = sh(check, direct_dir)
+    assert proc.returncode == 1
+    assert f"crc32c: verify failed at file v.dat offset {bad}, length 65536" in proc.stderr, proc.stderr
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 # ------------------------------------------------------------------------------------- bench and prose

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -470,3 +471,163 @@ def test_group_reporting_sums_the_clones(direct_dir: Path) -> None:
     assert doc is not None and len(doc["jobs"]) == 1
     v = verify_of(doc)
     assert (v["written"], v["reads"], v["bytes"]) == (128, 128, 2 * 256 * 1024)
+
+
+# ------------------------------------------------------------------------- stale blocks: the seed check
+# Job a writes 16 blocks slowly (thinktime) and reads them back; job b, started a second later, writes
+# block 0 again with another seed: a valid block, its header of the same offset and write number, as a
+# lost write leaves an earlier run's block (of another randseed). Only the header's seed tells them apart.
+STALE_JOB = """[global]
+filename={target}
+bs=4k
+verify=crc32c
+verify_state_save=0
+[a]
+rw={rw}
+size=64k
+thinktime=200ms
+[b]
+rw={rw}
+size=4k
+startdelay=1
+do_verify=0
+randseed=2
+"""
+
+
+def stale_job(tmp_path: Path, rw: str) -> Path:
+    job = tmp_path / f"stale-{rw.split()[0].replace('=', '')}.fio"
+    job.write_text(STALE_JOB.format(target=tmp_path / "stale.dat", rw=rw))
+    return job
+
+
+def test_valid_block_of_another_seed_is_caught_as_fio_with_its_seed_check(tmp_path: Path) -> None:
+    rc, doc, err = iolab_run(str(stale_job(tmp_path, "write")))
+    assert doc is not None, err
+    a = doc["jobs"][0]
+    assert a["error"] == 84 and rc != 0
+    (bad,) = a["iolab"]["verify"]["failed"]
+    assert (bad["offset"], bad["kind"], bad["verdict"]) == (0, "bad header rand_seed", "corrupted")
+    assert bad["expected"] != bad["received"]
+    assert f"verify: bad header rand_seed {bad['received']}, wanted {bad['expected']} at file" in err
+    # fio makes this check for jobs that read and write (rw=rw; with rwmixwrite=100 it writes as rw=write
+    # does): the same block, the same kind of failure
+    fio = need_fio()
+    (tmp_path / "stale.dat").unlink()
+    r = subprocess.run(
+        [fio, str(stale_job(tmp_path, "rw\nrwmixwrite=100")), "--output-format=json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    theirs = [ln for ln in r.stderr.splitlines() if ln.startswith("verify:")]
+    assert len(theirs) == 1 and theirs[0].startswith("verify: bad header rand_seed "), r.stderr
+    assert "at file " in theirs[0] and "offset 0, length 4096" in theirs[0]
+    assert json.loads(r.stdout[r.stdout.index("{") :])["jobs"][0]["error"] == 84  # after fio's "pid=" line
+    # with rw=write fio takes the seed from the header and passes the stale block (docs/fio-differences.md)
+    (tmp_path / "stale.dat").unlink()
+    r = subprocess.run(
+        [fio, str(stale_job(tmp_path, "write")), "--output-format=json"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and "verify:" not in r.stderr
+
+
+def test_verify_only_takes_the_seed_from_the_header_as_fio(direct_dir: Path) -> None:
+    """verify_only writes nothing, so the blocks may be fio's or another seed's: neither fio nor iolab
+    checks the seed there (fio's check needs a job that reads and writes)."""
+    target = direct_dir / "s.dat"
+    assert iolab_run(*job_args(target, "--verify=crc32c", "--randseed=1"))[0] == 0
+    first = target.read_bytes()
+    assert iolab_run(*job_args(target, "--verify=crc32c", "--randseed=2", "--do_verify=0"))[0] == 0
+    assert target.read_bytes()[5 * BS : 6 * BS] != first[5 * BS : 6 * BS]
+    with open(target, "r+b") as fh:  # the write of block 5 was lost: run 1's block is still there
+        fh.seek(5 * BS)
+        fh.write(first[5 * BS : 6 * BS])
+    rc, doc, err = iolab_run(*job_args(target, "--verify=crc32c", "--randseed=2", "--verify_only"))
+    assert rc == 0 and verify_of(doc)["failures"] == 0, err
+    fio = need_fio()
+    r = subprocess.run(
+        [fio, "--name=v", f"--filename={target}", f"--size={SIZE}", "--rw=write", f"--bs={BS}",
+         "--verify=crc32c", "--randseed=2", "--verify_only", "--verify_state_save=0"],
+        capture_output=True, text=True, cwd=direct_dir, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0 and "verify:" not in r.stderr
+
+
+# ------------------------------------------------------------------------- verify_only only reads
+def sha256_of(path: str | Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def test_verify_only_on_a_device_with_a_file_system_needs_no_allow_destroy(direct_dir: Path) -> None:
+    """ext4 on a loop device: writing needs --allow-destroy (the gate sees the file system), reading the
+    blocks back with verify_only does not, raises no IOL-SAFE finding, and leaves every byte as it was."""
+    from test_doctor_support import attached, mkfs_ext4
+
+    image = direct_dir / "ext4.img"
+    with open(image, "wb") as fh:
+        fh.truncate(64 << 20)
+    mkfs_ext4(image)
+    with attached(image) as dev:
+        # a region clear of the primary superblock, so the device still carries ext4 after the write
+        args = ["--name=v", f"--filename={dev}", "--offset=32M", "--size=4M", "--rw=write", "--bs=64k",
+                "--direct=1", "--verify=crc32c", "--verify_state_save=0"]  # fmt: skip
+        before = sha256_of(dev)
+        rc, doc, err = iolab_run(*args)
+        assert rc != 0 and "IOL-SAFE-004" in err and "ext4" in err
+        assert sha256_of(dev) == before
+        rc, doc, err = iolab_run(*args, f"--allow-destroy={dev}")
+        assert rc == 0 and verify_of(doc)["bytes"] == 4 << 20, err
+        written = sha256_of(dev)
+        assert written != before
+        probe = ["blkid", "-p", "-o", "value", "-s", "TYPE", dev]
+        blkid = subprocess.run(probe, capture_output=True, text=True)
+        assert blkid.stdout.strip() == "ext4"  # still there: the gate would stop a writer
+        rc, doc, err = iolab_run(*args, "--verify_only")
+        assert rc == 0, err
+        assert "IOL-SAFE" not in err and "IOL-SAFE" not in json.dumps(doc)
+        v = verify_of(doc)
+        assert (v["reads"], v["bytes"], v["failures"]) == (64, 4 << 20, 0)
+        assert doc is not None and doc["jobs"][0]["write"]["io_bytes"] == 0
+        assert sha256_of(dev) == written
+        # iolab doctor on the job file: the writer carries IOL-SAFE-004, the verify_only job nothing of it
+        for extra, codes in (("", {"IOL-SAFE-004"}), ("verify_only=1\n", set())):
+            jobfile = direct_dir / "v.fio"
+            jobfile.write_text(
+                f"[v]\nfilename={dev}\noffset=32M\nsize=4M\nrw=write\nbs=64k\ndirect=1\nverify=crc32c\n{extra}"
+            )
+            r = subprocess.run(
+                [*IOLAB, "doctor", str(jobfile), "--output-format=json"], capture_output=True, text=True
+            )
+            assert {c for c in re.findall(r"IOL-SAFE-\d+", r.stdout)} == codes, r.stdout + r.stderr
+        assert sha256_of(dev) == written
+        # and it reads what is there: a corrupted block is caught, still without writing
+        corrupt(dev, (32 << 20) + 5 * 65536 + 100)
+        corrupted = sha256_of(dev)
+        rc, doc, err = iolab_run(*args, "--verify_only")
+        assert rc != 0 and [f["offset"] for f in verify_of(doc)["failed"]] == [(32 << 20) + 5 * 65536]
+        assert sha256_of(dev) == corrupted
+
+
+def test_verify_only_never_creates_or_extends_a_file(direct_dir: Path) -> None:
+    """fio lays a missing or short file out under verify_only (and then reads zeros back); iolab refuses,
+    leaving the file as it was."""
+    missing = direct_dir / "missing.dat"
+    rc, doc, err = iolab_run(*job_args(missing, "--verify=crc32c", "--verify_only"))
+    assert rc != 0 and doc is None and "Traceback" not in err
+    assert f"{missing}, which does not exist; verify_only never creates or extends a file" in err
+    assert not missing.exists()
+    short = direct_dir / "short.dat"
+    short.write_bytes(os.urandom(SIZE // 4))
+    before = short.read_bytes()
+    rc, doc, err = iolab_run(*job_args(short, "--verify=crc32c", "--verify_only"))
+    assert rc != 0 and f"which holds {SIZE // 4} bytes" in err
+    assert short.read_bytes() == before
+    rc, doc, err = iolab_run(*job_args(short, "--verify_only", size=SIZE // 4))
+    assert rc != 0 and "verify_only=1 checks nothing without verify=" in err
+    assert short.read_bytes() == before

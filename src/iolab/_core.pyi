@@ -44,13 +44,17 @@ class Job:
 
     ``config``: ``iolab.engine.config.pack_config()`` output. ``files``: ``(fd, region_offset,
     region_size[, file_size])`` per file; ``file_size`` is fio's real_file_size, the size the job's
-    setup left (0 or left out: the file's size now). The caller opens the fds (with O_DIRECT if
-    wanted) and closes them after the job. ValueError for a bad config or file list, TypeError for
-    wrongly typed ``files``.
+    setup left (0 or left out: the file's size now). ``engine_fds``: more descriptors for the engine
+    (ioengine=nbd: connections to the export besides the one of file 0), at most 64. The caller opens
+    the fds (with O_DIRECT if wanted) and closes them after the job. ValueError for a bad config or
+    file list, TypeError for wrongly typed ``files``.
     """
 
     def __init__(
-        self, config: bytes, files: Sequence[tuple[int, int, int] | tuple[int, int, int, int]]
+        self,
+        config: bytes,
+        files: Sequence[tuple[int, int, int] | tuple[int, int, int, int]],
+        engine_fds: Sequence[int] | None = None,
     ) -> None: ...
     def run(self) -> None:
         """Run to the end, a stop() or the first I/O error; releases the GIL. RuntimeError if called twice."""

@@ -60,7 +60,7 @@ def run_usage() -> str:
     rows = [(f"--{f.name}{arg(f)}", f.help) for f in supported]
     rows += [
         ("--strict", "iolab: every doctor warning is an error (nothing runs)"),
-        ("--allow-destroy=DEV|FILE", "iolab: allow writing to this device or loop backing file"),
+        ("--allow-destroy=DEV|FILE|URI", "iolab: allow writing to this device, loop file or NBD export"),
     ]
     width = max(len(r[0]) for r in rows)
     refused = ", ".join(f"--{f.name}" for f in FIO_FLAGS.values() if not f.supported)

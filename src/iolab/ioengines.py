@@ -72,7 +72,7 @@ class EngineOption:
 
     name: str
     help: str
-    kind: str  # "flag" (a boolean) or "int"
+    kind: str  # "flag" (a boolean), "int" or "str" (text the plan reads; never a config field)
     default: Any = None
     note: str = ""
     minval: int | None = None
@@ -263,6 +263,46 @@ ENGINE_SPECS: tuple[EngineSpec, ...] = (
         extends_files=False,
         job_flags=("SYNC_IO",),
         setup_in_text=True,
+    ),
+)
+
+_NBD = "engine-specific: only with ioengine=nbd"
+
+ENGINE_SPECS += (
+    EngineSpec(
+        name="nbd",
+        engine_id=5,
+        note="NBD client over raw sockets (nbd:// and nbd+unix:// URIs), no libnbd",
+        is_async=True,
+        needs_direct_alignment=False,
+        trim=True,
+        options=(
+            EngineOption(
+                "uri",
+                "nbd: the NBD URI of the export: nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH",
+                "str",
+                None,
+                note=_NBD + "; the export's size is the file size; nbds:// (TLS) is refused",
+            ),
+            EngineOption(
+                "nbd_conns",
+                "nbd: connections per job, the I/O slots spread over them (slot i on connection i mod N)",
+                "int",
+                1,
+                note="iolab extension (fio has one connection per job); more than 1 needs a server that "
+                "advertises multi-conn (NBD_FLAG_CAN_MULTI_CONN) unless nbd_conns_force=1",
+                minval=1,
+                maxval=64,
+            ),
+            EngineOption(
+                "nbd_conns_force",
+                "nbd: open nbd_conns connections even when the server does not advertise multi-conn",
+                "flag",
+                False,
+                note="iolab extension; without multi-conn a flush may not cover writes sent on the other "
+                "connections",
+            ),
+        ),
     ),
 )
 

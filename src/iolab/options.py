@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -1552,7 +1552,8 @@ _ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
 # Engine options iolab implements, typed like fio's: declared by the engines' specs (iolab.ioengines).
 for _spec in ENGINE_SPECS:
     for _eo in _spec.options:
-        (_f if _eo.kind == "flag" else _i)(
+        _typed: Callable[..., None] = _f if _eo.kind == "flag" else _i if _eo.kind == "int" else _s
+        _typed(
             _eo.name,
             _eo.help,
             C_ENGINE,

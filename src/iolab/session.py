@@ -124,7 +124,9 @@ def _run_engine(plan: RunPlan, gate: doctor.RunGate, opts: RunOptions) -> _Ran:
 
 def _paths(jp: JobPlan) -> list[str]:
     """The job's files in the core's numbering (a file with nothing to do is left out, as the runner
-    does)."""
+    does); an nbd job's one file is its export, named by its URI."""
+    if jp.nbd is not None:
+        return [jp.nbd.uri]
     return [fp.path for fp in jp.files if fp.region_size > 0]
 
 
@@ -225,6 +227,7 @@ def _device_check(plan: RunPlan, phases: Sequence[Phase], raws: dict[int, CoreRe
             [raws[i].to_core() for i in phase.jobs if i in raws],
             direct=all(jp.direct for jp in jobs),
             ramp_time=any(jp.config["ramp_ns"] for jp in jobs),
+            trims_punch_files=any(not (f.is_block or f.is_char) for jp in jobs for f in jp.files),
         )
         diff = doctor.DeviceCounters.diff(phase.before, phase.after)
         observed = {name: diff[name] for name in doctor.devices_for(jobs) if name in diff}

@@ -194,7 +194,7 @@ class VerifyFailure:
         default="",
         metadata={
             "doc": "never written?, bad magic header, bad header length/offset/numberio/crc,"
-            " checksum mismatch, pattern mismatch, short read"
+            " checksum mismatch, pattern mismatch, short read, bad header rand_seed"
         },
     )
     file: int = field(default=0, metadata={"doc": "index in the job's file list"})

@@ -20,6 +20,7 @@ _HEADER_KINDS = {
     "bad header offset": "offset",
     "bad header numberio": "numberio",
     "bad header crc": "crc",
+    "bad header rand_seed": "rand_seed",
 }
 
 

@@ -216,7 +216,7 @@ def check_target(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 @check("IOL-CACHE-001", "IOL-CACHE-002")
 def check_cache(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
-    if job.direct:
+    if job.direct or job.values.get("ioengine") == "nbd":  # nbd: no page cache on the client's side
         return []
     out = [
         finding(
@@ -596,8 +596,9 @@ def check_buffers(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
 def check_sync(clones: Sequence[JobView], ctx: Context) -> list[Finding]:
     job = clones[0]
     v = job.values
-    # a pure trim job counts as writing (the safety gate) but writes nothing through the page cache
-    if not job.writes or job.direct or v.get("rw") in ("trim", "randtrim"):
+    # nbd: nothing cached on our side; a pure trim job counts as writing (the safety gate) but writes
+    # nothing through the page cache
+    if not job.writes or job.direct or v.get("ioengine") == "nbd" or v.get("rw") in ("trim", "randtrim"):
         return []
     synced = [
         k

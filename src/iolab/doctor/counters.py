@@ -180,6 +180,10 @@ class Issued:
     flushes: int = 0  # fsync/fdatasync calls
     trim_ios: int = 0
     trim_bytes: int = 0
+    #: the trims were holes punched in regular files (a file system passes them down as discards only
+    #: when mounted with -o discard); trims of a block device are BLKDISCARDs, which some drivers (zram)
+    #: never count in their statistics, so only punched holes are held against the device's discards
+    trims_punch_files: bool = False
     direct: bool | None = None
     #: included in the totals above: issued during ramp_time (None: no ramp_time, no ramp I/O)
     ramp: Issued | None = None
@@ -188,7 +192,12 @@ class Issued:
 
     @classmethod
     def from_raw(
-        cls, raws: Iterable[Mapping[str, Any]], direct: bool | None = None, *, ramp_time: bool = False
+        cls,
+        raws: Iterable[Mapping[str, Any]],
+        direct: bool | None = None,
+        *,
+        ramp_time: bool = False,
+        trims_punch_files: bool = False,
     ) -> Issued:
         """Sum raw C results (DESIGN.md section 3): ddir.read/write/trim ios and bytes, ddir.sync ios, plus
         the `ramp` and `drained` I/O the statistics leave out. `ramp_time`: the jobs had one (`ramp` is then
@@ -216,6 +225,7 @@ class Issued:
         return make(
             [t + r + x for t, r, x in zip(tot, ramp, drained, strict=True)],
             direct=direct,
+            trims_punch_files=trims_punch_files,
             ramp=make(ramp) if ramp_time or any(ramp) else None,
             drained=make(drained) if any(drained) else None,
         )
@@ -378,7 +388,8 @@ def lie_report(
             )
         if name != top:
             continue
-        if issued.trim_bytes >= CACHE_MIN_BYTES and o.discard_bytes < CACHE_RATIO * issued.trim_bytes:
+        punched = issued.trims_punch_files and issued.trim_bytes >= CACHE_MIN_BYTES
+        if punched and o.discard_bytes < CACHE_RATIO * issued.trim_bytes:
             dv.verdicts.append("discards dropped")
             report.findings.append(
                 finding(

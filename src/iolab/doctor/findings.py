@@ -60,6 +60,9 @@ CODES: dict[str, CodeInfo] = {
     "IOL-SAFE-005": CodeInfo("cannot open the block device exclusively (O_EXCL) or read it", "error"),
     "IOL-SAFE-006": CodeInfo("write to a regular file that is the backing file of a loop device", "error"),
     "IOL-SAFE-007": CodeInfo("write to an active swap file, or to a file under active swap", "error"),
+    "IOL-SAFE-008": CodeInfo(
+        "write to an NBD export carrying a partition table or file-system signature", "error"
+    ),
 }
 
 

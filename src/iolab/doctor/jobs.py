@@ -14,7 +14,7 @@ from typing import Any
 
 from iolab.doctor.findings import Finding, finding
 from iolab.jobfile import JobDef, Location, parse_cli
-from iolab.plan import JobPlan, PlanError, RunPlan, build_plan, mode_flags
+from iolab.plan import JobPlan, NbdTarget, PlanError, RunPlan, build_plan, storage_flags
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class JobView:
     #: the job's setup lays a file out (creates, extends, pre-fills it); it removes its files (unlink=1)
     lays_out: bool = False
     unlinks: bool = False
+    #: ioengine=nbd: the export (the job has no local files)
+    nbd: NbdTarget | None = None
 
     @property
     def modifies(self) -> bool:
@@ -89,6 +91,7 @@ def views_from_plan(jobs: Sequence[JobPlan], jobdefs: Sequence[JobDef] | None = 
             direct=job.direct,
             lays_out=any(f.extend for f in job.files),
             unlinks=job.unlink,
+            nbd=job.nbd,
             **_located(by_index.get(job.jobdef_index)),
         )
         for job in jobs
@@ -99,7 +102,7 @@ def _unplanned(jd: JobDef) -> JobView:
     """A JobDef the plan rejected: its values and the files it names, no regions."""
     v = jd.values
     # trims count as writes (they destroy data); a mode the plan does not know is taken as writing too
-    reads, writes, random = mode_flags(str(v["rw"])) or (False, True, str(v["rw"]).startswith("rand"))
+    reads, writes, random = storage_flags(v) or (False, True, str(v["rw"]).startswith("rand"))
     files = tuple(FileView(os.path.join(v["directory"] or "", name)) for name in v["filename"])
     return JobView(
         jd.name,

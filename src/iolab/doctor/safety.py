@@ -56,6 +56,7 @@ from typing import Any
 from iolab.doctor import blkid
 from iolab.doctor.findings import Finding, finding, has_errors
 from iolab.doctor.jobs import Jobs, JobView, to_views
+from iolab.doctor.nbd_gate import nbd_write_findings
 from iolab.doctor.stacking import (
     Layer,
     file_identities,
@@ -602,6 +603,8 @@ def allow_destroy_problem(paths: Sequence[str]) -> str | None:
     """What is wrong with an --allow-destroy list (a path that does not exist, or is neither a block device
     nor a regular file), as a one-line message; None when every path can be named."""
     for path in paths:
+        if path.startswith("nbd"):
+            continue  # an NBD export's URI (ioengine=nbd), matched as written
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -764,6 +767,8 @@ class SafetyGate:
                 by_anchor.setdefault(gate.anchors[path], []).extend(jobs)
             for anchor, jobs in by_anchor.items():
                 gate.findings.extend(_check_anchor(gate, anchor, jobs, allow_destroy))
+            written = [(job.name, job.nbd) for job in plan.jobs if job.nbd is not None and job.writes]
+            gate.findings.extend(nbd_write_findings(written, allow_destroy))
         except BaseException:
             gate.close()
             raise
@@ -777,6 +782,8 @@ class SafetyGate:
             out.extend(_check_device(t, allow_destroy))
         for f in written_files(views):
             out.extend(_check_file(f, allow_destroy))
+        exports = [(v.name, v.nbd) for v in views if v.nbd is not None and v.writes]
+        out.extend(nbd_write_findings(exports, allow_destroy))
         return out
 
     @staticmethod

@@ -25,6 +25,7 @@ import mmap
 import os
 import re
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -36,7 +37,8 @@ from iolab import _core, interrupt
 from iolab.analysis.core_result import CoreResult
 from iolab.engine.config import ENGINE_PSYNC, pack_config
 from iolab.engine.steadystate import SteadyState
-from iolab.plan import FilePlan, JobPlan, RunPlan
+from iolab.nbd import client as nbd_client
+from iolab.plan import FilePlan, JobPlan, NbdTarget, RunPlan
 from iolab.plan.anchor import Anchors
 from iolab.plan.layout import LayoutError, layout_file
 
@@ -256,6 +258,10 @@ def run_hook(job: JobPlan, which: str) -> tuple[str | None, str]:
     return None, note
 
 
+def _file_size(fp: FilePlan) -> int:
+    return 0 if fp.is_block or fp.is_char else fp.required_size
+
+
 def prepare_open_file(job: JobPlan, fd: int, fp: FilePlan) -> list[str]:
     """What fio does to a file it has just opened: drop its cached pages (invalidate=1, fio's default:
     posix_fadvise DONTNEED over the job's region of a file, BLKFLSBUF for a block device), then give the
@@ -334,6 +340,34 @@ class _Worker(threading.Thread):
                 return False
         return True
 
+    def _connect_nbd(
+        self, plan: JobPlan, target: NbdTarget, socks: list[socket.socket]
+    ) -> list[tuple[int, int, int, int]] | None:
+        """The job's connections to the export (nbd_conns, at most one per I/O slot) and its one "file":
+        the first connection over the export's region. None (setup_error set) if one cannot be made."""
+        fp = target.file
+        assert fp is not None
+        want = max(1, min(target.conns, int(plan.config["iodepth"])))
+        uri = nbd_client.parse_uri(target.uri)
+        try:
+            for _ in range(want):
+                sock, info = nbd_client.connect(uri)
+                socks.append(sock)
+                if info.size != target.info.size:
+                    self.outcome.setup_error = (
+                        f"uri={target.uri}: the export's size changed from {target.info.size} to {info.size} "
+                        "bytes since the job was planned"
+                    )
+                    self.outcome.setup_errno = errno.ESTALE
+                    return None
+        except nbd_client.NbdError as exc:
+            self.outcome.setup_error = str(exc)
+            self.outcome.setup_errno = errno.ECONNREFUSED
+            return None
+        if fp.region_size <= 0:
+            return []
+        return [(socks[0].fileno(), fp.region_offset, fp.region_size, target.info.size)]
+
     def _unlink(self, path: str) -> None:
         """unlink=1: remove the name only while it still is the file the job used (anchor.py)."""
         try:
@@ -347,6 +381,7 @@ class _Worker(threading.Thread):
         plan = self.outcome.plan
         self.outcome.started_at = time.monotonic()
         fds: list[int] = []
+        socks: list[socket.socket] = []
         try:
             if plan.startdelay_ns and self._delay(plan.startdelay_ns / 1e9):
                 return  # stopped before it started (no postrun: fio kills such a job)
@@ -365,21 +400,27 @@ class _Worker(threading.Thread):
             if problem is not None:
                 self.outcome.setup_error = problem
                 return
-            if not self._open_files(plan, fds):
-                return
-            for fd, fp in zip(fds, plan.files, strict=True):
-                if not fp.is_char:
-                    self.outcome.notes.extend(prepare_open_file(plan, fd, fp))
-            if plan.pre_read:
+            if plan.nbd is not None:
+                # the export, through connections made now (the plan's probe connection is closed)
+                files = self._connect_nbd(plan, plan.nbd, socks)
+                if files is None:
+                    return
+            else:
+                if not self._open_files(plan, fds):
+                    return
                 for fd, fp in zip(fds, plan.files, strict=True):
-                    _pre_read(fd, fp, int(plan.config["max_bs"]))
-            # a regular file's size is the one its setup left (fio's real_file_size): a job does not see
-            # another job growing the file later
-            files = [
-                (fd, fp.region_offset, fp.region_size, 0 if fp.is_block or fp.is_char else fp.required_size)
-                for fd, fp in zip(fds, plan.files, strict=True)
-                if fp.region_size > 0  # fio ignores a file with nothing to do
-            ]
+                    if not fp.is_char:
+                        self.outcome.notes.extend(prepare_open_file(plan, fd, fp))
+                if plan.pre_read:
+                    for fd, fp in zip(fds, plan.files, strict=True):
+                        _pre_read(fd, fp, int(plan.config["max_bs"]))
+                # a regular file's size is the one its setup left (fio's real_file_size): a job does not
+                # see another job growing the file later
+                files = [
+                    (fd, fp.region_offset, fp.region_size, _file_size(fp))
+                    for fd, fp in zip(fds, plan.files, strict=True)
+                    if fp.region_size > 0  # fio ignores a file with nothing to do
+                ]
             idle = plan.create_only or not files
             if not files:
                 # a clone left without files (fio's shared generated names) does no I/O: an idle core job
@@ -391,7 +432,9 @@ class _Worker(threading.Thread):
                 io_size = max(int(config["max_bs"]), int(config["io_size"]))
                 config = dict(config, engine=ENGINE_PSYNC, engine_flags=0, io_size=io_size)
             paths = [fp.path for fp in plan.files if fp.region_size > 0] or [os.devnull]
-            job = _core.Job(pack_config(config), files)
+            if plan.nbd is not None:
+                paths = [plan.nbd.uri]
+            job = _core.Job(pack_config(config), files, [s.fileno() for s in socks[1:]])
             with self._lock:
                 self.job = job
                 # stopped before its I/O loop (exitall, Ctrl-C, create_only): fio reports no latency depth
@@ -402,6 +445,8 @@ class _Worker(threading.Thread):
             self.check_iowq()  # the workers outlive the run until the ring is closed
             raw = job.result()
             error_msg = name_files(raw.error_msg, paths) if raw.error_msg else raw.error_msg
+            if error_msg and plan.nbd is not None and plan.nbd.uri not in error_msg:
+                error_msg = f"{error_msg} (NBD server at uri={plan.nbd.uri})"
             # idle: doing nothing was the plan, not an interruption
             stopped = False if idle and not self._cancel.is_set() else raw.stopped
             # a stop that lands before the first I/O counts as one before the loop: in fio the window
@@ -419,6 +464,13 @@ class _Worker(threading.Thread):
         finally:
             for fd in fds:
                 os.close(fd)
+            clean = self.outcome.raw is not None and not self.outcome.raw.error_msg
+            for sock in socks:
+                # NBD_CMD_DISC only when nothing can be in flight; otherwise just close
+                if clean:
+                    nbd_client.disconnect(sock)
+                else:
+                    sock.close()
             if self.outcome.raw is not None:  # fio runs it once the job has completed
                 problem, note = run_hook(plan, "postrun")
                 if note:

@@ -12,7 +12,7 @@ import re
 import stat
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from iolab.abi import IGNORE_ERROR_MAX, POLL_MODES
@@ -31,9 +31,10 @@ from iolab.plan.files import (
     layout_spec,
     rwmix_seed,
 )
+from iolab.plan.nbd import NBD_MAX_REQUEST, NbdTarget, nbd_targets
 from iolab.plan.verify import VerifyError, verify_config, verify_notes
 
-__all__ = ["FilePlan", "JobPlan", "LayoutSpec", "PlanError", "RunPlan", "build_plan"]
+__all__ = ["FilePlan", "JobPlan", "LayoutSpec", "NbdTarget", "PlanError", "RunPlan", "build_plan"]
 
 #: fio's default seed when randrepeat=1 and no randseed is given (any constant gives repeatable runs).
 DEFAULT_SEED = 0x89
@@ -98,6 +99,8 @@ class JobPlan:
     create_only: bool = False
     #: read the job's regions once before it starts (fio's pre_read; it turns invalidate off)
     pre_read: bool = False
+    #: ioengine=nbd: the export the job runs on (its `files` are then empty: nothing local is opened)
+    nbd: NbdTarget | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,16 @@ def mode_flags(mode: str) -> tuple[bool, bool, bool] | None:
     return None
 
 
+def storage_flags(values: Mapping[str, Any]) -> tuple[bool, bool, bool] | None:
+    """(reads, writes, random) of a job as its storage sees them: mode_flags, except that a verify_only job
+    only reads (it reads back what its writes would have written, and issues none). What opens files for
+    writing, lays them out and passes the safety gate follows these; the C config keeps the mode's."""
+    flags = mode_flags(str(values["rw"]))
+    if flags is None or not values.get("verify_only"):
+        return flags
+    return True, False, flags[2]
+
+
 def _trim_bs(values: Mapping[str, Any]) -> int:
     """The trims' block size: bs's third value (fio: a single bs sets all three)."""
     bs = values.get("bs_trim")
@@ -217,7 +230,9 @@ def _io_min_bs(jd: JobDef) -> tuple[int, int]:
     return min(*bs_min, trim_bs), min(bs_min[d] for d in (0, 1) if (reads, writes)[d])
 
 
-def _setup_files(jobdefs: Sequence[JobDef]) -> dict[tuple[int, int], tuple[list[FilePlan], int, int]]:
+def _setup_files(
+    jobdefs: Sequence[JobDef], exports: Mapping[int, NbdTarget]
+) -> dict[tuple[int, int], tuple[list[FilePlan], int, int]]:
     """Every clone's files and bytes per loop, (jobdef index, clone) -> (files, bytes, fio thread number).
 
     fio names all jobs' files first, then sets the files up job after job in its thread order, the
@@ -230,10 +245,13 @@ def _setup_files(jobdefs: Sequence[JobDef]) -> dict[tuple[int, int], tuple[list[
         for n, clone in enumerate([0, *range(numjobs - 1, 0, -1)]):
             order.append((pos, clone, thread + n))
         thread += numjobs
-    setup = FileSetup()
+    setup = FileSetup(exports={t.uri: t.info.size for t in exports.values()})
     names: dict[tuple[int, int], tuple[list[str], int]] = {}
     for pos, clone, _ in order:
         jd = jobdefs[pos]
+        if pos in exports:
+            names[(pos, clone)] = ([exports[pos].uri], 1)  # the export is the job's one file
+            continue
         try:
             names[(pos, clone)] = clone_file_names(jd.name, jd.values, clone, setup.allocated)
         except PlanError as exc:
@@ -244,7 +262,7 @@ def _setup_files(jobdefs: Sequence[JobDef]) -> dict[tuple[int, int], tuple[list[
     for pos, clone, tn in serial + later:
         jd = jobdefs[pos]
         v = jd.values
-        flags = mode_flags(str(v["rw"]))
+        flags = storage_flags(v)
         if flags is None:
             continue  # refused by build_plan
         reads, writes, _ = _layout_dirs(str(v["rw"]), flags)
@@ -369,7 +387,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         if mode in TRIM_MODES:
             _check_trim_job(jd)
         _check_steadystate(jd)
-    clone_files = _setup_files(jobdefs)
+    exports = nbd_targets(jobdefs, mode_flags)
+    clone_files = _setup_files(jobdefs, exports)
     for pos, jd in enumerate(jobdefs):
         v = jd.values
         if jobs and (v.get("stonewall") or v.get("new_group")):
@@ -406,12 +425,18 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
         bs_min, bs_max, align = _block_sizes(v, "bsrange" in jd.set_at)
         split_n, split_bs, split_perc = _bssplit(v)
         max_bs = max([*bs_max, *split_bs, _trim_bs(v) if trims else 0])
+        if engine == "nbd" and max_bs > NBD_MAX_REQUEST:
+            raise PlanError(
+                f"{_where(jd, 'bs')}: ioengine=nbd: block size {max_bs} is over 32 MiB, the largest request "
+                "an NBD server must accept; use bs=32m or less"
+            )
         numjobs = int(v.get("numjobs") or 1)
         engine_cfg, engine_notes = _engine_config(jd, engine, reads, writes)
         rate_cfg = _rate_config(jd, bs_min, split_n, split_bs)
         failure_cfg = _failure_config(jd)
         cpu_set = _cpu_set(jd)
-        layout = layout_spec(v, *_layout_dirs(mode, flags)[:2])
+        stored = storage_flags(v) or flags
+        layout = layout_spec(v, *_layout_dirs(mode, stored)[:2])
         cpu_policy = str(v.get("cpus_allowed_policy") or "shared")
         bw_ns, iops_ns = _sample_intervals(jd)
         # fio's thread order, which its reports follow: clone 0, then numjobs-1 down to 1
@@ -484,6 +509,11 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
             if engine == "io_uring" and v.get("hipri"):
                 _check_hipri(jd, files)
             wait_for = v.get("wait_for")
+            target = exports.get(pos)
+            if target is not None:
+                # the export: sized and cut like a block device, but nothing local is opened or gated
+                target = replace(target, file=files[0])
+                files = []
             jobs.append(
                 JobPlan(
                     name=jd.name,
@@ -492,8 +522,8 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     groupid=groupid,
                     group_reporting=bool(v.get("group_reporting")),
                     files=tuple(files),
-                    reads=reads,
-                    writes=writes,
+                    reads=stored[0],
+                    writes=stored[1],
                     direct=bool(v.get("direct")),
                     create_on_open=bool(v.get("create_on_open")),
                     unlink=bool(v.get("unlink")),
@@ -513,6 +543,7 @@ def build_plan(jobdefs: Sequence[JobDef]) -> RunPlan:
                     layout=layout,
                     create_only=bool(v.get("create_only")),
                     pre_read=bool(v.get("pre_read")),
+                    nbd=target,
                 )
             )
             worker += 1

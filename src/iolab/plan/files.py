@@ -57,6 +57,8 @@ class LayoutSpec:
     create_fsync: bool = True
     allow_create: bool = True
     zero: bool = False
+    #: verify_only: the job reads back what is there; a file missing or too short is an error, not laid out
+    never: bool = False
 
 
 @dataclass(frozen=True)
@@ -219,8 +221,12 @@ class FileSetup:
     sizes: dict[str, int | None] = field(default_factory=dict)
     #: generated names taken by jobs with numjobs > 1 (fio's clone sibling check)
     allocated: set[str] = field(default_factory=set)
+    #: NBD exports (ioengine=nbd) by URI -> their size: sized like a block device, never stat()ed
+    exports: dict[str, int] = field(default_factory=dict)
 
     def _stat(self, path: str) -> tuple[str, int | None]:
+        if path in self.exports:
+            return "block", self.exports[path]
         key = os.path.realpath(path)
         if key in self.sizes:
             return "file", self.sizes[key]
@@ -376,6 +382,12 @@ class FileSetup:
         if kind == "char":
             return FilePlan(path, False, 0, offset, region, is_char=True)
         end = offset + io
+        if end > real and layout.never:
+            held = f"holds {real} bytes" if os.path.exists(path) else "does not exist"
+            raise PlanError(
+                f"job '{job}': verify_only reads back [{offset}, {end}) of {path}, which {held}; verify_only"
+                " never creates or extends a file: run the job without verify_only first"
+            )
         if end <= real or v.get("create_on_open"):
             # create_on_open: the job's open creates the file, empty; nothing is laid out
             return FilePlan(path, False, max(end, real), offset, region)
@@ -405,4 +417,5 @@ def layout_spec(values: Mapping[str, Any], reads: bool, writes: bool) -> LayoutS
         create_fsync=bool(values.get("create_fsync", True)),
         allow_create=bool(values.get("allow_file_create", True)),
         zero=bool(values.get("zero_buffers")),
+        never=bool(values.get("verify_only")),
     )

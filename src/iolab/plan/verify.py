@@ -195,6 +195,8 @@ def verify_config(
             raise VerifyError(f"verify_pattern={pattern_text}: {exc}") from None
     if kind == "0":
         if not pattern:
+            if v.get("verify_only"):  # fio reads nothing back then, and writes nothing either
+                raise VerifyError("verify_only=1 checks nothing without verify=: give the type written with")
             return cfg
         vtype = PATTERN_WITH_HEADER  # fio: verify_pattern alone turns verification on, with a header
     elif kind in VERIFY_TYPES:
