@@ -578,3 +578,14 @@ def test_reads_of_an_empty_create_on_open_file(tmp_path: Path, engine: str) -> N
     )
     assert_same(fio, iolab, jobs=False)
     assert iolab.jobs() == fio.jobs()
+
+
+@pytest.mark.parametrize("rw", ["read", "write"])
+def test_create_only_with_create_on_open_creates_nothing(tmp_path: Path, rw: str) -> None:
+    # create_only does no I/O, so fio never opens the files, and those left to the open never appear
+    args = ("--create_only=1", f"--rw={rw}", "--size=8k")
+    fio, iolab = run_both(
+        tmp_path, "--name=a", "--filename=f", "--create_on_open=1", *args, "--name=b", "--filename=g", *args
+    )
+    assert_same(fio, iolab)
+    assert sorted(_files(iolab.root)) == ["g"]

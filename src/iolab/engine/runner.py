@@ -405,6 +405,9 @@ class _Worker(threading.Thread):
                 files = self._connect_nbd(plan, plan.nbd, socks)
                 if files is None:
                     return
+            elif plan.create_only and plan.create_on_open:
+                # fio: a create_only job never opens its files, so those created on open never appear
+                files = []
             else:
                 if not self._open_files(plan, fds):
                     return
