@@ -382,7 +382,7 @@ def test_refused_runs_leave_output_byte_identical(tmp_path: Path) -> None:
         ["--name=x", f"--filename={tmp_path / 'f'}", "--size=1m", "--rw=bogus"],  # bad option value
         ["--strict", "--name=x", f"--filename={tmp_path / 'f'}", "--size=1m", "--rw=read"],  # doctor refusal
         # an engine iolab does not implement
-        ["--name=x", f"--filename={tmp_path / 'f'}", "--size=1m", "--rw=read", "--ioengine=mmap"],
+        ["--name=x", f"--filename={tmp_path / 'f'}", "--size=1m", "--rw=read", "--ioengine=dev-dax"],
     ]  # fmt: skip
     for args in refusals:
         command = [*IOLAB, "run", *args, "--output-format=json", f"--output={result}"]
