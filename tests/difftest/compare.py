@@ -131,8 +131,11 @@ def compare_jobs(case: Case, fj: dict[str, Any], lj: dict[str, Any], res: Result
             res.findings.append(Finding("io.total_bytes", ftotal, ltotal, f"job {name}"))
         fios, lios = sum(v[1] for v in fc.values()), sum(v[1] for v in lc.values())
         if info.varied_bs:
-            res.skipped_compares.append(f"total_ios of {name}: random block sizes, compared within 20%")
-            if abs(fios - lios) > 0.2 * max(fios, lios) + 3:
+            # two independent draws of the sizes: with bssplit's few large blocks (JESD219: 3% of 64k in 4
+            # jobs of 1 MiB) the counts of two runs differ by over 20% about once in 100 runs, by 30%
+            # about once in 10000 (simulated)
+            res.skipped_compares.append(f"total_ios of {name}: random block sizes, compared within 30%")
+            if abs(fios - lios) > 0.3 * max(fios, lios) + 3:
                 res.findings.append(Finding("io.total_ios", fios, lios, f"job {name} (random block sizes)"))
         elif fios != lios:
             res.findings.append(Finding("io.total_ios", fios, lios, f"job {name}"))
