@@ -108,6 +108,7 @@ DESIGN_FIELDS = [
     ("verify_fmt_n", "uint32_t", 1),
     ("verify_fmt_off", "uint32_t", 4),
     ("verify_pattern", "uint64_t", 64),
+    ("rwmix_seed", "uint32_t", 1),
 ]
 
 

@@ -30,7 +30,7 @@ import pytest
 from iolab import _core
 from iolab.engine.config import pack_config
 from iolab.jobfile import parse_cli
-from iolab.nbd import client
+from iolab.nbdwire import client
 from iolab.plan import build_plan
 from nbd_helpers import clean_env, need_tool, proc, serve_cli
 
@@ -520,7 +520,7 @@ def test_an_io_error_of_the_server_fails_the_job_at_its_offset_as_in_fio() -> No
 
 class _OldServer:
     """A minimal fixed-newstyle server without NBD_OPT_GO (it answers NBD_REP_ERR_UNSUP), or one speaking
-    the oldstyle handshake: what iolab.nbd.client must fall back from, or refuse."""
+    the oldstyle handshake: what iolab.nbdwire.client must fall back from, or refuse."""
 
     def __init__(self, path: Path, oldstyle: bool = False) -> None:
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

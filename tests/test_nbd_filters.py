@@ -138,7 +138,7 @@ def test_checked_entry_point_runs_before_filters(tmp_path: Path) -> None:
 
 
 def test_nbderror_maps_to_wire_errno() -> None:
-    from iolab.nbd import proto
+    from iolab.nbdwire import proto
 
     assert proto.wire_errno(NBDError(122).errno) == proto.ENOSPC  # EDQUOT
     assert proto.wire_errno(2) == proto.EIO

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from iolab.nbd import filters, proto
+from iolab.nbd import filters
 from iolab.nbd.blkdebug import Blkdebug
 from iolab.nbd.commands import COMMANDS
 from iolab.nbd.layers import OPS, FileBackend, Filter
+from iolab.nbdwire import proto
 from nbd_helpers import make_image
 
 MiB = 1 << 20

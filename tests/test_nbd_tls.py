@@ -30,9 +30,10 @@ from typing import Any
 
 import pytest
 
-from iolab.nbd import proto, serve
+from iolab.nbd import serve
 from iolab.nbd import server as server_module
 from iolab.nbd.tls import make_config
+from iolab.nbdwire import proto
 from nbd_helpers import DEBIAN_PYTHON, TIMEOUT, clean_env, ctl, make_image, need, need_tool, run, serve_cli
 
 MiB = 1 << 20

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from iolab.engine.steadystate import SteadyState, parse_limit
+from iolab.plan.steadystate import SteadyState, parse_limit
 
 
 def iolab_run(*args: str) -> subprocess.CompletedProcess[str]:

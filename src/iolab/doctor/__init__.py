@@ -50,10 +50,10 @@ from iolab.doctor.safety import (
     RunGate,
     SafetyError,
     SafetyGate,
-    Signature,
     check_fd,
     read_signatures,
 )
+from iolab.doctor.signatures import Signature
 from iolab.doctor.target import BlockDevice, Mount, TargetInfo, inspect_target
 
 __all__ = [

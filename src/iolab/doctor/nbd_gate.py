@@ -3,7 +3,7 @@
 Nothing local is opened, so the local checks (mounts, holders, swap, loop backing files) cannot see what
 the server exports. What the gate can see is the export's content: before a job writes to a writable
 export, its first 68 KiB and last 128 KiB are read over NBD and probed with the gate's signature table
-(safety.signatures_in, the same table as the block-device fallback prober). A partition table or a
+(signatures.signatures_in, the same table as the block-device fallback prober). A partition table or a
 file-system signature refuses the run (IOL-SAFE-008) unless `--allow-destroy=URI` names exactly that
 URI; an export that carries none is written like a block device without signatures. A read-only export
 never gets here: the plan refuses writes to it (iolab/plan/nbd.py).
@@ -12,18 +12,17 @@ never gets here: the plan refuses writes to it (iolab/plan/nbd.py).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from iolab.doctor.findings import Finding, finding
+from iolab.doctor.signatures import HEAD_BYTES, Signature, signatures_in
 from iolab.plan import NbdTarget
 
 #: the tail the signature table looks at
 _TAIL_BYTES = 128 * 1024
 
 
-def _probe(target: NbdTarget) -> list[Any]:
-    from iolab.doctor.safety import HEAD_BYTES, signatures_in
-    from iolab.nbd import client
+def _probe(target: NbdTarget) -> list[Signature]:
+    from iolab.nbdwire import client
 
     size = target.info.size
     sock, _ = client.connect(client.parse_uri(target.uri))
@@ -34,14 +33,14 @@ def _probe(target: NbdTarget) -> list[Any]:
         tail = client.read_range(sock, size - tail_len, tail_len)
     finally:
         client.disconnect(sock)
-    return list(signatures_in(head, tail, size))
+    return signatures_in(head, tail, size)
 
 
 def nbd_write_findings(
     written: Iterable[tuple[str, NbdTarget]], allow_destroy: Sequence[str]
 ) -> list[Finding]:
     """IOL-SAFE-008 for every written export (job name, target) that carries a signature."""
-    from iolab.nbd.client import NbdError
+    from iolab.nbdwire.client import NbdError
 
     by_uri: dict[str, tuple[NbdTarget, list[str]]] = {}
     for job, target in written:

@@ -36,11 +36,11 @@ from typing import Any
 from iolab import _core, interrupt
 from iolab.analysis.core_result import CoreResult
 from iolab.engine.config import ENGINE_PSYNC, pack_config
-from iolab.engine.steadystate import SteadyState
-from iolab.nbd import client as nbd_client
+from iolab.nbdwire import client as nbd_client
 from iolab.plan import FilePlan, JobPlan, NbdTarget, RunPlan
 from iolab.plan.anchor import Anchors
 from iolab.plan.layout import LayoutError, layout_file
+from iolab.plan.steadystate import SteadyState
 
 
 @dataclass

@@ -9,8 +9,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab.nbd import proto
 from iolab.nbd.layers import Buffer, Layer
+from iolab.nbdwire import proto
 
 # starts a request: (top layer, flags, offset, length, write payload) -> the operation's coroutine
 Starter = Callable[[Layer, int, int, int, "Buffer | None"], Coroutine[Any, Any, Any]]

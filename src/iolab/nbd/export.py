@@ -6,9 +6,9 @@ import errno
 from dataclasses import dataclass, field
 from typing import Any
 
-from iolab.nbd import proto
 from iolab.nbd.commands import COMMANDS, Command
 from iolab.nbd.layers import Layer
+from iolab.nbdwire import proto
 
 MAX_PAYLOAD = 1 << 25  # 32 MiB: the size every client may send without being deemed hostile (proto.md)
 PREFERRED_BLOCK = 4096

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from iolab.nbd.layers import Buffer, Filter, Layer, NBDError
+from iolab.nbd.layers import Buffer, Filter, FilterSpecError, Layer, NBDError
 
 if TYPE_CHECKING:
     from iolab.nbd.blkdebug import BlkdebugState
@@ -32,7 +32,7 @@ _SWITCH.update({"off": False, "no": False, "false": False, "0": False})
 
 
 class FaultSpecError(ValueError):
-    """A bad setting of a fault filter (filters.FilterSpecError derives from ValueError as well)."""
+    """A bad setting of a fault filter (layers.FilterSpecError derives from ValueError as well)."""
 
 
 def parse_size(text: str, what: str, *, signed: bool = False) -> int:
@@ -139,8 +139,6 @@ class StorageFault(Filter):
             f._configure_rule(params)
             f.configure(params)
         except FaultSpecError as exc:
-            from iolab.nbd.filters import FilterSpecError
-
             raise FilterSpecError(f"filter {cls.name}: {exc}") from None
         return f
 
@@ -414,7 +412,6 @@ def find_faults(top: Layer) -> list[StorageFault]:
 def attach(top: Layer, dbg: BlkdebugState | None) -> None:
     """Give the stack's new fault filters the export's blkdebug state and ids unique in the export
     (a second lost-write is lost-write#2 unless it names itself); filters already attached keep theirs."""
-    from iolab.nbd.filters import FilterSpecError
 
     stack = find_faults(top)
     taken = {f.fault_id for f in stack if f.attached}

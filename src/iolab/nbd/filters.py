@@ -18,13 +18,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import IO, Any, TypeVar
 
 from iolab.nbd import blkdebug, faults
-from iolab.nbd.layers import OPS, Buffer, Extents, Filter, Layer, NBDError
+from iolab.nbd.layers import OPS, Buffer, Extents, Filter, FilterSpecError, Layer, NBDError
 
 T = TypeVar("T")
-
-
-class FilterSpecError(ValueError):
-    pass
 
 
 def parse_duration(text: str) -> float:

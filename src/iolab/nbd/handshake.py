@@ -10,10 +10,11 @@ import logging
 import struct
 from collections.abc import Awaitable, Callable
 
-from iolab.nbd import proto, replies
+from iolab.nbd import replies
 from iolab.nbd.export import Export
 from iolab.nbd.flow import Abort, ConnectionBase
 from iolab.nbd.limits import MAX_OPTION_LENGTH
+from iolab.nbdwire import proto
 
 log = logging.getLogger("iolab.nbd")
 

@@ -16,13 +16,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
-from iolab.nbd import proto
+from iolab.nbdwire import proto
 
 # The operations every layer implements; per-operation settings of filters are keyed by these names.
 OPS: tuple[str, ...] = ("read", "write", "flush", "trim", "zero", "cache", "extents")
 
 Extents = list[tuple[int, int]]  # (length, base:allocation flags)
 Buffer = bytes | bytearray | memoryview
+
+
+class FilterSpecError(ValueError):
+    """A filter spec (`--filter NAME:key=value,...`) that cannot be built: the message says why."""
 
 
 class NBDError(Exception):

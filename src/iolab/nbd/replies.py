@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 
-from iolab.nbd import proto
+from iolab.nbdwire import proto
 
 META_CONTEXT_ID = 1  # the id of base:allocation, the one metadata context we serve
 

@@ -16,7 +16,7 @@ import socket
 import time
 from typing import Any
 
-from iolab.nbd import proto, replies
+from iolab.nbd import replies
 from iolab.nbd.addresses import (
     DEFAULT_SOCKET_MODE,
     Address,
@@ -30,6 +30,7 @@ from iolab.nbd.handshake import Handshake
 from iolab.nbd.limits import MAX_HANDSHAKE_BUFFER, Limits, PayloadBudget
 from iolab.nbd.tls import HANDSHAKE_TIMEOUT, TLSConfig
 from iolab.nbd.transmission import Transmission
+from iolab.nbdwire import proto
 
 __all__ = ["HANDSHAKE_TIMEOUT", "Connection", "Limits", "Server"]
 

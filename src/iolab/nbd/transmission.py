@@ -14,11 +14,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from iolab.nbd import proto, replies
+from iolab.nbd import replies
 from iolab.nbd.commands import COMMANDS, REPLY_DATA, REPLY_EXTENTS, Command
 from iolab.nbd.flow import ConnectionBase
 from iolab.nbd.layers import NBDError
 from iolab.nbd.limits import HANDOFF_PAYLOAD
+from iolab.nbdwire import proto
 
 log = logging.getLogger("iolab.nbd")
 

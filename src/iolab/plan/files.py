@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iolab.ioengines import spec_of
+from iolab.jobfile import JobDef
 
 M32 = 0xFFFFFFFF
 M64 = (1 << 64) - 1
@@ -43,6 +44,12 @@ _FIO_RANDSEED = 0xB1899BED
 
 class PlanError(Exception):
     """A job that parses but cannot be run as written (bad geometry, missing size, read-only...)."""
+
+
+def where(job: JobDef, option: str) -> str:
+    """FILE:LINE where the job set `option` (where the job starts when it did not): a PlanError's prefix."""
+    loc = job.set_at.get(option) or job.source
+    return f"{loc.file}:{loc.line}"
 
 
 @dataclass(frozen=True)

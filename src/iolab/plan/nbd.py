@@ -2,7 +2,7 @@
 
 fio's nbd engine connects once while it sets the job up, takes the export's size as the size of the job's
 one file, and disconnects; the job's own connection is made when it starts. iolab does the same here
-(iolab/nbd/client.py) and refuses, before anything runs, what the export cannot do: writes to a read-only
+(iolab/nbdwire/client.py) and refuses, before anything runs, what the export cannot do: writes to a read-only
 export, fsync/fdatasync (NBD_CMD_FLUSH) to one without flush, several connections to one without
 multi-conn. The export is sized and cut like a block device (the region must lie inside it).
 """
@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from iolab.jobfile import JobDef
 from iolab.plan.files import FilePlan, PlanError
+from iolab.plan.files import where as _where
 
 if TYPE_CHECKING:
-    from iolab.nbd.client import ExportInfo
+    from iolab.nbdwire.client import ExportInfo
 
 #: the largest request every NBD server must accept (the protocol's 32 MiB)
 NBD_MAX_REQUEST = 32 << 20
@@ -35,16 +36,11 @@ class NbdTarget:
     file: FilePlan | None = None
 
 
-def _where(jd: JobDef, option: str) -> str:
-    loc = jd.set_at.get(option) or jd.source
-    return f"{loc.file}:{loc.line}"
-
-
 def nbd_targets(
     jobdefs: Sequence[JobDef], mode_flags: Callable[[str], tuple[bool, bool, bool] | None]
 ) -> dict[int, NbdTarget]:
     """The export of every ioengine=nbd job (by position in jobdefs). Raises PlanError."""
-    from iolab.nbd.client import NbdError, probe
+    from iolab.nbdwire.client import NbdError, probe
 
     seen: dict[str, ExportInfo] = {}
     out: dict[int, NbdTarget] = {}

@@ -17,7 +17,7 @@ import struct
 import urllib.parse
 from dataclasses import dataclass
 
-from iolab.nbd import proto
+from iolab.nbdwire import proto
 
 DEFAULT_PORT = 10809
 #: oldstyle servers send this instead of IHAVEOPT
