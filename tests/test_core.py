@@ -118,6 +118,7 @@ DEFAULTS: dict[str, int | list[int]] = {
     "verify_fmt_n": 0,
     "verify_fmt_off": [],
     "verify_pattern": [],
+    "rwmix_seed": 0,
 }
 
 
