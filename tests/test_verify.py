@@ -20,6 +20,7 @@ import pytest
 
 from conftest import need
 from iolab.plan.verify import VerifyError, parse_verify_pattern
+from nbd_helpers import clean_env
 from test_safety_corpus import hot_zram
 
 IOLAB = [sys.executable, "-m", "iolab"]
@@ -52,6 +53,7 @@ def corrupt(target: Path | str, offset: int, data: bytes = b"XXXX") -> None:
         ["dd", f"of={target}", "bs=1", f"seek={offset}", "conv=notrunc,fsync", "status=none"],
         input=data,
         check=True,
+        env=clean_env(),  # dd is not iolab: without the sanitizer preload of `make test-sanitize`
     )
 
 
