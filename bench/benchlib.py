@@ -10,6 +10,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 ZRAM_CONTROL = Path("/sys/class/zram-control")
 
@@ -49,3 +50,17 @@ def zram_remove(dev: str, num: int | None) -> None:
             time.sleep(0.02)
     if num is not None:
         (ZRAM_CONTROL / "hot_remove").write_text(str(num))
+
+
+def job_summary(report: dict[str, Any]) -> dict[str, float]:
+    """IOPS, clat p50/p99 (us) and CPU (%) of the first job of a fio-format JSON report (fio's or
+    iolab's): the figures the side-by-side benches compare; the direction is the one that moved bytes."""
+    job = report["jobs"][0]
+    rd = job["read"] if job["read"]["io_bytes"] else job["write"]
+    pct = rd["clat_ns"].get("percentile", {})
+    return {
+        "iops": float(rd["iops"]),
+        "p50_us": float(pct.get("50.000000", 0)) / 1000,
+        "p99_us": float(pct.get("99.000000", 0)) / 1000,
+        "cpu": float(job["usr_cpu"]) + float(job["sys_cpu"]),
+    }

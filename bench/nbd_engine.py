@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchlib import job_summary
+
 WORKLOADS = [("randread", 1), ("randread", 16), ("randwrite", 1), ("randwrite", 16)]
 
 
@@ -59,17 +61,9 @@ def run_tool(cmd: list[str]) -> dict[str, float]:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
     # fio's nbd engine prints "fio: connected to NBD server" on stdout before the report
     data = json.loads(proc.stdout[proc.stdout.index("{") :])
-    job = data["jobs"][0]
-    if job["error"]:
-        raise SystemExit(f"job error {job['error']}: {' '.join(cmd)}")
-    rd = job["read"] if job["read"]["io_bytes"] else job["write"]
-    pct = rd["clat_ns"].get("percentile", {})
-    return {
-        "iops": float(rd["iops"]),
-        "p50_us": float(pct.get("50.000000", 0)) / 1000,
-        "p99_us": float(pct.get("99.000000", 0)) / 1000,
-        "cpu": float(job["usr_cpu"]) + float(job["sys_cpu"]),
-    }
+    if data["jobs"][0]["error"]:
+        raise SystemExit(f"job error {data['jobs'][0]['error']}: {' '.join(cmd)}")
+    return job_summary(data)
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import zram_add, zram_remove
+from benchlib import job_summary, zram_add, zram_remove
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,7 @@ def run_tool(cmd: list[str]) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
     data = json.loads(proc.stdout)
-    job = data["jobs"][0]
-    rd = job["read"] if job["read"]["io_bytes"] else job["write"]
-    pct = rd["clat_ns"].get("percentile", {})
-    return {
-        "iops": float(rd["iops"]),
-        "p50_us": float(pct.get("50.000000", 0)) / 1000,
-        "p99_us": float(pct.get("99.000000", 0)) / 1000,
-        "cpu": float(job["usr_cpu"]) + float(job["sys_cpu"]),
-    }
+    return job_summary(data)
 
 
 def main() -> int:
